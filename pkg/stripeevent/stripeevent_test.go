@@ -1,0 +1,222 @@
+package stripeevent_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+)
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", name))
+	require.NoError(t, err)
+	return b
+}
+
+// wrap turns checkout.session.completed.data.json ({"object": ...}) into a full event envelope.
+func wrap(t *testing.T, id, typ string, created int64, data []byte) []byte {
+	t.Helper()
+	var d map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(data, &d))
+	b, err := json.Marshal(map[string]any{
+		"id": id, "object": "event", "type": typ, "created": created, "livemode": false,
+		"api_version": "2024-06-20", "data": d,
+	})
+	require.NoError(t, err)
+	return b
+}
+
+func TestParseFixtures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, file   string
+		raw          []byte
+		wantID       string
+		wantType     string
+		wantCreated  int64
+		wantCustomer string
+		wantVersion  string
+		wantPrevious bool
+	}{
+		{name: "subscription created", file: "customer.subscription.created.json",
+			wantID: "evt_1J02NfJDPojXS6LNawmt1X8q", wantType: "customer.subscription.created",
+			wantCreated: 1623148918, wantCustomer: "cus_IhGfebO16cMIGN", wantVersion: "2020-03-02"},
+		{name: "subscription updated with previous attributes", file: "customer.subscription.updated.json",
+			wantID: "evt_1IlavxJDPojXS6LNGNOrPWFQ", wantType: "customer.subscription.updated",
+			wantCreated: 1619706820, wantCustomer: "cus_IhGfebO16cMIGN", wantVersion: "2020-03-02", wantPrevious: true},
+		{name: "subscription deleted", file: "customer.subscription.deleted.json",
+			wantType: "customer.subscription.deleted", wantCreated: 1623149102, wantCustomer: "cus_IhGfebO16cMIGN", wantVersion: "2020-03-02"},
+		{name: "invoice paid", file: "invoice.paid.json",
+			wantType: "invoice.paid", wantCreated: 1642649111, wantCustomer: "cus_JsuO3bmrj0QlAw", wantVersion: "2020-03-02"},
+		{name: "entitlement summary", file: "entitlements.active_entitlement_summary.updated.json",
+			wantType: "entitlements.active_entitlement_summary.updated", wantCreated: 1753795761,
+			wantCustomer: "cus_Sll319ReSxCmEi", wantVersion: "2020-03-02", wantPrevious: true},
+		{name: "checkout session wrapped", file: "checkout.session.completed.data.json",
+			wantID: "evt_checkout", wantType: "checkout.session.completed", wantCreated: 1700000000,
+			wantCustomer: "cus_M5wW9RPFk9xNZ5", wantVersion: "2024-06-20"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			raw := fixture(t, tt.file)
+			if tt.file == "checkout.session.completed.data.json" {
+				raw = wrap(t, "evt_checkout", "checkout.session.completed", 1700000000, raw)
+			}
+			ev, err := stripeevent.Parse(raw)
+			require.NoError(t, err)
+			if tt.wantID != "" {
+				require.Equal(t, tt.wantID, ev.ID)
+			}
+			require.Equal(t, tt.wantType, ev.Type)
+			require.Equal(t, tt.wantCreated, ev.Created)
+			require.Equal(t, tt.wantCustomer, ev.CustomerID)
+			require.Equal(t, tt.wantVersion, ev.APIVersion)
+			require.Equal(t, tt.wantPrevious, ev.PreviousAttributes != nil)
+			require.Equal(t, raw, ev.Raw)
+			require.NotEmpty(t, ev.Object)
+		})
+	}
+}
+
+func TestParseCustomerOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, raw, want string
+	}{
+		{"customer object is its own", `{"id":"evt_1","type":"customer.created","created":1,"data":{"object":{"id":"cus_1","object":"customer"}}}`, "cus_1"},
+		{"customer.deleted", `{"id":"evt_1","type":"customer.deleted","created":1,"data":{"object":{"id":"cus_9","object":"customer","deleted":true}}}`, "cus_9"},
+		{"expanded customer", `{"id":"evt_1","type":"invoice.paid","created":1,"data":{"object":{"id":"in_1","object":"invoice","customer":{"id":"cus_2","object":"customer"}}}}`, "cus_2"},
+		{"payment intent", `{"id":"evt_1","type":"payment_intent.succeeded","created":1,"data":{"object":{"id":"pi_1","object":"payment_intent","customer":"cus_3"}}}`, "cus_3"},
+		{"charge without customer", `{"id":"evt_1","type":"charge.succeeded","created":1,"data":{"object":{"id":"ch_1","object":"charge","customer":null}}}`, ""},
+		{"catalog event", `{"id":"evt_1","type":"product.updated","created":1,"data":{"object":{"id":"prod_1","object":"product","name":"Pro"}}}`, ""},
+		{"customer.subscription is not a customer", `{"id":"evt_1","type":"customer.subscription.paused","created":1,"data":{"object":{"id":"sub_1","object":"subscription","customer":"cus_4"}}}`, "cus_4"},
+		{"2025 basil connect event", `{"id":"evt_1","object":"event","api_version":"2025-03-31.basil","account":"acct_1","type":"customer.subscription.updated","created":1743465600,"livemode":true,"data":{"object":{"id":"sub_1","object":"subscription","customer":"cus_5","items":{"data":[{"current_period_end":1746057600}]}}}}`, "cus_5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ev, err := stripeevent.Parse([]byte(tt.raw))
+			require.NoError(t, err)
+			require.Equal(t, tt.want, ev.CustomerID)
+		})
+	}
+}
+
+func TestParseEnvelopeFields(t *testing.T) {
+	t.Parallel()
+	ev, err := stripeevent.Parse([]byte(`{"id":"evt_1","object":"event","api_version":"2025-03-31.basil","account":"acct_1","type":"customer.created","created":1743465600,"livemode":true,"data":{"object":{"id":"cus_1","object":"customer"}}}`))
+	require.NoError(t, err)
+	require.Equal(t, "acct_1", ev.Account)
+	require.True(t, ev.Livemode)
+	require.Equal(t, "2025-03-31.basil", ev.APIVersion)
+	require.Nil(t, ev.PreviousAttributes)
+}
+
+func TestParseRejects(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, raw string }{
+		{"not json", `nope`},
+		{"array", `[1,2]`},
+		{"no id", `{"type":"customer.created","created":1,"data":{"object":{}}}`},
+		{"no type", `{"id":"evt_1","created":1,"data":{"object":{}}}`},
+		{"no created", `{"id":"evt_1","type":"customer.created","data":{"object":{}}}`},
+		{"created as string", `{"id":"evt_1","type":"customer.created","created":"1","data":{"object":{}}}`},
+		{"no data", `{"id":"evt_1","type":"customer.created","created":1}`},
+		{"object not an object", `{"id":"evt_1","type":"customer.created","created":1,"data":{"object":"x"}}`},
+		{"customer neither id nor object", `{"id":"evt_1","type":"invoice.paid","created":1,"data":{"object":{"customer":12}}}`},
+		{"id not a string", `{"id":5,"type":"customer.created","created":1,"data":{"object":{}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := stripeevent.Parse([]byte(tt.raw))
+			require.ErrorIs(t, err, stripeevent.ErrInvalid)
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"customer.subscription.created.json", "invoice.paid.json", "entitlements.active_entitlement_summary.updated.json"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":{"id":"cus_1"}}}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ev, err := stripeevent.Parse(raw)
+		if err != nil {
+			require.ErrorIs(t, err, stripeevent.ErrInvalid)
+			return
+		}
+		require.NotEmpty(t, ev.ID)
+		require.NotEmpty(t, ev.Type)
+		require.Positive(t, ev.Created)
+		// The fast reader agrees with encoding/json on what it read.
+		var env struct {
+			ID      string `json:"id"`
+			Type    string `json:"type"`
+			Created int64  `json:"created"`
+			Data    struct {
+				Object json.RawMessage `json:"object"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(raw, &env) == nil && caseExactKeys(raw) {
+			require.Equal(t, env.ID, ev.ID)
+			require.Equal(t, env.Type, ev.Type)
+			require.Equal(t, env.Created, ev.Created)
+		}
+	})
+}
+
+// caseExactKeys reports whether every key of the top-level object is spelled in lower case:
+// encoding/json also matches "ID" to id, which Stripe never sends.
+func caseExactKeys(raw []byte) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return false
+	}
+	for k := range m {
+		if k != strings.ToLower(k) {
+			return false
+		}
+	}
+	return true
+}
+
+func BenchmarkParse(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", "customer.subscription.created.json"))
+	require.NoError(b, err)
+	for _, bc := range []struct {
+		name  string
+		parse func([]byte) (stripeevent.Event, error)
+	}{{"validate", stripeevent.Parse}, {"stored", stripeevent.ParseValid}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if _, err := bc.parse(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseValidAgreesWithParse(t *testing.T) {
+	t.Parallel()
+	raw := fixture(t, "customer.subscription.updated.json")
+	a, err := stripeevent.Parse(raw)
+	require.NoError(t, err)
+	b, err := stripeevent.ParseValid(raw)
+	require.NoError(t, err)
+	require.Equal(t, a, b)
+	_, err = stripeevent.ParseValid([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"id":"cus`))
+	require.ErrorIs(t, err, stripeevent.ErrInvalid)
+}
