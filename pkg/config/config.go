@@ -1,0 +1,260 @@
+// Package config loads the typed configuration of Tollgate's three programs from environment
+// variables. Every default lives here (and in the README's configuration table); every error
+// names the variable at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the contract's variables.
+const (
+	DefaultNATSURL           = "nats://127.0.0.1:4222"
+	DefaultDatabaseURL       = "postgres://postgres@127.0.0.1:5432/tollgate?sslmode=disable"
+	DefaultListenerAddr      = ":8080"
+	DefaultQueryAPIAddr      = ":8081"
+	DefaultProcessorAddr     = ":8082"
+	DefaultWebhookTolerance  = 5 * time.Minute
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultPublishTimeout    = 5 * time.Second
+	DefaultUserIDMetadataKey = "user_id"
+	// MaxBackfillTypes is the most event types one /v1/events request may filter on (Stripe's
+	// limit on types[]).
+	MaxBackfillTypes = 20
+)
+
+// Listener is the configuration of the listener.
+type Listener struct {
+	HTTPAddr         string
+	NATSURL          string
+	WebhookSecrets   []string
+	WebhookTolerance time.Duration
+	MaxBodyBytes     int64
+	// PublishTimeout bounds the wait for JetStream's acknowledgment before answering 503.
+	PublishTimeout time.Duration
+	Stripe         StripeAPI
+	// BackfillInterval runs a backfill on a timer when positive.
+	BackfillInterval time.Duration
+	// BackfillTypes limits the scheduled backfill to these event types (at most
+	// MaxBackfillTypes, Stripe's limit); empty means every type.
+	BackfillTypes []string
+}
+
+// StripeAPI is how backfill and reconcile reach Stripe's API.
+type StripeAPI struct {
+	Key  string
+	Base string // "" means Stripe's own
+}
+
+// Processor is the configuration of the processor.
+type Processor struct {
+	HTTPAddr          string
+	NATSURL           string
+	DatabaseURL       string
+	UserIDMetadataKey string
+	PastDueGrants     bool
+	PlansFile         string // "" when unset
+}
+
+// QueryAPI is the configuration of the query API.
+type QueryAPI struct {
+	HTTPAddr    string
+	DatabaseURL string
+	Tokens      []string
+}
+
+// LoadListener reads the listener's variables. STRIPE_WEBHOOK_SECRETS is required.
+func LoadListener(getenv func(string) string) (Listener, error) {
+	e := env{getenv: getenv}
+	c := Listener{
+		HTTPAddr:         e.str("HTTP_ADDR", DefaultListenerAddr),
+		NATSURL:          e.natsURL(),
+		WebhookSecrets:   e.list("STRIPE_WEBHOOK_SECRETS"),
+		WebhookTolerance: e.duration("STRIPE_WEBHOOK_TOLERANCE", DefaultWebhookTolerance),
+		MaxBodyBytes:     e.positiveInt("MAX_BODY_BYTES", DefaultMaxBodyBytes),
+		PublishTimeout:   e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
+		Stripe:           e.stripeAPI(),
+		BackfillInterval: e.duration("BACKFILL_INTERVAL", 0),
+		BackfillTypes:    e.list("BACKFILL_TYPES"),
+	}
+	if len(c.WebhookSecrets) == 0 {
+		e.fail("STRIPE_WEBHOOK_SECRETS", "is required: the comma-separated whsec_… signing secrets of your Stripe endpoint")
+	}
+	if c.WebhookTolerance == 0 {
+		e.fail("STRIPE_WEBHOOK_TOLERANCE", "must be positive, such as 5m (0 would refuse every webhook)")
+	}
+	if c.PublishTimeout == 0 {
+		e.fail("PUBLISH_TIMEOUT", "must be positive, such as 5s (0 would answer 503 to every webhook)")
+	}
+	for _, s := range c.WebhookSecrets {
+		if !strings.HasPrefix(s, "whsec_") {
+			e.fail("STRIPE_WEBHOOK_SECRETS", "every secret must start with whsec_ (Stripe's endpoint signing secret)")
+			break
+		}
+	}
+	if c.BackfillInterval > 0 && c.Stripe.Key == "" {
+		e.fail("BACKFILL_INTERVAL", "needs STRIPE_API_KEY to reach the Stripe API")
+	}
+	if len(c.BackfillTypes) > MaxBackfillTypes {
+		e.fail("BACKFILL_TYPES", fmt.Sprintf("lists %d event types; Stripe filters on at most %d", len(c.BackfillTypes), MaxBackfillTypes))
+	}
+	return c, e.err()
+}
+
+// LoadBackfill reads what `listener backfill` and `listener reconcile` need: NATS and the Stripe API.
+// Webhook secrets are not needed there.
+func LoadBackfill(getenv func(string) string) (Listener, error) {
+	e := env{getenv: getenv}
+	c := Listener{
+		NATSURL:        e.natsURL(),
+		PublishTimeout: e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
+		Stripe:         e.stripeAPI(),
+	}
+	if c.Stripe.Key == "" {
+		e.fail("STRIPE_API_KEY", "is required to read events from the Stripe API (a restricted key with read access to events and subscriptions is enough)")
+	}
+	return c, e.err()
+}
+
+// LoadProcessor reads the processor's variables.
+func LoadProcessor(getenv func(string) string) (Processor, error) {
+	e := env{getenv: getenv}
+	c := Processor{
+		HTTPAddr:          e.str("HTTP_ADDR", DefaultProcessorAddr),
+		NATSURL:           e.natsURL(),
+		DatabaseURL:       e.databaseURL(),
+		UserIDMetadataKey: e.str("USER_ID_METADATA_KEY", DefaultUserIDMetadataKey),
+		PastDueGrants:     e.boolean("PAST_DUE_GRANTS", true),
+		PlansFile:         e.str("PLANS_FILE", ""),
+	}
+	return c, e.err()
+}
+
+// LoadQueryAPI reads the query API's variables. QUERYAPI_TOKENS is required.
+func LoadQueryAPI(getenv func(string) string) (QueryAPI, error) {
+	e := env{getenv: getenv}
+	c := QueryAPI{
+		HTTPAddr:    e.str("HTTP_ADDR", DefaultQueryAPIAddr),
+		DatabaseURL: e.databaseURL(),
+		Tokens:      e.list("QUERYAPI_TOKENS"),
+	}
+	if len(c.Tokens) == 0 {
+		e.fail("QUERYAPI_TOKENS", "is required: the comma-separated bearer tokens the web app may use")
+	}
+	return c, e.err()
+}
+
+// LoadDatabase reads DATABASE_URL alone, for commands that only touch Postgres.
+func LoadDatabase(getenv func(string) string) (string, error) {
+	e := env{getenv: getenv}
+	u := e.databaseURL()
+	return u, e.err()
+}
+
+type env struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *env) fail(name, msg string) {
+	e.errs = append(e.errs, fmt.Errorf("%s %s", name, msg))
+}
+
+func (e *env) err() error {
+	if len(e.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("configuration: %w", errors.Join(e.errs...))
+}
+
+func (e *env) str(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *env) list(name string) []string {
+	var out []string
+	for _, p := range strings.Split(e.getenv(name), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (e *env) duration(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(e.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		e.fail(name, fmt.Sprintf("=%q is not a duration like 5m or 30s", v))
+		return def
+	}
+	return d
+}
+
+func (e *env) positiveInt(name string, def int64) int64 {
+	v := strings.TrimSpace(e.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		e.fail(name, fmt.Sprintf("=%q is not a positive integer", v))
+		return def
+	}
+	return n
+}
+
+func (e *env) boolean(name string, def bool) bool {
+	v := strings.TrimSpace(e.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("=%q is not true or false", v))
+		return def
+	}
+	return b
+}
+
+func (e *env) natsURL() string {
+	v := e.str("NATS_URL", DefaultNATSURL)
+	for _, p := range strings.Split(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.Host == "" {
+			e.fail("NATS_URL", fmt.Sprintf("=%q: each server must be a URL like nats://host:4222", v))
+			break
+		}
+	}
+	return v
+}
+
+func (e *env) databaseURL() string {
+	v := e.str("DATABASE_URL", DefaultDatabaseURL)
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		e.fail("DATABASE_URL", "must be a postgres:// URL")
+	}
+	return v
+}
+
+func (e *env) stripeAPI() StripeAPI {
+	s := StripeAPI{Key: e.str("STRIPE_API_KEY", ""), Base: e.str("STRIPE_API_BASE", "")}
+	if s.Base != "" {
+		if u, err := url.Parse(s.Base); err != nil || u.Host == "" {
+			e.fail("STRIPE_API_BASE", fmt.Sprintf("=%q is not a URL like http://127.0.0.1:12111", s.Base))
+		}
+	}
+	return s
+}

@@ -1,0 +1,93 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/config"
+)
+
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadListenerDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.LoadListener(getenv(map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a, whsec_b ,"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"whsec_a", "whsec_b"}, c.WebhookSecrets)
+	require.Equal(t, ":8080", c.HTTPAddr)
+	require.Equal(t, "nats://127.0.0.1:4222", c.NATSURL)
+	require.Equal(t, 5*time.Minute, c.WebhookTolerance)
+	require.Equal(t, int64(1048576), c.MaxBodyBytes)
+	require.Zero(t, c.BackfillInterval)
+	require.Empty(t, c.BackfillTypes)
+
+	c, err = config.LoadListener(getenv(map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "STRIPE_API_KEY": "rk_test_1",
+		"BACKFILL_INTERVAL": "15m", "BACKFILL_TYPES": "customer.subscription.updated, customer.deleted"}))
+	require.NoError(t, err)
+	require.Equal(t, 15*time.Minute, c.BackfillInterval)
+	require.Equal(t, []string{"customer.subscription.updated", "customer.deleted"}, c.BackfillTypes)
+}
+
+func TestLoadListenerErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no secrets", map[string]string{}, "STRIPE_WEBHOOK_SECRETS is required"},
+		{"not whsec", map[string]string{"STRIPE_WEBHOOK_SECRETS": "sk_test_1"}, "STRIPE_WEBHOOK_SECRETS every secret must start with whsec_"},
+		{"bad tolerance", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "STRIPE_WEBHOOK_TOLERANCE": "soon"}, "STRIPE_WEBHOOK_TOLERANCE"},
+		{"zero tolerance", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "STRIPE_WEBHOOK_TOLERANCE": "0s"}, "STRIPE_WEBHOOK_TOLERANCE must be positive"},
+		{"zero publish timeout", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "PUBLISH_TIMEOUT": "0"}, "PUBLISH_TIMEOUT must be positive"},
+		{"bad body size", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES"},
+		{"bad nats", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "NATS_URL": "nats://a:1,::"}, "NATS_URL"},
+		{"backfill without key", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "BACKFILL_INTERVAL": "15m"}, "BACKFILL_INTERVAL needs STRIPE_API_KEY"},
+		{"too many backfill types", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "BACKFILL_TYPES": strings.Repeat("customer.updated,", 21)}, "BACKFILL_TYPES lists 21 event types; Stripe filters on at most 20"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.LoadListener(getenv(tt.env))
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+func TestLoadProcessor(t *testing.T) {
+	t.Parallel()
+	c, err := config.LoadProcessor(getenv(map[string]string{}))
+	require.NoError(t, err)
+	require.Equal(t, ":8082", c.HTTPAddr)
+	require.Equal(t, config.DefaultDatabaseURL, c.DatabaseURL)
+	require.Equal(t, "user_id", c.UserIDMetadataKey)
+	require.True(t, c.PastDueGrants)
+
+	_, err = config.LoadProcessor(getenv(map[string]string{"PAST_DUE_GRANTS": "maybe", "DATABASE_URL": "mysql://x"}))
+	require.ErrorContains(t, err, "PAST_DUE_GRANTS")
+	require.ErrorContains(t, err, "DATABASE_URL")
+}
+
+func TestLoadQueryAPI(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadQueryAPI(getenv(map[string]string{}))
+	require.ErrorContains(t, err, "QUERYAPI_TOKENS is required")
+	c, err := config.LoadQueryAPI(getenv(map[string]string{"QUERYAPI_TOKENS": "t1,t2", "HTTP_ADDR": "127.0.0.1:0"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"t1", "t2"}, c.Tokens)
+	require.Equal(t, "127.0.0.1:0", c.HTTPAddr)
+}
+
+func TestLoadBackfill(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadBackfill(getenv(map[string]string{}))
+	require.ErrorContains(t, err, "STRIPE_API_KEY is required")
+	c, err := config.LoadBackfill(getenv(map[string]string{"STRIPE_API_KEY": "sk_test_1", "STRIPE_API_BASE": "http://127.0.0.1:12111"}))
+	require.NoError(t, err)
+	require.Equal(t, "http://127.0.0.1:12111", c.Stripe.Base)
+}

@@ -1,0 +1,33 @@
+package probe_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/probe"
+)
+
+func TestReady(t *testing.T) {
+	t.Parallel()
+	var ready atomic.Bool
+	ready.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.Equal(t, "/readyz", r.URL.Path)
+		if !ready.Load() {
+			http.Error(w, `{"status":"unavailable"}`, http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	addr := ":" + srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+
+	require.NoError(t, probe.Ready(context.Background(), addr))
+	ready.Store(false)
+	require.ErrorContains(t, probe.Ready(context.Background(), addr), "answered 503")
+	require.ErrorContains(t, probe.Ready(context.Background(), "nonsense"), "HTTP_ADDR")
+}

@@ -1,0 +1,118 @@
+// Package stream is the one place that names Tollgate's JetStream stream and its subjects and
+// defines the stream's settings.
+//
+// Subjects carry the customer id: stripe.events.<customer>.<event type>, with "_none" for events
+// that belong to no customer. A later scale-out can partition consumers by customer with a
+// subject transform on the second token, and `nats sub 'stripe.events.cus_123.>'` shows one
+// customer's traffic.
+package stream
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// Name is the JetStream stream that holds every Stripe event Tollgate accepted.
+	Name = "STRIPE_EVENTS"
+	// SubjectPrefix starts every subject of the stream.
+	SubjectPrefix = "stripe.events"
+	// AllSubjects matches every subject of the stream.
+	AllSubjects = SubjectPrefix + ".>"
+	// NoCustomer stands in the customer token for events of no customer.
+	NoCustomer = "_none"
+
+	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id. Stripe retries a failed
+	// delivery with exponential backoff for up to 3 days in live mode, so the window covers the
+	// whole retry period and a retry is answered duplicate:true. The ids are kept in the server's
+	// memory (roughly 100 bytes an event). Past the window the event store's primary key is the
+	// permanent dedupe.
+	DuplicateWindow = 72 * time.Hour
+	// MaxAge keeps events in the stream for 30 days, as long as Stripe keeps them for /v1/events,
+	// so a processor outage of up to a month loses nothing even before backfill.
+	MaxAge = 30 * 24 * time.Hour
+	// DefaultMaxBytes caps the stream's disk use. The stream discards NEW messages when full:
+	// publishes fail, the listener answers 503 and Stripe retries, rather than old unprocessed
+	// events being dropped silently.
+	DefaultMaxBytes = 10 << 30
+)
+
+// Options are the operator's choices for the stream.
+type Options struct {
+	// Replicas is the number of copies in a NATS cluster (1, 3 or 5). Default 1.
+	Replicas int
+	// MaxBytes caps the stream's size on disk. Default DefaultMaxBytes.
+	MaxBytes int64
+}
+
+// Config is the stream's configuration for the given options.
+func Config(opts Options) jetstream.StreamConfig {
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	return jetstream.StreamConfig{
+		Name:        Name,
+		Description: "Stripe webhook events accepted by the Tollgate listener, raw bytes, Nats-Msg-Id = event id",
+		Subjects:    []string{AllSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      MaxAge,
+		MaxBytes:    opts.MaxBytes,
+		Duplicates:  DuplicateWindow,
+		Replicas:    opts.Replicas,
+		// Every event is one message; no per-subject limit may drop history.
+		MaxMsgsPerSubject: -1,
+		MaxMsgs:           -1,
+	}
+}
+
+// Ensure creates the stream or updates it to Config(opts). It is idempotent and safe to call from
+// every process at start.
+func Ensure(ctx context.Context, js jetstream.JetStream, opts Options) (jetstream.Stream, error) {
+	s, err := js.CreateOrUpdateStream(ctx, Config(opts))
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", Name, err)
+	}
+	return s, nil
+}
+
+// Subject is the subject an event of the customer is published on. The customer id is reduced to
+// the characters a subject token may hold (Stripe ids already are); "" becomes NoCustomer.
+// The event type's dots make further tokens.
+func Subject(customerID, eventType string) string {
+	return SubjectPrefix + "." + token(customerID, NoCustomer) + "." + typeTokens(eventType)
+}
+
+// CustomerSubjects matches every event of one customer.
+func CustomerSubjects(customerID string) string {
+	return SubjectPrefix + "." + token(customerID, NoCustomer) + ".>"
+}
+
+func token(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// typeTokens keeps the dots of an event type as token separators but makes each part a valid token.
+func typeTokens(t string) string {
+	parts := strings.Split(t, ".")
+	for i, p := range parts {
+		parts[i] = token(p, "_")
+	}
+	return strings.Join(parts, ".")
+}

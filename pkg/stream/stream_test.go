@@ -1,0 +1,62 @@
+package stream_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/natstest"
+	"github.com/tollgate/tollgate/pkg/stream"
+)
+
+func TestSubject(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, customer, typ, want string }{
+		{"customer event", "cus_123", "customer.subscription.updated", "stripe.events.cus_123.customer.subscription.updated"},
+		{"no customer", "", "product.created", "stripe.events._none.product.created"},
+		{"hostile id", "cus.*>x y", "invoice.paid", "stripe.events.cus___x_y.invoice.paid"},
+		{"empty type part", "cus_1", "a..b", "stripe.events.cus_1.a._.b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, stream.Subject(tt.customer, tt.typ))
+		})
+	}
+	require.Equal(t, "stripe.events.cus_1.>", stream.CustomerSubjects("cus_1"))
+}
+
+func TestEnsureIsIdempotent(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	js := srv.JetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	s, err := stream.Ensure(ctx, js, stream.Options{})
+	require.NoError(t, err)
+	_, err = stream.Ensure(ctx, js, stream.Options{MaxBytes: 1 << 30})
+	require.NoError(t, err)
+
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, jetstream.FileStorage, info.Config.Storage)
+	require.Equal(t, stream.DuplicateWindow, info.Config.Duplicates)
+	require.Equal(t, int64(1<<30), info.Config.MaxBytes)
+	require.Equal(t, jetstream.DiscardNew, info.Config.Discard)
+
+	// The event id as Nats-Msg-Id drops a duplicate.
+	subj := stream.Subject("cus_1", "customer.created")
+	ack, err := js.Publish(ctx, subj, []byte(`{}`), jetstream.WithMsgID("evt_1"))
+	require.NoError(t, err)
+	require.False(t, ack.Duplicate)
+	ack, err = js.Publish(ctx, subj, []byte(`{}`), jetstream.WithMsgID("evt_1"))
+	require.NoError(t, err)
+	require.True(t, ack.Duplicate)
+	info, err = s.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), info.State.Msgs)
+}
