@@ -1,0 +1,323 @@
+// Package entitlement is the read model: one row per customer (the derivation of its whole
+// history) and one per app user (the union of that user's customers). The processor writes it
+// inside the transaction that stored the events; the query API only reads it.
+package entitlement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+// ErrNotFound means no read model row exists for the id.
+var ErrNotFound = errors.New("entitlement not found")
+
+// Subscription is a subscription as the query API shows it.
+type Subscription struct {
+	ID                string     `json:"id"`
+	CustomerID        string     `json:"customer_id"`
+	Status            string     `json:"status"`
+	PriceIDs          []string   `json:"price_ids"`
+	ProductIDs        []string   `json:"product_ids"`
+	CurrentPeriodEnd  *time.Time `json:"current_period_end"`
+	CancelAtPeriodEnd bool       `json:"cancel_at_period_end"`
+	TrialEnd          *time.Time `json:"trial_end"`
+	EndedAt           *time.Time `json:"ended_at"`
+}
+
+// Customer is one customer's row: its derived state and entitlement.
+type Customer struct {
+	CustomerID       string
+	UserID           string // "" when unknown
+	Deleted          bool
+	Premium          bool
+	Status           string
+	Features         []string
+	Subscriptions    []Subscription
+	LastEventID      string
+	LastEventCreated time.Time
+	UpdatedAt        time.Time // set by the database on write
+}
+
+// View is the answer for a user or a customer, as the query API serves it.
+type View struct {
+	UserID           *string        `json:"user_id"`
+	CustomerIDs      []string       `json:"customer_ids"`
+	Premium          bool           `json:"premium"`
+	Status           string         `json:"status"`
+	Features         []string       `json:"features"`
+	Subscriptions    []Subscription `json:"subscriptions"`
+	LastEventID      *string        `json:"last_event_id"`
+	LastEventCreated *time.Time     `json:"last_event_created"`
+	UpdatedAt        *time.Time     `json:"updated_at"`
+	FailOpen         bool           `json:"fail_open"`
+}
+
+// FromState is the row of a derived customer state under the given rules.
+func FromState(s subscription.State, rules subscription.Rules) Customer {
+	ent := s.Entitlement(rules)
+	c := Customer{
+		CustomerID:       s.CustomerID,
+		UserID:           s.UserID,
+		Deleted:          s.Deleted,
+		Premium:          ent.Premium,
+		Status:           ent.Status,
+		Features:         nonNil(ent.Features),
+		Subscriptions:    make([]Subscription, 0, len(s.Subscriptions)),
+		LastEventID:      s.LastEventID,
+		LastEventCreated: time.Unix(s.LastEventCreated, 0).UTC(),
+	}
+	for _, sub := range s.Subscriptions {
+		c.Subscriptions = append(c.Subscriptions, Subscription{
+			ID:                sub.ID,
+			CustomerID:        s.CustomerID,
+			Status:            sub.Status,
+			PriceIDs:          nonNil(sub.PriceIDs),
+			ProductIDs:        nonNil(sub.ProductIDs),
+			CurrentPeriodEnd:  sub.CurrentPeriodEnd,
+			CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
+			TrialEnd:          sub.TrialEnd,
+			EndedAt:           sub.EndedAt,
+		})
+	}
+	return c
+}
+
+// Same reports whether two rows give the same answer (UpdatedAt aside).
+func (c Customer) Same(o Customer) bool {
+	a, _ := json.Marshal(c.Subscriptions)
+	b, _ := json.Marshal(o.Subscriptions)
+	return c.CustomerID == o.CustomerID && c.UserID == o.UserID && c.Deleted == o.Deleted &&
+		c.Premium == o.Premium && c.Status == o.Status && slices.Equal(c.Features, o.Features) &&
+		string(a) == string(b) && c.LastEventID == o.LastEventID && c.LastEventCreated.Equal(o.LastEventCreated)
+}
+
+// Querier runs queries: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+const customerColumns = `customer_id, coalesce(user_id, ''), deleted, premium, status, features, subscriptions,
+	last_event_id, last_event_created, updated_at`
+
+func scanCustomer(row pgx.Row) (Customer, error) {
+	var c Customer
+	var subs []byte
+	if err := row.Scan(&c.CustomerID, &c.UserID, &c.Deleted, &c.Premium, &c.Status, &c.Features, &subs,
+		&c.LastEventID, &c.LastEventCreated, &c.UpdatedAt); err != nil {
+		return Customer{}, err
+	}
+	if err := json.Unmarshal(subs, &c.Subscriptions); err != nil {
+		return Customer{}, fmt.Errorf("decode subscriptions of %s: %w", c.CustomerID, err)
+	}
+	c.LastEventCreated = c.LastEventCreated.UTC()
+	c.UpdatedAt = c.UpdatedAt.UTC()
+	return c, nil
+}
+
+// LoadCustomers reads the current rows of the given customers; missing ones are absent from the map.
+// Inside the processor's transaction it locks them (FOR UPDATE).
+func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[string]Customer, error) {
+	rows, err := q.Query(ctx, `SELECT `+customerColumns+` FROM customer_entitlements
+		WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE`, customerIDs)
+	if err != nil {
+		return nil, fmt.Errorf("load customer entitlements: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]Customer, len(customerIDs))
+	for rows.Next() {
+		c, err := scanCustomer(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load customer entitlements: %w", err)
+		}
+		out[c.CustomerID] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load customer entitlements: %w", err)
+	}
+	return out, nil
+}
+
+// SaveCustomers upserts customer rows in one round trip.
+func SaveCustomers(ctx context.Context, q Querier, cs []Customer) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, c := range cs {
+		subs, err := json.Marshal(c.Subscriptions)
+		if err != nil {
+			return fmt.Errorf("encode subscriptions of %s: %w", c.CustomerID, err)
+		}
+		b.Queue(`INSERT INTO customer_entitlements (customer_id, user_id, deleted, premium, status, features,
+				subscriptions, last_event_id, last_event_created, updated_at)
+			VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, now())
+			ON CONFLICT (customer_id) DO UPDATE SET user_id = excluded.user_id, deleted = excluded.deleted,
+				premium = excluded.premium, status = excluded.status, features = excluded.features,
+				subscriptions = excluded.subscriptions, last_event_id = excluded.last_event_id,
+				last_event_created = excluded.last_event_created, updated_at = now()`,
+			c.CustomerID, c.UserID, c.Deleted, c.Premium, c.Status, nonNil(c.Features), subs,
+			c.LastEventID, c.LastEventCreated)
+	}
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("save customer entitlements: %w", err)
+	}
+	return nil
+}
+
+// RefreshUsers rebuilds the user rows of the given users from their customers' rows, and deletes
+// the row of a user no customer carries any more. Callers serialize per user (the processor holds
+// an advisory lock on each user id) so concurrent writers cannot interleave.
+func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
+	if len(userIDs) == 0 {
+		return nil
+	}
+	rows, err := q.Query(ctx, `SELECT `+customerColumns+` FROM customer_entitlements
+		WHERE user_id = ANY($1) ORDER BY user_id, customer_id`, userIDs)
+	if err != nil {
+		return fmt.Errorf("load customers of users: %w", err)
+	}
+	byUser := make(map[string][]Customer, len(userIDs))
+	for rows.Next() {
+		c, err := scanCustomer(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("load customers of users: %w", err)
+		}
+		byUser[c.UserID] = append(byUser[c.UserID], c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load customers of users: %w", err)
+	}
+
+	b := &pgx.Batch{}
+	for _, u := range userIDs {
+		cs := byUser[u]
+		if len(cs) == 0 {
+			b.Queue(`DELETE FROM user_entitlements WHERE user_id = $1`, u)
+			continue
+		}
+		v := merge(cs)
+		subs, err := json.Marshal(v.Subscriptions)
+		if err != nil {
+			return fmt.Errorf("encode subscriptions of user %s: %w", u, err)
+		}
+		b.Queue(`INSERT INTO user_entitlements (user_id, customer_ids, premium, status, features, subscriptions,
+				last_event_id, last_event_created, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+			ON CONFLICT (user_id) DO UPDATE SET customer_ids = excluded.customer_ids, premium = excluded.premium,
+				status = excluded.status, features = excluded.features, subscriptions = excluded.subscriptions,
+				last_event_id = excluded.last_event_id, last_event_created = excluded.last_event_created,
+				updated_at = now()`,
+			u, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, *v.LastEventID, *v.LastEventCreated)
+	}
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("save user entitlements: %w", err)
+	}
+	return nil
+}
+
+// merge is the user's view over all of the user's customers.
+func merge(cs []Customer) View {
+	ents := make([]subscription.Entitlement, 0, len(cs))
+	v := View{CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
+	var last Customer
+	for i, c := range cs {
+		ents = append(ents, subscription.Entitlement{Premium: c.Premium, Status: c.Status, Features: c.Features})
+		v.CustomerIDs = append(v.CustomerIDs, c.CustomerID)
+		v.Subscriptions = append(v.Subscriptions, c.Subscriptions...)
+		if i == 0 || c.LastEventCreated.After(last.LastEventCreated) ||
+			(c.LastEventCreated.Equal(last.LastEventCreated) && c.LastEventID > last.LastEventID) {
+			last = c
+		}
+	}
+	e := subscription.Merge(ents...)
+	v.Premium, v.Status, v.Features = e.Premium, e.Status, nonNil(e.Features)
+	sort.Strings(v.CustomerIDs)
+	sort.Slice(v.Subscriptions, func(i, j int) bool {
+		a, b := v.Subscriptions[i], v.Subscriptions[j]
+		if a.CustomerID != b.CustomerID {
+			return a.CustomerID < b.CustomerID
+		}
+		return a.ID < b.ID
+	})
+	v.LastEventID, v.LastEventCreated = &last.LastEventID, &last.LastEventCreated
+	return v
+}
+
+// GetUser reads the answer for an app user. ErrNotFound when no customer carries the user id.
+func GetUser(ctx context.Context, q Querier, userID string) (View, error) {
+	var v View
+	var subs []byte
+	var lastID string
+	var lastCreated, updated time.Time
+	err := q.QueryRow(ctx, `SELECT customer_ids, premium, status, features, subscriptions, last_event_id,
+			last_event_created, updated_at FROM user_entitlements WHERE user_id = $1`, userID).
+		Scan(&v.CustomerIDs, &v.Premium, &v.Status, &v.Features, &subs, &lastID, &lastCreated, &updated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return View{}, fmt.Errorf("user %s: %w", userID, ErrNotFound)
+	}
+	if err != nil {
+		return View{}, fmt.Errorf("read entitlement of user %s: %w", userID, err)
+	}
+	if err := json.Unmarshal(subs, &v.Subscriptions); err != nil {
+		return View{}, fmt.Errorf("decode subscriptions of user %s: %w", userID, err)
+	}
+	v.UserID = &userID
+	v.Features = nonNil(v.Features)
+	v.LastEventID = &lastID
+	v.LastEventCreated, v.UpdatedAt = utc(lastCreated), utc(updated)
+	return v, nil
+}
+
+// GetCustomer reads the answer for a Stripe customer. ErrNotFound when no event of it was seen.
+func GetCustomer(ctx context.Context, q Querier, customerID string) (View, error) {
+	c, err := scanCustomer(q.QueryRow(ctx, `SELECT `+customerColumns+` FROM customer_entitlements WHERE customer_id = $1`, customerID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return View{}, fmt.Errorf("customer %s: %w", customerID, ErrNotFound)
+	}
+	if err != nil {
+		return View{}, fmt.Errorf("read entitlement of customer %s: %w", customerID, err)
+	}
+	v := View{
+		CustomerIDs:   []string{c.CustomerID},
+		Premium:       c.Premium,
+		Status:        c.Status,
+		Features:      nonNil(c.Features),
+		Subscriptions: c.Subscriptions,
+		LastEventID:   &c.LastEventID,
+	}
+	if c.UserID != "" {
+		v.UserID = &c.UserID
+	}
+	if v.Subscriptions == nil {
+		v.Subscriptions = []Subscription{}
+	}
+	v.LastEventCreated, v.UpdatedAt = utc(c.LastEventCreated), utc(c.UpdatedAt)
+	return v, nil
+}
+
+func utc(t time.Time) *time.Time {
+	t = t.UTC()
+	return &t
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

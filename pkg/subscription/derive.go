@@ -1,0 +1,191 @@
+package subscription
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// State is what a customer's event history says about the customer.
+type State struct {
+	CustomerID string
+	// UserID is the app's user: the customer's metadata[Rules.UserIDMetadataKey] in its latest
+	// customer event, else the client_reference_id of its latest completed subscription-mode
+	// checkout session that had one; "" when unknown.
+	UserID string
+	// Deleted is true once a customer.deleted event was seen.
+	Deleted bool
+	// Subscriptions are the customer's subscriptions, sorted by ID; nil when none.
+	Subscriptions []Subscription
+	// EntitlementFeatures are the lookup keys of the latest
+	// entitlements.active_entitlement_summary.updated, sorted; nil when none. They never grant
+	// access by themselves (see Entitlement).
+	EntitlementFeatures []string
+	// LastEventID and LastEventCreated identify the last event of the history in Order, whatever
+	// its type; "" and 0 for an empty history.
+	LastEventID      string
+	LastEventCreated int64
+}
+
+// Subscription is the state of one subscription: its latest object in the history, with status
+// canceled once a customer.subscription.deleted or customer.deleted event was seen. Times are UTC,
+// nil when absent.
+type Subscription struct {
+	ID                string
+	CustomerID        string
+	Status            string
+	PriceIDs          []string // sorted, deduplicated; nil when none
+	ProductIDs        []string // sorted, deduplicated; nil when none
+	CurrentPeriodEnd  *time.Time
+	TrialEnd          *time.Time
+	EndedAt           *time.Time // when deleted without ended_at: the deleting event's time
+	CancelAtPeriodEnd bool
+	PauseCollection   *PauseCollection // nil when collection is not paused
+}
+
+// PauseCollection is a subscription's pause_collection.
+type PauseCollection struct {
+	Behavior  string     // keep_as_draft, mark_uncollectible or void
+	ResumesAt *time.Time // nil when the pause has no end
+}
+
+// DefaultUserIDMetadataKey is the customer metadata key holding the app's user id when
+// Rules.UserIDMetadataKey is empty.
+const DefaultUserIDMetadataKey = "user_id"
+
+// Derive folds a customer's events into its state. The events may come in any order and any
+// number of times: Derive skips events of other customers (a CustomerID set and different from
+// customerID), keeps one event per ID (events with equal IDs must be identical, as Stripe's are),
+// and puts them in Order, so any permutation of the same set, with any duplicates, gives an equal
+// State. Derive reads rules.UserIDMetadataKey only; the rest of the rules apply in
+// State.Entitlement. It does not modify events.
+func Derive(customerID string, events []Event, rules Rules) State {
+	history := make([]Event, 0, len(events))
+	for i := range events {
+		if c := events[i].CustomerID; c == "" || customerID == "" || c == customerID {
+			history = append(history, events[i])
+		}
+	}
+	slices.SortFunc(history, compareCreatedID)
+	history = dedupe(history)
+	Order(history)
+
+	key := rules.UserIDMetadataKey
+	if key == "" {
+		key = DefaultUserIDMetadataKey
+	}
+	type subscriptionState struct {
+		object    *SubscriptionObject
+		deletedAt int64 // the first customer.subscription.deleted, 0 when none
+	}
+	var (
+		subs            map[string]*subscriptionState
+		metadataUser    string
+		checkoutUser    string
+		customerDeleted int64
+		summary         *EntitlementSummary
+	)
+	st := State{CustomerID: customerID}
+	for i := range history {
+		e := &history[i]
+		switch {
+		case e.Subscription != nil:
+			if subs == nil {
+				subs = make(map[string]*subscriptionState)
+			}
+			s := subs[e.Subscription.ID]
+			if s == nil {
+				s = &subscriptionState{}
+				subs[e.Subscription.ID] = s
+			}
+			s.object = e.Subscription
+			if e.Type == "customer.subscription.deleted" && s.deletedAt == 0 {
+				s.deletedAt = e.Created
+			}
+		case e.Customer != nil:
+			metadataUser = e.Customer.Metadata[key]
+			if e.Type == "customer.deleted" && customerDeleted == 0 {
+				customerDeleted = e.Created
+			}
+		case e.Checkout != nil:
+			if e.Checkout.ClientReferenceID != "" {
+				checkoutUser = e.Checkout.ClientReferenceID
+			}
+		case e.EntitlementSummary != nil:
+			summary = e.EntitlementSummary
+		}
+	}
+	if len(history) > 0 {
+		last := &history[len(history)-1]
+		st.LastEventID, st.LastEventCreated = last.ID, last.Created
+	}
+	st.UserID = metadataUser
+	if st.UserID == "" {
+		st.UserID = checkoutUser
+	}
+	st.Deleted = customerDeleted != 0
+	if summary != nil {
+		st.EntitlementFeatures = slices.Clone(summary.LookupKeys)
+	}
+	for _, s := range subs {
+		sub := subscriptionOf(s.object)
+		deletedAt := s.deletedAt
+		if deletedAt == 0 || (customerDeleted != 0 && customerDeleted < deletedAt) {
+			deletedAt = customerDeleted
+		}
+		if s.deletedAt != 0 || customerDeleted != 0 {
+			// As Stripe does: deleting a subscription or its customer cancels it for good, whatever
+			// a later event of the subscription says.
+			sub.Status = StatusCanceled
+			if sub.EndedAt == nil {
+				sub.EndedAt = timeOf(deletedAt)
+			}
+		}
+		st.Subscriptions = append(st.Subscriptions, sub)
+	}
+	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
+	return st
+}
+
+// dedupe removes events whose ID equals the one before them from a slice sorted by compareCreatedID.
+func dedupe(events []Event) []Event {
+	if len(events) < 2 {
+		return events
+	}
+	out := 1
+	for i := 1; i < len(events); i++ {
+		if events[i].ID != events[out-1].ID {
+			events[out] = events[i]
+			out++
+		}
+	}
+	clear(events[out:])
+	return events[:out]
+}
+
+func subscriptionOf(o *SubscriptionObject) Subscription {
+	s := Subscription{
+		ID:                o.ID,
+		CustomerID:        o.CustomerID,
+		Status:            o.Status,
+		PriceIDs:          slices.Clone(o.PriceIDs),
+		ProductIDs:        slices.Clone(o.ProductIDs),
+		CurrentPeriodEnd:  timeOf(o.CurrentPeriodEnd),
+		TrialEnd:          timeOf(o.TrialEnd),
+		EndedAt:           timeOf(o.EndedAt),
+		CancelAtPeriodEnd: o.CancelAtPeriodEnd,
+	}
+	if o.Paused {
+		s.PauseCollection = &PauseCollection{Behavior: o.PauseBehavior, ResumesAt: timeOf(o.PauseResumesAt)}
+	}
+	return s
+}
+
+// timeOf converts Unix seconds to a UTC time; nil for 0 (absent).
+func timeOf(unix int64) *time.Time {
+	if unix == 0 {
+		return nil
+	}
+	t := time.Unix(unix, 0).UTC()
+	return &t
+}
