@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/pkg/stripetest"
+)
+
+// backfillBundle is a listener on its own JetStream (to deliver webhooks to) and a fake Stripe
+// API, with the environment `listener backfill` needs to reach both.
+type backfillBundle struct {
+	*bundle
+	fake *stripetest.API
+	env  map[string]string
+}
+
+func setupBackfill(t *testing.T, faults stripetest.Faults) *backfillBundle {
+	t.Helper()
+	b := setup(t)
+	fake := stripetest.NewAPI(t, testAPIKey, faults)
+	return &backfillBundle{bundle: b, fake: fake, env: map[string]string{
+		"NATS_URL": b.nats.URL(), "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
+	}}
+}
+
+// command is the outcome of one `listener …` command run through run().
+type command struct {
+	stdout, stderr string
+	err            error
+}
+
+// runCommand runs `listener args…` with env, as main does, until it returns.
+func runCommand(ctx context.Context, env map[string]string, args ...string) command {
+	var stdout, stderr syncBuffer
+	err := run(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr)
+	return command{stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+func (b *backfillBundle) backfill(t *testing.T, ctx context.Context, args ...string) command {
+	t.Helper()
+	c := runCommand(ctx, b.env, append([]string{"backfill"}, args...)...)
+	t.Logf("listener backfill %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
+	return c
+}
+
+// streamIDs returns the Nats-Msg-Id of every message in the stream, in stream order.
+func (b *bundle) streamIDs(t *testing.T) []string {
+	t.Helper()
+	info, err := b.stream.Info(t.Context())
+	require.NoError(t, err)
+	var ids []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		msg, err := b.stream.GetMsg(t.Context(), seq)
+		require.NoError(t, err)
+		ids = append(ids, msg.Header.Get(jetstream.MsgIDHeader))
+	}
+	return ids
+}
+
+// summaryCounts reads the counts line of a backfill's summary.
+func summaryCounts(t *testing.T, stdout string) counts {
+	t.Helper()
+	m := regexp.MustCompile(`(\d+) events listed: (\d+) new, (\d+) already had, (\d+) skipped`).FindStringSubmatch(stdout)
+	require.NotNil(t, m, "no summary in %q", stdout)
+	n := func(s string) int {
+		v, err := strconv.Atoi(s)
+		require.NoError(t, err)
+		return v
+	}
+	return counts{Listed: n(m[1]), New: n(m[2]), AlreadyHad: n(m[3]), Skipped: n(m[4])}
+}
+
+func (b *bundle) checkpoints(t *testing.T) map[string]checkpoint {
+	t.Helper()
+	js, err := jetstream.New(b.nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(t.Context(), stateBucket)
+	require.NoError(t, err)
+	keys, err := kv.ListKeys(t.Context())
+	require.NoError(t, err)
+	out := map[string]checkpoint{}
+	for k := range keys.Keys() {
+		if !strings.HasPrefix(k, "checkpoint.") {
+			continue
+		}
+		e, err := kv.Get(t.Context(), k)
+		require.NoError(t, err)
+		var cp checkpoint
+		require.NoError(t, json.Unmarshal(e.Value(), &cp))
+		out[k] = cp
+	}
+	return out
+}
+
+// After missed webhooks, a backfill brings exactly the missing events into the stream, through
+// 429s and 500s; a second one changes nothing.
+func TestBackfillRecoversMissedWebhooks(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{Every429: 3, Every500: 5, RetryAfter: 1})
+	delivered := func(i int) bool { return i%3 == 0 }
+	ids, raws := addEvents(t, b.fake, "miss", 250, delivered)
+	var webhooks int
+	for i, raw := range raws {
+		if delivered(len(raws) - 1 - i) {
+			resp := stripetest.Deliver(t, b.url, raw, testSecret)
+			require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+			webhooks++
+		}
+	}
+	require.Equal(t, uint64(webhooks), b.msgCount(t))
+
+	first := b.backfill(t, t.Context())
+	require.NoError(t, first.err)
+	require.Equal(t, counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
+	require.Contains(t, first.stdout, `"already had" means JetStream's 72h duplicate window`)
+	got := b.streamIDs(t)
+	require.Len(t, got, 250, "each event once")
+	require.ElementsMatch(t, ids, got)
+	require.Contains(t, first.stderr, "429 (attempt 1 of 6); retrying in 1s", "Retry-After honoured")
+	require.Empty(t, b.checkpoints(t), "a complete run deletes its checkpoint")
+
+	second := b.backfill(t, t.Context())
+	require.NoError(t, second.err)
+	require.Equal(t, counts{Listed: 250, AlreadyHad: 250}, summaryCounts(t, second.stdout))
+	require.Equal(t, got, b.streamIDs(t), "nothing changed")
+
+	var faults, ok int
+	for _, r := range b.fake.Requests() {
+		switch r.Status {
+		case http.StatusOK:
+			ok++
+			gte, err := strconv.ParseInt(r.Query.Get("created[gte]"), 10, 64)
+			require.NoError(t, err)
+			lte, err := strconv.ParseInt(r.Query.Get("created[lte]"), 10, 64)
+			require.NoError(t, err)
+			require.InDelta(t, float64(72*3600), float64(lte-gte), 1, "--since defaults to 72h")
+			require.InDelta(t, float64(time.Now().Unix()), float64(lte), 60)
+			require.False(t, r.Query.Has("delivery_success"))
+		case http.StatusTooManyRequests, http.StatusInternalServerError:
+			faults++
+		default:
+			t.Fatalf("unexpected answer %d to %v", r.Status, r.Query)
+		}
+	}
+	require.Equal(t, 6, ok, "3 pages a run")
+	require.Positive(t, faults)
+}
+
+func TestBackfillFilters(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{})
+	ids, _ := addEvents(t, b.fake, "filter", 40, func(i int) bool { return i%2 == 0 })
+	var want []string
+	for i, id := range ids {
+		n := len(ids) - 1 - i
+		if n%2 == 1 && n%4 != 3 && n >= 10 { // undelivered, subscription event, created within the last 90.5 minutes
+			want = append(want, id)
+		}
+	}
+
+	c := b.backfill(t, t.Context(), "--since", "5430s", "--undelivered", "--types", "customer.subscription.updated,customer.subscription.deleted")
+	require.NoError(t, c.err)
+	require.Equal(t, counts{Listed: len(want), New: len(want)}, summaryCounts(t, c.stdout))
+	require.ElementsMatch(t, want, b.streamIDs(t))
+	require.Contains(t, c.stdout, "undelivered only, types customer.subscription.updated,customer.subscription.deleted")
+	reqs := b.fake.Requests()
+	require.Len(t, reqs, 1)
+	q := reqs[0].Query
+	require.Equal(t, "false", q.Get("delivery_success"))
+	require.Equal(t, []string{"customer.subscription.updated"}, q["types[0]"])
+	require.Equal(t, []string{"customer.subscription.deleted"}, q["types[1]"])
+	gte, err := strconv.ParseInt(q.Get("created[gte]"), 10, 64)
+	require.NoError(t, err)
+	require.InDelta(t, float64(time.Now().Add(-5430*time.Second).Unix()), float64(gte), 60)
+}
+
+// A backfill interrupted mid-page (Ctrl-C) keeps a checkpoint; the same command resumes it after
+// the last event stored, within the same created bounds: nothing is missed or published twice.
+func TestBackfillResumesAfterInterrupt(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{Every500: 4})
+	ids, _ := addEvents(t, b.fake, "resume", 230, func(int) bool { return false })
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var seen atomic.Int64
+	sub, err := b.nc.Subscribe(stream.AllSubjects, func(*nats.Msg) {
+		if seen.Add(1) == 120 {
+			cancel() // Ctrl-C in the middle of the second page
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	first := b.backfill(t, ctx)
+	require.ErrorContains(t, first.err, "backfill interrupted after")
+	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
+	stored := b.streamIDs(t)
+	require.GreaterOrEqual(t, len(stored), 120)
+	require.Less(t, len(stored), 230, "stopped before the end")
+	require.Equal(t, ids[:len(stored)], stored, "newest first, in listing order")
+	cps := b.checkpoints(t)
+	require.Len(t, cps, 1)
+	var cp checkpoint
+	for _, c := range cps {
+		cp = c
+	}
+	require.Equal(t, stored[len(stored)-1], cp.StartingAfter, "the cursor is the last event stored")
+	require.Equal(t, counts{Listed: len(stored), New: len(stored)}, cp.Counts)
+	require.Equal(t, "since=72h undelivered=false types=", cp.Params)
+
+	// An event that arrives in Stripe meanwhile is newer than the run's fixed upper bound.
+	b.fake.AddEvent(t, stripetest.Event{ID: "evt_after_interrupt", Type: "customer.updated", Created: time.Now().Unix() + 5}.JSON(t), false)
+
+	second := b.backfill(t, t.Context())
+	require.NoError(t, second.err)
+	require.Contains(t, second.stderr, fmt.Sprintf("after event %q", cp.StartingAfter))
+	require.Equal(t, counts{Listed: 230, New: 230}, summaryCounts(t, second.stdout), "no event twice (none already had)")
+	all := b.streamIDs(t)
+	require.Equal(t, ids, all, "none missed, none twice, in listing order")
+	require.NotContains(t, all, "evt_after_interrupt", "the resumed listing kept its upper bound")
+	require.Empty(t, b.checkpoints(t))
+
+	var bounds []string
+	for _, r := range b.fake.Requests() {
+		if r.Status == http.StatusOK {
+			bounds = append(bounds, r.Query.Get("created[gte]")+".."+r.Query.Get("created[lte]"))
+		}
+	}
+	require.Len(t, slices.Compact(bounds), 1, "every page of both runs has the same created bounds")
+}
+
+// Stripe failing mid-listing stops the backfill with a clear message and keeps the checkpoint;
+// the same command later resumes it.
+func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{DownAfter: 1, DownStatus: http.StatusUnauthorized})
+	ids, raws := addEvents(t, b.fake, "outage", 150, func(int) bool { return false })
+
+	first := b.backfill(t, t.Context())
+	require.ErrorContains(t, first.err, "backfill stopped after 100 events listed: 100 new")
+	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
+	require.ErrorContains(t, first.err, "This API key was revoked")
+	require.Equal(t, 1, exitCode(first.err))
+	require.Equal(t, ids[:100], b.streamIDs(t))
+
+	working := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	for i := len(raws) - 1; i >= 0; i-- { // the same account: oldest first, as they were added
+		working.AddEvent(t, raws[i], false)
+	}
+	b.env["STRIPE_API_BASE"] = working.URL
+	second := b.backfill(t, t.Context())
+	require.NoError(t, second.err)
+	require.Equal(t, counts{Listed: 150, New: 150}, summaryCounts(t, second.stdout))
+	require.Equal(t, ids, b.streamIDs(t))
+	reqs := working.Requests()
+	require.Len(t, reqs, 1)
+	require.Equal(t, ids[99], reqs[0].Query.Get("starting_after"))
+}
+
+// --restart ignores a checkpoint; other flags have their own checkpoint.
+func TestBackfillCheckpointKey(t *testing.T) {
+	t.Parallel()
+	k1, p1 := checkpointKey(72*time.Hour, false, []string{"b", "a", "a"})
+	k2, _ := checkpointKey(72*time.Hour, false, []string{"a", "b"})
+	k3, _ := checkpointKey(72*time.Hour, true, []string{"a", "b"})
+	k4, _ := checkpointKey(48*time.Hour, false, []string{"a", "b"})
+	require.Equal(t, k1, k2)
+	require.NotEqual(t, k1, k3)
+	require.NotEqual(t, k1, k4)
+	require.Equal(t, "since=72h undelivered=false types=a,b", p1)
+	require.Regexp(t, `^checkpoint\.[0-9a-f]{16}$`, k1)
+
+	b := setupBackfill(t, stripetest.Faults{})
+	ids, _ := addEvents(t, b.fake, "restart", 5, func(int) bool { return false })
+	store, err := openStateStore(t.Context(), mustJetStream(t, b.nc))
+	require.NoError(t, err)
+	key, params := checkpointKey(24*time.Hour, false, nil)
+	now := time.Now().UTC()
+	stale := checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
+		Counts: counts{Listed: 3, New: 3}, StartedAt: now}
+	require.NoError(t, store.saveCheckpoint(t.Context(), key, stale))
+
+	c := b.backfill(t, t.Context(), "--since", "1d", "--restart")
+	require.NoError(t, c.err)
+	require.Contains(t, c.stderr, "--restart: dropping the checkpoint")
+	require.Equal(t, counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
+	require.Empty(t, b.checkpoints(t))
+}
+
+func mustJetStream(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js
+}
+
+func TestBackfillFailsClearly(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{})
+	addEvents(t, b.fake, "fail", 3, func(int) bool { return false })
+	with := func(k, v string) map[string]string {
+		env := map[string]string{}
+		for k, v := range b.env {
+			env[k] = v
+		}
+		if v == "" {
+			delete(env, k)
+		} else {
+			env[k] = v
+		}
+		return env
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no API key", with("STRIPE_API_KEY", ""), nil, "STRIPE_API_KEY is required"},
+		{"bad API base", with("STRIPE_API_BASE", "localhost"), nil, "STRIPE_API_BASE"},
+		{"wrong API key", with("STRIPE_API_KEY", "rk_test_wrong"), nil, "Invalid API Key provided"},
+		{"NATS down", with("NATS_URL", "nats://127.0.0.1:1"), nil, "NATS_URL nats://127.0.0.1:1"},
+		{"more than 30 days", b.env, []string{"--since", "31d"}, "--since 744h reaches further back than Stripe keeps events (30 days, 720h)"},
+		{"not a duration", b.env, []string{"--since", "a while"}, `"a while" is not a duration`},
+		{"zero since", b.env, []string{"--since", "0s"}, "must be positive"},
+		{"too many types", b.env, []string{"--types", strings.Repeat("customer.updated,", 21)}, "--types lists 21 event types; Stripe filters on at most 20"},
+		{"rate over Stripe's limit", b.env, []string{"--rate", "500"}, "--rate 500 must be above 0 and at most 100"},
+		{"positional argument", b.env, []string{"72h"}, "backfill takes no positional arguments"},
+		{"unknown flag", b.env, []string{"--all"}, "flag provided but not defined: -all"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := runCommand(t.Context(), tt.env, append([]string{"backfill"}, tt.args...)...)
+			require.ErrorContains(t, c.err, tt.want)
+			require.Equal(t, 1, exitCode(c.err))
+			require.Empty(t, c.stdout)
+		})
+	}
+	require.Zero(t, b.msgCount(t))
+
+	c := runCommand(t.Context(), b.env, "backfill", "-h")
+	require.NoError(t, c.err, "help is not a failure")
+	require.Contains(t, c.stderr, "Usage: listener backfill")
+}
+
+// Items that are not Stripe events, or too large for NATS, are skipped as the webhook refuses
+// them; the others are stored.
+func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{})
+	ids, _ := addEvents(t, b.fake, "skip", 3, func(int) bool { return false })
+	created := time.Now().Add(-30 * time.Minute).Unix()
+	b.fake.AddEvent(t, []byte(fmt.Sprintf(`{"id":"evt_no_type","object":"event","created":%d,"data":{"object":{"id":"cus_1","object":"customer"}}}`, created)), false)
+	b.fake.AddEvent(t, stripetest.Event{ID: "evt_huge", Type: "customer.updated", Created: created - 1, Pad: 2 << 20}.JSON(t), false)
+
+	c := b.backfill(t, t.Context())
+	require.NoError(t, c.err)
+	require.Equal(t, counts{Listed: 5, New: 3, Skipped: 2}, summaryCounts(t, c.stdout))
+	require.Contains(t, c.stderr, "warning: skipped an item of the list that is not a Stripe event")
+	require.Contains(t, c.stderr, "warning: skipped event evt_huge (customer.updated): larger than the NATS server's max_payload")
+	require.ElementsMatch(t, ids, b.streamIDs(t))
+}
+
+func TestSinceFlag(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "30d": maxSince} {
+		var f sinceFlag
+		require.NoError(t, f.Set(in))
+		require.Equal(t, want, time.Duration(f))
+	}
+	var f sinceFlag
+	require.Error(t, f.Set("d"))
+	require.Equal(t, "72h", shortDuration(72*time.Hour))
+	require.Equal(t, "1h30m", shortDuration(90*time.Minute))
+	require.Equal(t, "45s", shortDuration(45*time.Second))
+}

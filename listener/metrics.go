@@ -1,0 +1,66 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the listener's Prometheus series, registered in one server's registry.
+type metrics struct {
+	requests   *prometheus.CounterVec // by HTTP status and contract code ("received" for 200)
+	duplicates prometheus.Counter
+	publish    prometheus.Histogram
+	inFlight   prometheus.Gauge
+	backfill   *backfillMetrics
+}
+
+// backfillMetrics are the scheduled backfill's series.
+type backfillMetrics struct {
+	recovered   prometheus.Counter
+	runs        prometheus.Counter
+	failures    prometheus.Counter
+	lastSuccess prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := promauto.With(reg)
+	return &metrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_listener_webhook_requests_total",
+			Help: "Webhook requests answered, by HTTP status and error code (received for 200).",
+		}, []string{"status", "code"}),
+		duplicates: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_listener_webhook_duplicates_total",
+			Help: "Webhooks JetStream recognised as already stored (Nats-Msg-Id within the duplicate window).",
+		}),
+		publish: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_listener_publish_duration_seconds",
+			Help:    "Time from publishing an event to JetStream's acknowledgment (or failure).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		inFlight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_listener_webhooks_in_flight",
+			Help: "Webhook requests being handled now.",
+		}),
+		backfill: &backfillMetrics{
+			recovered: f.NewCounter(prometheus.CounterOpts{
+				Name: "tollgate_listener_backfill_recovered_events_total",
+				Help: "Events the scheduled backfill stored that JetStream did not have: webhooks that did not arrive (alert above zero).",
+			}),
+			runs: f.NewCounter(prometheus.CounterOpts{
+				Name: "tollgate_listener_backfill_runs_total",
+				Help: "Scheduled backfill runs this listener started (it held the lock).",
+			}),
+			failures: f.NewCounter(prometheus.CounterOpts{
+				Name: "tollgate_listener_backfill_failures_total",
+				Help: "Scheduled backfill runs of this listener that failed (Stripe API, NATS).",
+			}),
+			lastSuccess: f.NewGauge(prometheus.GaugeOpts{
+				Name: "tollgate_listener_backfill_last_success_timestamp_seconds",
+				Help: "When the last successful scheduled backfill of any listener finished (Unix seconds; 0 before the first).",
+			}),
+		},
+	}
+}

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/entitlement"
+)
+
+// errDrift is returned by reconcile when the read model and Stripe differ (exit status 2).
+var errDrift = errors.New("drift found")
+
+// reconcilePageSize is the number of read-model rows read per query.
+const reconcilePageSize = 1000
+
+// The kinds of drift.
+const (
+	driftMissing         = "missing"           // Stripe has the subscription, the read model does not
+	driftStatus          = "status"            // both have it, with different statuses
+	driftUnknownToStripe = "unknown to Stripe" // the read model has it, Stripe does not
+)
+
+// subscriptionSource lists Stripe's subscriptions; stripeAPI is the real one.
+type subscriptionSource interface {
+	Subscriptions(ctx context.Context, customerID string) iter.Seq2[stripeSubscription, error]
+}
+
+// drift is one difference between the read model and Stripe.
+type drift struct {
+	CustomerID     string
+	SubscriptionID string
+	Kind           string
+	Stripe         string // Stripe's status, "-" when Stripe has none
+	Tollgate       string // the read model's status, "-" when it has none
+}
+
+// reconcileReport is what reconcile found.
+type reconcileReport struct {
+	Customers     int // read-model customers compared
+	Subscriptions int // Stripe subscriptions listed
+	// IgnoredEnded are Stripe's canceled or incomplete_expired subscriptions of customers the read
+	// model does not know: history from before Tollgate saw the account, no access either way.
+	IgnoredEnded int
+	Drift        []drift
+}
+
+// driftCustomers is the number of customers with drift.
+func (r reconcileReport) driftCustomers() int {
+	seen := map[string]bool{}
+	for _, d := range r.Drift {
+		seen[d.CustomerID] = true
+	}
+	return len(seen)
+}
+
+// stripeSubscriptions are Stripe's subscription statuses by customer and subscription id.
+type stripeSubscriptions map[string]map[string]string
+
+// listStripe lists Stripe's subscriptions (status=all; of one customer when customerID is not
+// ""). progress hears how many were listed, at most every progressEvery.
+func listStripe(ctx context.Context, src subscriptionSource, customerID string, progress func(int)) (stripeSubscriptions, int, error) {
+	subs := stripeSubscriptions{}
+	n := 0
+	lastProgress := time.Now()
+	for s, err := range src.Subscriptions(ctx, customerID) {
+		if err != nil {
+			return nil, n, err
+		}
+		n++
+		if subs[s.CustomerID] == nil {
+			subs[s.CustomerID] = map[string]string{}
+		}
+		subs[s.CustomerID][s.ID] = s.Status
+		if progress != nil && time.Since(lastProgress) >= progressEvery {
+			progress(n)
+			lastProgress = time.Now()
+		}
+	}
+	return subs, n, nil
+}
+
+// compareReadModel compares the read model (read through db, a page at a time; run it in one
+// READ ONLY, REPEATABLE READ transaction for a consistent snapshot) with Stripe's subscriptions,
+// which it consumes. Every subscription of a read-model customer is compared; of customers the
+// read model does not know, Stripe's subscriptions that have not ended are reported missing (all
+// of them when customerID is given). With customerID only that customer is read.
+func compareReadModel(ctx context.Context, db entitlement.Querier, stripeSubs stripeSubscriptions, customerID string) (reconcileReport, error) {
+	var r reconcileReport
+	if customerID != "" {
+		v, err := entitlement.GetCustomer(ctx, db, customerID)
+		switch {
+		case err == nil:
+			r.Customers = 1
+			r.Drift = compareCustomer(customerID, v.Subscriptions, stripeSubs[customerID])
+			delete(stripeSubs, customerID)
+		case !errors.Is(err, entitlement.ErrNotFound):
+			return r, fmt.Errorf("read the read model: %w", err)
+		}
+	} else {
+		for after := ""; ; {
+			page, err := entitlement.ListCustomers(ctx, db, after, reconcilePageSize)
+			if err != nil {
+				return r, fmt.Errorf("read the read model: %w", err)
+			}
+			for _, c := range page {
+				r.Customers++
+				r.Drift = append(r.Drift, compareCustomer(c.CustomerID, c.Subscriptions, stripeSubs[c.CustomerID])...)
+				delete(stripeSubs, c.CustomerID)
+			}
+			if len(page) < reconcilePageSize {
+				break
+			}
+			after = page[len(page)-1].CustomerID
+		}
+	}
+
+	for cus, subs := range stripeSubs { // customers the read model does not know
+		for id, status := range subs {
+			if customerID == "" && (status == "canceled" || status == "incomplete_expired") {
+				r.IgnoredEnded++
+				continue
+			}
+			r.Drift = append(r.Drift, drift{CustomerID: cus, SubscriptionID: id, Kind: driftMissing, Stripe: status, Tollgate: "-"})
+		}
+	}
+	slices.SortFunc(r.Drift, func(a, b drift) int {
+		if c := strings.Compare(a.CustomerID, b.CustomerID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.SubscriptionID, b.SubscriptionID)
+	})
+	return r, nil
+}
+
+// compareCustomer is the drift of one read-model customer's subscriptions against Stripe's.
+func compareCustomer(customerID string, ours []entitlement.Subscription, theirs map[string]string) []drift {
+	var out []drift
+	known := make(map[string]bool, len(ours))
+	for _, s := range ours {
+		known[s.ID] = true
+		status, ok := theirs[s.ID]
+		switch {
+		case !ok:
+			out = append(out, drift{CustomerID: customerID, SubscriptionID: s.ID, Kind: driftUnknownToStripe, Stripe: "-", Tollgate: s.Status})
+		case status != s.Status:
+			out = append(out, drift{CustomerID: customerID, SubscriptionID: s.ID, Kind: driftStatus, Stripe: status, Tollgate: s.Status})
+		}
+	}
+	for id, status := range theirs {
+		if !known[id] {
+			out = append(out, drift{CustomerID: customerID, SubscriptionID: id, Kind: driftMissing, Stripe: status, Tollgate: "-"})
+		}
+	}
+	return out
+}
+
+// writeReport prints the drift table and what to do about it.
+func writeReport(w io.Writer, r reconcileReport, customerID string) error {
+	var b strings.Builder
+	scope, verb := fmt.Sprintf("the read model's %s", plural(r.Customers, "customer")), "match"
+	if customerID != "" {
+		scope, verb = "customer "+customerID, "matches"
+	}
+	subs := fmt.Sprintf("Stripe's %s (status=all)", plural(r.Subscriptions, "subscription"))
+	if len(r.Drift) == 0 {
+		fmt.Fprintf(&b, "No drift: %s %s %s.\n", scope, verb, subs)
+	} else {
+		tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+		_, _ = fmt.Fprintln(tw, "CUSTOMER\tSUBSCRIPTION\tDRIFT\tSTRIPE\tTOLLGATE")
+		for _, d := range r.Drift {
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.CustomerID, d.SubscriptionID, d.Kind, d.Stripe, d.Tollgate)
+		}
+		_ = tw.Flush()
+		kinds := map[string]int{}
+		for _, d := range r.Drift {
+			kinds[d.Kind]++
+		}
+		fmt.Fprintf(&b, "\nDrift in %s: %d missing, %d different status, %d unknown to Stripe (compared %s with %s).\n",
+			plural(r.driftCustomers(), "customer"), kinds[driftMissing], kinds[driftStatus], kinds[driftUnknownToStripe], scope, subs)
+		b.WriteString(`Nothing was changed: the read model stays the operational truth, and drift is a signal that
+events did not reach Tollgate. The fix is a backfill, e.g. listener backfill --since 30d (Stripe
+keeps events for 30 days). A change made in the last minutes may still be on its way: run
+reconcile again to confirm.
+`)
+	}
+	if r.IgnoredEnded > 0 {
+		fmt.Fprintf(&b, "Left out: %s of customers the read model does not know (canceled or incomplete_expired, no access either way).\n",
+			plural(r.IgnoredEnded, "ended subscription"))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// plural is "1 customer", "2 customers".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+const reconcileUsage = `Usage: listener reconcile [--customer ID] [--rate 25]
+
+Compares the subscription statuses of the read model (customer_entitlements in DATABASE_URL, read
+in a read-only transaction) with Stripe's current subscriptions (GET /v1/subscriptions?status=all)
+and prints the drift per customer. Changes nothing. Exit status 0: no drift; 2: drift; 1: error.
+Needs STRIPE_API_KEY (read access to subscriptions) and DATABASE_URL.
+
+`
+
+// reconcileCmd runs `listener reconcile`.
+func reconcileCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	customerID := fs.String("customer", "", "compare this customer `ID` only (customer= on the Stripe query)")
+	rate := fs.Float64("rate", defaultAPIRate, "at most this many Stripe API `requests` per second")
+	fs.Usage = func() {
+		_, _ = io.WriteString(stderr, reconcileUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("reconcile takes no positional arguments, got %q", strings.Join(fs.Args(), " "))
+	case *rate <= 0 || *rate > 100:
+		return fmt.Errorf("reconcile: --rate %g must be above 0 and at most 100 (Stripe's live-mode read limit)", *rate)
+	}
+	cfg, err := config.LoadBackfill(getenv)
+	dbURL, dbErr := config.LoadDatabase(getenv)
+	if err = errors.Join(err, dbErr); err != nil {
+		return err
+	}
+	say := func(format string, args ...any) { _, _ = fmt.Fprintf(stderr, "reconcile: "+format+"\n", args...) }
+	api := newStripeAPI(cfg.Stripe, apiOptions{Rate: *rate, OnRetry: func(r retryInfo) { say("%s", r) }})
+	defer api.close()
+
+	// Stripe first: the read model's snapshot is then taken after the listing, not minutes before.
+	stripeSubs, listed, err := listStripe(ctx, api, *customerID, func(n int) { say("%d Stripe subscriptions listed", n) })
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dbURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	// Read only: reconcile reports, it never writes. REPEATABLE READ: one snapshot for all pages.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: begin a read-only transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	r, err := compareReadModel(ctx, tx, stripeSubs, *customerID)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	r.Subscriptions = listed
+	if err := writeReport(stdout, r, *customerID); err != nil {
+		return err
+	}
+	if len(r.Drift) > 0 {
+		return fmt.Errorf("reconcile: %w in %s (table on stdout)", errDrift, plural(r.driftCustomers(), "customer"))
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/stream"
+)
+
+const (
+	// ensureStreamTimeout bounds the wait for JetStream at start; past it the process exits
+	// non-zero and its supervisor restarts it.
+	ensureStreamTimeout = time.Minute
+	// shutdownTimeout bounds how long in-flight webhooks may take once SIGTERM arrived. A webhook
+	// takes at most the body read plus PUBLISH_TIMEOUT.
+	shutdownTimeout = 30 * time.Second
+	// drainTimeout bounds the NATS drain after the HTTP server stopped.
+	drainTimeout = 10 * time.Second
+)
+
+// serve runs the webhook listener until ctx is done, then stops accepting requests, finishes
+// the in-flight ones, drains NATS and returns nil.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	cfg, err := config.LoadListener(getenv)
+	if err != nil {
+		return err
+	}
+
+	closed := make(chan struct{})
+	nc, err := connectNATS(cfg.NATSURL, logger, closed)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	// Serve at once: /healthz answers and /readyz says why it is not ready while the stream is
+	// being ensured; webhooks get 503 until then and Stripe retries.
+	handler := newServer(cfg, nc, js, logger, prometheus.NewRegistry())
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.PublishTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "secrets", len(cfg.WebhookSecrets),
+		"max_body_bytes", cfg.MaxBodyBytes, "tolerance", cfg.WebhookTolerance.String())
+
+	var sched *scheduler
+	if cfg.BackfillInterval > 0 {
+		api := newStripeAPI(cfg.Stripe, apiOptions{OnRetry: func(r retryInfo) {
+			logger.Warn("stripe api: retrying", "method", r.Method, "path", r.Path, "status", r.Status,
+				"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
+		}})
+		defer api.close()
+		sched = newScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, cfg.PublishTimeout, logger, handler.metrics.backfill)
+	}
+
+	// A failed ensure stops the server too: the process must not look healthy without a stream.
+	// The scheduled backfill starts once the stream is there and stops with the server.
+	serveCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	ensured := make(chan error, 1)
+	background := make(chan struct{})
+	go func() {
+		defer close(background)
+		err := ensureStream(serveCtx, js, logger, ensureStreamTimeout)
+		if err != nil {
+			stop(err)
+		}
+		ensured <- err
+		if err == nil && sched != nil {
+			sched.loop(serveCtx)
+		}
+	}()
+
+	serveErr := httpx.Serve(serveCtx, srv, ln, shutdownTimeout)
+	logger.Info("http server stopped; draining nats")
+	stop(nil)
+	<-background // a scheduled backfill stops between two events
+	ensureErr := <-ensured
+	if errors.Is(ensureErr, context.Canceled) {
+		ensureErr = nil // stopped before the stream was there: not its failure
+	}
+	err = errors.Join(serveErr, ensureErr, drainNATS(nc, closed, drainTimeout))
+	if err == nil {
+		logger.Info("stopped")
+	}
+	return err
+}
+
+// connectNATS connects for good: retries the first connection and every reconnection forever,
+// and fails publishes at once while disconnected (no reconnect buffer) so a webhook gets a fast
+// 503 instead of waiting for PUBLISH_TIMEOUT. closed is closed when the connection is.
+func connectNATS(url string, logger *slog.Logger, closed chan struct{}) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("tollgate-listener"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close or Drain
+				logger.Warn("nats disconnected; webhooks get 503 until it is back", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_URL %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// ensureStream creates or updates the stream, retrying with a capped exponential backoff until
+// it succeeds, ctx is done or timeout passed.
+func ensureStream(ctx context.Context, js jetstream.JetStream, logger *slog.Logger, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := errors.New("nats: not connected")
+		if js.Conn().IsConnected() {
+			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = stream.Ensure(actx, js, stream.Options{})
+			acancel()
+		}
+		if err == nil {
+			logger.Info("stream ready", "stream", stream.Name, "attempt", attempt)
+			return nil
+		}
+		logger.Warn("stream not ready yet; retrying", "stream", stream.Name, "attempt", attempt, "retry_in", backoff.String(), "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("JetStream stream %s not ready after %d attempts (NATS_URL unreachable or JetStream disabled?): %w", stream.Name, attempt, errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// drainNATS drains the connection (pending publishes are flushed) and waits until it closed.
+func drainNATS(nc *nats.Conn, closed <-chan struct{}, timeout time.Duration) error {
+	if err := nc.Drain(); err != nil {
+		nc.Close() // not connected: nothing is in flight
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return fmt.Errorf("nats drain did not finish in %s", timeout)
+	}
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"iter"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+	"github.com/stripe/stripe-go/v76/form"
+	"golang.org/x/time/rate"
+
+	"github.com/tollgate/tollgate/pkg/config"
+)
+
+// How backfill and reconcile read the Stripe API.
+const (
+	// defaultAPIRate is the requests per second sent at most. Stripe allows 100 read requests a
+	// second in live mode and 25 in test mode; 25 leaves the live application most of its budget.
+	defaultAPIRate = 25.0
+	// apiPageSize is the limit of each list request, Stripe's largest.
+	apiPageSize = 100
+	// apiMaxAttempts bounds the attempts of one request (429, 5xx and network errors are retried).
+	apiMaxAttempts = 6
+	// apiBaseDelay and apiMaxDelay bound the exponential backoff between attempts.
+	apiBaseDelay = 500 * time.Millisecond
+	apiMaxDelay  = 30 * time.Second
+	// apiMaxRetryAfter caps a Retry-After the API asks for.
+	apiMaxRetryAfter = time.Minute
+	// apiResponseTimeout bounds the wait for the headers of one answer.
+	apiResponseTimeout = 30 * time.Second
+)
+
+// apiOptions tune a stripeAPI. Zero values take the defaults above.
+type apiOptions struct {
+	Rate        float64 // requests per second
+	MaxAttempts int
+	BaseDelay   time.Duration
+	MaxDelay    time.Duration
+	// OnRetry hears of each failed attempt that will be retried; nil ignores them.
+	OnRetry func(retryInfo)
+}
+
+// retryInfo describes a failed attempt that is retried.
+type retryInfo struct {
+	Method, Path string
+	Attempt      int   // the attempt that failed, from 1
+	MaxAttempts  int   // the attempts allowed
+	Status       int   // its HTTP status; 0 for a network error
+	Err          error // the network error, nil for a status
+	Wait         time.Duration
+}
+
+func (r retryInfo) String() string {
+	what := strconv.Itoa(r.Status)
+	if r.Err != nil {
+		what = r.Err.Error()
+	}
+	return fmt.Sprintf("%s %s: %s (attempt %d of %d); retrying in %s", r.Method, r.Path, what, r.Attempt, r.MaxAttempts, r.Wait.Round(time.Millisecond))
+}
+
+// stripeAPI reads Stripe's API with stripe-go v76: its backend (authentication, Stripe-Version,
+// error decoding) and paginator, over an HTTP client whose transport keeps under a request rate
+// and retries (stripe-go's own retries are off: they ignore Retry-After). It is safe for
+// concurrent use; all its requests share one rate limit.
+type stripeAPI struct {
+	backend stripe.Backend
+	sc      *client.API
+	key     string
+}
+
+// newStripeAPI reads the API at cfg.Base (Stripe's own when "") with cfg.Key.
+func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
+	if o.Rate <= 0 {
+		o.Rate = defaultAPIRate
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = apiMaxAttempts
+	}
+	if o.BaseDelay <= 0 {
+		o.BaseDelay = apiBaseDelay
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = apiMaxDelay
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.ResponseHeaderTimeout = apiResponseTimeout
+	transport := &retryTransport{
+		next:        base,
+		limiter:     rate.NewLimiter(rate.Limit(o.Rate), 1),
+		maxAttempts: o.MaxAttempts,
+		baseDelay:   o.BaseDelay,
+		maxDelay:    o.MaxDelay,
+		onRetry:     o.OnRetry,
+	}
+	bc := &stripe.BackendConfig{
+		HTTPClient:        &http.Client{Transport: transport}, // no client timeout: it would cut across retries
+		MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
+	}
+	if cfg.Base != "" {
+		bc.URL = stripe.String(cfg.Base)
+	}
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, bc)
+	return &stripeAPI{
+		backend: backend,
+		sc:      client.New(cfg.Key, &stripe.Backends{API: backend, Connect: backend, Uploads: backend}),
+		key:     cfg.Key,
+	}
+}
+
+// close releases the idle connections.
+func (a *stripeAPI) close() {
+	if b, ok := a.backend.(*stripe.BackendImplementation); ok {
+		b.HTTPClient.CloseIdleConnections()
+	}
+}
+
+// eventQuery selects events of GET /v1/events.
+type eventQuery struct {
+	// CreatedGTE and CreatedLTE bound created (Unix seconds, inclusive); 0 leaves a side open.
+	CreatedGTE, CreatedLTE int64
+	// Undelivered asks for events whose webhooks are still pending or failed (delivery_success=false).
+	Undelivered bool
+	// Types are the event types (types[]); empty means every type.
+	Types []string
+	// StartingAfter resumes the listing after this event id.
+	StartingAfter string
+}
+
+// Events lists the events of q, newest first, fetching pages of apiPageSize as the loop goes on.
+// Each item is the event's JSON exactly as the page carried it: events keep the API version they
+// were created with, which stripe-go's typed Event cannot always decode (before 2017-05-25,
+// "request" was a string), so pages are decoded with the items left raw, never re-marshalled.
+// A failed request ends the sequence with an error wrapping stripe-go's (*stripe.Error for an
+// answer of the API, a context error when ctx ended).
+func (a *stripeAPI) Events(ctx context.Context, q eventQuery) iter.Seq2[json.RawMessage, error] {
+	params := &stripe.EventListParams{}
+	params.Context = ctx
+	params.Limit = stripe.Int64(apiPageSize)
+	if q.CreatedGTE > 0 || q.CreatedLTE > 0 {
+		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: q.CreatedGTE, LesserThanOrEqual: q.CreatedLTE}
+	}
+	if q.Undelivered {
+		params.DeliverySuccess = stripe.Bool(false)
+	}
+	for _, t := range q.Types {
+		params.Types = append(params.Types, stripe.String(t))
+	}
+	if q.StartingAfter != "" {
+		params.StartingAfter = stripe.String(q.StartingAfter)
+	}
+	return func(yield func(json.RawMessage, error) bool) {
+		// stripe-go's paginator, as event.Client.List uses it, with raw pages.
+		it := stripe.GetIter(params, func(p *stripe.Params, values *form.Values) ([]any, stripe.ListContainer, error) {
+			page := &rawList{}
+			err := a.backend.CallRaw(http.MethodGet, "/v1/events", a.key, values, p, page)
+			items := make([]any, 0, len(page.Data))
+			for _, raw := range page.Data {
+				items = append(items, &rawItem{ID: idOf(raw), Raw: raw})
+			}
+			return items, page, err
+		})
+		for it.Next() {
+			if !yield(it.Current().(*rawItem).Raw, nil) {
+				return
+			}
+		}
+		if err := it.Err(); err != nil {
+			yield(nil, fmt.Errorf("list events: %w", err))
+		}
+	}
+}
+
+// rawList is a page of a list with its items undecoded.
+type rawList struct {
+	stripe.APIResource
+	stripe.ListMeta
+	Data []json.RawMessage `json:"data"`
+}
+
+// rawItem is one item of a rawList; stripe-go's paginator reads ID for starting_after.
+type rawItem struct {
+	ID  string
+	Raw json.RawMessage
+}
+
+func idOf(raw json.RawMessage) string {
+	var o struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &o) // an item without id shows up when it is parsed
+	return o.ID
+}
+
+// stripeSubscription is what reconcile compares of a subscription.
+type stripeSubscription struct {
+	ID, CustomerID, Status string
+}
+
+// Subscriptions lists every subscription (status=all) of the account, or of one customer when
+// customerID is not "", through stripe-go's typed client: subscriptions are rendered in the API
+// version stripe-go asks for, which its types decode. Errors as for Events.
+func (a *stripeAPI) Subscriptions(ctx context.Context, customerID string) iter.Seq2[stripeSubscription, error] {
+	params := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+	params.Context = ctx
+	params.Limit = stripe.Int64(apiPageSize)
+	if customerID != "" {
+		params.Customer = stripe.String(customerID)
+	}
+	return func(yield func(stripeSubscription, error) bool) {
+		it := a.sc.Subscriptions.List(params)
+		for it.Next() {
+			s := it.Subscription()
+			sub := stripeSubscription{ID: s.ID, Status: string(s.Status)}
+			if s.Customer != nil {
+				sub.CustomerID = s.Customer.ID
+			}
+			if !yield(sub, nil) {
+				return
+			}
+		}
+		if err := it.Err(); err != nil {
+			yield(stripeSubscription{}, fmt.Errorf("list subscriptions: %w", err))
+		}
+	}
+}
+
+// retryTransport sends requests at most at limiter's rate and retries the idempotent ones (GET,
+// HEAD) that got a 429, a 5xx or a network error, up to maxAttempts in all, waiting an
+// exponential backoff with jitter between attempts, and at least the Retry-After the answer
+// asked for. Every attempt waits for the limiter. The last answer, or error, is returned as it
+// came; a done context stops at once.
+type retryTransport struct {
+	next                http.RoundTripper
+	limiter             *rate.Limiter
+	maxAttempts         int
+	baseDelay, maxDelay time.Duration
+	onRetry             func(retryInfo)
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	idempotent := (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
+		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
+	for attempt := 1; ; attempt++ {
+		if err := t.limiter.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("rate limit: %w", err)
+		}
+		r := req
+		if attempt > 1 && req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r = req.Clone(ctx)
+			r.Body = body
+		}
+		resp, err := t.next.RoundTrip(r)
+		if !idempotent || attempt >= t.maxAttempts || ctx.Err() != nil || !retryable(resp, err) {
+			return resp, err
+		}
+		info := retryInfo{Method: req.Method, Path: req.URL.Path, Attempt: attempt, MaxAttempts: t.maxAttempts, Err: err,
+			Wait: t.backoff(attempt)}
+		if resp != nil {
+			info.Status = resp.StatusCode
+			if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+				info.Wait = max(info.Wait, min(after, apiMaxRetryAfter))
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
+			_ = resp.Body.Close()
+		}
+		if t.onRetry != nil {
+			t.onRetry(info)
+		}
+		timer := time.NewTimer(info.Wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// retryable says whether an attempt's outcome is worth another: a network error, 429 or 5xx.
+func retryable(resp *http.Response, err error) bool {
+	if err != nil {
+		return true
+	}
+	return resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+}
+
+// backoff is the wait after the attempt-th failure: baseDelay doubled per attempt, capped at
+// maxDelay, of which a random half is taken off (jitter, so clients that failed together do not
+// come back together).
+func (t *retryTransport) backoff(attempt int) time.Duration {
+	d := t.baseDelay << min(attempt-1, 20)
+	if d <= 0 || d > t.maxDelay {
+		d = t.maxDelay
+	}
+	half := d / 2
+	return half + rand.N(half+1) //nolint:gosec // jitter needs no cryptographic randomness
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(time.Until(at), 0), true
+	}
+	return 0, false
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+)
+
+// natsHeaderRoom is what the body limit keeps free under the server's max_payload for the
+// message headers (Nats-Msg-Id with the event id, Nats-Expected-Stream): about 80 bytes plus
+// the id. A longer id still gets a 413, from nats.ErrMaxPayload.
+const natsHeaderRoom = 1024
+
+// The reasons a webhook is refused. refusal maps each to its status and contract code.
+var (
+	errTooLarge         = errors.New("body too large")
+	errUnreadable       = errors.New("body could not be read")
+	errInvalidSignature = errors.New("no valid signature")
+	errTooOld           = errors.New("signature timestamp outside tolerance")
+	errNATSDown         = errors.New("nats: not connected")
+)
+
+type webhookAnswer struct {
+	Received  bool `json:"received"`
+	Duplicate bool `json:"duplicate"`
+}
+
+// handleWebhook answers POST /webhooks/stripe as the contract's listener table says.
+func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
+
+	ack, ev, err := s.accept(w, r)
+	if err != nil {
+		status, code, msg := refusal(err)
+		s.metrics.requests.WithLabelValues(strconv.Itoa(status), code).Inc()
+		attrs := []any{"status", status, "code", code, "error", err}
+		if ev.ID != "" {
+			attrs = append(attrs, "event", ev.ID, "type", ev.Type)
+		}
+		s.logger.Log(r.Context(), slogLevel(status), "webhook refused", attrs...)
+		httpx.WriteError(w, status, code, msg)
+		return
+	}
+	if ack.Duplicate {
+		s.metrics.duplicates.Inc()
+	}
+	s.metrics.requests.WithLabelValues("200", "received").Inc()
+	s.logger.Debug("webhook stored", "event", ev.ID, "type", ev.Type, "customer", ev.CustomerID, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	httpx.WriteJSON(w, http.StatusOK, webhookAnswer{Received: true, Duplicate: ack.Duplicate})
+}
+
+// accept reads, verifies and stores one webhook. It returns JetStream's acknowledgment, or an
+// error for refusal to map. ev is filled as far as it was parsed, for logs.
+func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
+	body, err := readBody(w, r, s.bodyLimit())
+	if err != nil {
+		return nil, stripeevent.Event{}, err
+	}
+	if err := verifySignature(body, r.Header.Get("Stripe-Signature"), s.secrets, s.tolerance); err != nil {
+		return nil, stripeevent.Event{}, err
+	}
+	// stripeevent reads only the envelope every API version shares: any api_version is taken.
+	ev, err := stripeevent.Parse(body)
+	if err != nil {
+		return nil, ev, err
+	}
+
+	if !s.nc.IsConnected() {
+		return nil, ev, fmt.Errorf("publish event %s: %w", ev.ID, errNATSDown) // fail fast, clear log
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.publishTimeout)
+	defer cancel()
+	start := time.Now()
+	// WARNING: the 200 is written by the caller only after this returns a PubAck, i.e. after
+	// JetStream stored the event. Answering before the publish returns (or publishing
+	// asynchronously) would tell Stripe to stop retrying an event that may be lost.
+	ack, err := publishEvent(ctx, s.js, ev) // the backfill stores events the same way
+	s.metrics.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, ev, err
+	}
+	return ack, ev, nil
+}
+
+// bodyLimit is the largest body that is accepted: MAX_BODY_BYTES, or less when the NATS server
+// would not take it as one message. It is read per request: a reconnect may reach a server with
+// another max_payload.
+func (s *server) bodyLimit() int64 {
+	limit := s.maxBodyBytes
+	if room := s.nc.MaxPayload() - natsHeaderRoom; room > 0 && room < limit {
+		limit = room
+	}
+	return limit
+}
+
+// readBody reads the whole body, refusing more than limit bytes. A Content-Length over the limit
+// is refused before a byte is read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close") // the unread body is not worth draining
+		return nil, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
+	}
+	size := int64(bytes.MinRead)
+	if r.ContentLength > 0 {
+		size += r.ContentLength // one read short of EOF: no regrowth
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return nil, fmt.Errorf("%w: over the limit of %d bytes", errTooLarge, limit)
+		}
+		return nil, fmt.Errorf("%w: %w", errUnreadable, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// verifySignature checks the Stripe-Signature header against every secret (several during a
+// rotation) with stripe-go's webhook package. It returns nil when one secret signed payload
+// within tolerance, an error wrapping errTooOld when one secret signed it but too long ago, and
+// one wrapping errInvalidSignature otherwise.
+//
+// It verifies the signature only. webhook.ConstructEvent* would also decode the body into
+// stripe-go's Event, which fails on events of API versions before 2017-05-25 ("request" was a
+// string) and would refuse them; stripeevent.Parse decodes any version.
+func verifySignature(payload []byte, header string, secrets []string, tolerance time.Duration) error {
+	if tolerance <= 0 {
+		tolerance = webhook.DefaultTolerance // as ConstructEventOptions does with a zero Tolerance
+	}
+	last := errors.New("no secret configured")
+	for _, secret := range secrets {
+		err := webhook.ValidatePayloadWithTolerance(payload, header, secret, tolerance)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader):
+			return fmt.Errorf("%w: %w", errInvalidSignature, err) // the same for every secret
+		case errors.Is(err, webhook.ErrTooOld):
+			// stripe-go checks the age before the signature: an old timestamp counts only when
+			// the signature itself is good, else it is just a bad signature.
+			if webhook.ValidatePayloadIgnoringTolerance(payload, header, secret) == nil {
+				return fmt.Errorf("%w (%s)", errTooOld, tolerance)
+			}
+			err = webhook.ErrNoValidSignature
+		}
+		last = err
+	}
+	return fmt.Errorf("%w: no configured secret matches (%w)", errInvalidSignature, last)
+}
+
+// refusal is the one map from a refused webhook's error to its HTTP status, contract code and
+// the message sent back. Anything not recognised is a failure to store: 503, Stripe retries.
+func refusal(err error) (status int, code, message string) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, "payload_too_large", err.Error()
+	case errors.Is(err, nats.ErrMaxPayload):
+		return http.StatusRequestEntityTooLarge, "payload_too_large", "the event is larger than the NATS server's max_payload"
+	case errors.Is(err, errInvalidSignature):
+		return http.StatusBadRequest, "invalid_signature", err.Error()
+	case errors.Is(err, errTooOld):
+		return http.StatusBadRequest, "timestamp_outside_tolerance", err.Error()
+	case errors.Is(err, stripeevent.ErrInvalid), errors.Is(err, errUnreadable):
+		return http.StatusBadRequest, "invalid_payload", err.Error()
+	default:
+		return http.StatusServiceUnavailable, "queue_unavailable", "the event could not be stored; retry later"
+	}
+}
+
+func slogLevel(status int) slog.Level {
+	if status >= 500 {
+		return slog.LevelError
+	}
+	return slog.LevelWarn
+}
