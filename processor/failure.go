@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+// A message fails for one of two reasons, and the answer differs:
+//
+//   - its own content (poison): it cannot be parsed, decoded, or stored. Retrying the same bytes
+//     with the same code fails the same way, so after a bounded number of deliveries it goes to
+//     dead_letters and stops blocking nothing but itself.
+//   - everything else (transient): Postgres down or restarting, a serialization failure or
+//     deadlock, a timeout, a lost connection, an error nobody foresaw. The message is
+//     redelivered after a backoff as often as it takes; nothing is lost and, because the append
+//     is idempotent and the read model is re-derived from the whole history, nothing is applied
+//     twice.
+//
+// Unknown errors are transient on purpose: dead-lettering a good event because of an outage
+// would be a silent loss of access for a paying user, while retrying a bad one only costs a log
+// line per backoff period.
+
+// poisonError is a failure caused by the message itself.
+type poisonError struct {
+	reason string // what dead_letters.reason says
+	// permanent failures are dead-lettered on first sight: the bytes can never become valid.
+	permanent bool
+	err       error
+}
+
+func (e *poisonError) Error() string { return e.reason }
+func (e *poisonError) Unwrap() error { return e.err }
+
+// admitted is an event that passed admit: parsed and, when it belongs to a customer, decoded.
+type admitted struct {
+	event   stripeevent.Event
+	decoded subscription.Event
+}
+
+// admit reads a message's payload and checks, before any transaction, that it can be applied:
+// it is a Stripe event (stripeevent.Parse), its keys can be stored, and its object decodes
+// (subscription.Decode). Failures are *poisonError: parse and key errors are permanent (a retry
+// sees the same bytes); a decode error is not, so that during a rolling deploy an instance with
+// a fixed decoder gets the message before it is dead-lettered. The event comes back whenever it
+// parsed, for the logs and the dead letter's event id.
+func admit(raw []byte) (admitted, error) {
+	ev, err := stripeevent.Parse(raw)
+	if err != nil {
+		return admitted{}, &poisonError{reason: "unparseable: " + err.Error(), permanent: true, err: err}
+	}
+	// Postgres text cannot hold NUL; JSON can (\u0000). Such an id would fail the whole batch's
+	// transaction, so it is caught here, where it is cheap and certain.
+	for _, f := range [...]struct{ name, v string }{
+		{"id", ev.ID}, {"type", ev.Type}, {"customer", ev.CustomerID}, {"account", ev.Account}, {"api_version", ev.APIVersion},
+	} {
+		if strings.ContainsRune(f.v, 0) {
+			return admitted{event: ev}, &poisonError{reason: fmt.Sprintf("unstorable: event %q has a NUL character in its %s", ev.ID, f.name), permanent: true}
+		}
+	}
+	a := admitted{event: ev}
+	if ev.CustomerID != "" {
+		if a.decoded, err = subscription.Decode(ev); err != nil {
+			return a, &poisonError{reason: err.Error(), err: err}
+		}
+	}
+	return a, nil
+}
+
+// errDerivePanic is wrapped when decoding or deriving a history panicked: a bug the history
+// triggers, which retrying cannot fix.
+var errDerivePanic = errors.New("derivation panicked")
+
+// isContentError reports whether a failed projection was caused by the data it was given rather
+// than by its surroundings: Postgres refused a value (data exception, integrity violation,
+// program limit such as an index row too large) or the derivation panicked. Such a failure of a
+// batch is narrowed down to the message at fault by applying the messages one at a time.
+func isContentError(err error) bool {
+	if errors.Is(err, errDerivePanic) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
+		switch pgErr.Code[:2] {
+		case "22", "23", "54":
+			return true
+		}
+	}
+	return false
+}
+
+// asPoison turns a failed projection of a single message into what settle needs: a content
+// error becomes a (non-permanent) poisonError, anything else stays as it is (transient).
+func asPoison(err error) error {
+	if err == nil || !isContentError(err) {
+		return err
+	}
+	return &poisonError{reason: "cannot be applied: " + err.Error(), err: err}
+}
+
+// retryDelay is the redelivery delay after the n-th delivery failed transiently: 1s, 2s, 4s, …
+// capped at one minute.
+func retryDelay(n uint64) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n > 7 {
+		return time.Minute
+	}
+	return min(time.Second<<(n-1), time.Minute)
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+func TestAdmit(t *testing.T) {
+	t.Parallel()
+	k := newKit(t, "f")
+	for _, tc := range []struct {
+		name      string
+		raw       []byte
+		permanent bool
+		wrapped   error
+	}{
+		{"not JSON", []byte("<html>"), true, stripeevent.ErrInvalid},
+		{"no id", []byte(`{"type":"customer.created","created":1,"data":{"object":{"object":"customer","id":"cus_1"}}}`), true, stripeevent.ErrInvalid},
+		{"NUL in the customer", k.customerCreated("cus_\x00", t0, "u"), true, nil},
+		{"NUL in the id", k.edit(k.customerCreated("cus_1", t0, "u"), func(ev, _ map[string]any) { ev["id"] = "evt_\x00" }), true, nil},
+		{"status not a string", k.edit(k.subscription("customer.subscription.updated", "cus_1", "sub_1", "active", "price_1", t0, nil),
+			func(_, obj map[string]any) { obj["status"] = 42 }), false, subscription.ErrUndecodable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := admit(tc.raw)
+			var poison *poisonError
+			require.ErrorAs(t, err, &poison)
+			require.Equal(t, tc.permanent, poison.permanent)
+			if tc.wrapped != nil {
+				require.ErrorIs(t, err, tc.wrapped)
+			}
+		})
+	}
+	a, err := admit(k.productUpdated(t0))
+	require.NoError(t, err, "an event of no customer is admitted without decoding")
+	require.Empty(t, a.event.CustomerID)
+}
+
+func TestFailureClassification(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		err     error
+		content bool
+	}{
+		{"data exception", &pgconn.PgError{Code: "22021"}, true},
+		{"index row too large", &pgconn.PgError{Code: "54000"}, true},
+		{"derivation panicked", errDerivePanic, true},
+		{"serialization failure", &pgconn.PgError{Code: "40001"}, false},
+		{"deadlock", &pgconn.PgError{Code: "40P01"}, false},
+		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, false},
+		{"unknown", errors.New("something else"), false},
+	} {
+		require.Equal(t, tc.content, isContentError(tc.err), tc.name)
+		var poison *poisonError
+		require.Equal(t, tc.content, errors.As(asPoison(tc.err), &poison), tc.name)
+	}
+	require.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 32 * time.Second, time.Minute, time.Minute},
+		[]time.Duration{retryDelay(0), retryDelay(2), retryDelay(3), retryDelay(6), retryDelay(7), retryDelay(1000)})
+}
+
+func TestRecordDeadLetterStoresAnything(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	weird := "evt_\x00\xff" + strings.Repeat("x", 5000)
+	d := deadLetter{EventID: weird, Subject: "stripe.events._none.x", StreamSeq: 7, Payload: []byte{0, 0xff, '{'},
+		Reason: "bad \x00 bytes \xfe", Attempts: 1}
+	require.NoError(t, recordDeadLetter(t.Context(), db.Pool, d))
+	d.Attempts = 2
+	require.NoError(t, recordDeadLetter(t.Context(), db.Pool, d), "the same stream sequence again updates the row")
+	got, err := listDeadLetters(t.Context(), db.Pool, "")
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, d.Payload, got[0].Payload, "raw bytes kept as they are")
+	require.Equal(t, 2, got[0].Attempts)
+	require.True(t, strings.HasPrefix(got[0].EventID, "evt_"))
+	require.LessOrEqual(t, len(got[0].EventID), 255+6)
+}

@@ -1,0 +1,27 @@
+// Command processor applies the Stripe events the listener stored in JetStream: it appends each
+// to the event store (Postgres, idempotent on the event id) and re-derives the entitlement read
+// model of the event's customer and user from the customer's whole history, in one transaction
+// per batch, before acknowledging. It also runs the operator commands migrate, replay and dlq.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "processor:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the processor's Prometheus series, registered in one process's registry. Every
+// command builds its own (serve exposes it on /metrics; replay and redrive only fill it).
+type metrics struct {
+	events        *prometheus.CounterVec // applied events, by Stripe event type
+	outcomes      *prometheus.CounterVec // settled messages, by outcome
+	redeliveries  prometheus.Counter
+	batchSize     prometheus.Histogram
+	batchDuration prometheus.Histogram
+	derive        prometheus.Histogram
+	replay        prometheus.Histogram
+	changed       prometheus.Counter
+	undecodable   prometheus.Counter
+	pending       prometheus.Gauge
+	ackPending    prometheus.Gauge
+	deadLetters   prometheus.Gauge
+	paused        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	durationBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	batchBuckets := []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := promauto.With(reg)
+	return &metrics{
+		events: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_processor_events_total",
+			Help: "Events applied to the event store and the read model (acknowledged), by Stripe event type.",
+		}, []string{"type"}),
+		outcomes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_processor_messages_total",
+			Help: "JetStream messages settled, by outcome: ack, retry (nak: transient failure), poison_retry (nak: the message's own fault, not yet dead-lettered), dead_letter (term), released (nak: fetched ahead, handed back unapplied at shutdown or during an outage).",
+		}, []string{"outcome"}),
+		redeliveries: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_redeliveries_total",
+			Help: "Messages received that JetStream had delivered before (NumDelivered > 1).",
+		}),
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_processor_batch_size",
+			Help:    "Messages per fetched batch.",
+			Buckets: batchBuckets,
+		}),
+		batchDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_processor_batch_duration_seconds",
+			Help:    "Time from a batch's fetch to its last acknowledgment.",
+			Buckets: durationBuckets,
+		}),
+		derive: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_processor_derive_duration_seconds",
+			Help:    "Time to decode and derive one customer's whole history (pure CPU, no I/O).",
+			Buckets: durationBuckets,
+		}),
+		replay: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tollgate_processor_replay_duration_seconds",
+			Help:    "Time to re-derive a set of customers from stored history in one transaction (lock, load, derive, write), by the consumer, replay and redrive alike.",
+			Buckets: durationBuckets,
+		}),
+		changed: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_entitlements_changed_total",
+			Help: "Customer read-model rows written because their derivation changed.",
+		}),
+		undecodable: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_unreadable_stored_events_total",
+			Help: "Stored events the current code cannot parse or decode, left out of derivations (see the logs).",
+		}),
+		pending: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_processor_consumer_pending",
+			Help: "Messages of the stream not yet delivered to the processor's consumer (refreshed periodically).",
+		}),
+		ackPending: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_processor_consumer_ack_pending",
+			Help: "Messages delivered to the processor's consumer and not yet acknowledged (refreshed periodically).",
+		}),
+		deadLetters: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_processor_dead_letters",
+			Help: "Rows in dead_letters (refreshed periodically).",
+		}),
+		paused: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_processor_paused",
+			Help: "1 while fetching is paused because Postgres does not answer.",
+		}),
+	}
+}

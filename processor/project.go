@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+// txBeginner starts transactions (a *pgxpool.Pool).
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// projector is the one code path that changes the event store and the read model. The consumer
+// (a batch of new events), replay (customers, no events) and dlq redrive (one event) all go
+// through apply, so they take the same locks in the same order and cannot disagree.
+type projector struct {
+	db      txBeginner
+	rules   subscription.Rules
+	cache   *eventCache // nil: decode every history from its payloads
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// projectionInput is what one apply works on.
+type projectionInput struct {
+	// Events are appended to the event store (ids already stored are ignored) and their
+	// customers re-derived.
+	Events []admitted
+	// Customers are re-derived as well (replay).
+	Customers []string
+	// RefreshAllUsers rebuilds the user rows of every re-derived customer, not only of those
+	// whose row changed (replay uses it to repair the user table too).
+	RefreshAllUsers bool
+	// InTx, when set, runs inside the transaction after the append (redrive deletes the dead
+	// letter there, so the event leaves dead_letters exactly when it is applied).
+	InTx func(ctx context.Context, tx pgx.Tx) error
+}
+
+// projection is what one apply did.
+type projection struct {
+	Appended int64 // events new to the store
+	Derived  int   // customers re-derived (with a stored history)
+	Changed  int   // customer rows written because their derivation changed
+	Users    int   // user rows refreshed
+	Skipped  int   // stored events skipped because the current code cannot decode them
+}
+
+// apply runs one transaction: append the events, lock the affected customers, re-derive each
+// from its whole stored history, write the customer rows that changed, lock their users and
+// rebuild the user rows. Everything commits together or not at all, so a failed apply can be
+// retried as often as needed; applying the same input twice changes nothing the second time.
+//
+// Lock order, the same for every caller so that concurrent applies (several processor
+// instances, a replay while the consumer runs) never deadlock on each other: customer advisory
+// locks in customer id order, then user advisory locks in user id order, each released at
+// commit. Events with no customer are only stored.
+func (p *projector) apply(ctx context.Context, in projectionInput) (projection, error) {
+	events := uniqueEvents(in.Events)
+	customers := customersOf(events, in.Customers)
+	raw := make([]stripeevent.Event, len(events))
+	fresh := make(map[string]admitted, len(events))
+	for i, a := range events {
+		raw[i] = a.event
+		fresh[a.event.ID] = a
+	}
+	var res projection
+	var decodedNow []decoded
+	// WARNING: READ COMMITTED is required, not just allowed: each statement below must see what
+	// other transactions committed while this one waited for a lock. Under REPEATABLE READ a
+	// transaction that waited for a customer's lock would derive from a snapshot missing the
+	// events the lock holder just committed, and overwrite its newer row with an older one.
+	err := pgx.BeginTxFunc(ctx, p.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		res, decodedNow = projection{}, nil
+		n, err := eventstore.Append(ctx, tx, raw)
+		if err != nil {
+			return err
+		}
+		res.Appended = n
+		if in.InTx != nil {
+			if err := in.InTx(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if len(customers) == 0 {
+			return nil
+		}
+		start := time.Now()
+		// WARNING: lock first, then read the histories. A concurrent transaction that appended
+		// events of the same customer either committed before we got the lock (we read its
+		// events) or takes the lock after us (it re-derives with ours). Reading before locking
+		// lets the last writer derive from a history missing the other's events.
+		if err := lockKeys(ctx, tx, "customer:", customers); err != nil {
+			return err
+		}
+		var histories map[string]*history
+		histories, decodedNow, err = p.loadHistories(ctx, tx, customers, fresh)
+		if err != nil {
+			return err
+		}
+		old, err := entitlement.LoadCustomers(ctx, tx, customers)
+		if err != nil {
+			return err
+		}
+		var rows []entitlement.Customer
+		users := make(map[string]struct{})
+		for _, id := range customers {
+			h := histories[id]
+			if h == nil {
+				continue // replay of a customer without events: nothing to derive
+			}
+			row, err := p.derive(id, h.events)
+			if err != nil {
+				return err
+			}
+			res.Derived++
+			res.Skipped += h.skipped
+			prev, existed := old[id]
+			changed := !existed || !prev.Same(row)
+			if existed && prev.UserID != "" && (changed || in.RefreshAllUsers) {
+				users[prev.UserID] = struct{}{} // the user the customer leaves, or keeps
+			}
+			if row.UserID != "" && (changed || in.RefreshAllUsers) {
+				users[row.UserID] = struct{}{}
+			}
+			if changed {
+				rows = append(rows, row)
+			}
+		}
+		if err := entitlement.SaveCustomers(ctx, tx, rows); err != nil {
+			return err
+		}
+		res.Changed = len(rows)
+		userIDs := sortedKeys(users)
+		// WARNING: the customer rows are saved before the user locks are taken, and the user
+		// rows are rebuilt after: whoever takes a user's lock last reads every customer row the
+		// others committed and writes the complete union. Refreshing before locking, or saving
+		// after, lets two customers of one user each write a union missing the other.
+		if err := lockKeys(ctx, tx, "user:", userIDs); err != nil {
+			return err
+		}
+		if err := entitlement.RefreshUsers(ctx, tx, userIDs); err != nil {
+			return err
+		}
+		res.Users = len(userIDs)
+		p.metrics.replay.Observe(time.Since(start).Seconds())
+		return nil
+	})
+	if err != nil {
+		return projection{}, err
+	}
+	// Cached only now that the events they were read from are committed.
+	for _, d := range decodedNow {
+		p.cache.put(d)
+	}
+	p.metrics.changed.Add(float64(res.Changed))
+	return res, nil
+}
+
+// derive folds one customer's decoded history into its read-model row. A panic (a bug some
+// history triggers) is returned as an error wrapping errDerivePanic.
+func (p *projector) derive(customerID string, events []subscription.Event) (row entitlement.Customer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: customer %s: %v", errDerivePanic, customerID, r)
+		}
+	}()
+	start := time.Now()
+	state := subscription.Derive(customerID, events, p.rules)
+	row = entitlement.FromState(state, p.rules)
+	p.metrics.derive.Observe(time.Since(start).Seconds())
+	return row, nil
+}
+
+// lockKeys takes a transaction-scoped advisory lock on prefix+id for each id, in the order of
+// ids, which must be sorted. The function scan yields the array's elements in order and each
+// row's lock is taken before the next row is read, so one statement locks them all in order.
+func lockKeys(ctx context.Context, tx pgx.Tx, prefix string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || id, 0)) FROM unnest($2::text[]) AS id`,
+		prefix, ids); err != nil {
+		return fmt.Errorf("lock %d %s keys: %w", len(ids), prefix, err)
+	}
+	return nil
+}
+
+// uniqueEvents returns the events sorted by id without repeated ids. Concurrent appends insert
+// in the same (id) order, so two transactions cannot wait on each other's uncommitted rows in a
+// cycle.
+func uniqueEvents(events []admitted) []admitted {
+	if len(events) < 2 {
+		return events
+	}
+	out := slices.Clone(events)
+	slices.SortStableFunc(out, func(a, b admitted) int { return strings.Compare(a.event.ID, b.event.ID) })
+	return slices.CompactFunc(out, func(a, b admitted) bool { return a.event.ID == b.event.ID })
+}
+
+// customersOf is the sorted set of the events' customers and the extra ids.
+func customersOf(events []admitted, extra []string) []string {
+	set := make(map[string]struct{}, len(events)+len(extra))
+	for _, e := range events {
+		if e.event.CustomerID != "" {
+			set[e.event.CustomerID] = struct{}{}
+		}
+	}
+	for _, id := range extra {
+		if id != "" {
+			set[id] = struct{}{}
+		}
+	}
+	return sortedKeys(set)
+}
+
+func sortedKeys(set map[string]struct{}) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

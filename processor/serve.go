@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate/tollgate/migrations"
+	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+const (
+	// startTimeout bounds the wait for the JetStream stream and consumer at start; past it the
+	// process exits non-zero and its supervisor restarts it.
+	startTimeout = time.Minute
+	// shutdownTimeout bounds in-flight HTTP requests once SIGTERM arrived.
+	shutdownTimeout = 10 * time.Second
+	// drainTimeout bounds the NATS drain after the consumer stopped.
+	drainTimeout = 10 * time.Second
+	// watchEvery is how often the consumer's pending count and the dead letters are sampled for
+	// /metrics; the schema version is read every schemaEvery and is stale for readiness after
+	// schemaMaxAge.
+	watchEvery   = 5 * time.Second
+	schemaEvery  = 15 * time.Second
+	schemaMaxAge = time.Minute
+)
+
+// serve runs the processor until ctx is done, then finishes the batch in progress (commit,
+// acknowledgments), stops the HTTP server, drains NATS and returns nil.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	cfg, rules, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	return serveWith(ctx, cfg, rules, defaultConsumerOptions(), logger)
+}
+
+// serveWith is serve with its configuration given, for tests that tune the consumer.
+//
+// Start order: HTTP first (/healthz answers at once, /readyz says what is missing), then the
+// migrations (retried while Postgres does not answer), then the JetStream stream and consumer
+// (retried while NATS does not), then consuming. Each wait gives up after startTimeout and the
+// process exits non-zero, for its supervisor to restart it.
+func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rules, opts consumerOptions, logger *slog.Logger) error {
+	pool, err := openPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	closed := make(chan struct{})
+	nc, err := connectNATS(cfg.NATSURL, logger, closed)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
+	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
+	var started atomic.Bool
+	srv := &http.Server{
+		Handler:           newServer(reg, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
+		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
+
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	httpDone := make(chan error, 1)
+	go func() {
+		err := httpx.Serve(runCtx, srv, ln, shutdownTimeout)
+		if err != nil {
+			stop(err)
+		}
+		httpDone <- err
+	}()
+
+	var wg sync.WaitGroup
+	var runErr error
+	if runErr = migrate(runCtx, cfg.DatabaseURL, logger); runErr == nil {
+		schema.refresh()
+		wg.Go(func() { watchSchema(runCtx, schema) })
+		var cons *consumer
+		if cons, runErr = startConsumer(runCtx, js, pool, proj, opts, logger, m); runErr == nil {
+			started.Store(true)
+			logger.Info("consuming", "stream", stream.Name, "consumer", opts.Durable)
+			wg.Go(func() { watchMetrics(runCtx, cons, pool, m, logger) })
+			runErr = cons.run(runCtx)
+		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		runErr = nil // stopped while starting: not a failure
+	}
+	stop(nil)
+	logger.Info("consumer stopped; shutting down")
+	wg.Wait()
+	err = errors.Join(runErr, <-httpDone, drainNATS(nc, closed, drainTimeout))
+	if err == nil {
+		logger.Info("stopped")
+	}
+	return err
+}
+
+// migrate applies pending migrations, retrying with a capped backoff while Postgres cannot be
+// reached, until it succeeds, ctx is done or startTimeout passed. Any other failure (SQL error,
+// dirty schema) is not retried.
+func migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := migrations.Up(withConnectTimeout(databaseURL))
+		if err == nil {
+			logger.Info("schema ready", "version", migrations.Version)
+			return nil
+		}
+		var connectErr *pgconn.ConnectError
+		if !errors.As(err, &connectErr) || ctx.Err() != nil {
+			return fmt.Errorf("DATABASE_URL: apply migrations (attempt %d): %w", attempt, err)
+		}
+		logger.Warn("cannot apply migrations yet; retrying", "attempt", attempt, "retry_in", wait.String(), "error", err)
+		sleep(ctx, wait)
+		if ctx.Err() != nil {
+			return fmt.Errorf("DATABASE_URL: Postgres did not answer within %s: %w", startTimeout, err)
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// connectNATS connects for good: retries the first connection and every reconnection forever.
+// While disconnected, requests fail at once instead of being buffered (ReconnectBufSize -1): a
+// pull request replayed after a reconnection would have messages delivered to a fetch that gave
+// up long ago, where they would wait out their ack wait. closed is closed when the connection is.
+func connectNATS(url string, logger *slog.Logger, closed chan struct{}) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("tollgate-processor"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("nats disconnected; consuming pauses until it is back", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_URL %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// drainNATS drains the connection and waits until it closed.
+func drainNATS(nc *nats.Conn, closed <-chan struct{}, timeout time.Duration) error {
+	if err := nc.Drain(); err != nil {
+		nc.Close() // not connected: nothing is in flight
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-closed:
+		return nil
+	case <-t.C:
+		nc.Close()
+		return fmt.Errorf("nats drain did not finish in %s", timeout)
+	}
+}
+
+// startConsumer makes sure the stream exists (creating it with the default settings only when
+// it is missing: its owner, the listener, may have tuned it) and creates the durable consumer,
+// retrying with a capped backoff until it succeeds, ctx is done or startTimeout passed.
+func startConsumer(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, proj *projector, opts consumerOptions,
+	logger *slog.Logger, m *metrics) (*consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := func() (*consumer, error) {
+			if _, err := js.Stream(actx, stream.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+				if _, err := stream.Ensure(actx, js, stream.Options{}); err != nil {
+					return nil, err
+				}
+			} else if err != nil {
+				return nil, fmt.Errorf("look up stream %s: %w", stream.Name, err)
+			}
+			return newConsumer(actx, js, pool, proj, opts, logger, m)
+		}()
+		acancel()
+		if err == nil {
+			return c, nil
+		}
+		logger.Warn("JetStream consumer not ready yet; retrying", "attempt", attempt, "retry_in", wait.String(), "error", err)
+		sleep(ctx, wait)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("JetStream consumer not ready after %d attempts (NATS_URL unreachable or JetStream disabled?): %w",
+				attempt, errors.Join(ctx.Err(), err))
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// watchMetrics samples the consumer's pending counts and the dead letters for /metrics.
+func watchMetrics(ctx context.Context, c *consumer, db rowQuerier, m *metrics, logger *slog.Logger) {
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, watchEvery)
+		if info, err := c.jsConsumer().Info(qctx); err == nil {
+			m.pending.Set(float64(info.NumPending))
+			m.ackPending.Set(float64(info.NumAckPending))
+		} else if ctx.Err() == nil {
+			logger.Debug("consumer info", "error", err)
+		}
+		if n, err := countDeadLetters(qctx, db); err == nil {
+			m.deadLetters.Set(float64(n))
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watchSchema re-reads the schema version periodically, for readiness.
+func watchSchema(ctx context.Context, s *schemaCheck) {
+	t := time.NewTicker(schemaEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.refresh()
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tollgate/tollgate/pkg/httpx"
+)
+
+// readyTimeout bounds one /readyz answer.
+const readyTimeout = 2 * time.Second
+
+// newServer is the processor's HTTP handler: every route is here.
+func newServer(reg *prometheus.Registry, checks ...httpx.Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", httpx.Health())
+	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, checks...))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// natsStatus is the part of *nats.Conn readiness reads.
+type natsStatus interface {
+	Status() nats.Status
+}
+
+func natsCheck(nc natsStatus) httpx.Check {
+	return func(context.Context) error {
+		if s := nc.Status(); s != nats.CONNECTED {
+			return fmt.Errorf("nats: %s", s)
+		}
+		return nil
+	}
+}
+
+// pinger is the part of a pool readiness reads.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+func postgresCheck(db pinger) httpx.Check {
+	return func(ctx context.Context) error {
+		if err := db.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return nil
+	}
+}
+
+// consumerCheck fails until the JetStream consumer exists (the stream may not exist yet).
+func consumerCheck(started *atomic.Bool) httpx.Check {
+	return func(context.Context) error {
+		if !started.Load() {
+			return errors.New("consumer: not started yet (waiting for JetStream stream)")
+		}
+		return nil
+	}
+}
+
+// schemaCheck caches the database's schema status (schemaStatus, which goes through
+// golang-migrate and can wait on its migration lock): refresh updates it, check answers from it.
+type schemaCheck struct {
+	url      string
+	maxAge   time.Duration
+	mu       sync.Mutex
+	err      error
+	checked  time.Time
+	observed bool
+}
+
+func newSchemaCheck(url string, maxAge time.Duration) *schemaCheck {
+	return &schemaCheck{url: url, maxAge: maxAge}
+}
+
+func (s *schemaCheck) refresh() {
+	err := schemaStatus(s.url)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err, s.checked, s.observed = err, time.Now(), true
+}
+
+func (s *schemaCheck) check(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.observed:
+		return errors.New("schema: not checked yet")
+	case s.err != nil:
+		return s.err
+	case time.Since(s.checked) > s.maxAge:
+		return fmt.Errorf("schema: last checked %s ago", time.Since(s.checked).Round(time.Second))
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/pgtest"
+)
+
+func get(tb testing.TB, h http.Handler, path string) (int, string) {
+	tb.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(tb.Context(), http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestReadiness(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	up := b.nats.Connect(t)
+	down, err := nats.Connect(b.nats.URL())
+	require.NoError(t, err)
+	down.Close()
+	unreachable, err := openPool(t.Context(), "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=1")
+	require.NoError(t, err)
+	t.Cleanup(unreachable.Close)
+	current := newSchemaCheck(b.db.URL, time.Minute)
+	current.refresh()
+	behind := newSchemaCheck(pgtest.NewEmpty(t).URL, time.Minute)
+	behind.refresh()
+	var started, notStarted atomic.Bool
+	started.Store(true)
+
+	for _, tc := range []struct {
+		name   string
+		checks []httpx.Check
+		status int
+		reason string
+	}{
+		{"ready", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, http.StatusOK, ""},
+		{"nats closed", []httpx.Check{natsCheck(down), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, 503, "nats: CLOSED"},
+		{"postgres unreachable", []httpx.Check{natsCheck(up), postgresCheck(unreachable), current.check, consumerCheck(&started)}, 503, "postgres: "},
+		{"schema behind", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), behind.check, consumerCheck(&started)}, 503, "schema: version 0, this processor needs"},
+		{"schema never read", []httpx.Check{newSchemaCheck(b.db.URL, time.Minute).check}, 503, "schema: not checked yet"},
+		{"no consumer yet", []httpx.Check{natsCheck(up), consumerCheck(&notStarted)}, 503, "consumer: not started yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(prometheus.NewRegistry(), tc.checks...)
+			status, body := get(t, srv, "/readyz")
+			require.Equal(t, tc.status, status, body)
+			var got httpx.ReadyBody
+			require.NoError(t, json.Unmarshal([]byte(body), &got))
+			require.Equal(t, tc.status == http.StatusOK, got.Ready)
+			require.True(t, strings.HasPrefix(got.Reason, tc.reason), "reason %q", got.Reason)
+			status, _ = get(t, srv, "/healthz")
+			require.Equal(t, http.StatusOK, status, "healthz answers whatever the dependencies")
+		})
+	}
+}
+
+func TestSchemaCheckGoesStale(t *testing.T) {
+	t.Parallel()
+	s := newSchemaCheck(pgtest.New(t).URL, time.Millisecond)
+	s.refresh()
+	s.checked = s.checked.Add(-time.Second)
+	require.ErrorContains(t, s.check(context.Background()), "schema: last checked")
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	in := b.start(t, testOptions(), b.db.URL)
+	k := newKit(t, "m")
+	events := k.signup("cus_m", "u_m", "sub_m", "price_basic", t0)
+	b.publish(t, events...)
+	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 10*time.Second)
+	b.publishRaw(t, "stripe.events._none.bad", []byte("not json"))
+	eventually(t, 10*time.Second, "the bad message dead-lettered", func() bool {
+		return counter(in.metrics.outcomes.WithLabelValues("dead_letter")) == 1
+	})
+
+	status, body := get(t, newServer(in.reg), "/metrics")
+	require.Equal(t, http.StatusOK, status)
+	for _, want := range []string{
+		`tollgate_processor_events_total{type="customer.created"} 1`,
+		`tollgate_processor_events_total{type="customer.subscription.updated"} 1`,
+		`tollgate_processor_messages_total{outcome="ack"} 5`,
+		`tollgate_processor_messages_total{outcome="dead_letter"} 1`,
+		`tollgate_processor_batch_size_count`,
+		`tollgate_processor_derive_duration_seconds_count`,
+		`tollgate_processor_replay_duration_seconds_count`,
+		`tollgate_processor_entitlements_changed_total`,
+		`tollgate_processor_redeliveries_total 0`,
+		`tollgate_processor_consumer_pending`,
+		`tollgate_processor_dead_letters`,
+		`go_goroutines`,
+	} {
+		require.Contains(t, body, want)
+	}
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/natstest"
+	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// bundle is one test's world: an embedded JetStream with the stream, a fresh database and the
+// rules the processor derives with.
+type bundle struct {
+	nats  *natstest.Server
+	js    jetstream.JetStream
+	db    *pgtest.DB
+	rules subscription.Rules
+}
+
+func setup(tb testing.TB) *bundle {
+	tb.Helper()
+	ns := natstest.Start(tb)
+	js := ns.JetStream(tb)
+	_, err := stream.Ensure(tb.Context(), js, stream.Options{})
+	require.NoError(tb, err)
+	return &bundle{nats: ns, js: js, db: pgtest.New(tb), rules: subscription.DefaultRules()}
+}
+
+// testOptions are consumer options with waits short enough for tests.
+func testOptions() consumerOptions {
+	o := defaultConsumerOptions()
+	o.BatchSize = 50
+	o.FetchWait = 200 * time.Millisecond
+	o.AckWait = 2 * time.Second
+	o.TxTimeout = 1500 * time.Millisecond
+	o.PoisonRetryDelay = 50 * time.Millisecond
+	return o
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	tb.Helper()
+	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// instance is one running processor consumer with its own NATS connection and pool, as a
+// separate process would have.
+type instance struct {
+	consumer *consumer
+	metrics  *metrics
+	reg      *prometheus.Registry
+	pool     *pgxpool.Pool
+	nc       *nats.Conn
+	cancel   context.CancelFunc
+	done     chan error
+	once     sync.Once
+	err      error
+}
+
+// start runs a consumer against databaseURL until the test ends or stop is called.
+func (b *bundle) start(tb testing.TB, opts consumerOptions, databaseURL string) *instance {
+	tb.Helper()
+	log := testLogger(tb)
+	nc, err := connectNATS(b.nats.URL(), log, make(chan struct{}))
+	require.NoError(tb, err)
+	js, err := jetstream.New(nc)
+	require.NoError(tb, err)
+	pool, err := openPool(tb.Context(), databaseURL)
+	require.NoError(tb, err)
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	proj := &projector{db: pool, rules: b.rules, cache: newEventCache(defaultEventCacheSize), log: log, metrics: m}
+	c, err := newConsumer(tb.Context(), js, pool, proj, opts, log, m)
+	require.NoError(tb, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{consumer: c, metrics: m, reg: reg, pool: pool, nc: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { in.done <- c.run(ctx) }()
+	tb.Cleanup(func() { _ = in.stop() })
+	return in
+}
+
+// stop cancels the consumer, waits for it and closes its connections; it returns run's error.
+func (in *instance) stop() error {
+	in.once.Do(func() {
+		in.cancel()
+		in.err = <-in.done
+		in.nc.Close()
+		in.pool.Close()
+	})
+	return in.err
+}
+
+// wait returns run's error once it returned on its own (the crash hook).
+func (in *instance) wait(tb testing.TB) error {
+	tb.Helper()
+	select {
+	case err := <-in.done:
+		in.done <- err
+		return err
+	case <-time.After(10 * time.Second):
+		tb.Fatal("consumer did not stop")
+		return nil
+	}
+}
+
+// publish stores raw events in the stream as the listener does: on the event's subject, with
+// the event id as Nats-Msg-Id. It returns how many JetStream stored (not duplicates).
+func (b *bundle) publish(tb testing.TB, raws ...[]byte) int {
+	tb.Helper()
+	stored := 0
+	for _, raw := range raws {
+		ev, err := stripeevent.Parse(raw)
+		require.NoError(tb, err)
+		ack, err := b.js.Publish(tb.Context(), stream.Subject(ev.CustomerID, ev.Type), raw, jetstream.WithMsgID(ev.ID))
+		require.NoError(tb, err)
+		if !ack.Duplicate {
+			stored++
+		}
+	}
+	return stored
+}
+
+// publishRaw stores bytes that may not be a Stripe event on a subject.
+func (b *bundle) publishRaw(tb testing.TB, subject string, raw []byte) uint64 {
+	tb.Helper()
+	ack, err := b.js.Publish(tb.Context(), subject, raw)
+	require.NoError(tb, err)
+	return ack.Sequence
+}
+
+// eventually polls cond every 20 ms until it holds or the deadline passes.
+func eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// drained waits until the durable consumer has nothing pending or unacknowledged.
+func (b *bundle) drained(tb testing.TB, durable string, within time.Duration) {
+	tb.Helper()
+	var last *jetstream.ConsumerInfo
+	eventually(tb, within, fmt.Sprintf("consumer %s not drained: %+v", durable, last), func() bool {
+		c, err := b.js.Consumer(tb.Context(), stream.Name, durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(tb.Context())
+		if err != nil {
+			return false
+		}
+		last = info
+		return info.NumPending == 0 && info.NumAckPending == 0
+	})
+}
+
+func storedEvents(tb testing.TB, pool *pgxpool.Pool) int {
+	tb.Helper()
+	var n int
+	require.NoError(tb, pool.QueryRow(tb.Context(), `SELECT count(*) FROM stripe_events`).Scan(&n))
+	return n
+}
+
+// readModel renders both read-model tables, updated_at aside, one line per row in key order,
+// so two databases can be compared for identical results.
+func readModel(tb testing.TB, pool *pgxpool.Pool) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, q := range []string{
+		`SELECT concat_ws(' | ', customer_id, coalesce(user_id, '-'), deleted, premium, status, features::text, subscriptions::text,
+			last_event_id, extract(epoch FROM last_event_created)) FROM customer_entitlements ORDER BY customer_id`,
+		`SELECT concat_ws(' | ', user_id, customer_ids::text, premium, status, features::text, subscriptions::text,
+			last_event_id, extract(epoch FROM last_event_created)) FROM user_entitlements ORDER BY user_id`,
+	} {
+		rows, err := pool.Query(tb.Context(), q)
+		require.NoError(tb, err)
+		for rows.Next() {
+			var line string
+			require.NoError(tb, rows.Scan(&line))
+			b.WriteString(line + "\n")
+		}
+		require.NoError(tb, rows.Err())
+		b.WriteString("--\n")
+	}
+	return b.String()
+}
+
+// expected is the read model the contract asks for, computed without the processor: each
+// customer's whole history through subscription.Derive and entitlement.FromState, and each
+// user's union through subscription.Merge.
+type expected struct {
+	customers map[string]entitlement.Customer
+	users     map[string]expectedUser
+}
+
+type expectedUser struct {
+	CustomerIDs []string
+	Premium     bool
+	Status      string
+	Features    []string
+}
+
+func expect(tb testing.TB, rules subscription.Rules, raws ...[]byte) expected {
+	tb.Helper()
+	byCustomer := map[string][]subscription.Event{}
+	for _, raw := range raws {
+		ev, err := stripeevent.Parse(raw)
+		require.NoError(tb, err)
+		if ev.CustomerID == "" {
+			continue
+		}
+		d, err := subscription.Decode(ev)
+		require.NoError(tb, err)
+		byCustomer[ev.CustomerID] = append(byCustomer[ev.CustomerID], d)
+	}
+	out := expected{customers: map[string]entitlement.Customer{}, users: map[string]expectedUser{}}
+	ents := map[string][]subscription.Entitlement{}
+	for id, events := range byCustomer {
+		st := subscription.Derive(id, events, rules)
+		out.customers[id] = entitlement.FromState(st, rules)
+		if st.UserID != "" {
+			u := out.users[st.UserID]
+			u.CustomerIDs = append(u.CustomerIDs, id)
+			out.users[st.UserID] = u
+			ents[st.UserID] = append(ents[st.UserID], st.Entitlement(rules))
+		}
+	}
+	for id, u := range out.users {
+		m := subscription.Merge(ents[id]...)
+		slices.Sort(u.CustomerIDs)
+		u.Premium, u.Status, u.Features = m.Premium, m.Status, m.Features
+		out.users[id] = u
+	}
+	return out
+}
+
+// requireReadModel checks that the database holds exactly the expected read model.
+func requireReadModel(tb testing.TB, pool *pgxpool.Pool, want expected) {
+	tb.Helper()
+	ctx := tb.Context()
+	ids := make([]string, 0, len(want.customers))
+	for id := range want.customers {
+		ids = append(ids, id)
+	}
+	got, err := entitlement.LoadCustomers(ctx, pool, ids)
+	require.NoError(tb, err)
+	for id, w := range want.customers {
+		g, ok := got[id]
+		require.Truef(tb, ok, "no read model row for customer %s", id)
+		require.Truef(tb, g.Same(w), "customer %s:\n got %+v\nwant %+v", id, g, w)
+	}
+	var customers, users int
+	require.NoError(tb, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM customer_entitlements), (SELECT count(*) FROM user_entitlements)`).
+		Scan(&customers, &users))
+	require.Equal(tb, len(want.customers), customers, "customer rows")
+	require.Equal(tb, len(want.users), users, "user rows")
+	for id, w := range want.users {
+		v, err := entitlement.GetUser(ctx, pool, id)
+		require.NoError(tb, err, "user %s", id)
+		require.Equal(tb, w, expectedUser{CustomerIDs: v.CustomerIDs, Premium: v.Premium, Status: v.Status, Features: v.Features}, "user %s", id)
+	}
+}
+
+// caughtUp waits until the read model is the expected one.
+func caughtUp(tb testing.TB, pool *pgxpool.Pool, want expected, within time.Duration) {
+	tb.Helper()
+	n := len(want.customers)
+	eventually(tb, within, "read model did not catch up", func() bool {
+		var rows int
+		if err := pool.QueryRow(tb.Context(), `SELECT count(*) FROM customer_entitlements`).Scan(&rows); err != nil || rows < n {
+			return false
+		}
+		got, err := entitlement.LoadCustomers(tb.Context(), pool, keys(want.customers))
+		if err != nil {
+			return false
+		}
+		for id, w := range want.customers {
+			if g, ok := got[id]; !ok || !g.Same(w) {
+				return false
+			}
+		}
+		return true
+	})
+	requireReadModel(tb, pool, want)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
