@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/probe"
+)
+
+// Timeouts of the HTTP server. WriteTimeout bounds a whole answer; the database read inside it
+// has its own, shorter deadline (options.dbTimeout).
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 15 * time.Second
+)
+
+// options are the tuning knobs of one instance. They are not environment variables: the
+// defaults are the contract (fail-open followed within 2 s, at most 1 s of cache staleness).
+// Tests shorten them.
+type options struct {
+	// dbTimeout bounds one read of the read model.
+	dbTimeout time.Duration
+	// failOpenTimeout bounds the read of the real data behind a fail-open answer: while the
+	// switch is on, a slow database must not delay the grant.
+	failOpenTimeout time.Duration
+	// cacheMaxAge is how long an answer may be served from memory without a change
+	// notification: the staleness bound when a notification is lost.
+	cacheMaxAge time.Duration
+	// cacheMaxEntries bounds the memory of the cache (answers for users and customers).
+	cacheMaxEntries int
+	// pollInterval is how often the fail-open switch is read even without a notification.
+	pollInterval time.Duration
+	// warnEvery is how often a warning is logged while fail-open is on.
+	warnEvery time.Duration
+	// reconnectMax caps the backoff between attempts to re-establish LISTEN.
+	reconnectMax time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		dbTimeout:       time.Second,
+		failOpenTimeout: 250 * time.Millisecond,
+		cacheMaxAge:     time.Second,
+		cacheMaxEntries: 100_000,
+		pollInterval:    time.Second,
+		warnEvery:       time.Minute,
+		reconnectMax:    5 * time.Second,
+	}
+}
+
+// app is one running instance: the read-only pool, the cache and its LISTEN session, the
+// fail-open follower, and the HTTP handler over them.
+type app struct {
+	handler *echo.Echo
+	pool    *pgxpool.Pool
+	cache   *cache
+	sw      *failOpenSwitch
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// startApp wires an instance and starts its background work (LISTEN, switch polling). It does
+// not wait for Postgres: an instance that starts before its database reports 503 on /readyz
+// until the database answers. close stops everything.
+func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *slog.Logger, reg *prometheus.Registry) (*app, error) {
+	pool, err := openReadOnlyPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	c := newCache(dbReader{q: pool, timeout: opts.dbTimeout}, opts.cacheMaxAge, opts.cacheMaxEntries, m)
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_queryapi_cache_entries",
+		Help: "Answers held in the in-process cache.",
+	}, func() float64 { return float64(c.len()) })); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	sw := newFailOpenSwitch(pool, opts.pollInterval, opts.warnEvery, logger, m.failOpen)
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &app{pool: pool, cache: c, sw: sw, cancel: cancel}
+	// One read before serving, so an instance started while fail-open is on grants at once.
+	first, cancelFirst := context.WithTimeout(ctx, 2*time.Second)
+	if err := sw.refresh(first); err != nil {
+		logger.Warn("could not read the fail-open switch yet; assuming off until Postgres answers", "err", err)
+	}
+	cancelFirst()
+
+	connConfig := listenConnConfig(pool)
+	l := &notifyListener{
+		connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
+		cache:        c,
+		sw:           sw,
+		logger:       logger,
+		reconnectMax: opts.reconnectMax,
+	}
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); l.run(bg) }()
+	go func() { defer a.wg.Done(); sw.run(bg) }()
+
+	a.handler = newServer(serverDeps{
+		reader:          c,
+		failOpen:        sw,
+		ready:           &readiness{q: pool, sw: sw, cache: c},
+		tokens:          cfg.Tokens,
+		logger:          logger,
+		metrics:         m,
+		gatherer:        reg,
+		failOpenTimeout: opts.failOpenTimeout,
+	})
+	return a, nil
+}
+
+// close stops the background work, waits for it and closes the pool.
+func (a *app) close() {
+	a.cancel()
+	a.wg.Wait()
+	a.cache.wait()
+	a.pool.Close()
+}
+
+// serve runs the HTTP server until ctx is done, then drains in-flight requests.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.LoadQueryAPI(getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "queryapi")
+	reg := prometheus.NewRegistry()
+	if err := errors.Join(
+		reg.Register(collectors.NewGoCollector()),
+		reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+	); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	a, err := startApp(ctx, cfg, defaultOptions(), logger, reg)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("queryapi serving", "addr", ln.Addr().String(), "tokens", len(cfg.Tokens))
+	if err := httpx.Serve(ctx, srv, ln, shutdownTimeout); err != nil {
+		return err
+	}
+	logger.Info("queryapi stopped")
+	return nil
+}
+
+// healthcheck asks the /readyz of the instance at HTTP_ADDR (the container's health check).
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("HTTP_ADDR")
+	if addr == "" {
+		addr = config.DefaultQueryAPIAddr
+	}
+	return probe.Ready(ctx, addr)
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// failOpenState says whether the fail-open switch is on (failOpenSwitch).
+type failOpenState interface{ On() bool }
+
+// readinessChecker checks what /readyz reports (readiness).
+type readinessChecker interface {
+	check(ctx context.Context) readyBody
+}
+
+// serverDeps are newServer's dependencies.
+type serverDeps struct {
+	reader   reader
+	failOpen failOpenState
+	ready    readinessChecker
+	tokens   []string
+	logger   *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	// failOpenTimeout bounds the read of the real data behind a fail-open answer.
+	failOpenTimeout time.Duration
+}
+
+// server holds what the handlers need. Its methods are the handlers; routes.go maps them.
+type server struct {
+	serverDeps
+	auth tokenSet // hashed tokens
+}
+
+// newServer is the HTTP handler of the query API: echo with every route of routes.go, one
+// middleware that recovers panics into 500s and records metrics, and one error handler.
+func newServer(d serverDeps) *echo.Echo {
+	s := &server{serverDeps: d, auth: newTokenSet(d.tokens)}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(d.logger)
+	e.Use(d.metrics.observe(d.logger))
+	addRoutes(e, s)
+	return e
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tollgate/tollgate/pkg/entitlement"
+)
+
+const (
+	applicationName       = "tollgate-queryapi"
+	listenApplicationName = "tollgate-queryapi-listen"
+)
+
+// openReadOnlyPool opens the pool the service reads with. Every session starts with
+// default_transaction_read_only=on, so even a bug cannot write through it (the grant in
+// README.fragment.md is the second fence). The pool connects lazily.
+func openReadOnlyPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	readOnly(cfg.ConnConfig)
+	cfg.ConnConfig.RuntimeParams["application_name"] = applicationName
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	return pool, nil
+}
+
+// listenConnConfig is the configuration of the LISTEN session: the pool's (read-only) with its
+// own application_name, so operators can tell the two apart in pg_stat_activity.
+func listenConnConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
+	c := pool.Config().ConnConfig.Copy()
+	c.RuntimeParams["application_name"] = listenApplicationName
+	return c
+}
+
+// readOnly makes every session of c read-only.
+func readOnly(c *pgx.ConnConfig) {
+	c.RuntimeParams["default_transaction_read_only"] = "on"
+}
+
+// key names one answer: a user's or a customer's. Its String form, "u:<user id>" or
+// "c:<customer id>", is what the read model's triggers send as notification payloads
+// (migrations/000003).
+type key struct {
+	user bool
+	id   string
+}
+
+const (
+	userPrefix     = "u:"
+	customerPrefix = "c:"
+)
+
+func userKey(id string) key     { return key{user: true, id: id} }
+func customerKey(id string) key { return key{id: id} }
+
+// parseKey reads a notification payload; ok is false for anything but "u:…" or "c:…".
+func parseKey(payload string) (k key, ok bool) {
+	switch {
+	case strings.HasPrefix(payload, userPrefix):
+		return userKey(payload[len(userPrefix):]), true
+	case strings.HasPrefix(payload, customerPrefix):
+		return customerKey(payload[len(customerPrefix):]), true
+	}
+	return key{}, false
+}
+
+func (k key) String() string {
+	if k.user {
+		return userPrefix + k.id
+	}
+	return customerPrefix + k.id
+}
+
+// answer is what the read model says for a key: not found, or a view with its JSON encoding
+// prepared once, so a cached answer is served without encoding.
+type answer struct {
+	found bool
+	view  entitlement.View
+	body  []byte
+}
+
+func newAnswer(v entitlement.View) (*answer, error) {
+	v = normalize(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode entitlement: %w", err)
+	}
+	return &answer{found: true, view: v, body: append(b, '\n')}, nil
+}
+
+// normalize holds the contract whatever the rows contain: times in UTC, [] rather than null
+// for every list.
+func normalize(v entitlement.View) entitlement.View {
+	v.CustomerIDs = nonNil(v.CustomerIDs)
+	v.Features = nonNil(v.Features)
+	subs := make([]entitlement.Subscription, len(v.Subscriptions))
+	for i, s := range v.Subscriptions {
+		s.PriceIDs, s.ProductIDs = nonNil(s.PriceIDs), nonNil(s.ProductIDs)
+		s.CurrentPeriodEnd, s.TrialEnd, s.EndedAt = utc(s.CurrentPeriodEnd), utc(s.TrialEnd), utc(s.EndedAt)
+		subs[i] = s
+	}
+	v.Subscriptions = subs
+	v.LastEventCreated, v.UpdatedAt = utc(v.LastEventCreated), utc(v.UpdatedAt)
+	return v
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// dbReader reads answers straight from the read model, one query per call.
+type dbReader struct {
+	q       entitlement.Querier
+	timeout time.Duration
+}
+
+// read answers for k: an answer with found false (not an error) when the read model has no row.
+func (r dbReader) read(ctx context.Context, k key) (*answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	var v entitlement.View
+	var err error
+	if k.user {
+		v, err = entitlement.GetUser(ctx, r.q, k.id)
+	} else {
+		v, err = entitlement.GetCustomer(ctx, r.q, k.id)
+	}
+	if errors.Is(err, entitlement.ErrNotFound) {
+		return &answer{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newAnswer(v)
+}
