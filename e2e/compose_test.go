@@ -1,0 +1,176 @@
+package e2e_test
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/stretchr/testify/require"
+)
+
+// contractVars are the contract's variables of each service (CONTRACT.md, "Processes").
+var contractVars = map[string][]string{ //nolint:gochecknoglobals // test table
+	"listener":  {"HTTP_ADDR", "NATS_URL", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_TOLERANCE", "MAX_BODY_BYTES", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL"},
+	"processor": {"HTTP_ADDR", "NATS_URL", "DATABASE_URL", "USER_ID_METADATA_KEY", "PAST_DUE_GRANTS", "PLANS_FILE"},
+	"queryapi":  {"HTTP_ADDR", "DATABASE_URL", "QUERYAPI_TOKENS"},
+}
+
+var contractPorts = map[string]string{"listener": "8080", "queryapi": "8081", "processor": "8082"} //nolint:gochecknoglobals // test table
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	return root
+}
+
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	root := repoRoot(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv([]string{"STRIPE_WEBHOOK_SECRETS=whsec_test", "QUERYAPI_TOKENS=tok_test"}),
+		cli.WithInterpolation(true),
+	)
+	require.NoError(t, err)
+	p, err := cli.ProjectFromOptions(context.Background(), opts)
+	require.NoError(t, err)
+	return p
+}
+
+func TestComposeMatchesContract(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	require.ElementsMatch(t, []string{"nats", "postgres", "listener", "processor", "queryapi"}, p.ServiceNames())
+
+	for name, svc := range p.Services {
+		t.Run("health/"+name, func(t *testing.T) {
+			require.NotNil(t, svc.HealthCheck, "every service has a health check")
+			require.NotEmpty(t, svc.HealthCheck.Test)
+			require.NotEmpty(t, svc.Ports, "every service publishes its port")
+		})
+	}
+
+	nats := p.Services["nats"]
+	require.Contains(t, volumeTargets(nats), "/data", "JetStream store on a volume")
+	conf := p.Configs["nats_conf"].Content
+	require.Contains(t, conf, "sync_interval: always", "fsync before ack (see README, durability)")
+	require.Contains(t, conf, "jetstream")
+	require.Contains(t, volumeTargets(p.Services["postgres"]), "/var/lib/postgresql/data")
+
+	for svc, vars := range contractVars {
+		s := p.Services[svc]
+		t.Run("contract/"+svc, func(t *testing.T) {
+			require.NotNil(t, s.Build, "built from the repo")
+			require.Equal(t, svc+"/Dockerfile", s.Build.Dockerfile)
+			for _, v := range vars {
+				require.Contains(t, s.Environment, v, "%s sets %s", svc, v)
+			}
+			require.Equal(t, ":"+contractPorts[svc], *s.Environment["HTTP_ADDR"])
+			require.Equal(t, contractPorts[svc], publishedTarget(t, s, contractPorts[svc]))
+			require.Equal(t, []string{"CMD", "/" + svc, "healthcheck"}, []string(s.HealthCheck.Test))
+			for dep, cond := range s.DependsOn {
+				require.Equal(t, types.ServiceConditionHealthy, cond.Condition, "%s waits for %s to be healthy", svc, dep)
+			}
+		})
+	}
+	require.Contains(t, p.Services["listener"].DependsOn, "nats")
+	require.Contains(t, p.Services["processor"].DependsOn, "postgres")
+	require.Contains(t, p.Services["processor"].DependsOn, "nats")
+	require.Contains(t, p.Services["queryapi"].DependsOn, "postgres")
+	require.Equal(t, "whsec_test", *p.Services["listener"].Environment["STRIPE_WEBHOOK_SECRETS"])
+	require.Contains(t, *p.Services["processor"].Environment["DATABASE_URL"], "@postgres:5432/tollgate")
+}
+
+func TestComposeRefusesMissingSecrets(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root), cli.WithEnv([]string{"QUERYAPI_TOKENS=t"}))
+	require.NoError(t, err)
+	_, err = cli.ProjectFromOptions(context.Background(), opts)
+	require.ErrorContains(t, err, "STRIPE_WEBHOOK_SECRETS")
+}
+
+func volumeTargets(s types.ServiceConfig) []string {
+	var out []string
+	for _, v := range s.Volumes {
+		out = append(out, v.Target)
+	}
+	return out
+}
+
+func publishedTarget(t *testing.T, s types.ServiceConfig, published string) string {
+	t.Helper()
+	for _, p := range s.Ports {
+		if p.Published == published {
+			return strings.TrimSpace(strings.Split(p.Published, "-")[0])
+		}
+	}
+	t.Fatalf("%s does not publish port %s", s.Name, published)
+	return ""
+}
+
+// TestDockerfilesBuild reads each service's Dockerfile, runs its go build command on this machine,
+// and checks the final stage: static binary, non-root, entrypoint is that binary, healthcheck works.
+func TestDockerfilesBuild(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	buildRe := regexp.MustCompile(`^RUN (CGO_ENABLED=0 go build .*) -o /out/(\w+) (\./\w+)$`)
+	for svc := range contractVars {
+		t.Run(svc, func(t *testing.T) {
+			t.Parallel()
+			f, err := os.Open(filepath.Join(root, svc, "Dockerfile"))
+			require.NoError(t, err)
+			defer f.Close()
+			var build []string
+			var stages, final []string
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				line := strings.TrimSpace(sc.Text())
+				if strings.HasPrefix(line, "FROM ") {
+					stages = append(stages, line)
+					final = nil
+				}
+				final = append(final, line)
+				if m := buildRe.FindStringSubmatch(line); m != nil {
+					build = m
+				}
+			}
+			require.NoError(t, sc.Err())
+			require.Len(t, stages, 2, "multi-stage: build, then a small runtime")
+			require.NotNil(t, build, "a CGO_ENABLED=0 go build line")
+			require.Equal(t, svc, build[2])
+			require.Equal(t, "./"+svc, build[3])
+			require.Contains(t, stages[1], "distroless/static")
+			require.Contains(t, final, "USER nonroot:nonroot")
+			require.Contains(t, final, "COPY --from=build /out/"+svc+" /"+svc)
+			require.Contains(t, final, `ENTRYPOINT ["/`+svc+`"]`)
+
+			// The same build, here: it must produce a static binary that runs.
+			out := filepath.Join(t.TempDir(), svc)
+			// RUN in shell form runs under /bin/sh -c, so quoting (-ldflags="-s -w") means the same here.
+			cmd := exec.Command("/bin/sh", "-c", build[1]+" -o "+out+" "+build[3])
+			cmd.Dir = root
+			b, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", b)
+			st, err := os.Stat(out)
+			require.NoError(t, err)
+			require.NotZero(t, st.Mode()&0o111, "executable")
+
+			// The compose health check runs `<binary> healthcheck`: with nothing listening it fails.
+			hc := exec.Command(out, "healthcheck")
+			hc.Env = []string{"HTTP_ADDR=127.0.0.1:1"}
+			b, err = hc.CombinedOutput()
+			require.Error(t, err, "healthcheck against a closed port must fail: %s", b)
+			require.Contains(t, string(b), "healthcheck")
+		})
+	}
+}

@@ -1,0 +1,6 @@
+// Package e2e proves Tollgate end to end: it starts the real bin/ programs against a real
+// Postgres and a real NATS server, drives them with Stripe-signed traffic, and judges them only
+// through their HTTP surfaces. It also checks the docker-compose stack against the contract.
+//
+// It is its own module so the load generators and compose-go stay out of the services' builds.
+package e2e
