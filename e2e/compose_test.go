@@ -15,9 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// contractVars are the contract's variables of each service (CONTRACT.md, "Processes").
+// contractVars are the contract's variables of each service (CONTRACT.md, "Processes"), plus the
+// listener's documented extras (PUBLISH_TIMEOUT, BACKFILL_TYPES).
 var contractVars = map[string][]string{ //nolint:gochecknoglobals // test table
-	"listener":  {"HTTP_ADDR", "NATS_URL", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_TOLERANCE", "MAX_BODY_BYTES", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL"},
+	"listener":  {"HTTP_ADDR", "NATS_URL", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_TOLERANCE", "MAX_BODY_BYTES", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL", "BACKFILL_TYPES", "PUBLISH_TIMEOUT"},
 	"processor": {"HTTP_ADDR", "NATS_URL", "DATABASE_URL", "USER_ID_METADATA_KEY", "PAST_DUE_GRANTS", "PLANS_FILE"},
 	"queryapi":  {"HTTP_ADDR", "DATABASE_URL", "QUERYAPI_TOKENS"},
 }

@@ -9,6 +9,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -41,11 +42,13 @@ const (
 	DefaultMaxBytes = 10 << 30
 )
 
-// Options are the operator's choices for the stream.
+// Options are the operator's choices for the stream. Zero values keep what an existing stream
+// has (an operator may have run `nats stream edit STRIPE_EVENTS --replicas 3 --max-bytes ...`),
+// and give the defaults to a new one.
 type Options struct {
 	// Replicas is the number of copies in a NATS cluster (1, 3 or 5). Default 1.
 	Replicas int
-	// MaxBytes caps the stream's size on disk. Default DefaultMaxBytes.
+	// MaxBytes caps the stream's size on disk; -1 is no cap. Default DefaultMaxBytes.
 	MaxBytes int64
 }
 
@@ -54,8 +57,11 @@ func Config(opts Options) jetstream.StreamConfig {
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
 	}
-	if opts.MaxBytes <= 0 {
+	switch {
+	case opts.MaxBytes == 0:
 		opts.MaxBytes = DefaultMaxBytes
+	case opts.MaxBytes < 0:
+		opts.MaxBytes = -1
 	}
 	return jetstream.StreamConfig{
 		Name:        Name,
@@ -77,11 +83,32 @@ func Config(opts Options) jetstream.StreamConfig {
 // Ensure creates the stream or updates it to Config(opts). It is idempotent and safe to call from
 // every process at start.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts Options) (jetstream.Stream, error) {
+	if opts.Replicas <= 0 || opts.MaxBytes == 0 {
+		existing, err := js.Stream(ctx, Name)
+		switch {
+		case err == nil:
+			opts = keepOperatorSettings(opts, existing.CachedInfo().Config)
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("ensure stream %s: %w", Name, err)
+		}
+	}
 	s, err := js.CreateOrUpdateStream(ctx, Config(opts))
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", Name, err)
 	}
 	return s, nil
+}
+
+// keepOperatorSettings fills unset options from the existing stream's configuration, so a
+// process starting never scales a replicated stream down or shrinks its size limit.
+func keepOperatorSettings(opts Options, existing jetstream.StreamConfig) Options {
+	if opts.Replicas <= 0 {
+		opts.Replicas = existing.Replicas
+	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = existing.MaxBytes
+	}
+	return opts
 }
 
 // Subject is the subject an event of the customer is published on. The customer id is reduced to

@@ -48,6 +48,14 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	require.Equal(t, int64(1<<30), info.Config.MaxBytes)
 	require.Equal(t, jetstream.DiscardNew, info.Config.Discard)
 
+	// A process starting with zero options keeps what the operator set on the stream.
+	_, err = stream.Ensure(ctx, js, stream.Options{})
+	require.NoError(t, err)
+	info, err = s.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1<<30), info.Config.MaxBytes, "operator's max bytes kept")
+	require.Equal(t, 1, info.Config.Replicas)
+
 	// The event id as Nats-Msg-Id drops a duplicate.
 	subj := stream.Subject("cus_1", "customer.created")
 	ack, err := js.Publish(ctx, subj, []byte(`{}`), jetstream.WithMsgID("evt_1"))
