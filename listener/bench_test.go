@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/natstest"
 	"github.com/tollgate/tollgate/pkg/stripetest"
 )
@@ -67,11 +68,11 @@ func benchWebhook(b *testing.B, handler string, concurrency int) {
 	case "listener", "listener-nosync":
 		ns := natstest.StartWithOptions(b, func(o *natsserver.Options) { o.SyncAlways = handler == "listener" })
 		logger := slog.New(slog.DiscardHandler)
-		closed := make(chan struct{})
-		nc, err := connectNATS(ns.URL(), logger, closed)
+		conn, err := natsconn.Connect(ns.URL(), "tollgate-listener", "test", logger)
 		if err != nil {
 			b.Fatal(err)
 		}
+		nc, closed := conn.Conn, conn.Closed()
 		b.Cleanup(func() { nc.Close(); <-closed })
 		js, err := jetstream.New(nc)
 		if err != nil {

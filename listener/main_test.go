@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripetest"
@@ -75,9 +76,9 @@ func setupWith(t *testing.T, opts setupOptions) *bundle {
 
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	closed := make(chan struct{})
-	nc, err := connectNATS(cfg.NATSURL, logger, closed)
+	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-listener", "test", logger)
 	require.NoError(t, err)
+	nc, closed := conn.Conn, conn.Closed()
 	t.Cleanup(func() {
 		nc.Close()
 		<-closed // the closed handler has run: no goroutine outlives the test

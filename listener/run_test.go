@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripetest"
@@ -286,9 +287,9 @@ func TestEnsureStreamRetriesUntilJetStreamIsUp(t *testing.T) {
 	ns.Shutdown()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	closed := make(chan struct{})
-	nc, err := connectNATS(ns.URL(), logger, closed)
+	conn, err := natsconn.Connect(ns.URL(), "tollgate-listener", "test", logger)
 	require.NoError(t, err, "the first connection is retried, not refused")
+	nc, closed := conn.Conn, conn.Closed()
 	t.Cleanup(func() { nc.Close(); <-closed })
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)

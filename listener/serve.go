@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/stream"
 )
 
@@ -39,11 +39,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return err
 	}
 
-	closed := make(chan struct{})
-	nc, err := connectNATS(cfg.NATSURL, logger, closed)
+	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-listener", "webhooks get 503 until it is back", logger)
 	if err != nil {
 		return err
 	}
+	nc := conn.Conn
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
@@ -106,40 +106,11 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if errors.Is(ensureErr, context.Canceled) {
 		ensureErr = nil // stopped before the stream was there: not its failure
 	}
-	err = errors.Join(serveErr, ensureErr, drainNATS(nc, closed, drainTimeout))
+	err = errors.Join(serveErr, ensureErr, conn.DrainWait(drainTimeout))
 	if err == nil {
 		logger.Info("stopped")
 	}
 	return err
-}
-
-// connectNATS connects for good: retries the first connection and every reconnection forever,
-// and fails publishes at once while disconnected (no reconnect buffer) so a webhook gets a fast
-// 503 instead of waiting for PUBLISH_TIMEOUT. closed is closed when the connection is.
-func connectNATS(url string, logger *slog.Logger, closed chan struct{}) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
-		nats.Name("tollgate-listener"),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.ReconnectBufSize(-1),
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats connected", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: our own Close or Drain
-				logger.Warn("nats disconnected; webhooks get 503 until it is back", "error", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("NATS_URL %s: %w", url, err)
-	}
-	return nc, nil
 }
 
 // ensureStream creates or updates the stream, retrying with a capped exponential backoff until
@@ -168,19 +139,5 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, logger *slog.Logg
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// drainNATS drains the connection (pending publishes are flushed) and waits until it closed.
-func drainNATS(nc *nats.Conn, closed <-chan struct{}, timeout time.Duration) error {
-	if err := nc.Drain(); err != nil {
-		nc.Close() // not connected: nothing is in flight
-	}
-	select {
-	case <-closed:
-		return nil
-	case <-time.After(timeout):
-		nc.Close()
-		return fmt.Errorf("nats drain did not finish in %s", timeout)
 	}
 }

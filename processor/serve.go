@@ -14,13 +14,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/migrations"
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -64,11 +64,11 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		return err
 	}
 	defer pool.Close()
-	closed := make(chan struct{})
-	nc, err := connectNATS(cfg.NATSURL, logger, closed)
+	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-processor", "consuming pauses until it is back", logger)
 	if err != nil {
 		return err
 	}
+	nc := conn.Conn
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
@@ -123,7 +123,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	stop(nil)
 	logger.Info("consumer stopped; shutting down")
 	wg.Wait()
-	err = errors.Join(runErr, <-httpDone, drainNATS(nc, closed, drainTimeout))
+	err = errors.Join(runErr, <-httpDone, conn.DrainWait(drainTimeout))
 	if err == nil {
 		logger.Info("stopped")
 	}
@@ -153,50 +153,6 @@ func migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error
 			return fmt.Errorf("DATABASE_URL: Postgres did not answer within %s: %w", startTimeout, err)
 		}
 		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-// connectNATS connects for good: retries the first connection and every reconnection forever.
-// While disconnected, requests fail at once instead of being buffered (ReconnectBufSize -1): a
-// pull request replayed after a reconnection would have messages delivered to a fetch that gave
-// up long ago, where they would wait out their ack wait. closed is closed when the connection is.
-func connectNATS(url string, logger *slog.Logger, closed chan struct{}) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
-		nats.Name("tollgate-processor"),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.ReconnectBufSize(-1),
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats connected", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("nats disconnected; consuming pauses until it is back", "error", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("NATS_URL %s: %w", url, err)
-	}
-	return nc, nil
-}
-
-// drainNATS drains the connection and waits until it closed.
-func drainNATS(nc *nats.Conn, closed <-chan struct{}, timeout time.Duration) error {
-	if err := nc.Drain(); err != nil {
-		nc.Close() // not connected: nothing is in flight
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-closed:
-		return nil
-	case <-t.C:
-		nc.Close()
-		return fmt.Errorf("nats drain did not finish in %s", timeout)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/natstest"
 	"github.com/tollgate/tollgate/pkg/pgtest"
 	"github.com/tollgate/tollgate/pkg/stream"
@@ -82,8 +83,9 @@ type instance struct {
 func (b *bundle) start(tb testing.TB, opts consumerOptions, databaseURL string) *instance {
 	tb.Helper()
 	log := testLogger(tb)
-	nc, err := connectNATS(b.nats.URL(), log, make(chan struct{}))
+	conn, err := natsconn.Connect(b.nats.URL(), "tollgate-processor", "test", log)
 	require.NoError(tb, err)
+	nc := conn.Conn
 	js, err := jetstream.New(nc)
 	require.NoError(tb, err)
 	pool, err := openPool(tb.Context(), databaseURL)
