@@ -89,8 +89,8 @@ func (h *history) add(d decoded) {
 	}
 }
 
-// loadHistories reads the stored histories of the customers: the ids of all their events (an
-// index-only scan), then the payloads of those not in the cache. A payload identical to an
+// loadHistories reads the stored histories of the customers: the envelopes of all their events,
+// then the payloads of those not in the cache whose object the derivation reads. A payload identical to an
 // event of this batch (fresh) reuses the batch's decoding; any other is parsed and decoded. The
 // newly decoded events come back too, for the cache once the transaction has committed. Only
 // customers with stored events are in the result. It reads through tx, after the customers'
@@ -100,14 +100,16 @@ func (h *history) add(d decoded) {
 // a stricter version of the code can meet one) is left out and reported: failing the customer
 // instead would block every later event of the customer.
 func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []string, fresh map[string]admitted) (map[string]*history, []decoded, error) {
-	rows, err := tx.Query(ctx, `SELECT customer_id, id FROM stripe_events WHERE customer_id = ANY($1)`, customers)
+	rows, err := tx.Query(ctx, `SELECT customer_id, id, type, created FROM stripe_events WHERE customer_id = ANY($1)`, customers)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load history ids: %w", err)
 	}
 	out := make(map[string]*history, len(customers))
 	var missing []string
-	var customer, id string
-	_, err = pgx.ForEachRow(rows, []any{&customer, &id}, func() error {
+	var envelopes []decoded
+	var customer, id, typ string
+	var created int64
+	_, err = pgx.ForEachRow(rows, []any{&customer, &id, &typ, &created}, func() error {
 		h := out[customer]
 		if h == nil {
 			h = &history{}
@@ -115,6 +117,12 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []st
 		}
 		if d, ok := p.cache.get(id); ok {
 			h.add(d)
+		} else if !subscription.ReadsObject(typ) {
+			// Invoices, charges, payment intents...: the derivation sees their envelope only,
+			// which the row has, so their payloads (most of a real history) are not read.
+			d := decoded{id: id, event: subscription.Event{ID: id, Type: typ, Created: created, CustomerID: customer}, ok: true}
+			h.add(d)
+			envelopes = append(envelopes, d)
 		} else {
 			missing = append(missing, id)
 		}
@@ -124,7 +132,7 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []st
 		return nil, nil, fmt.Errorf("load history ids: %w", err)
 	}
 	if len(missing) == 0 {
-		return out, nil, nil
+		return out, envelopes, nil
 	}
 	rows, err = tx.Query(ctx, `SELECT customer_id, id, payload FROM stripe_events WHERE id = ANY($1)`, missing)
 	if err != nil {
@@ -157,7 +165,7 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []st
 	for i, r := range stored {
 		out[r.customer].add(decodedNow[i])
 	}
-	return out, decodedNow, nil
+	return out, append(decodedNow, envelopes...), nil
 }
 
 // parallel calls fn(i) for every i in [0, n), spread over the available CPUs: decoding a long

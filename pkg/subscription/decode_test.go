@@ -255,3 +255,42 @@ func TestDeriveCapturedPayloads(t *testing.T) {
 	require.Equal(t, subscription.Entitlement{Status: "none", Features: []string{}}, other.Entitlement(rules),
 		"an entitlement summary alone does not grant")
 }
+
+// ReadsObject must agree with Decode: for a type it does not read, the decoded event is the
+// envelope alone, whatever the object holds; for a type it reads, the object matters.
+func TestReadsObjectAgreesWithDecode(t *testing.T) {
+	t.Parallel()
+	envelopeOnly := func(ev stripeevent.Event) subscription.Event {
+		return subscription.Event{ID: ev.ID, Type: ev.Type, Created: ev.Created, CustomerID: ev.CustomerID}
+	}
+	for _, name := range []string{"invoice.paid.json", "customer.subscription.created.json",
+		"customer.subscription.updated.json", "customer.subscription.deleted.json",
+		"entitlements.active_entitlement_summary.updated.json"} {
+		ev := parse(t, fixture(t, name))
+		got, err := subscription.Decode(ev)
+		require.NoError(t, err, name)
+		if subscription.ReadsObject(ev.Type) {
+			require.NotEqual(t, envelopeOnly(ev), got, "%s: Decode reads the object", name)
+		} else {
+			require.Equal(t, envelopeOnly(ev), got, "%s: Decode keeps the envelope only", name)
+		}
+	}
+	for _, typ := range []string{"invoice.paid", "invoice.payment_failed", "charge.succeeded",
+		"payment_intent.succeeded", "product.created", "customer.source.created", "customer.discount.created"} {
+		require.False(t, subscription.ReadsObject(typ), typ)
+		got, err := subscription.Decode(parse(t, rawEvent(typ, `{"id":"x","object":"thing","customer":"cus_1","status":"active"}`)))
+		require.NoError(t, err)
+		require.Nil(t, got.Subscription)
+		require.Nil(t, got.Customer)
+		require.Nil(t, got.Checkout)
+		require.Nil(t, got.EntitlementSummary)
+	}
+	for _, typ := range []string{"customer.created", "customer.updated", "customer.deleted",
+		"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+		"customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
+		"customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
+		"checkout.session.completed", "checkout.session.async_payment_succeeded",
+		"entitlements.active_entitlement_summary.updated"} {
+		require.True(t, subscription.ReadsObject(typ), typ)
+	}
+}

@@ -110,17 +110,14 @@ type prior struct {
 func Decode(ev stripeevent.Event) (Event, error) {
 	out := Event{ID: ev.ID, Type: ev.Type, Created: ev.Created, CustomerID: ev.CustomerID}
 	var err error
-	switch ev.Type {
-	case "customer.created", "customer.updated", "customer.deleted":
+	switch objectKinds[ev.Type] {
+	case kindCustomer:
 		err = out.decodeCustomer(ev)
-	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
-		"customer.subscription.paused", "customer.subscription.resumed",
-		"customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
-		"customer.subscription.trial_will_end":
+	case kindSubscription:
 		err = out.decodeSubscription(ev)
-	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+	case kindCheckout:
 		err = out.decodeCheckout(ev)
-	case "entitlements.active_entitlement_summary.updated":
+	case kindSummary:
 		err = out.decodeSummary(ev)
 	}
 	if err != nil {
@@ -128,6 +125,32 @@ func Decode(ev stripeevent.Event) (Event, error) {
 	}
 	return out, nil
 }
+
+type objectKind uint8
+
+const (
+	kindNone objectKind = iota
+	kindCustomer
+	kindSubscription
+	kindCheckout
+	kindSummary
+)
+
+// objectKinds are the event types whose data.object Decode reads.
+var objectKinds = map[string]objectKind{ //nolint:gochecknoglobals // constant table
+	"customer.created": kindCustomer, "customer.updated": kindCustomer, "customer.deleted": kindCustomer,
+	"customer.subscription.created": kindSubscription, "customer.subscription.updated": kindSubscription,
+	"customer.subscription.deleted": kindSubscription, "customer.subscription.paused": kindSubscription,
+	"customer.subscription.resumed": kindSubscription, "customer.subscription.pending_update_applied": kindSubscription,
+	"customer.subscription.pending_update_expired": kindSubscription, "customer.subscription.trial_will_end": kindSubscription,
+	"checkout.session.completed": kindCheckout, "checkout.session.async_payment_succeeded": kindCheckout,
+	"entitlements.active_entitlement_summary.updated": kindSummary,
+}
+
+// ReadsObject reports whether Decode reads the data.object of events of this type. For any other
+// type the decoded Event is its envelope alone (ID, Type, Created, CustomerID), so a caller that
+// has those fields can skip loading and parsing the payload.
+func ReadsObject(eventType string) bool { return objectKinds[eventType] != kindNone }
 
 // hasPrior reports whether events of this type change an existing object (neither create nor
 // delete it), so that the object's earlier state is worth recording.
