@@ -168,15 +168,16 @@ func TestIDsInThePath(t *testing.T) {
 	}
 }
 
-// TestDatabaseDownIs5xxWithoutInternals: the cause is logged, the answer says nothing of it.
-func TestDatabaseDownIs5xxWithoutInternals(t *testing.T) {
+// TestDatabaseDownIs503WithoutInternals: an outage is 503 (retry), not 500; the cause is logged,
+// the answer says nothing of it.
+func TestDatabaseDownIs503WithoutInternals(t *testing.T) {
 	t.Parallel()
 	b := startInstance(t, nil, "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=1")
 	rec := b.get(t, "/v1/users/u_42/entitlement", testToken)
-	require.GreaterOrEqual(t, rec.Code, 500)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	body := rec.Body.String()
 	require.Contains(t, []string{
-		`{"error":{"code":"internal","message":"internal error"}}`,
+		`{"error":{"code":"unavailable","message":"the read model is unavailable; retry"}}`,
 		`{"error":{"code":"unavailable","message":"the read model did not answer in time; retry"}}`,
 	}, strings.TrimSpace(body))
 	require.NotEmpty(t, b.logs.lines(t, "request failed"), "the cause is logged")

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -60,6 +63,8 @@ func classify(err error) (status int, code, message string) {
 		return http.StatusBadRequest, "invalid_id", err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "unavailable", "the read model did not answer in time; retry"
+	case postgresUnavailable(err):
+		return http.StatusServiceUnavailable, "unavailable", "the read model is unavailable; retry"
 	case errors.As(err, &he):
 		switch he.Code {
 		case http.StatusNotFound:
@@ -73,4 +78,25 @@ func classify(err error) (status int, code, message string) {
 		}
 	}
 	return http.StatusInternalServerError, "internal", "internal error"
+}
+
+// postgresUnavailable reports whether err says that Postgres could not be reached, dropped the
+// connection, or is shutting down or starting up: an outage, which a retry can outlive, not a
+// fault of the request or of this code.
+func postgresUnavailable(err error) bool {
+	var (
+		connectErr *pgconn.ConnectError
+		pgErr      *pgconn.PgError
+		netErr     net.Error
+	)
+	switch {
+	case errors.As(err, &connectErr), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &pgErr):
+		// Class 08 connection exception; 57P01 admin_shutdown, 57P02 crash_shutdown,
+		// 57P03 cannot_connect_now.
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	return false
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/pgtest"
 )
 
-// TestLeastPrivilegeGrant runs the grant of README.fragment.md as written (with unique role
+// TestLeastPrivilegeGrant runs the grant of README.md as written (with unique role
 // names and this test's database) and checks that the service and the fail-open command work
 // with exactly those privileges.
 func TestLeastPrivilegeGrant(t *testing.T) {
@@ -22,9 +22,9 @@ func TestLeastPrivilegeGrant(t *testing.T) {
 	ctx := context.Background()
 	service, operator := db.Name+"_svc", db.Name+"_op"
 
-	readme, err := os.ReadFile("README.fragment.md")
+	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
-	_, after, ok := strings.Cut(string(readme), "### Least privilege")
+	_, after, ok := strings.Cut(string(readme), "## Least privilege")
 	require.True(t, ok)
 	_, block, ok := strings.Cut(after, "```sql\n")
 	require.True(t, ok)

@@ -1,5 +1,5 @@
 // Command queryapi answers "is this user premium?" from the read model the processor keeps in
-// Postgres. It only reads: every session it opens is read-only. See README.fragment.md.
+// Postgres. It only reads: every session it opens is read-only. See README.md.
 //
 //	queryapi                          serve HTTP on HTTP_ADDR
 //	queryapi fail-open on|off|status  the operator switch (read-write connection to DATABASE_URL)

@@ -21,7 +21,7 @@ const (
 
 // openReadOnlyPool opens the pool the service reads with. Every session starts with
 // default_transaction_read_only=on, so even a bug cannot write through it (the grant in
-// README.fragment.md is the second fence). The pool connects lazily.
+// README.md is the second fence). The pool connects lazily.
 func openReadOnlyPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {

@@ -210,7 +210,7 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 			b.Queue(`DELETE FROM user_entitlements WHERE user_id = $1`, u)
 			continue
 		}
-		v := merge(cs)
+		v := Merge(cs)
 		subs, err := json.Marshal(v.Subscriptions)
 		if err != nil {
 			return fmt.Errorf("encode subscriptions of user %s: %w", u, err)
@@ -230,8 +230,10 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 	return nil
 }
 
-// merge is the user's view over all of the user's customers.
-func merge(cs []Customer) View {
+// Merge is the answer for a user over the rows of all the user's customers (cs, at least one):
+// the union RefreshUsers stores. UserID, UpdatedAt and FailOpen are left unset. It does not
+// modify cs.
+func Merge(cs []Customer) View {
 	ents := make([]subscription.Entitlement, 0, len(cs))
 	v := View{CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
 	var last Customer
