@@ -1,0 +1,239 @@
+// Package natsproc runs nats-server as a process of its own that a test can kill -9, freeze and
+// start again on the same store and port, as happens to a real server, and that the end-to-end
+// benchmark and soak measure against. The embedded server of natstest and stack cannot die that
+// way: it shares the test's process.
+//
+// The binary is the nats-server this module requires, built from the module cache (Build or
+// `make bin/nats-server`), with JetStream on. The crash tests run it with sync_interval: always,
+// the setting the README tells operators to use: every write is fsynced before it is
+// acknowledged, so a kill -9 loses nothing acknowledged.
+package natsproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// readyTimeout bounds the wait for JetStream to answer after a (re)start, store recovery
+// included.
+const readyTimeout = 30 * time.Second
+
+// Build compiles the nats-server module this module requires into dir and returns the binary's
+// path. moduleDir is a directory of this module (the go command resolves the version there).
+func Build(ctx context.Context, moduleDir, dir string) (string, error) {
+	bin := filepath.Join(dir, "nats-server")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	cmd.Dir = moduleDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build nats-server: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Options say how to run the server.
+type Options struct {
+	// Dir holds the config, the JetStream store and, without Log, the server's log file.
+	Dir string
+	// SyncAlways sets sync_interval: always (every write fsynced before it is acknowledged);
+	// without it the server keeps its default, an fsync every 2 minutes.
+	SyncAlways bool
+	// Log receives the server's output; default Dir/nats-server.log.
+	Log io.Writer
+}
+
+// Server is a nats-server process. Its methods are not safe for concurrent use.
+type Server struct {
+	Port       int
+	SyncAlways bool
+	bin        string
+	dir        string // config, store and log
+	logPath    string
+	log        io.Writer
+	cmd        *exec.Cmd
+	done       chan struct{}
+}
+
+// Launch runs bin with JetStream on a free loopback port and returns once JetStream answers.
+// The caller stops it with Stop or Kill.
+func Launch(ctx context.Context, bin string, opts Options) (*Server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("natsproc: find a free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port //nolint:forcetypeassert // a TCP listener
+	_ = l.Close()
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsproc: %w", err)
+	}
+	s := &Server{Port: port, SyncAlways: opts.SyncAlways, bin: bin, dir: opts.Dir,
+		logPath: filepath.Join(opts.Dir, "nats-server.log"), log: opts.Log}
+	syncLine := ""
+	if opts.SyncAlways {
+		syncLine = "\n  sync_interval: always"
+	}
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nserver_name: tollgate-test\nmax_payload: 1MB\njetstream {\n  store_dir: %q%s\n}\n",
+		port, filepath.Join(opts.Dir, "store"), syncLine)
+	if err := os.WriteFile(s.confPath(), []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("natsproc: %w", err)
+	}
+	if err := s.Restart(ctx); err != nil {
+		s.Kill()
+		return nil, fmt.Errorf("natsproc: %w", err)
+	}
+	return s, nil
+}
+
+// Start runs bin with JetStream and sync_interval: always, its store in a temporary directory
+// of the test, on a free loopback port, and returns once JetStream answers. t.Cleanup kills it;
+// when the test failed its log is printed.
+func Start(tb testing.TB, bin string) *Server {
+	tb.Helper()
+	s, err := Launch(context.Background(), bin, Options{Dir: tb.TempDir(), SyncAlways: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		s.Kill()
+		if tb.Failed() {
+			tb.Logf("natsproc: log of nats-server on port %d:\n%s", s.Port, s.logTail(3000))
+		}
+	})
+	return s
+}
+
+// Version is what bin --version prints, such as "nats-server: v2.15.2".
+func Version(ctx context.Context, bin string) (string, error) {
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", bin, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
+// Stop ends the server cleanly (SIGTERM; SIGKILL after 10 s) and waits for it.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.Thaw()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.Kill()
+	}
+}
+
+func (s *Server) confPath() string { return filepath.Join(s.dir, "nats-server.conf") }
+
+// URL is the server's client URL.
+func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.Port) }
+
+// Restart starts the server (again) with the same config, store and port, and returns once
+// JetStream answers. It fails when the server is running.
+func (s *Server) Restart(ctx context.Context) error {
+	if s.cmd != nil {
+		select {
+		case <-s.done:
+		default:
+			return errors.New("nats-server is running")
+		}
+	}
+	cmd := exec.Command(s.bin, "-c", s.confPath()) //nolint:gosec,noctx // our own build; stopped by Kill
+	if s.log != nil {
+		cmd.Stdout, cmd.Stderr = s.log, s.log
+	} else {
+		logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		// The child process gets its own copy of the log descriptor.
+		defer func() { _ = logf.Close() }()
+		cmd.Stdout, cmd.Stderr = logf, logf
+	}
+	// Killed with its parent if that dies without cleaning up (a test's timeout panic).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start nats-server: %w", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func(done chan struct{}) {
+		_ = cmd.Wait()
+		close(done)
+	}(s.done)
+
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		err := s.ping(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("nats-server exited at start:\n%s", s.logTail(2000))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats-server at %s: JetStream not ready in %s (%v):\n%s", s.URL(), readyTimeout, err, s.logTail(2000))
+		}
+	}
+}
+
+// ping asks JetStream for the account info.
+func (s *Server) ping(ctx context.Context) error {
+	nc, err := nats.Connect(s.URL(), nats.Timeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = nc.RequestWithContext(rctx, "$JS.API.INFO", nil)
+	return err
+}
+
+// Kill sends SIGKILL, as a crash would, and returns once the process is gone. Killing a dead
+// server does nothing.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	s.Thaw() // a stopped process dies of SIGKILL too, but its children would not be reaped
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+}
+
+// Freeze stops the process (SIGSTOP): connections stay open and nothing is answered until Thaw.
+func (s *Server) Freeze() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process (SIGCONT).
+func (s *Server) Thaw() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// logTail is the end of the server's log, at most n bytes.
+func (s *Server) logTail(n int) string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.TrimSpace(string(b))
+}
