@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build bin/listener, bin/processor, bin/queryapi
@@ -41,9 +41,26 @@ lint: vet ## golangci-lint v2 over every module (fetched from the module proxy)
 	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && go run $(GOLANGCI) run ./...) || exit 1; done
 
 .PHONY: bench
-bench: ## run the benchmarks and print their figures
+bench: bench-micro bench-e2e ## every benchmark: the packages' figures, then the end-to-end table
+
+.PHONY: bench-e2e
+bench-e2e: build bin/nats-server ## end-to-end benchmark of the real services: prints the table, writes bench/results.md
+	go run ./e2e/cmd/bench
+
+.PHONY: bench-micro
+bench-micro: ## the packages' Go benchmarks (in-process handlers, derivation)
 	go test -run='^$$' -bench=. -benchtime=1x -count=1 ./pkg/subscription
 	go test -run='^$$' -bench=. -count=1 ./listener ./processor ./queryapi
+
+SOAK_DURATION ?= 3m
+.PHONY: soak
+soak: build bin/nats-server ## steady load with duplicates and reordering for SOAK_DURATION (3m): memory, goroutines, errors
+	go run ./e2e/cmd/soak -duration $(SOAK_DURATION)
+
+# The current nats-server, built from the module cache (the e2e module requires it), run as a
+# process of its own by the benchmark and the soak.
+bin/nats-server: e2e/go.mod
+	cd e2e && CGO_ENABLED=0 go build -trimpath -o ../bin/nats-server github.com/nats-io/nats-server/v2
 
 .PHONY: migrate
 migrate: build ## apply migrations to DATABASE_URL
