@@ -7,7 +7,8 @@
 //
 // It exits non-zero on any error, on a lost or wrong answer, or on a clear leak: goroutines at
 // the end, idle, more than twice (+50) those at the start, idle; or resident memory at the end
-// more than twice (+64 MiB) that under load at the start.
+// more than twice (+64 MiB) that under load at the start and more than a bounded cache may take
+// (cacheBudget).
 //
 //	go run ./e2e/cmd/soak -duration 3m -rate 500 -reads 500
 //
