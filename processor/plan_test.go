@@ -1,7 +1,6 @@
 package main
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -49,15 +48,7 @@ func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
 	fill(41, 50000)
 
 	for name := range queries {
-		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE `+name+`('{evt_1,cus_1}')`)
-		require.NoError(t, err)
-		var plan []string
-		for rows.Next() {
-			var line string
-			require.NoError(t, rows.Scan(&line))
-			plan = append(plan, line)
-		}
-		require.NoError(t, rows.Err())
-		require.NotContains(t, strings.Join(plan, "\n"), "Seq Scan", "%s:\n%s", name, strings.Join(plan, "\n"))
+		plan := pgtest.Explain(t, conn, `EXECUTE `+name+`('{evt_1,cus_1}')`)
+		require.NotContains(t, plan, "Seq Scan", "%s:\n%s", name, plan)
 	}
 }

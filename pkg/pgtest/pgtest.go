@@ -165,3 +165,23 @@ func migrationsHash(tb testing.TB) string {
 	}
 	return strings.ToLower(hex.EncodeToString(h.Sum(nil))[:12])
 }
+
+// Querier is what Explain reads through: a connection, a pool or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Explain returns the plan Postgres would run for statement (EXPLAIN <statement>) on q, one
+// line per node.
+func Explain(tb testing.TB, q Querier, statement string) string {
+	tb.Helper()
+	rows, err := q.Query(context.Background(), "EXPLAIN "+statement)
+	if err != nil {
+		tb.Fatalf("pgtest: EXPLAIN %s: %v", statement, err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatalf("pgtest: EXPLAIN %s: %v", statement, err)
+	}
+	return strings.Join(lines, "\n")
+}
