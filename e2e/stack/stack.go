@@ -86,28 +86,33 @@ func (o *Options) defaults() {
 
 // Start brings the stack up and returns when all three services answer /readyz. On error,
 // everything it started is stopped again.
-func Start(ctx context.Context, opts Options) (st *Stack, err error) {
+func Start(ctx context.Context, opts Options) (*Stack, error) {
 	opts.defaults()
-	st = &Stack{opts: opts, log: &prefixWriter{w: opts.Log}}
-	defer func() {
-		if err != nil {
-			st.Stop()
-		}
-	}()
+	st := &Stack{opts: opts, log: &prefixWriter{w: opts.Log}}
+	if err := st.start(ctx); err != nil {
+		_ = st.Stop()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *Stack) start(ctx context.Context) error {
+	opts := st.opts
+	var err error
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+		return fmt.Errorf("data dir: %w", err)
 	}
 	if st.WebhookSecret, err = persistentSecret(filepath.Join(opts.DataDir, "webhook-secret"), "whsec_"); err != nil {
-		return nil, err
+		return err
 	}
 	if st.Token, err = persistentSecret(filepath.Join(opts.DataDir, "api-token"), "tg_dev_"); err != nil {
-		return nil, err
+		return err
 	}
 	if err := st.startNATS(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if st.DatabaseURL, err = ensureDatabase(ctx, opts.DatabaseURL); err != nil {
-		return nil, err
+		return err
 	}
 	secrets := strings.Join(append([]string{st.WebhookSecret}, opts.ExtraWebhookSecrets...), ",")
 	for _, s := range []struct{ name, addr string }{
@@ -119,14 +124,14 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		}
 		p, err := st.StartProcess(ctx, s.name, env)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// The processor applies migrations; the others need the schema, so it goes first.
 		if err := p.WaitReady(ctx, 60*time.Second); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // URL is the base URL of a service, such as http://127.0.0.1:8080.
