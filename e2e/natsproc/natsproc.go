@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/tollgate/tollgate/e2e/freeport"
 )
 
 // readyTimeout bounds the wait for JetStream to answer after a (re)start, store recovery
@@ -68,12 +69,10 @@ type Server struct {
 // Launch runs bin with JetStream on a free loopback port and returns once JetStream answers.
 // The caller stops it with Stop or Kill.
 func Launch(ctx context.Context, bin string, opts Options) (*Server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
-		return nil, fmt.Errorf("natsproc: find a free port: %w", err)
+		return nil, fmt.Errorf("natsproc: %w", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port //nolint:forcetypeassert // a TCP listener
-	_ = l.Close()
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("natsproc: %w", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -26,6 +25,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tollgate/tollgate/e2e/freeport"
 )
 
 // readyTimeout bounds the wait for a started server to accept connections (crash recovery
@@ -93,7 +94,7 @@ func start() (*Cluster, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return c, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	if c.Port, err = freePort(); err != nil {
+	if c.Port, err = freeport.Get(); err != nil {
 		return c, err
 	}
 	return c, c.Restart(context.Background())
@@ -245,13 +246,4 @@ func (c *Cluster) logTail(n int) string {
 		b = b[len(b)-n:]
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil //nolint:forcetypeassert // a TCP listener
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tollgate/tollgate/e2e/freeport"
 	"github.com/tollgate/tollgate/e2e/natsproc"
 	"github.com/tollgate/tollgate/e2e/stack"
 )
@@ -117,15 +117,8 @@ func (r *Rig) Close() error {
 	return first
 }
 
-// FreeAddr returns a loopback address nothing listens on right now.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// FreeAddr returns a loopback address nothing listens on right now (freeport.Addr).
+func FreeAddr() (string, error) { return freeport.Addr() }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
