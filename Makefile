@@ -49,7 +49,7 @@ bench-e2e: build bin/nats-server ## end-to-end benchmark of the real services: p
 
 .PHONY: bench-micro
 bench-micro: ## the packages' Go benchmarks (in-process handlers, derivation)
-	go test -run='^$$' -bench=. -benchtime=1x -count=1 ./pkg/subscription
+	go test -run='^$$' -bench=. -benchtime=0.2s -count=1 ./pkg/subscription ./pkg/stripeevent
 	go test -run='^$$' -bench=. -count=1 ./listener ./processor ./queryapi
 
 SOAK_DURATION ?= 3m
