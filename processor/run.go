@@ -128,11 +128,14 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
-	// A prepared statement's generic plan is made once, and one made while stripe_events was
-	// small (a new deployment) stays a sequential scan as the table grows: measured in a soak,
-	// the history queries took 0.4-2.6 s at 60,000 events and the processor fell behind.
-	// Planning each execution with its own array costs ~0.1 ms and always uses the indexes.
-	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	// Every statement of the processor looks rows up by key. A prepared statement's generic plan
+	// is made once, and one made while stripe_events was tiny (a new deployment) stays a
+	// sequential scan as the table grows: measured in a soak, the history queries then took
+	// 0.4-2.6 s per batch at 60,000 events and the processor fell behind. Planning each
+	// execution instead goes wrong on a table not yet analyzed (a 1,000-key array is then
+	// estimated to match every row). With sequential scans priced out, both plans use the
+	// indexes; a query with no index to use still gets its sequential scan.
+	cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		_, _ = conn.Exec(ctx, `SET default_toast_compression = lz4`) // refused without lz4 support: keep pglz
 		return nil
