@@ -6,7 +6,7 @@ SHELL := /bin/bash
 MODULES := $(shell go list -m -f '{{.Dir}}')
 PACKAGES := $(addsuffix /...,$(shell go list -m))
 GOLANGCI := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
-FUZZTIME ?= 10s
+FUZZTIME ?= 20s
 
 .PHONY: help
 help: ## list the targets
