@@ -57,8 +57,10 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if ack.Duplicate {
 		s.metrics.duplicates.Inc()
 	}
-	s.metrics.requests.WithLabelValues("200", "received").Inc()
-	s.logger.Debug("webhook stored", "event", ev.ID, "type", ev.Type, "customer", ev.CustomerID, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	s.metrics.received.Inc()
+	if s.logger.Enabled(r.Context(), slog.LevelDebug) { // no attribute slice per request otherwise
+		s.logger.Debug("webhook stored", "event", ev.ID, "type", ev.Type, "customer", ev.CustomerID, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	}
 	httpx.WriteJSON(w, http.StatusOK, webhookAnswer{Received: true, Duplicate: ack.Duplicate})
 }
 
