@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/stream"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // backfillBundle is a listener on its own JetStream (to deliver webhooks to) and a fake Stripe

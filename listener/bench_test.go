@@ -21,8 +21,8 @@ import (
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/natsconn"
-	"github.com/tollgate/tollgate/pkg/natstest"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/natstest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // BenchmarkWebhook measures accepted webhooks per second and their latency over real HTTP on

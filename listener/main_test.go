@@ -20,9 +20,9 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/natsconn"
-	"github.com/tollgate/tollgate/pkg/natstest"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 func TestMain(m *testing.M) {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/pkg/pgtest"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // startProcessor builds the real processor (../processor) into a temp dir and runs it against

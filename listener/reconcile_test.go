@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/pkg/pgtest"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // reconcileBundle is a read model in a fresh database and a fake Stripe with subscriptions.

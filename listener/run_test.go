@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/natsconn"
-	"github.com/tollgate/tollgate/pkg/natstest"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // started is a listener process run through run(), as main runs it.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/pkg/natstest"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // metric reads one unlabelled series from the listener's /metrics.

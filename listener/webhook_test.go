@@ -16,7 +16,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 func TestWebhookStoresTheExactBytes(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
-	"github.com/tollgate/tollgate/pkg/natstest"
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/natstest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"

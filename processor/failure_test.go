@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )

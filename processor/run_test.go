@@ -20,7 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/migrations"
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

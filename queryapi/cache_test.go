@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 // TestReaders is the contract every reader passes: Postgres alone, and the cache in front of it

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 func customer(id, user, status string, premium bool, features []string, created int64) entitlement.Customer {

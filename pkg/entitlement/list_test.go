@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 // ListCustomers pages through every row in id order, inside a READ ONLY transaction (which

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
-	"github.com/tollgate/tollgate/pkg/pgtest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 

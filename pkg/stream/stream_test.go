@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/pkg/natstest"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
 )
 

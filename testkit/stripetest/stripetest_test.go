@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
-	"github.com/tollgate/tollgate/pkg/stripetest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

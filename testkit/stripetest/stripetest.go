@@ -156,7 +156,7 @@ func FixtureDir(tb testing.TB) string {
 	if !ok {
 		tb.Fatalf("stripetest: cannot locate the package source")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "testdata", "stripe-events")
+	return filepath.Join(filepath.Dir(file), "..", "..", "pkg", "testdata", "stripe-events")
 }
 
 // WithID returns raw with its top-level event id replaced by id, so one captured payload can be
