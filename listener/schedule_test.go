@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 

@@ -14,11 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
-	"github.com/tollgate/tollgate/testkit/natstest"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/natstest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 // history is a customer's life of n realistic events: the signup, then a month of

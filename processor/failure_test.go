@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 func TestAdmit(t *testing.T) {

@@ -20,11 +20,11 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/natsconn"
-	"github.com/tollgate/tollgate/testkit/natstest"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/natstest"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) {

@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 func event(t *testing.T, id, customer string, created int64) stripeevent.Event {
