@@ -41,7 +41,7 @@ func loadCompose(t *testing.T) *types.Project {
 		cli.WithInterpolation(true),
 	)
 	require.NoError(t, err)
-	p, err := cli.ProjectFromOptions(context.Background(), opts)
+	p, err := opts.LoadProject(context.Background())
 	require.NoError(t, err)
 	return p
 }
@@ -96,7 +96,7 @@ func TestComposeRefusesMissingSecrets(t *testing.T) {
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
 		cli.WithWorkingDirectory(root), cli.WithEnv([]string{"QUERYAPI_TOKENS=t"}))
 	require.NoError(t, err)
-	_, err = cli.ProjectFromOptions(context.Background(), opts)
+	_, err = opts.LoadProject(context.Background())
 	require.ErrorContains(t, err, "STRIPE_WEBHOOK_SECRETS")
 }
 
@@ -158,7 +158,7 @@ func TestDockerfilesBuild(t *testing.T) {
 			// The same build, here: it must produce a static binary that runs.
 			out := filepath.Join(t.TempDir(), svc)
 			// RUN in shell form runs under /bin/sh -c, so quoting (-ldflags="-s -w") means the same here.
-			cmd := exec.Command("/bin/sh", "-c", build[1]+" -o "+out+" "+build[3])
+			cmd := exec.CommandContext(t.Context(), "/bin/sh", "-c", build[1]+" -o "+out+" "+build[3])
 			cmd.Dir = root
 			b, err := cmd.CombinedOutput()
 			require.NoError(t, err, "%s", b)
@@ -167,7 +167,7 @@ func TestDockerfilesBuild(t *testing.T) {
 			require.NotZero(t, st.Mode()&0o111, "executable")
 
 			// The compose health check runs `<binary> healthcheck`: with nothing listening it fails.
-			hc := exec.Command(out, "healthcheck")
+			hc := exec.CommandContext(t.Context(), out, "healthcheck")
 			hc.Env = []string{"HTTP_ADDR=127.0.0.1:1"}
 			b, err = hc.CombinedOutput()
 			require.Error(t, err, "healthcheck against a closed port must fail: %s", b)

@@ -163,7 +163,7 @@ func setupCrash(t *testing.T, binDir, natsBin, prefix string) *crashEnv {
 	e.js, err = jetstream.New(nc)
 	require.NoError(t, err)
 
-	e.plan = newCrashPlan(rand.New(rand.NewPCG(seed, seed>>1)), prefix, crashCustomers) //nolint:gosec // a test plan
+	e.plan = newCrashPlan(rand.New(rand.NewPCG(seed, seed>>1)), prefix, crashCustomers)
 	e.traffic = newTraffic(e.st.URL(stack.Listener)+"/webhooks/stripe", e.st.WebhookSecret, e.plan, crashSendEvery)
 	return e
 }

@@ -211,7 +211,7 @@ func (tr *traffic) deliver(ctx context.Context, id string) {
 		if a.status == http.StatusOK || time.Since(start) > sendDeadline {
 			return
 		}
-		timer := time.NewTimer(backoff + rand.N(backoff/2)) //nolint:gosec // jitter, not a secret
+		timer := time.NewTimer(backoff + rand.N(backoff/2))
 		select {
 		case <-ctx.Done():
 		case <-timer.C:

@@ -72,7 +72,7 @@ func TestQuickstart(t *testing.T) {
 	)
 
 	var out syncBuffer
-	run := exec.Command("make", "--no-print-directory", "run")
+	run := exec.CommandContext(t.Context(), "make", "--no-print-directory", "run")
 	run.Dir, run.Env, run.Stdout, run.Stderr = root, env, &out, &out
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the whole group
 	require.NoError(t, run.Start())
@@ -112,7 +112,7 @@ func TestQuickstart(t *testing.T) {
 	}
 	require.Contains(t, out.String(), "stopped cleanly")
 	for name, port := range ports {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(t.Context(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			conn.Close()
 		}

@@ -116,7 +116,7 @@ func newDrainFixture(b *testing.B, customers int, shuffled bool) *drainFixture {
 		}
 	}
 	if shuffled {
-		r := rand.New(rand.NewPCG(7, 7)) //nolint:gosec // test data
+		r := rand.New(rand.NewPCG(7, 7))
 		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	}
 	f := &drainFixture{ns: ns, js: js, events: len(order)}

@@ -217,7 +217,7 @@ func TestShutdownFinishesTheBatchInProgress(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, 5*time.Second, "the finished batch is acknowledged", func() bool {
 		info, err := cons.Info(t.Context())
-		return err == nil && info.AckFloor.Stream == uint64(opts.BatchSize) //nolint:gosec // small
+		return err == nil && info.AckFloor.Stream == uint64(opts.BatchSize)
 	})
 	require.Positive(t, counter(in.metrics.outcomes.WithLabelValues("released")), "the batch fetched ahead was handed back")
 
@@ -240,7 +240,7 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	undecodable := k.edit(k.subscription("customer.subscription.updated", "cus_p0001", "sub_p0001", "active", "price_pro", t0+5*86400, nil),
 		func(_, obj map[string]any) { obj["status"] = 42 })
 	nul := k.customerCreated("cus_p\x00null", t0, "u_p")
-	r := rand.New(rand.NewPCG(5, 5)) //nolint:gosec // test data
+	r := rand.New(rand.NewPCG(5, 5))
 	var long strings.Builder
 	for range 2800 { // incompressible, so no btree index can hold it (and still within NATS's 4 KiB control line)
 		long.WriteByte("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[r.IntN(62)])

@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -35,7 +36,7 @@ type Header struct{ Name, Value string }
 // request is not retried.
 func (c *Conn) Do(method, path string, headers []Header, body []byte) (Answer, error) {
 	if c.nc == nil {
-		nc, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+		nc, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(context.Background(), "tcp", c.addr)
 		if err != nil {
 			return Answer{}, err
 		}

@@ -153,7 +153,7 @@ func (s *Server) Restart(ctx context.Context) error {
 			return errors.New("nats-server is running")
 		}
 	}
-	cmd := exec.Command(s.bin, "-c", s.confPath()) //nolint:gosec,noctx // our own build; stopped by Kill
+	cmd := exec.Command(s.bin, "-c", s.confPath()) //nolint:noctx // our own build; stopped by Kill
 	if s.log != nil {
 		cmd.Stdout, cmd.Stderr = s.log, s.log
 	} else {
@@ -190,7 +190,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nats-server at %s: JetStream not ready in %s (%v):\n%s", s.URL(), readyTimeout, err, s.logTail(2000))
+			return fmt.Errorf("nats-server at %s: JetStream not ready in %s (%w):\n%s", s.URL(), readyTimeout, err, s.logTail(2000))
 		}
 	}
 }

@@ -143,7 +143,7 @@ func (c *Cluster) dataDir() string { return filepath.Join(c.dir, "data") }
 
 // command is one of the cluster's binaries, run as the cluster's user.
 func (c *Cluster) command(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(c.binDir, name), args...) //nolint:gosec,noctx // Postgres's own binaries; stopped by Stop
+	cmd := exec.Command(filepath.Join(c.binDir, name), args...) //nolint:noctx // Postgres's own binaries; stopped by Stop
 	cmd.Dir = c.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Setpgid: true}
 	return cmd

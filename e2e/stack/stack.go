@@ -159,7 +159,7 @@ func (st *Stack) StartProcess(ctx context.Context, name string, env map[string]s
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (run `make build` first)", bin, err)
 	}
-	cmd := exec.Command(bin) //nolint:gosec,noctx // our own binary; stopped by Stop, not by ctx
+	cmd := exec.Command(bin) //nolint:noctx // our own binary; stopped by Stop, not by ctx
 	cmd.Env = os.Environ()
 	for k, v := range st.opts.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -235,7 +235,7 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v", p.Name, p.err)
+			return fmt.Errorf("%s exited before it was ready: %w", p.Name, p.err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -346,7 +346,7 @@ func ensureDatabase(ctx context.Context, databaseURL string) (string, error) {
 	defer cancel()
 	conn, err := pgx.Connect(cctx, admin.String())
 	if err != nil {
-		return "", fmt.Errorf("%w at %s (%v)\n\n  Install and start one:  sudo apt-get install postgresql && sudo pg_ctlcluster 15 main start\n  or with Docker:         docker compose up -d postgres   (then DATABASE_URL=postgres://postgres:tollgate@127.0.0.1:5432/tollgate?sslmode=disable)\n  or point DATABASE_URL at yours",
+		return "", fmt.Errorf("%w at %s (%w)\n\n  Install and start one:  sudo apt-get install postgresql && sudo pg_ctlcluster 15 main start\n  or with Docker:         docker compose up -d postgres   (then DATABASE_URL=postgres://postgres:tollgate@127.0.0.1:5432/tollgate?sslmode=disable)\n  or point DATABASE_URL at yours",
 			ErrPostgresUnreachable, u.Redacted(), err)
 	}
 	defer conn.Close(ctx)

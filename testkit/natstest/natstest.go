@@ -41,7 +41,11 @@ func StartWithOptions(tb testing.TB, configure func(*server.Options)) *Server {
 	s := &Server{opts: opts}
 	s.start(tb)
 	// The first start picked a port; keep it so a restart is the same address.
-	s.opts.Port = s.srv.Addr().(*net.TCPAddr).Port
+	addr, ok := s.srv.Addr().(*net.TCPAddr)
+	if !ok {
+		tb.Fatalf("natstest: server address %v is not TCP", s.srv.Addr())
+	}
+	s.opts.Port = addr.Port
 	tb.Cleanup(s.Shutdown)
 	return s
 }

@@ -352,7 +352,11 @@ func (b *bench) freshness(ctx context.Context, r *rig.Rig) {
 					b.fail(fmt.Errorf("freshness: %s not visible after 30 s (last: %d %.200s %v)", step.ev.ID, a.Status, a.Body, err))
 					return
 				}
-				time.Sleep(time.Millisecond)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Millisecond):
+				}
 			}
 			samples = append(samples, time.Since(t0))
 		}

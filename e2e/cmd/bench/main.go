@@ -84,7 +84,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := os.MkdirAll(filepath.Dir(s.out), 0o755); err != nil {
 		return errors.Join(runErr, err)
 	}
-	if err := os.WriteFile(s.out, []byte(table), 0o644); err != nil { //nolint:gosec // a committed, public results file
+	if err := os.WriteFile(s.out, []byte(table), 0o644); err != nil {
 		return errors.Join(runErr, err)
 	}
 	fmt.Fprint(stdout, table)

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	report, err := sk.run(ctx)
 	if report != "" {
 		fmt.Fprint(stdout, report)
-		if werr := os.WriteFile(s.reportPath, []byte(report), 0o644); werr != nil { //nolint:gosec // a report
+		if werr := os.WriteFile(s.reportPath, []byte(report), 0o644); werr != nil {
 			fmt.Fprintln(stderr, "soak: write report:", werr)
 		}
 		fmt.Fprintf(stderr, "soak: report in %s, services' logs in %s\n", s.reportPath, s.logPath)

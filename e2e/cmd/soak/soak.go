@@ -160,7 +160,7 @@ func (s *soak) write(ctx context.Context, st *stack.Stack) {
 	pace := func(ev scenario.Event) {
 		// Sleep to the event's slot; behind schedule, send at once (the achieved rate is reported).
 		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
+			<-time.After(d) // not cut short by ctx: the batch in progress is finished
 		}
 		next = next.Add(interval)
 		queue <- ev
@@ -318,7 +318,7 @@ func (s *soak) verify(ctx context.Context, r *rig.Rig) {
 			s.fail(fmt.Errorf("verify: %d of %d accepted events stored after 2 minutes", stored, len(ids)))
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-time.After(200 * time.Millisecond)
 	}
 	var total int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM stripe_events").Scan(&total); err == nil && total != len(ids) {
