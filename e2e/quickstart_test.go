@@ -96,7 +96,7 @@ func TestQuickstart(t *testing.T) {
 	require.Contains(t, out.String(), "curl -s -H 'Authorization: Bearer tg_dev_")
 	require.Regexp(t, `(?m)^processor +\| `, out.String(), "log lines prefixed by service")
 
-	demo := exec.Command("make", "--no-print-directory", "demo")
+	demo := exec.CommandContext(t.Context(), "make", "--no-print-directory", "demo")
 	demo.Dir, demo.Env = root, env
 	b, err := demo.CombinedOutput()
 	require.NoError(t, err, "make demo:\n%s\n--- make run:\n%s", b, out.String())

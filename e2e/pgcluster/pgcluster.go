@@ -207,7 +207,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("postgres on port %d not ready in %s (%v):\n%s", c.Port, readyTimeout, err, c.logTail(2000))
+			return fmt.Errorf("postgres on port %d not ready in %s (%w):\n%s", c.Port, readyTimeout, err, c.logTail(2000))
 		}
 	}
 }

@@ -301,7 +301,7 @@ func (b *bench) burst(ctx context.Context, r *rig.Rig) []string {
 		if err != nil || a.Status != http.StatusOK || !strings.Contains(string(a.Body), `"status":"past_due"`) ||
 			!strings.Contains(string(a.Body), `"premium":true`) {
 			if bad == 0 {
-				b.fail(fmt.Errorf("burst: %s answers %d %.300s (%v), want premium past_due", users[i], a.Status, a.Body, err))
+				b.fail(fmt.Errorf("burst: %s answers %d %.300s (%w), want premium past_due", users[i], a.Status, a.Body, err))
 			}
 			bad++
 		}
@@ -349,7 +349,7 @@ func (b *bench) freshness(ctx context.Context, r *rig.Rig) {
 					break
 				}
 				if time.Since(t0) > 30*time.Second {
-					b.fail(fmt.Errorf("freshness: %s not visible after 30 s (last: %d %.200s %v)", step.ev.ID, a.Status, a.Body, err))
+					b.fail(fmt.Errorf("freshness: %s not visible after 30 s (last: %d %.200s %w)", step.ev.ID, a.Status, a.Body, err))
 					return
 				}
 				select {

@@ -348,9 +348,9 @@ func (s *soak) verify(ctx context.Context, r *rig.Rig) {
 			}
 			if attempt == 20 {
 				wrong.Add(1)
-				return fmt.Errorf("user %s: answer %+v (status %d, %v), want %+v", u, got, a.Status, err, want)
+				return fmt.Errorf("user %s: answer %+v (status %d, %w), want %+v", u, got, a.Status, err, want)
 			}
-			time.Sleep(50 * time.Millisecond)
+			<-time.After(50 * time.Millisecond)
 		}
 	})
 	if res.Errors > 0 {
