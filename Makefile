@@ -26,7 +26,7 @@ demo: ## while `make run` is up: send a signed subscription lifecycle, print the
 	go run ./e2e/cmd/demo
 
 .PHONY: test
-test: vet ## run every module's tests with the race detector, then the fuzz targets briefly
+test: lint ## gofmt, vet and golangci-lint, then every module's tests with the race detector, then the fuzz targets briefly
 	go test -race -count=1 -timeout 15m $(PACKAGES)
 	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/stripeevent
 	go test -run='^$$' -fuzz='^FuzzDerive$$' -fuzztime=$(FUZZTIME) ./pkg/subscription
@@ -37,7 +37,7 @@ vet: ## gofmt check and go vet of every module
 	go vet $(PACKAGES)
 
 .PHONY: lint
-lint: vet ## golangci-lint v2 over every module (fetched from the module proxy)
+lint: vet ## golangci-lint v2 (.golangci.yml) over every module, fetched from the module proxy
 	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && go run $(GOLANGCI) run ./...) || exit 1; done
 
 .PHONY: bench
@@ -61,6 +61,14 @@ soak: build bin/nats-server ## steady load with duplicates and reordering for SO
 # process of its own by the benchmark and the soak.
 bin/nats-server: e2e/go.mod
 	cd e2e && CGO_ENABLED=0 go build -trimpath -o ../bin/nats-server github.com/nats-io/nats-server/v2
+
+.PHONY: up
+up: ## docker compose up: Postgres, NATS and the three services from their Dockerfiles
+	docker compose up -d --build
+
+.PHONY: down
+down: ## docker compose down (volumes kept)
+	docker compose down
 
 .PHONY: migrate
 migrate: build ## apply migrations to DATABASE_URL

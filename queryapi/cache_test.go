@@ -81,7 +81,7 @@ func TestCacheFollowsNotifications(t *testing.T) {
 	hits := counter(t, b.reg, "tollgate_queryapi_cache_hits_total")
 	require.Equal(t, false, b.getJSON(t, "/v1/users/u_1/entitlement", http.StatusOK)["premium"])
 	require.Equal(t, http.StatusNotFound, b.get(t, "/v1/users/u_2/entitlement", testToken).Code)
-	require.Equal(t, hits+2, counter(t, b.reg, "tollgate_queryapi_cache_hits_total"), "found and not found are both cached")
+	require.InDelta(t, hits+2, counter(t, b.reg, "tollgate_queryapi_cache_hits_total"), 0, "found and not found are both cached")
 
 	upgraded := premiumCustomer()
 	upgraded.CustomerID, upgraded.UserID = "cus_1", "u_1"

@@ -179,6 +179,7 @@ func failOpenCommand(ctx context.Context, args []string, getenv func(string) str
 	if len(args) != 1 || (args[0] != "on" && args[0] != "off" && args[0] != "status") {
 		return fmt.Errorf("fail-open takes one of on, off, status: %w", errUsage)
 	}
+	verb := args[0]
 	databaseURL, err := config.LoadDatabase(getenv)
 	if err != nil {
 		return err
@@ -192,19 +193,19 @@ func failOpenCommand(ctx context.Context, args []string, getenv func(string) str
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 
 	var st switchStatus
-	if args[0] == "status" {
+	if verb == "status" {
 		st, err = readFailOpen(ctx, conn)
 	} else {
-		st, err = setFailOpen(ctx, conn, args[0] == "on")
+		st, err = setFailOpen(ctx, conn, verb == "on")
 	}
 	if err != nil {
 		return err
 	}
 	since := st.Since.Format(time.RFC3339)
 	switch {
-	case args[0] == "status" && st.On:
+	case verb == "status" && st.On:
 		_, err = fmt.Fprintf(stdout, "fail-open is ON since %s: every /v1 answer grants access\n", since)
-	case args[0] == "status":
+	case verb == "status":
 		_, err = fmt.Fprintf(stdout, "fail-open is off since %s: answers come from the read model\n", since)
 	case st.On:
 		_, err = fmt.Fprintf(stdout, "fail-open is ON since %s: every /v1 answer grants access (premium: true, fail_open: true).\n"+

@@ -62,7 +62,7 @@ func (r *readiness) check(ctx context.Context) readyBody {
 	case err != nil:
 		err = fmt.Errorf("postgres: %w", err)
 	default:
-		v := uint(max(version, 0))
+		v := uint(max(version, 0)) //nolint:gosec // clamped at 0; migration numbers are small
 		b.SchemaVersion = &v
 		switch {
 		case dirty:

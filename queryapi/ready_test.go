@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"testing"
 
@@ -97,6 +96,6 @@ func TestServiceCannotWrite(t *testing.T) {
 func requireReadOnlyError(t *testing.T, err error) {
 	t.Helper()
 	var pgErr *pgconn.PgError
-	require.True(t, errors.As(err, &pgErr), "want a Postgres error, got %v", err)
+	require.ErrorAs(t, err, &pgErr)
 	require.Equal(t, "25006", pgErr.Code, "read_only_sql_transaction: %s", pgErr.Message)
 }

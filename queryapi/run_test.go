@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -115,5 +114,5 @@ func TestHealthcheckFailsWhenNothingServes(t *testing.T) {
 	t.Parallel()
 	err := run(t.Context(), []string{"queryapi", "healthcheck"}, getenv(map[string]string{"HTTP_ADDR": "127.0.0.1:1"}), io.Discard, io.Discard)
 	require.Error(t, err)
-	require.False(t, errors.Is(err, errUsage))
+	require.NotErrorIs(t, err, errUsage)
 }

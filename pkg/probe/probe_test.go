@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/probe"
@@ -18,7 +19,7 @@ func TestReady(t *testing.T) {
 	var ready atomic.Bool
 	ready.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.Equal(t, "/readyz", r.URL.Path)
+		assert.Equal(t, "/readyz", r.URL.Path)
 		if !ready.Load() {
 			http.Error(w, `{"status":"unavailable"}`, http.StatusServiceUnavailable)
 		}

@@ -37,7 +37,7 @@ func (c *ttlCache) get(userID string) (cacheItem, bool) {
 	if !ok {
 		return cacheItem{}, false
 	}
-	it := el.Value.(*cacheItem)
+	it, _ := el.Value.(*cacheItem) // the list holds only *cacheItem
 	if !c.now().Before(it.expires) {
 		c.order.Remove(el)
 		delete(c.items, userID)
@@ -63,7 +63,9 @@ func (c *ttlCache) put(userID string, e Entitlement, err error) {
 	for c.order.Len() > c.max {
 		oldest := c.order.Back()
 		c.order.Remove(oldest)
-		delete(c.items, oldest.Value.(*cacheItem).userID)
+		if it, ok := oldest.Value.(*cacheItem); ok {
+			delete(c.items, it.userID)
+		}
 	}
 }
 

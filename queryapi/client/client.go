@@ -168,7 +168,10 @@ func New(baseURL, token string, opts ...Option) *Client {
 		o(c)
 	}
 	if c.httpClient == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		t := &http.Transport{}
+		if d, ok := http.DefaultTransport.(*http.Transport); ok {
+			t = d.Clone() // keep the default proxy, dial and TLS settings
+		}
 		t.MaxIdleConns, t.MaxIdleConnsPerHost = 64, 64
 		c.httpClient, c.ownsHTTP = &http.Client{Transport: t}, true
 	}
