@@ -55,7 +55,7 @@ func (b *reconcileBundle) stripe(t *testing.T, id, customer, status string) {
 func (b *reconcileBundle) reconcile(t *testing.T, args ...string) command {
 	t.Helper()
 	c := runCommand(t.Context(), b.env, append([]string{"reconcile"}, args...)...)
-	t.Logf("listener reconcile %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
+	t.Logf("processor reconcile %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
 	return c
 }
 
