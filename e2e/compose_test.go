@@ -16,10 +16,11 @@ import (
 )
 
 // contractVars are the contract's variables of each service (CONTRACT.md, "Processes"), plus the
-// listener's documented extras (PUBLISH_TIMEOUT, BACKFILL_TYPES).
+// documented extras (the listener's PUBLISH_TIMEOUT, the processor's BACKFILL_INTERVAL and
+// BACKFILL_TYPES).
 var contractVars = map[string][]string{ //nolint:gochecknoglobals // test table
-	"listener":  {"HTTP_ADDR", "NATS_URL", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_TOLERANCE", "MAX_BODY_BYTES", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL", "BACKFILL_TYPES", "PUBLISH_TIMEOUT"},
-	"processor": {"HTTP_ADDR", "NATS_URL", "DATABASE_URL", "USER_ID_METADATA_KEY", "PAST_DUE_GRANTS", "PLANS_FILE"},
+	"listener":  {"HTTP_ADDR", "NATS_URL", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_TOLERANCE", "MAX_BODY_BYTES", "PUBLISH_TIMEOUT"},
+	"processor": {"HTTP_ADDR", "NATS_URL", "DATABASE_URL", "USER_ID_METADATA_KEY", "PAST_DUE_GRANTS", "PLANS_FILE", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL", "BACKFILL_TYPES"},
 	"queryapi":  {"HTTP_ADDR", "DATABASE_URL", "QUERYAPI_TOKENS"},
 }
 
@@ -88,6 +89,10 @@ func TestComposeMatchesContract(t *testing.T) {
 	require.Contains(t, p.Services["queryapi"].DependsOn, "postgres")
 	require.Equal(t, "whsec_test", *p.Services["listener"].Environment["STRIPE_WEBHOOK_SECRETS"])
 	require.Contains(t, *p.Services["processor"].Environment["DATABASE_URL"], "@postgres:5432/tollgate")
+	// The listener is the internet-facing one: no Stripe API key, no database (CONTRACT.md).
+	for _, v := range []string{"DATABASE_URL", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL", "BACKFILL_TYPES"} {
+		require.NotContains(t, p.Services["listener"].Environment, v, "the listener does not get %s", v)
+	}
 }
 
 func TestComposeRefusesMissingSecrets(t *testing.T) {

@@ -1,8 +1,7 @@
 // Command listener receives Stripe webhooks, verifies their signature and stores each event,
-// raw, in the JetStream stream STRIPE_EVENTS before answering 200. It holds no business logic:
-// the processor derives entitlements from the stream. Its backfill (a command, and on a timer
-// with BACKFILL_INTERVAL) pulls the events Stripe could not deliver from the Stripe API into the
-// same stream; reconcile compares the read model with Stripe's subscriptions.
+// raw, in the JetStream stream STRIPE_EVENTS before answering 200. It holds no business logic,
+// no Stripe API key and no database connection: the processor derives entitlements from the
+// stream, and runs backfill and reconcile against the Stripe API.
 package main
 
 import (
@@ -19,6 +18,6 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(exitCode(err))
+		os.Exit(1)
 	}
 }

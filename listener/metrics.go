@@ -13,15 +13,6 @@ type metrics struct {
 	duplicates prometheus.Counter
 	publish    prometheus.Histogram
 	inFlight   prometheus.Gauge
-	backfill   *backfillMetrics
-}
-
-// backfillMetrics are the scheduled backfill's series.
-type backfillMetrics struct {
-	recovered   prometheus.Counter
-	runs        prometheus.Counter
-	failures    prometheus.Counter
-	lastSuccess prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,23 +38,5 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tollgate_listener_webhooks_in_flight",
 			Help: "Webhook requests being handled now.",
 		}),
-		backfill: &backfillMetrics{
-			recovered: f.NewCounter(prometheus.CounterOpts{
-				Name: "tollgate_listener_backfill_recovered_events_total",
-				Help: "Events the scheduled backfill stored that JetStream did not have: webhooks that did not arrive (alert above zero).",
-			}),
-			runs: f.NewCounter(prometheus.CounterOpts{
-				Name: "tollgate_listener_backfill_runs_total",
-				Help: "Scheduled backfill runs this listener started (it held the lock).",
-			}),
-			failures: f.NewCounter(prometheus.CounterOpts{
-				Name: "tollgate_listener_backfill_failures_total",
-				Help: "Scheduled backfill runs of this listener that failed (Stripe API, NATS).",
-			}),
-			lastSuccess: f.NewGauge(prometheus.GaugeOpts{
-				Name: "tollgate_listener_backfill_last_success_timestamp_seconds",
-				Help: "When the last successful scheduled backfill of any listener finished (Unix seconds; 0 before the first).",
-			}),
-		},
 	}
 }

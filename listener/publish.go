@@ -15,8 +15,8 @@ type eventPublisher interface {
 	Publish(ctx context.Context, subject string, payload []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
 }
 
-// publishEvent stores one event's raw bytes in the stream, as the webhook and the backfill both
-// do: subject stream.Subject(customer, type), Nats-Msg-Id the event id, so JetStream drops the
+// publishEvent stores one event's raw bytes in the stream, as the webhook (and the processor's
+// backfill) do: subject stream.Subject(customer, type), Nats-Msg-Id the event id, so JetStream drops the
 // same event again within stream.DuplicateWindow and answers it with PubAck.Duplicate (the
 // processor's event store dedupes it at any age). It returns once JetStream acknowledged the
 // write, or with an error wrapping the publish's (nats.ErrMaxPayload, context errors, ...).

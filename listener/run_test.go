@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -243,11 +242,13 @@ func TestRunCommands(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"help"}, getenv, &stdout, &stderr))
 	require.Contains(t, stdout.String(), "Usage: listener")
-	require.Contains(t, stdout.String(), "backfill")
-	require.Contains(t, stdout.String(), "reconcile")
-	require.Equal(t, 0, exitCode(nil))
-	require.Equal(t, 2, exitCode(fmt.Errorf("reconcile: %w", errDrift)))
-	require.Equal(t, 1, exitCode(errors.New("anything else")))
+	require.NotContains(t, stdout.String(), "STRIPE_API_KEY", "the listener holds no Stripe API key")
+	require.NotContains(t, stdout.String(), "DATABASE_URL", "the listener never connects to Postgres")
+
+	for _, moved := range []string{"backfill", "reconcile"} {
+		err := run(t.Context(), []string{moved}, getenv, io.Discard, io.Discard)
+		require.ErrorContains(t, err, "moved to the processor: run processor "+moved)
+	}
 
 	stdout.Reset()
 	err := run(t.Context(), []string{"frobnicate"}, getenv, &stdout, &stderr)

@@ -70,38 +70,21 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	logger.Info("listening", "addr", ln.Addr().String(), "secrets", len(cfg.WebhookSecrets),
 		"max_body_bytes", cfg.MaxBodyBytes, "tolerance", cfg.WebhookTolerance.String())
 
-	var sched *scheduler
-	if cfg.BackfillInterval > 0 {
-		api := newStripeAPI(cfg.Stripe, apiOptions{OnRetry: func(r retryInfo) {
-			logger.Warn("stripe api: retrying", "method", r.Method, "path", r.Path, "status", r.Status,
-				"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
-		}})
-		defer api.close()
-		sched = newScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, cfg.PublishTimeout, logger, handler.metrics.backfill)
-	}
-
 	// A failed ensure stops the server too: the process must not look healthy without a stream.
-	// The scheduled backfill starts once the stream is there and stops with the server.
 	serveCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	ensured := make(chan error, 1)
-	background := make(chan struct{})
 	go func() {
-		defer close(background)
 		err := ensureStream(serveCtx, js, logger, ensureStreamTimeout)
 		if err != nil {
 			stop(err)
 		}
 		ensured <- err
-		if err == nil && sched != nil {
-			sched.loop(serveCtx)
-		}
 	}()
 
 	serveErr := httpx.Serve(serveCtx, srv, ln, shutdownTimeout)
 	logger.Info("http server stopped; draining nats")
 	stop(nil)
-	<-background // a scheduled backfill stops between two events
 	ensureErr := <-ensured
 	if errors.Is(ensureErr, context.Canceled) {
 		ensureErr = nil // stopped before the stream was there: not its failure

@@ -1,12 +1,13 @@
 // Command processor applies the Stripe events the listener stored in JetStream: it appends each
 // to the event store (Postgres, idempotent on the event id) and re-derives the entitlement read
 // model of the event's customer and user from the customer's whole history, in one transaction
-// per batch, before acknowledging. It also runs the operator commands migrate, replay and dlq.
+// per batch, before acknowledging. It also runs the operator commands migrate, replay, dlq,
+// backfill (events Stripe could not deliver, from the Stripe API, on demand and on a timer with
+// BACKFILL_INTERVAL) and reconcile (the read model against Stripe's subscriptions).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,9 +20,6 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "processor:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }

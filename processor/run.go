@@ -26,18 +26,27 @@ const usage = `Usage: processor [command]
 
 Commands:
   serve                        apply events from JetStream to the event store and the
-                               entitlement read model (default)
+                               entitlement read model (default); with BACKFILL_INTERVAL, also
+                               run the backfill on that timer (one processor at a time)
   migrate                      apply pending database migrations and exit
   replay --customer ID         re-derive one customer's read model from its stored history
   replay --all                 re-derive every customer's read model from stored history
   dlq list                     show dead-lettered events
   dlq redrive [EVENT_ID]       re-process dead-lettered events (all, or one event's)
+  backfill                     pull events from the Stripe API and publish those the event store
+                               does not hold [--since 72h] [--undelivered] [--types t1,t2]
+                               [--rate 25] [--restart]
+  reconcile                    compare the read model's subscriptions with Stripe's and print the
+                               drift; exit 0 without drift, 2 with drift [--customer ID] [--rate 25]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
-  help                         print this help
+  help                         print this help (processor COMMAND -h for a command's flags)
 
-replay and dlq redrive use the current code and rules and are safe while serve runs.
+replay, dlq redrive, backfill and reconcile are safe while serve runs.
 Configuration comes from environment variables (HTTP_ADDR, NATS_URL, DATABASE_URL,
-USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE); see the README.
+USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
+BACKFILL_INTERVAL, BACKFILL_TYPES for backfill and reconcile); see the README.
+Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (whose own flag
+errors exit 1, so that its 2 always means drift).
 `
 
 // errUsage is wrapped by errors in how the processor was invoked (exit status 2).
@@ -65,6 +74,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return replayCmd(ctx, rest, getenv, stdout, stderr)
 	case "dlq":
 		return dlqCmd(ctx, rest, getenv, stdout, stderr)
+	case "backfill":
+		return backfillCmd(ctx, rest, getenv, stdout, stderr)
+	case "reconcile":
+		return reconcileCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
 		if addr == "" {
@@ -77,6 +90,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		_, _ = io.WriteString(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q (see processor help)", errUsage, cmd)
+	}
+}
+
+// exitCode is the exit status for run's error: 0 for nil, 2 for a usage error or drift found by
+// reconcile, 1 for any other failure.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage), errors.Is(err, errDrift):
+		return 2
+	default:
+		return 1
 	}
 }
 

@@ -82,6 +82,15 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
+	var sched *scheduler
+	if cfg.BackfillInterval > 0 {
+		api := newStripeAPI(cfg.Stripe, apiOptions{OnRetry: func(r retryInfo) {
+			logger.Warn("stripe api: retrying", "method", r.Method, "path", r.Path, "status", r.Status,
+				"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
+		}})
+		defer api.close()
+		sched = newScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, pool, logger, newBackfillMetrics(reg))
+	}
 	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
@@ -114,6 +123,9 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			started.Store(true)
 			logger.Info("consuming", "stream", stream.Name, "consumer", opts.Durable)
 			wg.Go(func() { watchMetrics(runCtx, cons, pool, m, logger) })
+			if sched != nil { // the stream exists now; a run in progress stops with the consumer
+				wg.Go(func() { sched.loop(runCtx) })
+			}
 			runErr = cons.run(runCtx)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -35,14 +36,15 @@ func TestReadyz(t *testing.T) {
 
 func TestReadyzNotReady(t *testing.T) {
 	t.Parallel()
+	const v = migrations.Version
 	tests := []struct {
 		name   string
 		breaks string
 		want   string
 	}{
-		{"older schema", `UPDATE schema_migrations SET version = version - 1`, "schema: version 2, this build reads version 3"},
-		{"newer schema", `UPDATE schema_migrations SET version = version + 1`, "schema: version 4, this build reads version 3"},
-		{"dirty schema", `UPDATE schema_migrations SET dirty = true`, "schema: version 3 is dirty"},
+		{"older schema", `UPDATE schema_migrations SET version = version - 1`, fmt.Sprintf("schema: version %d, this build reads version %d", v-1, v)},
+		{"newer schema", `UPDATE schema_migrations SET version = version + 1`, fmt.Sprintf("schema: version %d, this build reads version %d", v+1, v)},
+		{"dirty schema", `UPDATE schema_migrations SET dirty = true`, fmt.Sprintf("schema: version %d is dirty", v)},
 		{"no migration", `DELETE FROM schema_migrations`, "schema: no migration applied"},
 	}
 	for _, tt := range tests {

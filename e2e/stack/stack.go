@@ -122,6 +122,9 @@ func (st *Stack) start(ctx context.Context) error {
 			"HTTP_ADDR": s.addr, "NATS_URL": st.NATSURL, "DATABASE_URL": st.DatabaseURL,
 			"STRIPE_WEBHOOK_SECRETS": secrets, "QUERYAPI_TOKENS": st.Token,
 		}
+		if s.name == Listener {
+			delete(env, "DATABASE_URL") // the listener never connects to Postgres
+		}
 		p, err := st.StartProcess(ctx, s.name, env)
 		if err != nil {
 			return err

@@ -37,15 +37,9 @@ type Listener struct {
 	MaxBodyBytes     int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgment before answering 503.
 	PublishTimeout time.Duration
-	Stripe         StripeAPI
-	// BackfillInterval runs a backfill on a timer when positive.
-	BackfillInterval time.Duration
-	// BackfillTypes limits the scheduled backfill to these event types (at most
-	// MaxBackfillTypes, Stripe's limit); empty means every type.
-	BackfillTypes []string
 }
 
-// StripeAPI is how backfill and reconcile reach Stripe's API.
+// StripeAPI is how the processor's backfill and reconcile reach Stripe's API.
 type StripeAPI struct {
 	Key  string
 	Base string // "" means Stripe's own
@@ -59,6 +53,13 @@ type Processor struct {
 	UserIDMetadataKey string
 	PastDueGrants     bool
 	PlansFile         string // "" when unset
+	// Stripe is the Stripe API of backfill and reconcile; its Key is "" when STRIPE_API_KEY is unset.
+	Stripe StripeAPI
+	// BackfillInterval runs a backfill on a timer when positive (one processor at a time).
+	BackfillInterval time.Duration
+	// BackfillTypes limits the scheduled backfill to these event types (at most
+	// MaxBackfillTypes, Stripe's limit); empty means every type.
+	BackfillTypes []string
 }
 
 // QueryAPI is the configuration of the query API.
@@ -78,9 +79,6 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 		WebhookTolerance: e.duration("STRIPE_WEBHOOK_TOLERANCE", DefaultWebhookTolerance),
 		MaxBodyBytes:     e.positiveInt("MAX_BODY_BYTES", DefaultMaxBodyBytes),
 		PublishTimeout:   e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
-		Stripe:           e.stripeAPI(),
-		BackfillInterval: e.duration("BACKFILL_INTERVAL", 0),
-		BackfillTypes:    e.list("BACKFILL_TYPES"),
 	}
 	if len(c.WebhookSecrets) == 0 {
 		e.fail("STRIPE_WEBHOOK_SECRETS", "is required: the comma-separated whsec_… signing secrets of your Stripe endpoint")
@@ -97,23 +95,18 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 			break
 		}
 	}
-	if c.BackfillInterval > 0 && c.Stripe.Key == "" {
-		e.fail("BACKFILL_INTERVAL", "needs STRIPE_API_KEY to reach the Stripe API")
-	}
-	if len(c.BackfillTypes) > MaxBackfillTypes {
-		e.fail("BACKFILL_TYPES", fmt.Sprintf("lists %d event types; Stripe filters on at most %d", len(c.BackfillTypes), MaxBackfillTypes))
-	}
 	return c, e.err()
 }
 
-// LoadBackfill reads what `listener backfill` and `listener reconcile` need: NATS and the Stripe API.
-// Webhook secrets are not needed there.
-func LoadBackfill(getenv func(string) string) (Listener, error) {
+// LoadBackfill reads what `processor backfill` and `processor reconcile` need: NATS_URL,
+// DATABASE_URL and the Stripe API, whose STRIPE_API_KEY is required here. The derivation's
+// variables are not read.
+func LoadBackfill(getenv func(string) string) (Processor, error) {
 	e := env{getenv: getenv}
-	c := Listener{
-		NATSURL:        e.natsURL(),
-		PublishTimeout: e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
-		Stripe:         e.stripeAPI(),
+	c := Processor{
+		NATSURL:     e.natsURL(),
+		DatabaseURL: e.databaseURL(),
+		Stripe:      e.stripeAPI(),
 	}
 	if c.Stripe.Key == "" {
 		e.fail("STRIPE_API_KEY", "is required to read events from the Stripe API (a restricted key with read access to events and subscriptions is enough)")
@@ -121,7 +114,8 @@ func LoadBackfill(getenv func(string) string) (Listener, error) {
 	return c, e.err()
 }
 
-// LoadProcessor reads the processor's variables.
+// LoadProcessor reads the processor's variables. STRIPE_API_KEY is optional (backfill,
+// reconcile and repair need it); BACKFILL_INTERVAL requires it.
 func LoadProcessor(getenv func(string) string) (Processor, error) {
 	e := env{getenv: getenv}
 	c := Processor{
@@ -131,6 +125,15 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 		UserIDMetadataKey: e.str("USER_ID_METADATA_KEY", DefaultUserIDMetadataKey),
 		PastDueGrants:     e.boolean("PAST_DUE_GRANTS", true),
 		PlansFile:         e.str("PLANS_FILE", ""),
+		Stripe:            e.stripeAPI(),
+		BackfillInterval:  e.duration("BACKFILL_INTERVAL", 0),
+		BackfillTypes:     e.list("BACKFILL_TYPES"),
+	}
+	if c.BackfillInterval > 0 && c.Stripe.Key == "" {
+		e.fail("BACKFILL_INTERVAL", "needs STRIPE_API_KEY to reach the Stripe API")
+	}
+	if len(c.BackfillTypes) > MaxBackfillTypes {
+		e.fail("BACKFILL_TYPES", fmt.Sprintf("lists %d event types; Stripe filters on at most %d", len(c.BackfillTypes), MaxBackfillTypes))
 	}
 	return c, e.err()
 }

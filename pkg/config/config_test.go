@@ -23,14 +23,6 @@ func TestLoadListenerDefaults(t *testing.T) {
 	require.Equal(t, "nats://127.0.0.1:4222", c.NATSURL)
 	require.Equal(t, 5*time.Minute, c.WebhookTolerance)
 	require.Equal(t, int64(1048576), c.MaxBodyBytes)
-	require.Zero(t, c.BackfillInterval)
-	require.Empty(t, c.BackfillTypes)
-
-	c, err = config.LoadListener(getenv(map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "STRIPE_API_KEY": "rk_test_1",
-		"BACKFILL_INTERVAL": "15m", "BACKFILL_TYPES": "customer.subscription.updated, customer.deleted"}))
-	require.NoError(t, err)
-	require.Equal(t, 15*time.Minute, c.BackfillInterval)
-	require.Equal(t, []string{"customer.subscription.updated", "customer.deleted"}, c.BackfillTypes)
 }
 
 func TestLoadListenerErrorsNameTheVariable(t *testing.T) {
@@ -47,8 +39,6 @@ func TestLoadListenerErrorsNameTheVariable(t *testing.T) {
 		{"zero publish timeout", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "PUBLISH_TIMEOUT": "0"}, "PUBLISH_TIMEOUT must be positive"},
 		{"bad body size", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES"},
 		{"bad nats", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "NATS_URL": "nats://a:1,::"}, "NATS_URL"},
-		{"backfill without key", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "BACKFILL_INTERVAL": "15m"}, "BACKFILL_INTERVAL needs STRIPE_API_KEY"},
-		{"too many backfill types", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "BACKFILL_TYPES": strings.Repeat("customer.updated,", 21)}, "BACKFILL_TYPES lists 21 event types; Stripe filters on at most 20"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,10 +57,41 @@ func TestLoadProcessor(t *testing.T) {
 	require.Equal(t, config.DefaultDatabaseURL, c.DatabaseURL)
 	require.Equal(t, "user_id", c.UserIDMetadataKey)
 	require.True(t, c.PastDueGrants)
+	require.Empty(t, c.Stripe.Key, "STRIPE_API_KEY is optional")
+	require.Zero(t, c.BackfillInterval)
+	require.Empty(t, c.BackfillTypes)
+
+	c, err = config.LoadProcessor(getenv(map[string]string{"STRIPE_API_KEY": "rk_test_1", "STRIPE_API_BASE": "http://127.0.0.1:12111",
+		"BACKFILL_INTERVAL": "15m", "BACKFILL_TYPES": "customer.subscription.updated, customer.deleted"}))
+	require.NoError(t, err)
+	require.Equal(t, config.StripeAPI{Key: "rk_test_1", Base: "http://127.0.0.1:12111"}, c.Stripe)
+	require.Equal(t, 15*time.Minute, c.BackfillInterval)
+	require.Equal(t, []string{"customer.subscription.updated", "customer.deleted"}, c.BackfillTypes)
 
 	_, err = config.LoadProcessor(getenv(map[string]string{"PAST_DUE_GRANTS": "maybe", "DATABASE_URL": "mysql://x"}))
 	require.ErrorContains(t, err, "PAST_DUE_GRANTS")
 	require.ErrorContains(t, err, "DATABASE_URL")
+}
+
+func TestLoadProcessorBackfillErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"backfill without key", map[string]string{"BACKFILL_INTERVAL": "15m"}, "BACKFILL_INTERVAL needs STRIPE_API_KEY"},
+		{"bad interval", map[string]string{"STRIPE_API_KEY": "rk_test_1", "BACKFILL_INTERVAL": "hourly"}, "BACKFILL_INTERVAL"},
+		{"too many backfill types", map[string]string{"BACKFILL_TYPES": strings.Repeat("customer.updated,", 21)}, "BACKFILL_TYPES lists 21 event types; Stripe filters on at most 20"},
+		{"bad API base", map[string]string{"STRIPE_API_BASE": "localhost"}, "STRIPE_API_BASE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.LoadProcessor(getenv(tt.env))
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
 }
 
 func TestLoadQueryAPI(t *testing.T) {
@@ -90,4 +111,8 @@ func TestLoadBackfill(t *testing.T) {
 	c, err := config.LoadBackfill(getenv(map[string]string{"STRIPE_API_KEY": "sk_test_1", "STRIPE_API_BASE": "http://127.0.0.1:12111"}))
 	require.NoError(t, err)
 	require.Equal(t, "http://127.0.0.1:12111", c.Stripe.Base)
+	require.Equal(t, config.DefaultDatabaseURL, c.DatabaseURL)
+	require.Equal(t, config.DefaultNATSURL, c.NATSURL)
+	_, err = config.LoadBackfill(getenv(map[string]string{"STRIPE_API_KEY": "sk_test_1", "DATABASE_URL": "mysql://x"}))
+	require.ErrorContains(t, err, "DATABASE_URL must be a postgres:// URL")
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/stripe/stripe-go/v76/form"
 	"golang.org/x/time/rate"
 
+	"github.com/tollgate/tollgate/pkg/backoff"
 	"github.com/tollgate/tollgate/pkg/config"
 )
 
@@ -95,8 +95,7 @@ func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
 		next:        base,
 		limiter:     rate.NewLimiter(rate.Limit(o.Rate), 1),
 		maxAttempts: o.MaxAttempts,
-		baseDelay:   o.BaseDelay,
-		maxDelay:    o.MaxDelay,
+		backoff:     backoff.Policy{Base: o.BaseDelay, Max: o.MaxDelay},
 		onRetry:     o.OnRetry,
 	}
 	bc := &stripe.BackendConfig{
@@ -233,16 +232,15 @@ func (a *stripeAPI) Subscriptions(ctx context.Context, customerID string) iter.S
 }
 
 // retryTransport sends requests at most at limiter's rate and retries the idempotent ones (GET,
-// HEAD) that got a 429, a 5xx or a network error, up to maxAttempts in all, waiting an
-// exponential backoff with jitter between attempts, and at least the Retry-After the answer
-// asked for. Every attempt waits for the limiter. The last answer, or error, is returned as it
-// came; a done context stops at once.
+// HEAD) that got a 429, a 5xx or a network error, up to maxAttempts in all, waiting backoff's
+// delay between attempts, and at least the Retry-After the answer asked for. Every attempt waits
+// for the limiter. The last answer, or error, is returned as it came; a done context stops at once.
 type retryTransport struct {
-	next                http.RoundTripper
-	limiter             *rate.Limiter
-	maxAttempts         int
-	baseDelay, maxDelay time.Duration
-	onRetry             func(retryInfo)
+	next        http.RoundTripper
+	limiter     *rate.Limiter
+	maxAttempts int
+	backoff     backoff.Policy
+	onRetry     func(retryInfo)
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -268,7 +266,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, err
 		}
 		info := retryInfo{Method: req.Method, Path: req.URL.Path, Attempt: attempt, MaxAttempts: t.maxAttempts, Err: err,
-			Wait: t.backoff(attempt)}
+			Wait: t.backoff.Delay(attempt)}
 		if resp != nil {
 			info.Status = resp.StatusCode
 			if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
@@ -280,12 +278,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if t.onRetry != nil {
 			t.onRetry(info)
 		}
-		timer := time.NewTimer(info.Wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-timer.C:
+		if err := backoff.Sleep(ctx, info.Wait); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -296,18 +290,6 @@ func retryable(resp *http.Response, err error) bool {
 		return true
 	}
 	return resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
-}
-
-// backoff is the wait after the attempt-th failure: baseDelay doubled per attempt, capped at
-// maxDelay, of which a random half is taken off (jitter, so clients that failed together do not
-// come back together).
-func (t *retryTransport) backoff(attempt int) time.Duration {
-	d := t.baseDelay << min(attempt-1, 20)
-	if d <= 0 || d > t.maxDelay {
-		d = t.maxDelay
-	}
-	half := d / 2
-	return half + rand.N(half+1) //nolint:gosec // jitter needs no cryptographic randomness
 }
 
 // retryAfter reads a Retry-After header: delay seconds or an HTTP date.

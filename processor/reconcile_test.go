@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +58,7 @@ func (b *reconcileBundle) stripe(t *testing.T, id, customer, status string) {
 func (b *reconcileBundle) reconcile(t *testing.T, args ...string) command {
 	t.Helper()
 	c := runCommand(t.Context(), b.env, append([]string{"reconcile"}, args...)...)
-	t.Logf("listener reconcile %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
+	t.Logf("processor reconcile %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
 	return c
 }
 
@@ -178,4 +181,22 @@ func TestReconcileFailsClearly(t *testing.T) {
 			require.Empty(t, c.stdout)
 		})
 	}
+}
+
+// main exits with exitCode: reconcile's drift is 2, as a usage error is; any other failure is 1.
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, 0, exitCode(nil))
+	require.Equal(t, 2, exitCode(fmt.Errorf("reconcile: %w in 1 customer", errDrift)))
+	require.Equal(t, 2, exitCode(fmt.Errorf("%w: unknown command", errUsage)))
+	require.Equal(t, 1, exitCode(errors.New("anything else")))
+
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"help"}, envOf(nil), &out, io.Discard))
+	require.Contains(t, out.String(), "backfill ")
+	require.Contains(t, out.String(), "reconcile ")
+	require.Contains(t, out.String(), "BACKFILL_INTERVAL")
+	c := runCommand(t.Context(), nil, "reconcile", "-h")
+	require.NoError(t, c.err, "help is not a failure")
+	require.Contains(t, c.stderr, "Usage: processor reconcile")
 }

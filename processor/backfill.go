@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
@@ -23,17 +24,20 @@ import (
 const (
 	// maxSince is how far back Stripe lists events: 30 days.
 	maxSince = 30 * 24 * time.Hour
-	// defaultSince is the window of `listener backfill` without --since, and of the first
-	// scheduled run: Stripe's 3 days of webhook retries, JetStream's duplicate window.
-	defaultSince = stream.DuplicateWindow
+	// defaultSince is the window of `processor backfill` without --since, and of the first
+	// scheduled run: Stripe's 3 days of webhook retries.
+	defaultSince = 72 * time.Hour
 	// checkpointEvery is how many events a backfill stores between two checkpoint writes; an
 	// interrupt writes one at once, a crash repeats at most this many (harmless duplicates).
 	checkpointEvery = 100
 	// progressEvery is the least time between two progress lines.
 	progressEvery = 2 * time.Second
-	// setupTimeout bounds each setup step of the commands (connecting to NATS or Postgres,
-	// creating buckets) and the writes done after an interrupt.
+	// setupTimeout bounds each setup step of the commands (connecting to NATS or Postgres) and
+	// the writes done after an interrupt.
 	setupTimeout = 10 * time.Second
+	// publishTimeout bounds the wait for JetStream's acknowledgment of one backfilled event, as
+	// the listener's PUBLISH_TIMEOUT does for a webhook.
+	publishTimeout = config.DefaultPublishTimeout
 )
 
 // errInterrupted is wrapped by the error of a backfill stopped by its context (Ctrl-C, SIGTERM).
@@ -44,9 +48,16 @@ type eventSource interface {
 	Events(ctx context.Context, q eventQuery) iter.Seq2[json.RawMessage, error]
 }
 
-// counts are a backfill's tallies. New events were not in JetStream's duplicate window;
-// AlreadyHad ones were (PubAck.Duplicate). Skipped events could not be stored at all: not a
-// Stripe event, or larger than the NATS server takes (the webhook refuses those too, with a 4xx).
+// eventPublisher is what storing an event needs of JetStream.
+type eventPublisher interface {
+	Publish(ctx context.Context, subject string, payload []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// counts are a backfill's tallies. New events were in neither the event store nor JetStream's
+// duplicate window, and were published; AlreadyHad ones were in either (the event store, at any
+// age, or a received event not yet applied: PubAck.Duplicate). Skipped events could not be
+// stored at all: not a Stripe event, or larger than the NATS server takes (the webhook refuses
+// those too, with a 4xx).
 type counts struct {
 	Listed     int `json:"listed"`
 	New        int `json:"new"`
@@ -58,11 +69,13 @@ func (c counts) String() string {
 	return fmt.Sprintf("%d events listed: %d new, %d already had, %d skipped", c.Listed, c.New, c.AlreadyHad, c.Skipped)
 }
 
-// backfiller publishes listed events through the webhook's path (publishEvent).
+// backfiller publishes the listed events the event store does not hold into the stream, as the
+// listener does with a webhook, so the consumer applies them like any other (one apply path).
 type backfiller struct {
-	events         eventSource
-	js             eventPublisher
-	publishTimeout time.Duration
+	events eventSource
+	// received is the event store, asked which events of a page were never received.
+	received eventstore.Querier
+	js       eventPublisher
 	// store and key keep a checkpoint of the run; a nil store keeps none.
 	store *stateStore
 	key   string
@@ -72,13 +85,21 @@ type backfiller struct {
 	warn     func(string)
 }
 
-// run lists q's events and publishes each, continuing cp (its counts and cursor). It stops
-// between two events when ctx is done, with an error wrapping errInterrupted; an event whose
-// publish began is finished first, so the checkpoint it leaves is exact. On any stop it writes
-// the checkpoint; it does not delete it on success (the caller does). cp is updated in place.
+// listed is one item of a listing, parsed.
+type listed struct {
+	raw json.RawMessage
+	ev  stripeevent.Event
+	err error // not a Stripe event
+}
+
+// run lists q's events and publishes those not received yet, continuing cp (its counts and
+// cursor), a page at a time. It stops between two events when ctx is done, with an error
+// wrapping errInterrupted; an event whose publish began is finished first, so the checkpoint it
+// leaves is exact. On any stop it writes the checkpoint; it does not delete it on success (the
+// caller does). cp is updated in place.
 func (b *backfiller) run(ctx context.Context, q eventQuery, cp *checkpoint) error {
 	q.StartingAfter = cp.StartingAfter
-	lastSaved, lastProgress := cp.Counts.Listed, time.Now()
+	r := &backfillRun{backfiller: b, cp: cp, lastSaved: cp.Counts.Listed, lastProgress: time.Now()}
 	stop := func(err error) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w: %w", errInterrupted, err)
@@ -90,59 +111,131 @@ func (b *backfiller) run(ctx context.Context, q eventQuery, cp *checkpoint) erro
 		defer cancel()
 		return errors.Join(err, b.store.saveCheckpoint(sctx, b.key, *cp))
 	}
+	page := make([]listed, 0, apiPageSize)
 	for raw, err := range b.events.Events(ctx, q) {
 		if err != nil {
-			return stop(err)
+			// What was listed before the failure is dealt with first: the checkpoint moves past it.
+			return stop(errors.Join(r.page(ctx, page), err))
 		}
-		// An event counts as listed once it is dealt with, so a resumed run counts it once.
-		ev, err := stripeevent.Parse(raw)
-		if err != nil {
-			cp.Counts.Listed++
-			cp.Counts.Skipped++
-			b.warnf("skipped an item of the list that is not a Stripe event (the webhook would refuse it too): %v", err)
-			if id := idOf(raw); id != "" {
-				cp.StartingAfter = id
-			}
-			continue
-		}
-		// WARNING: the publish is detached from ctx, so an interrupt never cuts it halfway, and
-		// the cursor moves past an event only after JetStream acknowledged it. Advancing it first
-		// would let a resumed run skip an event that was never stored.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.publishTimeout)
-		ack, err := publishEvent(pctx, b.js, ev)
-		cancel()
-		switch {
-		case errors.Is(err, nats.ErrMaxPayload):
-			cp.Counts.Skipped++
-			b.warnf("skipped event %s (%s): larger than the NATS server's max_payload (the webhook answers 413 to it too)", ev.ID, ev.Type)
-		case err != nil:
-			return stop(err)
-		case ack.Duplicate:
-			cp.Counts.AlreadyHad++
-		default:
-			cp.Counts.New++
-		}
-		cp.Counts.Listed++
-		cp.StartingAfter = ev.ID
-
-		if b.store != nil && cp.Counts.Listed-lastSaved >= checkpointEvery {
-			if err := b.store.saveCheckpoint(ctx, b.key, *cp); err != nil && ctx.Err() == nil {
+		ev, perr := stripeevent.Parse(raw)
+		page = append(page, listed{raw: raw, ev: ev, err: perr})
+		if len(page) == apiPageSize {
+			if err := r.page(ctx, page); err != nil {
 				return stop(err)
 			}
-			lastSaved = cp.Counts.Listed
+			page = page[:0]
 		}
-		if b.progress != nil && time.Since(lastProgress) >= progressEvery {
-			b.progress(cp.Counts)
-			lastProgress = time.Now()
-		}
-		if err := ctx.Err(); err != nil {
-			return stop(err)
-		}
+	}
+	if err := r.page(ctx, page); err != nil {
+		return stop(err)
 	}
 	if b.progress != nil {
 		b.progress(cp.Counts)
 	}
 	return nil
+}
+
+// backfillRun is the progress of one backfiller.run.
+type backfillRun struct {
+	*backfiller
+	cp           *checkpoint
+	lastSaved    int
+	lastProgress time.Time
+}
+
+// page deals with a page of listed events in order: it asks the event store which it lacks and
+// publishes those. It returns ctx's error when ctx is done before an event.
+func (r *backfillRun) page(ctx context.Context, page []listed) error {
+	if len(page) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(page))
+	for _, l := range page {
+		if l.err == nil {
+			ids = append(ids, l.ev.ID)
+		}
+	}
+	missing, err := eventstore.Missing(ctx, r.received, ids)
+	if err != nil {
+		return err
+	}
+	toPublish := make(map[string]bool, len(missing))
+	for _, id := range missing {
+		toPublish[id] = true
+	}
+	cp := r.cp
+	for _, l := range page {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// An event counts as listed once it is dealt with, so a resumed run counts it once.
+		if l.err != nil {
+			cp.Counts.Listed++
+			cp.Counts.Skipped++
+			r.warnf("skipped an item of the list that is not a Stripe event (the webhook would refuse it too): %v", l.err)
+			if id := idOf(l.raw); id != "" {
+				cp.StartingAfter = id
+			}
+			continue
+		}
+		ev := l.ev
+		if !toPublish[ev.ID] {
+			cp.Counts.AlreadyHad++
+		} else if err := r.publish(ctx, ev); err != nil {
+			return err
+		}
+		cp.Counts.Listed++
+		cp.StartingAfter = ev.ID
+
+		if r.store != nil && cp.Counts.Listed-r.lastSaved >= checkpointEvery {
+			if err := r.store.saveCheckpoint(ctx, r.key, *cp); err != nil && ctx.Err() == nil {
+				return err
+			}
+			r.lastSaved = cp.Counts.Listed
+		}
+		if r.progress != nil && time.Since(r.lastProgress) >= progressEvery {
+			r.progress(cp.Counts)
+			r.lastProgress = time.Now()
+		}
+	}
+	return nil
+}
+
+// publish stores one event not yet received in the stream and counts it.
+func (r *backfillRun) publish(ctx context.Context, ev stripeevent.Event) error {
+	// WARNING: the publish is detached from ctx, so an interrupt never cuts it halfway, and
+	// the cursor moves past an event only after JetStream acknowledged it. Advancing it first
+	// would let a resumed run skip an event that was never stored.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	ack, err := publishEvent(pctx, r.js, ev)
+	cancel()
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		r.cp.Counts.Skipped++
+		r.warnf("skipped event %s (%s): larger than the NATS server's max_payload (the webhook answers 413 to it too)", ev.ID, ev.Type)
+	case err != nil:
+		return err
+	case ack.Duplicate:
+		r.cp.Counts.AlreadyHad++ // received by webhook, not applied yet
+	default:
+		r.cp.Counts.New++
+	}
+	return nil
+}
+
+// publishEvent stores one event's raw bytes in the stream exactly as the listener's webhook
+// does: subject stream.Subject(customer, type), Nats-Msg-Id the event id, so JetStream drops the
+// same event again within its duplicate window (PubAck.Duplicate) and the event store applies it
+// once at any age. It returns once JetStream acknowledged the write, or with an error wrapping
+// the publish's (nats.ErrMaxPayload, context errors, ...).
+func publishEvent(ctx context.Context, js eventPublisher, ev stripeevent.Event) (*jetstream.PubAck, error) {
+	ack, err := js.Publish(ctx, stream.Subject(ev.CustomerID, ev.Type), ev.Raw,
+		jetstream.WithMsgID(ev.ID),
+		jetstream.WithExpectStream(stream.Name))
+	if err != nil {
+		return nil, fmt.Errorf("publish event %s: %w", ev.ID, err)
+	}
+	return ack, nil
 }
 
 func (b *backfiller) warnf(format string, args ...any) {
@@ -151,7 +244,7 @@ func (b *backfiller) warnf(format string, args ...any) {
 	}
 }
 
-// backfillOptions are the flags of `listener backfill`.
+// backfillOptions are the flags of `processor backfill`.
 type backfillOptions struct {
 	Since       time.Duration
 	Undelivered bool
@@ -160,17 +253,18 @@ type backfillOptions struct {
 	Restart     bool
 }
 
-const backfillUsage = `Usage: listener backfill [--since 72h] [--undelivered] [--types t1,t2] [--rate 25] [--restart]
+const backfillUsage = `Usage: processor backfill [--since 72h] [--undelivered] [--types t1,t2] [--rate 25] [--restart]
 
-Lists the events of the last --since from the Stripe API (GET /v1/events) and publishes each to
-JetStream exactly as the webhook does (Nats-Msg-Id = event id), so events already received are
-no-ops. Needs STRIPE_API_KEY (a restricted key with read access to events is enough) and NATS_URL;
-STRIPE_API_BASE points it at another API (stripe-mock, a fake). An interrupted run keeps a
-checkpoint in NATS KV; the same command again resumes it.
+Lists the events of the last --since from the Stripe API (GET /v1/events), asks the event store
+which of them it does not hold (at any age), and publishes those to JetStream exactly as the
+listener's webhook does (Nats-Msg-Id = event id); the processor applies them like any other.
+Needs STRIPE_API_KEY (a restricted key with read access to events is enough), DATABASE_URL and
+NATS_URL; STRIPE_API_BASE points it at another API (stripe-mock, a fake). An interrupted run keeps
+a checkpoint in Postgres; the same command again resumes it. Exit status 0: done; 1: error.
 
 `
 
-// backfillCmd runs `listener backfill`.
+// backfillCmd runs `processor backfill`.
 func backfillCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := parseBackfillFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -187,7 +281,14 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 	api := newStripeAPI(cfg.Stripe, apiOptions{Rate: o.Rate, OnRetry: func(r retryInfo) { say("%s", r) }})
 	defer api.close()
 
-	nc, closed, err := connectCommandNATS(cfg.NATSURL, "tollgate-listener-backfill")
+	pool, err := openCommandPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := &stateStore{db: pool}
+
+	nc, closed, err := connectCommandNATS(cfg.NATSURL, "tollgate-processor-backfill")
 	if err != nil {
 		return err
 	}
@@ -200,10 +301,6 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 	defer cancel()
 	if _, err := stream.Ensure(setupCtx, js, stream.Options{}); err != nil {
 		return fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
-	}
-	store, err := openStateStore(setupCtx, js)
-	if err != nil {
-		return err
 	}
 
 	key, params := checkpointKey(o.Since, o.Undelivered, o.Types)
@@ -229,7 +326,7 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 
 	start := time.Now()
 	b := &backfiller{
-		events: api, js: js, publishTimeout: cfg.PublishTimeout, store: store, key: key,
+		events: api, received: pool, js: js, store: store, key: key,
 		progress: func(c counts) { say("%s", c) },
 		warn:     func(msg string) { say("warning: %s", msg) },
 	}
@@ -247,13 +344,13 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 	}
 	_, err = fmt.Fprintf(stdout, `backfill done in %s: %s
 events %s%s
-"already had" means JetStream's %s duplicate window still held the event id; older events count
-as new here, and the processor's event store still applies each event once only.
-`, time.Since(start).Round(time.Millisecond), cp.Counts, window(cp.CreatedGTE, cp.CreatedLTE), filters(o), shortDuration(stream.DuplicateWindow))
+"already had" means the event store holds the event (at any age), or it was received and waits
+in JetStream to be applied; new events were published to JetStream for the processor to apply.
+`, time.Since(start).Round(time.Millisecond), cp.Counts, window(cp.CreatedGTE, cp.CreatedLTE), filters(o))
 	return err
 }
 
-// parseBackfillFlags reads and checks the flags of `listener backfill`.
+// parseBackfillFlags reads and checks the flags of `processor backfill`.
 func parseBackfillFlags(args []string, stderr io.Writer) (backfillOptions, error) {
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
 	fs.SetOutput(stderr)

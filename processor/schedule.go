@@ -8,49 +8,81 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 const (
 	// scheduledOverlap is how far before the last successful scheduled run's start the next run
 	// lists again: events can become listable a little after their created time, and the
-	// listeners' clocks may differ. Events listed twice are no-ops.
+	// processors' clocks may differ. Events listed twice are no-ops.
 	scheduledOverlap = 10 * time.Minute
 	// scheduledSettle keeps the newest events out of a scheduled run: their webhook is normally
 	// on its way, and publishing them first would count them as recovered.
 	scheduledSettle = 2 * time.Minute
-	// lockRefresh is how often a running scheduled backfill rewrites its lock (well within lockTTL).
-	lockRefresh = lockTTL / 4
+	// lockCheckEvery is how often a running scheduled backfill checks that the session holding
+	// its lock still answers.
+	lockCheckEvery = 15 * time.Second
 )
 
-// scheduler runs the backfill every interval while the listener serves, one listener at a time:
-// a run first takes the lock in NATS KV (lockBucket) and skips when another listener holds it.
-// A run lists the events created since the last successful scheduled run of any listener began
-// (less scheduledOverlap; defaultSince before the first, at most maxSince) until
-// scheduledSettle ago, and publishes them like the webhook does. Events that were new count in
-// tollgate_listener_backfill_recovered_events_total: each one is a webhook that did not arrive.
-type scheduler struct {
-	interval       time.Duration
-	types          []string
-	events         eventSource
-	js             jetstream.JetStream
-	publishTimeout time.Duration
-	logger         *slog.Logger
-	metrics        *backfillMetrics
-	owner          string
-
-	store *stateStore // opened on the first tick that can
-	lock  *lock
+// backfillMetrics are the scheduled backfill's series on the processor's /metrics.
+type backfillMetrics struct {
+	recovered   prometheus.Counter
+	runs        prometheus.Counter
+	failures    prometheus.Counter
+	lastSuccess prometheus.Gauge
 }
 
-// newScheduler builds the scheduled backfill of one listener.
-func newScheduler(interval time.Duration, types []string, events eventSource, js jetstream.JetStream,
-	publishTimeout time.Duration, logger *slog.Logger, m *backfillMetrics,
+func newBackfillMetrics(reg prometheus.Registerer) *backfillMetrics {
+	f := promauto.With(reg)
+	return &backfillMetrics{
+		recovered: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_backfill_recovered_events_total",
+			Help: "Events the scheduled backfill published that Tollgate had not received: webhooks that did not arrive (alert above zero).",
+		}),
+		runs: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_backfill_runs_total",
+			Help: "Scheduled backfill runs this processor started (it held the lock).",
+		}),
+		failures: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_backfill_failures_total",
+			Help: "Scheduled backfill runs of this processor that failed (Stripe API, NATS, Postgres).",
+		}),
+		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_processor_backfill_last_success_timestamp_seconds",
+			Help: "When the last successful scheduled backfill of any processor finished (Unix seconds; 0 before the first).",
+		}),
+	}
+}
+
+// scheduler runs the backfill every interval while the processor serves, one processor at a
+// time: a run first takes a Postgres advisory lock (backfillLockKey) on a connection of its own
+// and skips when another session holds it. A run lists the events created since the last
+// successful scheduled run of any processor began (less scheduledOverlap; defaultSince before the
+// first, at most maxSince) until scheduledSettle ago, and publishes those the event store does
+// not hold. Events that were new count in tollgate_processor_backfill_recovered_events_total:
+// each one is a webhook that did not arrive.
+type scheduler struct {
+	interval time.Duration
+	types    []string
+	events   eventSource
+	js       eventPublisher
+	pool     *pgxpool.Pool
+	store    *stateStore
+	logger   *slog.Logger
+	metrics  *backfillMetrics
+	owner    string
+}
+
+// newScheduler builds the scheduled backfill of one processor.
+func newScheduler(interval time.Duration, types []string, events eventSource, js eventPublisher, pool *pgxpool.Pool,
+	logger *slog.Logger, m *backfillMetrics,
 ) *scheduler {
 	host, _ := os.Hostname()
 	return &scheduler{
-		interval: interval, types: types, events: events, js: js, publishTimeout: publishTimeout,
+		interval: interval, types: types, events: events, js: js, pool: pool, store: &stateStore{db: pool},
 		logger: logger, metrics: m, owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), nuid.Next()),
 	}
 }
@@ -72,38 +104,35 @@ func (s *scheduler) loop(ctx context.Context) {
 	}
 }
 
-// tick runs one scheduled backfill unless another listener holds the lock.
+// tick runs one scheduled backfill unless another processor holds the lock.
 func (s *scheduler) tick(ctx context.Context) {
-	if err := s.open(ctx); err != nil {
-		s.metrics.failures.Inc()
-		s.logger.Error("scheduled backfill failed", "error", err)
-		return
-	}
 	defer s.showLastSuccess(ctx)
-	held, err := s.lock.acquire(ctx)
+	held, err := acquireLock(ctx, s.pool)
 	if errors.Is(err, errLockHeld) {
-		s.logger.Info("scheduled backfill skipped: another listener is running it")
+		s.logger.Info("scheduled backfill skipped: another processor is running it")
 		return
 	}
 	if err != nil {
-		s.metrics.failures.Inc()
-		s.logger.Error("scheduled backfill failed", "error", err)
+		if ctx.Err() == nil {
+			s.metrics.failures.Inc()
+			s.logger.Error("scheduled backfill failed", "error", err)
+		}
 		return
 	}
 
 	runCtx, cancel := context.WithCancelCause(ctx)
-	refreshed := make(chan struct{})
+	watched := make(chan struct{})
 	go func() {
-		defer close(refreshed)
-		s.keepLock(runCtx, held, cancel)
+		defer close(watched)
+		s.watchLock(runCtx, held, cancel)
 	}()
 	err = s.run(runCtx)
 	cancel(nil)
-	<-refreshed // held is ours again
+	<-watched // held's connection is ours alone again
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), setupTimeout)
 	defer rcancel()
 	if rerr := held.release(rctx); rerr != nil {
-		s.logger.Warn("scheduled backfill: lock not released; it expires by itself", "ttl", lockTTL.String(), "error", rerr)
+		s.logger.Warn("scheduled backfill: lock released by closing its connection", "error", rerr)
 	}
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -114,9 +143,10 @@ func (s *scheduler) tick(ctx context.Context) {
 	}
 }
 
-// keepLock refreshes the lock until ctx is done; if the lock was lost, it cancels the run.
-func (s *scheduler) keepLock(ctx context.Context, held *heldLock, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(lockRefresh)
+// watchLock checks the lock's session until ctx is done; if it stopped answering (the lock is
+// gone with it, and another processor may take it), it cancels the run.
+func (s *scheduler) watchLock(ctx context.Context, held *heldLock, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(lockCheckEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -124,7 +154,7 @@ func (s *scheduler) keepLock(ctx context.Context, held *heldLock, cancel context
 			return
 		case <-t.C:
 		}
-		if err := held.refresh(ctx); err != nil && ctx.Err() == nil {
+		if err := held.check(ctx); err != nil && ctx.Err() == nil {
 			cancel(fmt.Errorf("lost the backfill lock: %w", err))
 			return
 		}
@@ -151,7 +181,7 @@ func (s *scheduler) run(ctx context.Context) error {
 	cp := &checkpoint{CreatedGTE: from.Unix(), CreatedLTE: start.Add(-scheduledSettle).Unix(), StartedAt: start}
 	s.logger.Info("scheduled backfill started", "created_gte", time.Unix(cp.CreatedGTE, 0).UTC(), "created_lte", time.Unix(cp.CreatedLTE, 0).UTC())
 	b := &backfiller{
-		events: s.events, js: s.js, publishTimeout: s.publishTimeout,
+		events: s.events, received: s.pool, js: s.js,
 		warn: func(msg string) { s.logger.Warn("scheduled backfill: " + msg) },
 	}
 	err = b.run(ctx, eventQuery{CreatedGTE: cp.CreatedGTE, CreatedLTE: cp.CreatedLTE, Types: s.types}, cp)
@@ -172,26 +202,7 @@ func (s *scheduler) run(ctx context.Context) error {
 	return s.store.saveScheduled(ctx, scheduledState{StartedAt: start, FinishedAt: time.Now().UTC(), Instance: s.owner, Counts: cp.Counts})
 }
 
-// open creates the KV buckets once.
-func (s *scheduler) open(ctx context.Context) error {
-	if s.store != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	store, err := openStateStore(ctx, s.js)
-	if err != nil {
-		return err
-	}
-	l, err := openLock(ctx, s.js, s.owner)
-	if err != nil {
-		return err
-	}
-	s.store, s.lock = store, l
-	return nil
-}
-
-// showLastSuccess sets the last-success gauge from the shared state, so every listener reports
+// showLastSuccess sets the last-success gauge from the shared state, so every processor reports
 // the last successful scheduled run of any of them.
 func (s *scheduler) showLastSuccess(ctx context.Context) {
 	if ctx.Err() != nil {

@@ -189,7 +189,7 @@ func writeReport(w io.Writer, r reconcileReport, customerID string) error {
 		fmt.Fprintf(&b, "\nDrift in %s: %d missing, %d different status, %d unknown to Stripe (compared %s with %s).\n",
 			plural(r.driftCustomers(), "customer"), kinds[driftMissing], kinds[driftStatus], kinds[driftUnknownToStripe], scope, subs)
 		b.WriteString(`Nothing was changed: the read model stays the operational truth, and drift is a signal that
-events did not reach Tollgate. The fix is a backfill, e.g. listener backfill --since 30d (Stripe
+events did not reach Tollgate. The fix is a backfill, e.g. processor backfill --since 30d (Stripe
 keeps events for 30 days). A change made in the last minutes may still be on its way: run
 reconcile again to confirm.
 `)
@@ -210,16 +210,17 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-const reconcileUsage = `Usage: listener reconcile [--customer ID] [--rate 25]
+const reconcileUsage = `Usage: processor reconcile [--customer ID] [--rate 25]
 
 Compares the subscription statuses of the read model (customer_entitlements in DATABASE_URL, read
 in a read-only transaction) with Stripe's current subscriptions (GET /v1/subscriptions?status=all)
-and prints the drift per customer. Changes nothing. Exit status 0: no drift; 2: drift; 1: error.
-Needs STRIPE_API_KEY (read access to subscriptions) and DATABASE_URL.
+and prints the drift per customer. Changes nothing. Exit status 0: no drift; 2: drift; 1: error
+(a wrong flag included, so that 2 always means drift). Needs STRIPE_API_KEY (read access to
+subscriptions) and DATABASE_URL.
 
 `
 
-// reconcileCmd runs `listener reconcile`.
+// reconcileCmd runs `processor reconcile`.
 func reconcileCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -241,8 +242,7 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("reconcile: --rate %g must be above 0 and at most 100 (Stripe's live-mode read limit)", *rate)
 	}
 	cfg, err := config.LoadBackfill(getenv)
-	dbURL, dbErr := config.LoadDatabase(getenv)
-	if err = errors.Join(err, dbErr); err != nil {
+	if err != nil {
 		return err
 	}
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(stderr, "reconcile: "+format+"\n", args...) }
@@ -254,15 +254,13 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, dbURL)
+	pool, err := openCommandPool(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
+		return err
 	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	defer pool.Close()
 	// Read only: reconcile reports, it never writes. REPEATABLE READ: one snapshot for all pages.
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: begin a read-only transaction: %w", err)
 	}

@@ -1,67 +1,23 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
-// startProcessor builds the real processor (../processor) into a temp dir and runs it against
-// natsURL and databaseURL until the test ends (SIGTERM, then a wait).
-func startProcessor(t *testing.T, natsURL, databaseURL string) {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "processor")
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "../processor")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build ../processor:\n%s", out)
-
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin) //nolint:noctx // stopped with SIGTERM in Cleanup, as a supervisor would
-	cmd.Env = []string{"HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + natsURL, "DATABASE_URL=" + databaseURL, "PATH=" + os.Getenv("PATH")}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			var exit *exec.ExitError
-			if errors.As(err, &exit) {
-				t.Errorf("processor exited with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("processor did not stop within 30s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("processor logs:\n%s", logs.String())
-		}
-	})
-}
-
-// Some of a customer's events arrived by webhook, the others only through the backfill; the real
-// processor derives the right read model from both.
+// Some of a customer's events arrived by webhook, the others only through the backfill; the
+// consumer derives the right read model from both, the backfilled events taking the same path.
 func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every429: 2, RetryAfter: 1})
-	db := pgtest.New(t)
-	startProcessor(t, b.nats.URL(), db.URL)
+	db := b.db
+	b.start(t, testOptions(), db.URL)
 
 	at := time.Now().Add(-2 * time.Hour).Unix()
 	type step struct {
@@ -83,8 +39,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 			Object: stripetest.Subscription(s.sub, s.customer, s.status, "price_pro")}.JSON(t)
 		b.fake.AddEvent(t, raw, s.webhook)
 		if s.webhook {
-			resp := stripetest.Deliver(t, b.url, raw, testSecret)
-			require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+			b.webhook(t, raw)
 		}
 	}
 
@@ -96,7 +51,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 		require.NoError(t, err)
 		return v.Status
 	}
-	waitFor(t, 30*time.Second, "the webhooks applied", func() bool {
+	eventually(t, 30*time.Second, "the webhooks applied", func() bool {
 		return status("cus_rm_a") == "active" && status("cus_rm_c") == "active" && status("cus_rm_d") == "active"
 	})
 	require.Equal(t, "(none)", status("cus_rm_b"), "no webhook of cus_rm_b arrived")
@@ -106,7 +61,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	require.Equal(t, counts{Listed: 8, New: 4, AlreadyHad: 4}, summaryCounts(t, c.stdout))
 
 	want := map[string]string{"cus_rm_a": "past_due", "cus_rm_b": "active", "cus_rm_c": "canceled", "cus_rm_d": "active"}
-	waitFor(t, 30*time.Second, "the backfilled events applied", func() bool {
+	eventually(t, 30*time.Second, "the backfilled events applied", func() bool {
 		for cus, st := range want {
 			if status(cus) != st {
 				return false

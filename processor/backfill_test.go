@@ -17,12 +17,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
-// backfillBundle is a listener on its own JetStream (to deliver webhooks to) and a fake Stripe
-// API, with the environment `listener backfill` needs to reach both.
+// backfillBundle is the processor's test world (JetStream with the stream, a fresh database) and
+// a fake Stripe API, with the environment `processor backfill` needs to reach all three.
 type backfillBundle struct {
 	*bundle
 	fake *stripetest.API
@@ -34,17 +36,17 @@ func setupBackfill(t *testing.T, faults stripetest.Faults) *backfillBundle {
 	b := setup(t)
 	fake := stripetest.NewAPI(t, testAPIKey, faults)
 	return &backfillBundle{bundle: b, fake: fake, env: map[string]string{
-		"NATS_URL": b.nats.URL(), "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
+		"NATS_URL": b.nats.URL(), "DATABASE_URL": b.db.URL, "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
 	}}
 }
 
-// command is the outcome of one `listener …` command run through run().
+// command is the outcome of one `processor …` command run through run().
 type command struct {
 	stdout, stderr string
 	err            error
 }
 
-// runCommand runs `listener args…` with env, as main does, until it returns.
+// runCommand runs `processor args…` with env, as main does, until it returns.
 func runCommand(ctx context.Context, env map[string]string, args ...string) command {
 	var stdout, stderr syncBuffer
 	err := run(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr)
@@ -54,18 +56,40 @@ func runCommand(ctx context.Context, env map[string]string, args ...string) comm
 func (b *backfillBundle) backfill(t *testing.T, ctx context.Context, args ...string) command {
 	t.Helper()
 	c := runCommand(ctx, b.env, append([]string{"backfill"}, args...)...)
-	t.Logf("listener backfill %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
+	t.Logf("processor backfill %s: err=%v\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), c.err, c.stdout, c.stderr)
 	return c
+}
+
+// webhook stores raw in the stream as the listener does when Stripe's webhook arrives.
+func (b *bundle) webhook(t *testing.T, raw []byte) {
+	t.Helper()
+	b.publish(t, raw)
+}
+
+func (b *bundle) stream(t *testing.T) jetstream.Stream {
+	t.Helper()
+	st, err := b.js.Stream(t.Context(), stream.Name)
+	require.NoError(t, err)
+	return st
+}
+
+// msgCount is the number of messages in the stream.
+func (b *bundle) msgCount(t *testing.T) uint64 {
+	t.Helper()
+	info, err := b.stream(t).Info(t.Context())
+	require.NoError(t, err)
+	return info.State.Msgs
 }
 
 // streamIDs returns the Nats-Msg-Id of every message in the stream, in stream order.
 func (b *bundle) streamIDs(t *testing.T) []string {
 	t.Helper()
-	info, err := b.stream.Info(t.Context())
+	st := b.stream(t)
+	info, err := st.Info(t.Context())
 	require.NoError(t, err)
 	var ids []string
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		msg, err := b.stream.GetMsg(t.Context(), seq)
+		msg, err := st.GetMsg(t.Context(), seq)
 		require.NoError(t, err)
 		ids = append(ids, msg.Header.Get(jetstream.MsgIDHeader))
 	}
@@ -85,25 +109,22 @@ func summaryCounts(t *testing.T, stdout string) counts {
 	return counts{Listed: n(m[1]), New: n(m[2]), AlreadyHad: n(m[3]), Skipped: n(m[4])}
 }
 
+// checkpoints reads every checkpoint in backfill_state.
 func (b *bundle) checkpoints(t *testing.T) map[string]checkpoint {
 	t.Helper()
-	js, err := jetstream.New(b.nc)
+	rows, err := b.db.Pool.Query(t.Context(), `SELECT key, state FROM backfill_state WHERE key LIKE 'checkpoint.%'`)
 	require.NoError(t, err)
-	kv, err := js.KeyValue(t.Context(), stateBucket)
-	require.NoError(t, err)
-	keys, err := kv.ListKeys(t.Context())
-	require.NoError(t, err)
+	defer rows.Close()
 	out := map[string]checkpoint{}
-	for k := range keys.Keys() {
-		if !strings.HasPrefix(k, "checkpoint.") {
-			continue
-		}
-		e, err := kv.Get(t.Context(), k)
-		require.NoError(t, err)
+	for rows.Next() {
+		var k string
+		var state []byte
+		require.NoError(t, rows.Scan(&k, &state))
 		var cp checkpoint
-		require.NoError(t, json.Unmarshal(e.Value(), &cp))
+		require.NoError(t, json.Unmarshal(state, &cp))
 		out[k] = cp
 	}
+	require.NoError(t, rows.Err())
 	return out
 }
 
@@ -117,8 +138,7 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 	var webhooks int
 	for i, raw := range raws {
 		if delivered(len(raws) - 1 - i) {
-			resp := stripetest.Deliver(t, b.url, raw, testSecret)
-			require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
+			b.webhook(t, raw)
 			webhooks++
 		}
 	}
@@ -127,7 +147,7 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 	first := b.backfill(t, t.Context())
 	require.NoError(t, first.err)
 	require.Equal(t, counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
-	require.Contains(t, first.stdout, `"already had" means JetStream's 72h duplicate window`)
+	require.Contains(t, first.stdout, `"already had" means the event store holds the event (at any age), or it was received`)
 	got := b.streamIDs(t)
 	require.Len(t, got, 250, "each event once")
 	require.ElementsMatch(t, ids, got)
@@ -199,12 +219,14 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var seen atomic.Int64
-	sub, err := b.nc.Subscribe(stream.AllSubjects, func(*nats.Msg) {
+	nc := b.js.Conn()
+	sub, err := nc.Subscribe(stream.AllSubjects, func(*nats.Msg) {
 		if seen.Add(1) == 120 {
 			cancel() // Ctrl-C in the middle of the second page
 		}
 	})
 	require.NoError(t, err)
+	require.NoError(t, nc.Flush(), "subscribed before the backfill publishes")
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
 	first := b.backfill(t, ctx)
@@ -288,8 +310,7 @@ func TestBackfillCheckpointKey(t *testing.T) {
 
 	b := setupBackfill(t, stripetest.Faults{})
 	ids, _ := addEvents(t, b.fake, "restart", 5, func(int) bool { return false })
-	store, err := openStateStore(t.Context(), mustJetStream(t, b.nc))
-	require.NoError(t, err)
+	store := &stateStore{db: b.db.Pool}
 	key, params := checkpointKey(24*time.Hour, false, nil)
 	now := time.Now().UTC()
 	stale := checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
@@ -301,13 +322,6 @@ func TestBackfillCheckpointKey(t *testing.T) {
 	require.Contains(t, c.stderr, "--restart: dropping the checkpoint")
 	require.Equal(t, counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
 	require.Empty(t, b.checkpoints(t))
-}
-
-func mustJetStream(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	return js
 }
 
 func TestBackfillFailsClearly(t *testing.T) {
@@ -336,6 +350,8 @@ func TestBackfillFailsClearly(t *testing.T) {
 		{"bad API base", with("STRIPE_API_BASE", "localhost"), nil, "STRIPE_API_BASE"},
 		{"wrong API key", with("STRIPE_API_KEY", "rk_test_wrong"), nil, "Invalid API Key provided"},
 		{"NATS down", with("NATS_URL", "nats://127.0.0.1:1"), nil, "NATS_URL nats://127.0.0.1:1"},
+		{"not a postgres URL", with("DATABASE_URL", "mysql://db"), nil, "DATABASE_URL must be a postgres:// URL"},
+		{"Postgres unreachable", with("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"), nil, "DATABASE_URL"},
 		{"more than 30 days", b.env, []string{"--since", "31d"}, "--since 744h reaches further back than Stripe keeps events (30 days, 720h)"},
 		{"not a duration", b.env, []string{"--since", "a while"}, `"a while" is not a duration`},
 		{"zero since", b.env, []string{"--since", "0s"}, "must be positive"},
@@ -357,7 +373,7 @@ func TestBackfillFailsClearly(t *testing.T) {
 
 	c := runCommand(t.Context(), b.env, "backfill", "-h")
 	require.NoError(t, c.err, "help is not a failure")
-	require.Contains(t, c.stderr, "Usage: listener backfill")
+	require.Contains(t, c.stderr, "Usage: processor backfill")
 }
 
 // Items that are not Stripe events, or too large for NATS, are skipped as the webhook refuses
@@ -390,4 +406,43 @@ func TestSinceFlag(t *testing.T) {
 	require.Equal(t, "72h", shortDuration(72*time.Hour))
 	require.Equal(t, "1h30m", shortDuration(90*time.Minute))
 	require.Equal(t, "45s", shortDuration(45*time.Second))
+}
+
+// "Not yet received" is the event store's answer at any age, not JetStream's duplicate window:
+// events received long ago (stored, gone from the stream, far past the 72 h window) are not
+// published again; only those the store lacks go to the stream, and the consumer applies them.
+func TestBackfillAsksTheEventStoreAtAnyAge(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{})
+	tenDaysAgo := time.Now().Add(-10 * 24 * time.Hour).Unix()
+	var received []stripeevent.Event
+	var want []string
+	for i := range 120 { // more than a page: the store is asked page by page
+		raw := stripetest.Event{ID: fmt.Sprintf("evt_age_%03d", i), Type: "customer.subscription.updated", Created: tenDaysAgo + int64(i),
+			Object: stripetest.Subscription(fmt.Sprintf("sub_age_%03d", i), fmt.Sprintf("cus_age_%03d", i), "active", "price_pro")}.JSON(t)
+		b.fake.AddEvent(t, raw, i%3 != 0)
+		if i%3 != 0 { // delivered ten days ago: in the event store, no longer in the stream
+			ev, err := stripeevent.Parse(raw)
+			require.NoError(t, err)
+			received = append(received, ev)
+		} else {
+			want = append(want, fmt.Sprintf("evt_age_%03d", i))
+		}
+	}
+	_, err := eventstore.Append(t.Context(), b.db.Pool, received)
+	require.NoError(t, err)
+
+	c := b.backfill(t, t.Context(), "--since", "30d")
+	require.NoError(t, c.err)
+	require.Equal(t, counts{Listed: 120, New: len(want), AlreadyHad: len(received)}, summaryCounts(t, c.stdout))
+	require.ElementsMatch(t, want, b.streamIDs(t), "only the events never received are published")
+
+	b.start(t, testOptions(), b.db.URL)
+	b.drained(t, testOptions().Durable, 20*time.Second)
+	require.Equal(t, 120, storedEvents(t, b.db.Pool), "the consumer applied them: one apply path")
+
+	again := b.backfill(t, t.Context(), "--since", "30d")
+	require.NoError(t, again.err)
+	require.Equal(t, counts{Listed: 120, AlreadyHad: 120}, summaryCounts(t, again.stdout))
+	require.Len(t, b.streamIDs(t), len(want), "nothing published again")
 }
