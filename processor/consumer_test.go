@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
@@ -83,7 +84,7 @@ func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT array_agg(DISTINCT pg_column_compression(payload)) FROM stripe_events
 		WHERE pg_column_compression(payload) IS NOT NULL`).Scan(&methods))
 	require.Equal(t, []string{"lz4"}, methods, "payloads compressed with lz4 (see openPool)")
-	n, err := countDeadLetters(ctx, b.db.Pool)
+	n, err := eventstore.CountDeadLetters(ctx, b.db.Pool)
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
@@ -185,7 +186,7 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	caughtUp(t, b.db.Pool, expect(t, b.rules, all...), 20*time.Second)
 	b.drained(t, testOptions().Durable, 10*time.Second)
 	require.Equal(t, len(all), storedEvents(t, b.db.Pool))
-	n, err := countDeadLetters(t.Context(), b.db.Pool)
+	n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
 	require.NoError(t, err)
 	require.Zero(t, n, "an outage dead-letters nothing")
 }
@@ -258,15 +259,15 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 
 	caughtUp(t, b.db.Pool, expect(t, b.rules, good...), 20*time.Second)
 	eventually(t, 20*time.Second, "four dead letters", func() bool {
-		n, err := countDeadLetters(ctx, b.db.Pool)
+		n, err := eventstore.CountDeadLetters(ctx, b.db.Pool)
 		return err == nil && n == 4
 	})
 	b.drained(t, testOptions().Durable, 10*time.Second)
 	require.Equal(t, len(good), storedEvents(t, b.db.Pool), "only the good events are stored")
 
-	letters, err := listDeadLetters(ctx, b.db.Pool, "")
+	letters, err := eventstore.ListDeadLetters(ctx, b.db.Pool, "")
 	require.NoError(t, err)
-	bySeq := map[uint64]deadLetter{}
+	bySeq := map[uint64]eventstore.DeadLetter{}
 	for _, d := range letters {
 		bySeq[d.StreamSeq] = d
 	}
@@ -304,7 +305,7 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	err = run(ctx, []string{"dlq", "redrive"}, env, &out, &errOut)
 	require.ErrorIs(t, err, errStillFailing)
 	require.Contains(t, out.String(), "0 applied, 4 still failing")
-	after, err := listDeadLetters(ctx, b.db.Pool, "")
+	after, err := eventstore.ListDeadLetters(ctx, b.db.Pool, "")
 	require.NoError(t, err)
 	require.Len(t, after, 4)
 	for i := range after {
@@ -313,12 +314,12 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 
 	// An event an older version dead-lettered, which this version applies.
 	late := k.signup("cus_late", "u_late", "sub_late", "price_basic", t0)
-	require.NoError(t, recordDeadLetter(ctx, b.db.Pool, deadLetter{EventID: eventIDOf(late[3]), Subject: "stripe.events.cus_late.customer.subscription.updated",
+	require.NoError(t, eventstore.RecordDeadLetter(ctx, b.db.Pool, eventstore.DeadLetter{EventID: eventIDOf(late[3]), Subject: "stripe.events.cus_late.customer.subscription.updated",
 		StreamSeq: 999_999, Payload: late[3], Reason: "undecodable (old decoder)", Attempts: 3}))
 	out.Reset()
 	require.NoError(t, run(ctx, []string{"dlq", "redrive", eventIDOf(late[3])}, env, &out, &errOut))
 	require.Contains(t, out.String(), "1 applied, 0 still failing")
-	left, err := listDeadLetters(ctx, b.db.Pool, eventIDOf(late[3]))
+	left, err := eventstore.ListDeadLetters(ctx, b.db.Pool, eventIDOf(late[3]))
 	require.NoError(t, err)
 	require.Empty(t, left)
 	c, err := entitlement.GetCustomer(ctx, b.db.Pool, "cus_late")
