@@ -67,7 +67,7 @@ func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
 	require.False(t, a.Premium)
 	require.Equal(t, "canceled", a.Status)
 	require.Equal(t, []string{}, a.Features)
-	require.Equal(t, "u_42", *a.UserID)
+	require.Equal(t, "u_42", a.UserID)
 	require.NotNil(t, a.Subscriptions[0].EndedAt)
 	u, err := entitlement.GetUser(ctx, b.db.Pool, "u_42")
 	require.NoError(t, err)
@@ -325,7 +325,7 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	c, err := entitlement.GetCustomer(ctx, b.db.Pool, "cus_late")
 	require.NoError(t, err)
 	require.Equal(t, "active", c.Status)
-	require.Equal(t, eventIDOf(late[3]), *c.LastEventID)
+	require.Equal(t, eventIDOf(late[3]), c.LastEventID)
 
 	err = run(ctx, []string{"dlq", "redrive", "evt_unknown"}, env, &out, &errOut)
 	require.ErrorContains(t, err, "no dead letter for event evt_unknown")
