@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
@@ -173,10 +174,10 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	cutAt := time.Now()
 	during := append(k.population(10), k.cancelAtPeriodEnd("cus_o0000", "sub_o0000", "price_basic", t0+86400*40))
 	b.publish(t, during...)
-	eventually(t, 10*time.Second, "a batch failed while Postgres was away", func() bool {
+	wait.For(t, 10*time.Second, "a batch failed while Postgres was away", func() bool {
 		return counter(in.metrics.outcomes.WithLabelValues("retry")) > 0
 	})
-	eventually(t, 10*time.Second, "fetching paused for a while", func() bool {
+	wait.For(t, 10*time.Second, "fetching paused for a while", func() bool {
 		return counter(in.metrics.paused) == 1 && time.Since(cutAt) > 1500*time.Millisecond
 	})
 	require.Equal(t, len(before), storedEvents(t, b.db.Pool), "nothing applied while Postgres is away")
@@ -216,7 +217,7 @@ func TestShutdownFinishesTheBatchInProgress(t *testing.T) {
 	require.Equal(t, opts.BatchSize, storedEvents(t, b.db.Pool), "exactly the batch in progress")
 	cons, err := b.js.Consumer(t.Context(), stream.Name, opts.Durable)
 	require.NoError(t, err)
-	eventually(t, 5*time.Second, "the finished batch is acknowledged", func() bool {
+	wait.For(t, 5*time.Second, "the finished batch is acknowledged", func() bool {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.AckFloor.Stream == uint64(opts.BatchSize) //nolint:gosec // small
 	})
@@ -258,7 +259,7 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	b.publish(t, good[30:]...)
 
 	caughtUp(t, b.db.Pool, expect(t, b.rules, good...), 20*time.Second)
-	eventually(t, 20*time.Second, "four dead letters", func() bool {
+	wait.For(t, 20*time.Second, "four dead letters", func() bool {
 		n, err := eventstore.CountDeadLetters(ctx, b.db.Pool)
 		return err == nil && n == 4
 	})
