@@ -3,7 +3,6 @@ package eventstore_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -13,13 +12,13 @@ import (
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 func event(t *testing.T, id, customer string, created int64) stripeevent.Event {
 	t.Helper()
-	ev, err := stripeevent.Parse(fmt.Appendf(nil,
-		`{"id":%q,"object":"event","type":"customer.updated","created":%d,"livemode":false,"api_version":"2024-06-20","data":{"object":{"id":%q,"object":"customer"}}}`,
-		id, created, customer))
+	ev, err := stripeevent.Parse(stripetest.Event{ID: id, Type: "customer.updated", Created: created, APIVersion: "2024-06-20",
+		Object: map[string]any{"id": customer, "object": "customer"}}.JSON(t))
 	require.NoError(t, err)
 	return ev
 }
