@@ -3,7 +3,6 @@ package entitlement
 import (
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/testkit/pgtest"
@@ -34,16 +33,7 @@ func TestLookupsUseIndexesAsTheReadModelGrows(t *testing.T) {
 	_, err := db.Pool.Exec(ctx, `ANALYZE user_entitlements, customer_entitlements`)
 	require.NoError(t, err)
 
-	cfg, err := pgxpool.ParseConfig(db.URL)
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
-	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer pool.Close()
-	conn, err := pool.Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
+	conn := pgtest.Conn(t, db, map[string]string{"enable_seqscan": "off", "default_transaction_read_only": "on"})
 	queries := map[string]struct{ prepare, execute string }{
 		"by_user":     {`PREPARE by_user(text) AS ` + getUserSQL, `EXECUTE by_user('u_7')`},
 		"by_customer": {`PREPARE by_customer(text) AS ` + getCustomerSQL, `EXECUTE by_customer('cus_7')`},

@@ -3,7 +3,6 @@ package eventstore
 import (
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/testkit/pgtest"
@@ -18,15 +17,7 @@ func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := t.Context()
-	cfg, err := pgxpool.ParseConfig(db.URL)
-	require.NoError(t, err)
-	cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer pool.Close()
-	conn, err := pool.Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
+	conn := pgtest.Conn(t, db, map[string]string{"enable_seqscan": "off"})
 
 	fill := func(from, to int) {
 		t.Helper()
@@ -36,7 +27,7 @@ func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
 	}
 	// The first events, as autovacuum sees them early on.
 	fill(1, 40)
-	_, err = conn.Exec(ctx, `ANALYZE stripe_events`)
+	_, err := conn.Exec(ctx, `ANALYZE stripe_events`)
 	require.NoError(t, err)
 
 	queries := map[string]string{
