@@ -112,9 +112,23 @@ func (p *crashPlan) expected() (map[string]entitlement.Customer, error) {
 	return out, nil
 }
 
+// answerView is the query API's answer (GET /v1/.../entitlement) as this test compares it:
+// the JSON fields, updated_at aside.
+type answerView struct {
+	UserID           *string                    `json:"user_id"`
+	CustomerIDs      []string                   `json:"customer_ids"`
+	Premium          bool                       `json:"premium"`
+	Status           string                     `json:"status"`
+	Features         []string                   `json:"features"`
+	Subscriptions    []entitlement.Subscription `json:"subscriptions"`
+	LastEventID      *string                    `json:"last_event_id"`
+	LastEventCreated *time.Time                 `json:"last_event_created"`
+	FailOpen         bool                       `json:"fail_open"`
+}
+
 // customerView is the query API's answer for a customer row (GET /v1/customers/{id}/entitlement).
-func customerView(c entitlement.Customer) entitlement.View {
-	v := entitlement.View{
+func customerView(c entitlement.Customer) answerView {
+	v := answerView{
 		CustomerIDs: []string{c.CustomerID}, Premium: c.Premium, Status: c.Status, Features: c.Features,
 		Subscriptions: c.Subscriptions, LastEventID: &c.LastEventID, LastEventCreated: &c.LastEventCreated,
 	}
@@ -122,6 +136,14 @@ func customerView(c entitlement.Customer) entitlement.View {
 		v.UserID = &c.UserID
 	}
 	return v
+}
+
+// userView is the query API's answer for a user's row (GET /v1/users/{id}/entitlement).
+func userView(u entitlement.User) answerView {
+	return answerView{
+		UserID: &u.UserID, CustomerIDs: u.CustomerIDs, Premium: u.Premium, Status: u.Status, Features: u.Features,
+		Subscriptions: u.Subscriptions, LastEventID: &u.LastEventID, LastEventCreated: &u.LastEventCreated,
+	}
 }
 
 // attempt is one webhook request of the traffic and how it ended.

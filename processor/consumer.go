@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
 )
 
@@ -86,7 +87,7 @@ func consumerConfig(o consumerOptions) jetstream.ConsumerConfig {
 // consumerDB is what the consumer needs of Postgres besides the projector: record dead letters
 // and know whether the database answers.
 type consumerDB interface {
-	execer
+	eventstore.Execer
 	Ping(ctx context.Context) error
 }
 
@@ -396,7 +397,7 @@ func (c *consumer) deadLetter(ctx context.Context, d *delivery, reason string) e
 	if id == "" {
 		id = eventIDOf(d.msg.Data())
 	}
-	return recordDeadLetter(ctx, c.db, deadLetter{
+	return eventstore.RecordDeadLetter(ctx, c.db, eventstore.DeadLetter{
 		EventID:   id,
 		Subject:   d.msg.Subject(),
 		StreamSeq: d.seq,

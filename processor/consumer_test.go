@@ -14,8 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
@@ -66,7 +68,7 @@ func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
 	require.False(t, a.Premium)
 	require.Equal(t, "canceled", a.Status)
 	require.Equal(t, []string{}, a.Features)
-	require.Equal(t, "u_42", *a.UserID)
+	require.Equal(t, "u_42", a.UserID)
 	require.NotNil(t, a.Subscriptions[0].EndedAt)
 	u, err := entitlement.GetUser(ctx, b.db.Pool, "u_42")
 	require.NoError(t, err)
@@ -83,7 +85,7 @@ func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT array_agg(DISTINCT pg_column_compression(payload)) FROM stripe_events
 		WHERE pg_column_compression(payload) IS NOT NULL`).Scan(&methods))
 	require.Equal(t, []string{"lz4"}, methods, "payloads compressed with lz4 (see openPool)")
-	n, err := countDeadLetters(ctx, b.db.Pool)
+	n, err := eventstore.CountDeadLetters(ctx, b.db.Pool)
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
@@ -172,10 +174,10 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	cutAt := time.Now()
 	during := append(k.population(10), k.cancelAtPeriodEnd("cus_o0000", "sub_o0000", "price_basic", t0+86400*40))
 	b.publish(t, during...)
-	eventually(t, 10*time.Second, "a batch failed while Postgres was away", func() bool {
+	wait.For(t, 10*time.Second, "a batch failed while Postgres was away", func() bool {
 		return counter(in.metrics.outcomes.WithLabelValues("retry")) > 0
 	})
-	eventually(t, 10*time.Second, "fetching paused for a while", func() bool {
+	wait.For(t, 10*time.Second, "fetching paused for a while", func() bool {
 		return counter(in.metrics.paused) == 1 && time.Since(cutAt) > 1500*time.Millisecond
 	})
 	require.Equal(t, len(before), storedEvents(t, b.db.Pool), "nothing applied while Postgres is away")
@@ -185,7 +187,7 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	caughtUp(t, b.db.Pool, expect(t, b.rules, all...), 20*time.Second)
 	b.drained(t, testOptions().Durable, 10*time.Second)
 	require.Equal(t, len(all), storedEvents(t, b.db.Pool))
-	n, err := countDeadLetters(t.Context(), b.db.Pool)
+	n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
 	require.NoError(t, err)
 	require.Zero(t, n, "an outage dead-letters nothing")
 }
@@ -215,7 +217,7 @@ func TestShutdownFinishesTheBatchInProgress(t *testing.T) {
 	require.Equal(t, opts.BatchSize, storedEvents(t, b.db.Pool), "exactly the batch in progress")
 	cons, err := b.js.Consumer(t.Context(), stream.Name, opts.Durable)
 	require.NoError(t, err)
-	eventually(t, 5*time.Second, "the finished batch is acknowledged", func() bool {
+	wait.For(t, 5*time.Second, "the finished batch is acknowledged", func() bool {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.AckFloor.Stream == uint64(opts.BatchSize)
 	})
@@ -257,16 +259,16 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	b.publish(t, good[30:]...)
 
 	caughtUp(t, b.db.Pool, expect(t, b.rules, good...), 20*time.Second)
-	eventually(t, 20*time.Second, "four dead letters", func() bool {
-		n, err := countDeadLetters(ctx, b.db.Pool)
+	wait.For(t, 20*time.Second, "four dead letters", func() bool {
+		n, err := eventstore.CountDeadLetters(ctx, b.db.Pool)
 		return err == nil && n == 4
 	})
 	b.drained(t, testOptions().Durable, 10*time.Second)
 	require.Equal(t, len(good), storedEvents(t, b.db.Pool), "only the good events are stored")
 
-	letters, err := listDeadLetters(ctx, b.db.Pool, "")
+	letters, err := eventstore.ListDeadLetters(ctx, b.db.Pool, "")
 	require.NoError(t, err)
-	bySeq := map[uint64]deadLetter{}
+	bySeq := map[uint64]eventstore.DeadLetter{}
 	for _, d := range letters {
 		bySeq[d.StreamSeq] = d
 	}
@@ -304,7 +306,7 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	err = run(ctx, []string{"dlq", "redrive"}, env, &out, &errOut)
 	require.ErrorIs(t, err, errStillFailing)
 	require.Contains(t, out.String(), "0 applied, 4 still failing")
-	after, err := listDeadLetters(ctx, b.db.Pool, "")
+	after, err := eventstore.ListDeadLetters(ctx, b.db.Pool, "")
 	require.NoError(t, err)
 	require.Len(t, after, 4)
 	for i := range after {
@@ -313,18 +315,18 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 
 	// An event an older version dead-lettered, which this version applies.
 	late := k.signup("cus_late", "u_late", "sub_late", "price_basic", t0)
-	require.NoError(t, recordDeadLetter(ctx, b.db.Pool, deadLetter{EventID: eventIDOf(late[3]), Subject: "stripe.events.cus_late.customer.subscription.updated",
+	require.NoError(t, eventstore.RecordDeadLetter(ctx, b.db.Pool, eventstore.DeadLetter{EventID: eventIDOf(late[3]), Subject: "stripe.events.cus_late.customer.subscription.updated",
 		StreamSeq: 999_999, Payload: late[3], Reason: "undecodable (old decoder)", Attempts: 3}))
 	out.Reset()
 	require.NoError(t, run(ctx, []string{"dlq", "redrive", eventIDOf(late[3])}, env, &out, &errOut))
 	require.Contains(t, out.String(), "1 applied, 0 still failing")
-	left, err := listDeadLetters(ctx, b.db.Pool, eventIDOf(late[3]))
+	left, err := eventstore.ListDeadLetters(ctx, b.db.Pool, eventIDOf(late[3]))
 	require.NoError(t, err)
 	require.Empty(t, left)
 	c, err := entitlement.GetCustomer(ctx, b.db.Pool, "cus_late")
 	require.NoError(t, err)
 	require.Equal(t, "active", c.Status)
-	require.Equal(t, eventIDOf(late[3]), *c.LastEventID)
+	require.Equal(t, eventIDOf(late[3]), c.LastEventID)
 
 	err = run(ctx, []string{"dlq", "redrive", "evt_unknown"}, env, &out, &errOut)
 	require.ErrorContains(t, err, "no dead letter for event evt_unknown")

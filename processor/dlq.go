@@ -11,101 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tollgate/tollgate/pkg/eventstore"
 )
-
-// execer runs statements: a pool or a transaction.
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-// querier runs queries: a pool or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-// deadLetter is one row of dead_letters: a message the processor gave up on, kept whole.
-type deadLetter struct {
-	ID        int64
-	EventID   string // "" when the payload has no readable id
-	Subject   string
-	StreamSeq uint64
-	Payload   []byte
-	Reason    string
-	Attempts  int
-	FailedAt  time.Time
-}
-
-// recordDeadLetter stores a message in dead_letters. The stream sequence is unique: recording
-// the same message again (a redelivery after the row was written but before the Term reached
-// the server) updates the row instead of adding one.
-//
-// The text columns are made storable first (valid UTF-8, no NUL): a reason quoting the payload
-// or an id with a NUL must not make the dead letter itself fail, or the message would be retried
-// forever instead of set aside.
-func recordDeadLetter(ctx context.Context, db execer, d deadLetter) error {
-	var eventID *string
-	if id := storable(truncate(d.EventID, 255)); id != "" { // Stripe ids are far shorter; a huge one must not break the index
-		eventID = &id
-	}
-	_, err := db.Exec(ctx, `INSERT INTO dead_letters (event_id, subject, stream_seq, payload, reason, attempts)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (stream_seq) DO UPDATE SET event_id = excluded.event_id, subject = excluded.subject,
-			payload = excluded.payload, reason = excluded.reason, attempts = excluded.attempts, failed_at = now()`,
-		eventID, storable(d.Subject), int64(d.StreamSeq), d.Payload, storable(d.Reason), d.Attempts) //nolint:gosec // stream sequences fit in int64
-	if err != nil {
-		return fmt.Errorf("record dead letter (stream seq %d): %w", d.StreamSeq, err)
-	}
-	return nil
-}
-
-// truncate cuts s to at most n bytes.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
-// storable makes s storable in a Postgres text column: valid UTF-8 without NUL.
-func storable(s string) string {
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
-
-// listDeadLetters reads dead letters in id order: all of them, or those of one event id.
-func listDeadLetters(ctx context.Context, db querier, eventID string) ([]deadLetter, error) {
-	rows, err := db.Query(ctx, `SELECT id, coalesce(event_id, ''), subject, stream_seq, payload, reason, attempts, failed_at
-		FROM dead_letters WHERE $1 = '' OR event_id = $1 ORDER BY id`, eventID)
-	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deadLetter, error) {
-		var d deadLetter
-		var seq int64
-		err := row.Scan(&d.ID, &d.EventID, &d.Subject, &seq, &d.Payload, &d.Reason, &d.Attempts, &d.FailedAt)
-		d.StreamSeq = uint64(seq) //nolint:gosec // stored from a uint64
-		d.FailedAt = d.FailedAt.UTC()
-		return d, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", err)
-	}
-	return out, nil
-}
-
-// rowQuerier runs a query of one row: a pool or a transaction.
-type rowQuerier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// countDeadLetters is the number of rows in dead_letters.
-func countDeadLetters(ctx context.Context, db rowQuerier) (int64, error) {
-	var n int64
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM dead_letters`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count dead letters: %w", err)
-	}
-	return n, nil
-}
 
 // eventIDOf reads the top-level "id" of a payload that may not be a valid Stripe event, for the
 // dead letter's event_id; "" when there is none.
@@ -123,8 +31,8 @@ func eventIDOf(raw []byte) string {
 }
 
 // dlqList prints the dead letters as a table.
-func dlqList(ctx context.Context, db querier, stdout io.Writer) error {
-	letters, err := listDeadLetters(ctx, db, "")
+func dlqList(ctx context.Context, db eventstore.Querier, stdout io.Writer) error {
+	letters, err := eventstore.ListDeadLetters(ctx, db, "")
 	if err != nil {
 		return err
 	}
@@ -166,13 +74,6 @@ func oneLine(s string, n int) string {
 	return s
 }
 
-// redriveDB is what redrive needs of Postgres besides the projector: read dead letters and
-// update the reason of those that still fail.
-type redriveDB interface {
-	querier
-	execer
-}
-
 // errStillFailing is wrapped when dlq redrive left dead letters that still fail.
 var errStillFailing = errors.New("dead letters still fail")
 
@@ -181,8 +82,8 @@ var errStillFailing = errors.New("dead letters still fail")
 // applies leaves dead_letters in the same transaction that stores it; one that still fails stays
 // with the new reason and one more attempt. It prints one line per dead letter and a summary,
 // and returns an error wrapping errStillFailing when some still fail.
-func dlqRedrive(ctx context.Context, db redriveDB, p *projector, eventID string, stdout io.Writer) error {
-	letters, err := listDeadLetters(ctx, db, eventID)
+func dlqRedrive(ctx context.Context, db eventstore.Querier, p *projector, eventID string, stdout io.Writer) error {
+	letters, err := eventstore.ListDeadLetters(ctx, db, eventID)
 	if err != nil {
 		return err
 	}
@@ -215,9 +116,8 @@ func dlqRedrive(ctx context.Context, db redriveDB, p *projector, eventID string,
 			return fmt.Errorf("redrive %s: %w (%d applied so far; nothing lost, run it again)", name, applyErr, ok)
 		}
 		failed++
-		if _, err := db.Exec(ctx, `UPDATE dead_letters SET reason = $2, attempts = attempts + 1, failed_at = now() WHERE id = $1`,
-			d.ID, storable(applyErr.Error())); err != nil {
-			return fmt.Errorf("update dead letter %d: %w", d.ID, err)
+		if err := eventstore.StillFailing(ctx, db, d.ID, applyErr.Error()); err != nil {
+			return err
 		}
 		out.printf("failed   %s: %s\n", name, oneLine(applyErr.Error(), 200))
 	}
@@ -229,7 +129,7 @@ func dlqRedrive(ctx context.Context, db redriveDB, p *projector, eventID string,
 }
 
 // redriveOne applies one dead letter and removes it from dead_letters in the same transaction.
-func redriveOne(ctx context.Context, p *projector, d deadLetter) error {
+func redriveOne(ctx context.Context, p *projector, d eventstore.DeadLetter) error {
 	a, err := admit(d.Payload)
 	if err != nil {
 		return err
@@ -237,8 +137,7 @@ func redriveOne(ctx context.Context, p *projector, d deadLetter) error {
 	_, err = p.apply(ctx, projectionInput{
 		Events: []admitted{a},
 		InTx: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM dead_letters WHERE id = $1`, d.ID)
-			return err
+			return eventstore.DeleteDeadLetter(ctx, tx, d.ID)
 		},
 	})
 	return asPoison(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 func TestAdmit(t *testing.T) {
@@ -67,22 +65,4 @@ func TestFailureClassification(t *testing.T) {
 	}
 	require.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 32 * time.Second, time.Minute, time.Minute},
 		[]time.Duration{retryDelay(0), retryDelay(2), retryDelay(3), retryDelay(6), retryDelay(7), retryDelay(1000)})
-}
-
-func TestRecordDeadLetterStoresAnything(t *testing.T) {
-	t.Parallel()
-	db := pgtest.New(t)
-	weird := "evt_\x00\xff" + strings.Repeat("x", 5000)
-	d := deadLetter{EventID: weird, Subject: "stripe.events._none.x", StreamSeq: 7, Payload: []byte{0, 0xff, '{'},
-		Reason: "bad \x00 bytes \xfe", Attempts: 1}
-	require.NoError(t, recordDeadLetter(t.Context(), db.Pool, d))
-	d.Attempts = 2
-	require.NoError(t, recordDeadLetter(t.Context(), db.Pool, d), "the same stream sequence again updates the row")
-	got, err := listDeadLetters(t.Context(), db.Pool, "")
-	require.NoError(t, err)
-	require.Len(t, got, 1)
-	require.Equal(t, d.Payload, got[0].Payload, "raw bytes kept as they are")
-	require.Equal(t, 2, got[0].Attempts)
-	require.True(t, strings.HasPrefix(got[0].EventID, "evt_"))
-	require.LessOrEqual(t, len(got[0].EventID), 255+6)
 }

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"container/list"
 	"context"
-	"fmt"
 	"runtime"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -89,8 +89,9 @@ func (h *history) add(d decoded) {
 	}
 }
 
-// loadHistories reads the stored histories of the customers: the envelopes of all their events,
-// then the payloads of those not in the cache whose object the derivation reads. A payload identical to an
+// loadHistories reads the stored histories of the customers from the event store: the envelopes
+// of all their events, then the payloads of those not in the cache whose object the derivation
+// reads. A payload identical to an
 // event of this batch (fresh) reuses the batch's decoding; any other is parsed and decoded. The
 // newly decoded events come back too, for the cache once the transaction has committed. Only
 // customers with stored events are in the result. It reads through tx, after the customers'
@@ -100,70 +101,51 @@ func (h *history) add(d decoded) {
 // a stricter version of the code can meet one) is left out and reported: failing the customer
 // instead would block every later event of the customer.
 func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []string, fresh map[string]admitted) (map[string]*history, []decoded, error) {
-	rows, err := tx.Query(ctx, `SELECT customer_id, id, type, created FROM stripe_events WHERE customer_id = ANY($1)`, customers)
-	if err != nil {
-		return nil, nil, fmt.Errorf("load history ids: %w", err)
-	}
 	out := make(map[string]*history, len(customers))
 	var missing []string
 	var envelopes []decoded
-	var customer, id, typ string
-	var created int64
-	_, err = pgx.ForEachRow(rows, []any{&customer, &id, &typ, &created}, func() error {
-		h := out[customer]
+	err := eventstore.ForEachEnvelope(ctx, tx, customers, func(e eventstore.Envelope) error {
+		h := out[e.CustomerID]
 		if h == nil {
 			h = &history{}
-			out[customer] = h
+			out[e.CustomerID] = h
 		}
-		if d, ok := p.cache.get(id); ok {
+		if d, ok := p.cache.get(e.ID); ok {
 			h.add(d)
-		} else if !subscription.ReadsObject(typ) {
+		} else if !subscription.ReadsObject(e.Type) {
 			// Invoices, charges, payment intents...: the derivation sees their envelope only,
 			// which the row has, so their payloads (most of a real history) are not read.
-			d := decoded{id: id, event: subscription.Event{ID: id, Type: typ, Created: created, CustomerID: customer}, ok: true}
+			d := decoded{id: e.ID, event: subscription.Event{ID: e.ID, Type: e.Type, Created: e.Created, CustomerID: e.CustomerID}, ok: true}
 			h.add(d)
 			envelopes = append(envelopes, d)
 		} else {
-			missing = append(missing, id)
+			missing = append(missing, e.ID)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("load history ids: %w", err)
+		return nil, nil, err
 	}
 	if len(missing) == 0 {
 		return out, envelopes, nil
 	}
-	rows, err = tx.Query(ctx, `SELECT customer_id, id, payload FROM stripe_events WHERE id = ANY($1)`, missing)
+	stored, err := eventstore.Payloads(ctx, tx, missing)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load %d events: %w", len(missing), err)
-	}
-	type row struct {
-		customer, id string
-		payload      []byte
-	}
-	var stored []row
-	var payload []byte
-	_, err = pgx.ForEachRow(rows, []any{&customer, &id, &payload}, func() error {
-		stored = append(stored, row{customer, id, payload}) // pgx hands out a fresh slice per row
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("load %d events: %w", len(missing), err)
+		return nil, nil, err
 	}
 	decodedNow := make([]decoded, len(stored))
 	parallel(len(stored), func(i int) {
 		r := stored[i]
 		// The store keeps the first copy of an id: the batch's copy stands for it only when the
 		// bytes are the same.
-		if a, ok := fresh[r.id]; ok && bytes.Equal(a.event.Raw, r.payload) {
-			decodedNow[i] = decoded{id: r.id, event: a.decoded, ok: true}
+		if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
+			decodedNow[i] = decoded{id: r.ID, event: a.decoded, ok: true}
 		} else {
-			decodedNow[i] = p.decodeStored(r.customer, r.id, r.payload)
+			decodedNow[i] = p.decodeStored(r.CustomerID, r.ID, r.Payload)
 		}
 	})
 	for i, r := range stored {
-		out[r.customer].add(decodedNow[i])
+		out[r.CustomerID].add(decodedNow[i])
 	}
 	return out, append(decodedNow, envelopes...), nil
 }

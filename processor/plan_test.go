@@ -8,47 +8,17 @@ import (
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
-// A new deployment starts with an empty event store, which autovacuum analyzes while it is tiny. A statement prepared and run a few times
-// then must not keep a plan made for an empty table once the table has grown: the soak saw the
-// history queries stay sequential scans and take seconds at 60,000 events.
-func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
+// The event store's and the read model's statements are planned for index use on sessions that
+// price sequential scans out (their plan tests, pkg/eventstore/plan_test.go and
+// pkg/entitlement/plan_test.go, run on such sessions): every session of the processor's pool is one.
+func TestPoolPricesSequentialScansOut(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := t.Context()
 	pool, err := openPool(ctx, db.URL)
 	require.NoError(t, err)
 	defer pool.Close()
-	conn, err := pool.Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
-
-	fill := func(from, to int) {
-		t.Helper()
-		_, err := conn.Exec(ctx, `INSERT INTO stripe_events (id, type, created, livemode, customer_id, payload)
-			SELECT 'evt_'||g, 'customer.updated', g, false, 'cus_'||(g/4), '{}'::bytea FROM generate_series($1::int, $2::int) g`, from, to)
-		require.NoError(t, err)
-	}
-	// The first events, as autovacuum sees them early on.
-	fill(1, 40)
-	_, err = conn.Exec(ctx, `ANALYZE stripe_events`)
-	require.NoError(t, err)
-
-	queries := map[string]string{
-		"by_id":       `PREPARE by_id(text[]) AS SELECT customer_id, id, payload FROM stripe_events WHERE id = ANY($1)`,
-		"by_customer": `PREPARE by_customer(text[]) AS SELECT customer_id, id, type, created FROM stripe_events WHERE customer_id = ANY($1)`,
-	}
-	for name, prepare := range queries {
-		_, err := conn.Exec(ctx, prepare)
-		require.NoError(t, err)
-		for range 8 { // past the 5 custom plans after which Postgres may settle on a generic one
-			_, err := conn.Exec(ctx, `EXECUTE `+name+`('{evt_x,cus_x}')`)
-			require.NoError(t, err)
-		}
-	}
-	fill(41, 50000)
-
-	for name := range queries {
-		plan := pgtest.Explain(t, conn, `EXECUTE `+name+`('{evt_1,cus_1}')`)
-		require.NotContains(t, plan, "Seq Scan", "%s:\n%s", name, plan)
-	}
+	var setting string
+	require.NoError(t, pool.QueryRow(ctx, `SHOW enable_seqscan`).Scan(&setting))
+	require.Equal(t, "off", setting)
 }

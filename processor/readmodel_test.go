@@ -72,9 +72,9 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	v, err := entitlement.GetCustomer(t.Context(), db.Pool, "cus_rm_c")
 	require.NoError(t, err)
 	require.False(t, v.Premium)
-	require.Equal(t, "evt_rm_6", *v.LastEventID)
+	require.Equal(t, "evt_rm_6", v.LastEventID)
 	v, err = entitlement.GetCustomer(t.Context(), db.Pool, "cus_rm_a")
 	require.NoError(t, err)
 	require.True(t, v.Premium, "past_due grants by default")
-	require.Equal(t, "evt_rm_2", *v.LastEventID)
+	require.Equal(t, "evt_rm_2", v.LastEventID)
 }

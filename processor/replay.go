@@ -20,19 +20,13 @@ type replayOptions struct {
 	ProgressEvery time.Duration
 }
 
-// replayDB is what replay needs of Postgres besides the projector.
-type replayDB interface {
-	eventstore.Querier
-	rowQuerier
-}
-
 // replay re-derives read models from the stored histories with the projector's (current) rules,
 // through the same transaction as the consumer: same locks, same order. It is therefore safe
 // while serve runs, and idempotent: a second replay with the same rules changes nothing. It
 // prints progress lines to stderr and, at the end, a summary with the number of customer
 // entitlements that changed to stdout. Transient failures of a page are retried a few times;
 // an interrupted replay reports how far it got (running it again is always safe).
-func replay(ctx context.Context, db replayDB, p *projector, o replayOptions, stdout, stderr io.Writer) error {
+func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOptions, stdout, stderr io.Writer) error {
 	start := time.Now()
 	if o.Customer != "" {
 		res, err := applyRetrying(ctx, p, projectionInput{Customers: []string{o.Customer}, RefreshAllUsers: true}, stderr)
@@ -48,9 +42,9 @@ func replay(ctx context.Context, db replayDB, p *projector, o replayOptions, std
 	if o.PageSize <= 0 {
 		o.PageSize = 500
 	}
-	var total int
-	if err := db.QueryRow(ctx, `SELECT count(DISTINCT customer_id) FROM stripe_events WHERE customer_id IS NOT NULL`).Scan(&total); err != nil {
-		return fmt.Errorf("replay: count customers: %w", err)
+	total, err := eventstore.CountCustomers(ctx, db)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
 	var done, changed, skipped int
 	after := ""

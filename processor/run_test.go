@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,8 @@ import (
 	"github.com/tollgate/tollgate/migrations"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/syncbuf"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -115,24 +116,6 @@ func TestRunMigrate(t *testing.T) {
 	require.ErrorContains(t, err, "DATABASE_URL")
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
 	ln, err := (&net.ListenConfig{}).Listen(tb.Context(), "tcp", "127.0.0.1:0")
@@ -164,11 +147,11 @@ func TestServeEndToEnd(t *testing.T) {
 	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.nats.URL(), "DATABASE_URL": db.URL})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, env, &stdout, &stderr) }()
 
-	eventually(t, 20*time.Second, "readyz answers 200", func() bool {
+	wait.For(t, 20*time.Second, "readyz answers 200", func() bool {
 		status, _ := httpGet(t, "http://"+addr+"/readyz")
 		return status == http.StatusOK
 	})
@@ -182,7 +165,7 @@ func TestServeEndToEnd(t *testing.T) {
 	v, err := entitlement.GetUser(t.Context(), db.Pool, "u_e")
 	require.NoError(t, err)
 	require.True(t, v.Premium)
-	eventually(t, 15*time.Second, "metrics show the dead letter", func() bool {
+	wait.For(t, 15*time.Second, "metrics show the dead letter", func() bool {
 		_, body := httpGet(t, "http://"+addr+"/metrics")
 		return strings.Contains(body, "tollgate_processor_dead_letters 1") &&
 			strings.Contains(body, `tollgate_processor_events_total{type="invoice.paid"} 1`) &&
@@ -220,15 +203,15 @@ func TestServeWaitsForPostgresAtStart(t *testing.T) {
 	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.nats.URL(), "DATABASE_URL": proxy.proxyURL(t, db.URL)})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve"}, env, io.Discard, &stderr) }()
 
-	eventually(t, 10*time.Second, "healthz answers while Postgres is away", func() bool {
+	wait.For(t, 10*time.Second, "healthz answers while Postgres is away", func() bool {
 		status, _ := httpGet(t, "http://"+addr+"/healthz")
 		return status == http.StatusOK
 	})
-	eventually(t, 10*time.Second, "the migrations are retried", func() bool {
+	wait.For(t, 10*time.Second, "the migrations are retried", func() bool {
 		return strings.Count(stderr.String(), "cannot apply migrations yet") >= 2
 	})
 	status, body := httpGet(t, "http://"+addr+"/readyz")
@@ -236,7 +219,7 @@ func TestServeWaitsForPostgresAtStart(t *testing.T) {
 	require.Contains(t, body, `"ready":false`)
 
 	proxy.restore()
-	eventually(t, 20*time.Second, "ready once Postgres answers", func() bool {
+	wait.For(t, 20*time.Second, "ready once Postgres answers", func() bool {
 		status, _ := httpGet(t, "http://"+addr+"/readyz")
 		return status == http.StatusOK
 	})

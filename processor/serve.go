@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate/tollgate/migrations"
 	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/stream"
@@ -203,7 +204,7 @@ func startConsumer(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Po
 }
 
 // watchMetrics samples the consumer's pending counts and the dead letters for /metrics.
-func watchMetrics(ctx context.Context, c *consumer, db rowQuerier, m *metrics, logger *slog.Logger) {
+func watchMetrics(ctx context.Context, c *consumer, db eventstore.Querier, m *metrics, logger *slog.Logger) {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	for {
@@ -214,7 +215,7 @@ func watchMetrics(ctx context.Context, c *consumer, db rowQuerier, m *metrics, l
 		} else if ctx.Err() == nil {
 			logger.Debug("consumer info", "error", err)
 		}
-		if n, err := countDeadLetters(qctx, db); err == nil {
+		if n, err := eventstore.CountDeadLetters(qctx, db); err == nil {
 			m.deadLetters.Set(float64(n))
 		}
 		cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 func get(tb testing.TB, h http.Handler, path string) (int, string) {
@@ -87,7 +88,7 @@ func TestMetrics(t *testing.T) {
 	b.publish(t, events...)
 	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 10*time.Second)
 	b.publishRaw(t, "stripe.events._none.bad", []byte("not json"))
-	eventually(t, 10*time.Second, "the bad message dead-lettered", func() bool {
+	wait.For(t, 10*time.Second, "the bad message dead-lettered", func() bool {
 		return counter(in.metrics.outcomes.WithLabelValues("dead_letter")) == 1
 	})
 

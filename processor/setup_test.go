@@ -25,6 +25,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/subscription"
 	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 func TestMain(m *testing.M) {
@@ -151,23 +152,11 @@ func (b *bundle) publishRaw(tb testing.TB, subject string, raw []byte) uint64 {
 	return ack.Sequence
 }
 
-// eventually polls cond every 20 ms until it holds or the deadline passes.
-func eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // drained waits until the durable consumer has nothing pending or unacknowledged.
 func (b *bundle) drained(tb testing.TB, durable string, within time.Duration) {
 	tb.Helper()
 	var last *jetstream.ConsumerInfo
-	eventually(tb, within, fmt.Sprintf("consumer %s not drained: %+v", durable, last), func() bool {
+	wait.For(tb, within, fmt.Sprintf("consumer %s not drained: %+v", durable, last), func() bool {
 		c, err := b.js.Consumer(tb.Context(), stream.Name, durable)
 		if err != nil {
 			return false
@@ -292,7 +281,7 @@ func requireReadModel(tb testing.TB, pool *pgxpool.Pool, want expected) {
 func caughtUp(tb testing.TB, pool *pgxpool.Pool, want expected, within time.Duration) {
 	tb.Helper()
 	n := len(want.customers)
-	eventually(tb, within, "read model did not catch up", func() bool {
+	wait.For(tb, within, "read model did not catch up", func() bool {
 		var rows int
 		if err := pool.QueryRow(tb.Context(), `SELECT count(*) FROM customer_entitlements`).Scan(&rows); err != nil || rows < n {
 			return false

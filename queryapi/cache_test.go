@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
@@ -188,7 +187,7 @@ func (g *gatedReader) read(ctx context.Context, _ key) (*answer, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return newAnswer(entitlement.View{Premium: premium})
+	return newAnswer(entitlementView{Premium: premium})
 }
 
 func (g *gatedReader) set(premium bool) {

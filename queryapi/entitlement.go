@@ -67,12 +67,12 @@ func (s *server) answer(c echo.Context, k key) error {
 // minimal body naming the requested id, status "none". Either way features is never empty: a
 // grant without any subscription's features gets ["premium"], the feature of a granting
 // subscription without a plan mapping.
-func failOpenView(k key, a *answer) entitlement.View {
-	var v entitlement.View
+func failOpenView(k key, a *answer) entitlementView {
+	var v entitlementView
 	if a != nil && a.found {
 		v = a.view
 	} else {
-		v = entitlement.View{CustomerIDs: []string{}, Status: "none", Subscriptions: []entitlement.Subscription{}}
+		v = entitlementView{CustomerIDs: []string{}, Status: "none", Subscriptions: []entitlement.Subscription{}}
 		id := k.id
 		if k.user {
 			v.UserID = &id

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,7 +31,7 @@ type bundle struct {
 	app  *app
 	srv  http.Handler
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *logBuffer
 }
 
 // setup starts an instance with a fresh migrated database; change adjusts its options.
@@ -49,7 +48,7 @@ func startInstance(t *testing.T, db *pgtest.DB, databaseURL string, change ...fu
 	for _, c := range change {
 		c(&opts)
 	}
-	logs := &syncBuffer{}
+	logs := &logBuffer{}
 	reg := prometheus.NewRegistry()
 	cfg := config.QueryAPI{HTTPAddr: "127.0.0.1:0", DatabaseURL: databaseURL, Tokens: []string{"other-token", testToken}}
 	a, err := startApp(context.Background(), cfg, opts, newTestLogger(logs), reg)
@@ -191,26 +190,11 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 	return n == len(want)
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
+// logBuffer holds what a JSON logger wrote, safe for the logger's concurrent writes.
+type logBuffer struct{ syncbuf.Buffer }
 
 // lines are the JSON log lines written so far whose msg contains substr.
-func (s *syncBuffer) lines(t *testing.T, substr string) []map[string]any {
+func (s *logBuffer) lines(t *testing.T, substr string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
@@ -231,7 +215,7 @@ func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-func newTestLogger(w *syncBuffer) *slog.Logger {
+func newTestLogger(w *logBuffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

@@ -67,7 +67,7 @@ func TestRunServesAndStops(t *testing.T) {
 	save(t, db, premiumCustomer())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stderr := &syncBuffer{}
+	stderr := &logBuffer{}
 	env := getenv(map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": db.URL, "QUERYAPI_TOKENS": testToken})
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"queryapi"}, env, io.Discard, stderr) }()

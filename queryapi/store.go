@@ -86,15 +86,63 @@ func (k key) String() string {
 	return customerPrefix + k.id
 }
 
+// entitlementView is the answer for a user or a customer, as GET /v1/.../entitlement serves it
+// (openapi.json's Entitlement; the client package decodes it into its own Entitlement).
+type entitlementView struct {
+	UserID           *string                    `json:"user_id"`
+	CustomerIDs      []string                   `json:"customer_ids"`
+	Premium          bool                       `json:"premium"`
+	Status           string                     `json:"status"`
+	Features         []string                   `json:"features"`
+	Subscriptions    []entitlement.Subscription `json:"subscriptions"`
+	LastEventID      *string                    `json:"last_event_id"`
+	LastEventCreated *time.Time                 `json:"last_event_created"`
+	UpdatedAt        *time.Time                 `json:"updated_at"`
+	FailOpen         bool                       `json:"fail_open"`
+}
+
+// userView is the answer for a user's row.
+func userView(u entitlement.User) entitlementView {
+	return entitlementView{
+		UserID:           &u.UserID,
+		CustomerIDs:      u.CustomerIDs,
+		Premium:          u.Premium,
+		Status:           u.Status,
+		Features:         u.Features,
+		Subscriptions:    u.Subscriptions,
+		LastEventID:      &u.LastEventID,
+		LastEventCreated: &u.LastEventCreated,
+		UpdatedAt:        &u.UpdatedAt,
+	}
+}
+
+// customerView is the answer for a customer's row: user_id null while no user is known.
+func customerView(c entitlement.Customer) entitlementView {
+	v := entitlementView{
+		CustomerIDs:      []string{c.CustomerID},
+		Premium:          c.Premium,
+		Status:           c.Status,
+		Features:         c.Features,
+		Subscriptions:    c.Subscriptions,
+		LastEventID:      &c.LastEventID,
+		LastEventCreated: &c.LastEventCreated,
+		UpdatedAt:        &c.UpdatedAt,
+	}
+	if c.UserID != "" {
+		v.UserID = &c.UserID
+	}
+	return v
+}
+
 // answer is what the read model says for a key: not found, or a view with its JSON encoding
 // prepared once, so a cached answer is served without encoding.
 type answer struct {
 	found bool
-	view  entitlement.View
+	view  entitlementView
 	body  []byte
 }
 
-func newAnswer(v entitlement.View) (*answer, error) {
+func newAnswer(v entitlementView) (*answer, error) {
 	v = normalize(v)
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -105,7 +153,7 @@ func newAnswer(v entitlement.View) (*answer, error) {
 
 // normalize holds the contract whatever the rows contain: times in UTC, [] rather than null
 // for every list.
-func normalize(v entitlement.View) entitlement.View {
+func normalize(v entitlementView) entitlementView {
 	v.CustomerIDs = nonNil(v.CustomerIDs)
 	v.Features = nonNil(v.Features)
 	subs := make([]entitlement.Subscription, len(v.Subscriptions))
@@ -144,12 +192,16 @@ type dbReader struct {
 func (r dbReader) read(ctx context.Context, k key) (*answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	var v entitlement.View
+	var v entitlementView
 	var err error
 	if k.user {
-		v, err = entitlement.GetUser(ctx, r.q, k.id)
+		var u entitlement.User
+		u, err = entitlement.GetUser(ctx, r.q, k.id)
+		v = userView(u)
 	} else {
-		v, err = entitlement.GetCustomer(ctx, r.q, k.id)
+		var c entitlement.Customer
+		c, err = entitlement.GetCustomer(ctx, r.q, k.id)
+		v = customerView(c)
 	}
 	if errors.Is(err, entitlement.ErrNotFound) {
 		return &answer{}, nil

@@ -1,6 +1,7 @@
 // Package entitlement is the read model: one row per customer (the derivation of its whole
 // history) and one per app user (the union of that user's customers). The processor writes it
-// inside the transaction that stored the events; the query API only reads it.
+// inside the transaction that stored the events; the query API only reads it. It holds every
+// statement on customer_entitlements and user_entitlements.
 package entitlement
 
 import (
@@ -48,18 +49,17 @@ type Customer struct {
 	UpdatedAt        time.Time // set by the database on write
 }
 
-// View is the answer for a user or a customer, as the query API serves it.
-type View struct {
-	UserID           *string        `json:"user_id"`
-	CustomerIDs      []string       `json:"customer_ids"`
-	Premium          bool           `json:"premium"`
-	Status           string         `json:"status"`
-	Features         []string       `json:"features"`
-	Subscriptions    []Subscription `json:"subscriptions"`
-	LastEventID      *string        `json:"last_event_id"`
-	LastEventCreated *time.Time     `json:"last_event_created"`
-	UpdatedAt        *time.Time     `json:"updated_at"`
-	FailOpen         bool           `json:"fail_open"`
+// User is one app user's row: the union of the rows of all the customers that carry its id.
+type User struct {
+	UserID           string
+	CustomerIDs      []string // sorted
+	Premium          bool
+	Status           string
+	Features         []string
+	Subscriptions    []Subscription // by customer id, then subscription id
+	LastEventID      string         // of the latest event of all the user's customers
+	LastEventCreated time.Time
+	UpdatedAt        time.Time // set by the database on write
 }
 
 // FromState is the row of a derived customer state under the given rules.
@@ -111,6 +111,15 @@ type Querier interface {
 
 const customerColumns = `customer_id, coalesce(user_id, ''), deleted, premium, status, features, subscriptions,
 	last_event_id, last_event_created, updated_at`
+
+// The lookups the query API answers with. They read by key and are planned for index use on
+// sessions that price sequential scans out (enable_seqscan=off, as the query API's pool sets
+// it): plan_test.go holds them to that as the tables grow.
+const (
+	getUserSQL = `SELECT customer_ids, premium, status, features, subscriptions, last_event_id,
+			last_event_created, updated_at FROM user_entitlements WHERE user_id = $1`
+	getCustomerSQL = `SELECT ` + customerColumns + ` FROM customer_entitlements WHERE customer_id = $1`
+)
 
 func scanCustomer(row pgx.Row) (Customer, error) {
 	var c Customer
@@ -222,7 +231,7 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 				status = excluded.status, features = excluded.features, subscriptions = excluded.subscriptions,
 				last_event_id = excluded.last_event_id, last_event_created = excluded.last_event_created,
 				updated_at = now()`,
-			u, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, *v.LastEventID, *v.LastEventCreated)
+			u, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, v.LastEventID, v.LastEventCreated)
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("save user entitlements: %w", err)
@@ -230,12 +239,11 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 	return nil
 }
 
-// Merge is the answer for a user over the rows of all the user's customers (cs, at least one):
-// the union RefreshUsers stores. UserID, UpdatedAt and FailOpen are left unset. It does not
-// modify cs.
-func Merge(cs []Customer) View {
+// Merge is the row of a user over the rows of all the user's customers (cs, at least one): the
+// union RefreshUsers stores. UserID and UpdatedAt are left unset. It does not modify cs.
+func Merge(cs []Customer) User {
 	ents := make([]subscription.Entitlement, 0, len(cs))
-	v := View{CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
+	v := User{CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
 	var last Customer
 	for i, c := range cs {
 		ents = append(ents, subscription.Entitlement{Premium: c.Premium, Status: c.Status, Features: c.Features})
@@ -256,65 +264,49 @@ func Merge(cs []Customer) View {
 		}
 		return a.ID < b.ID
 	})
-	v.LastEventID, v.LastEventCreated = &last.LastEventID, &last.LastEventCreated
+	v.LastEventID, v.LastEventCreated = last.LastEventID, last.LastEventCreated
 	return v
 }
 
-// GetUser reads the answer for an app user. ErrNotFound when no customer carries the user id.
-func GetUser(ctx context.Context, q Querier, userID string) (View, error) {
-	var v View
+// GetUser reads the row of an app user, times in UTC and lists never nil. ErrNotFound when no
+// customer carries the user id.
+func GetUser(ctx context.Context, q Querier, userID string) (User, error) {
+	u := User{UserID: userID}
 	var subs []byte
-	var lastID string
-	var lastCreated, updated time.Time
-	err := q.QueryRow(ctx, `SELECT customer_ids, premium, status, features, subscriptions, last_event_id,
-			last_event_created, updated_at FROM user_entitlements WHERE user_id = $1`, userID).
-		Scan(&v.CustomerIDs, &v.Premium, &v.Status, &v.Features, &subs, &lastID, &lastCreated, &updated)
+	err := q.QueryRow(ctx, getUserSQL, userID).
+		Scan(&u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &subs, &u.LastEventID, &u.LastEventCreated, &u.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return View{}, fmt.Errorf("user %s: %w", userID, ErrNotFound)
+		return User{}, fmt.Errorf("user %s: %w", userID, ErrNotFound)
 	}
 	if err != nil {
-		return View{}, fmt.Errorf("read entitlement of user %s: %w", userID, err)
+		return User{}, fmt.Errorf("read entitlement of user %s: %w", userID, err)
 	}
-	if err := json.Unmarshal(subs, &v.Subscriptions); err != nil {
-		return View{}, fmt.Errorf("decode subscriptions of user %s: %w", userID, err)
+	if err := json.Unmarshal(subs, &u.Subscriptions); err != nil {
+		return User{}, fmt.Errorf("decode subscriptions of user %s: %w", userID, err)
 	}
-	v.UserID = &userID
-	v.Features = nonNil(v.Features)
-	v.LastEventID = &lastID
-	v.LastEventCreated, v.UpdatedAt = utc(lastCreated), utc(updated)
-	return v, nil
+	u.CustomerIDs, u.Features = nonNil(u.CustomerIDs), nonNil(u.Features)
+	if u.Subscriptions == nil {
+		u.Subscriptions = []Subscription{}
+	}
+	u.LastEventCreated, u.UpdatedAt = u.LastEventCreated.UTC(), u.UpdatedAt.UTC()
+	return u, nil
 }
 
-// GetCustomer reads the answer for a Stripe customer. ErrNotFound when no event of it was seen.
-func GetCustomer(ctx context.Context, q Querier, customerID string) (View, error) {
-	c, err := scanCustomer(q.QueryRow(ctx, `SELECT `+customerColumns+` FROM customer_entitlements WHERE customer_id = $1`, customerID))
+// GetCustomer reads the row of a Stripe customer, times in UTC and lists never nil. ErrNotFound
+// when no event of it was seen.
+func GetCustomer(ctx context.Context, q Querier, customerID string) (Customer, error) {
+	c, err := scanCustomer(q.QueryRow(ctx, getCustomerSQL, customerID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return View{}, fmt.Errorf("customer %s: %w", customerID, ErrNotFound)
+		return Customer{}, fmt.Errorf("customer %s: %w", customerID, ErrNotFound)
 	}
 	if err != nil {
-		return View{}, fmt.Errorf("read entitlement of customer %s: %w", customerID, err)
+		return Customer{}, fmt.Errorf("read entitlement of customer %s: %w", customerID, err)
 	}
-	v := View{
-		CustomerIDs:   []string{c.CustomerID},
-		Premium:       c.Premium,
-		Status:        c.Status,
-		Features:      nonNil(c.Features),
-		Subscriptions: c.Subscriptions,
-		LastEventID:   &c.LastEventID,
+	c.Features = nonNil(c.Features)
+	if c.Subscriptions == nil {
+		c.Subscriptions = []Subscription{}
 	}
-	if c.UserID != "" {
-		v.UserID = &c.UserID
-	}
-	if v.Subscriptions == nil {
-		v.Subscriptions = []Subscription{}
-	}
-	v.LastEventCreated, v.UpdatedAt = utc(c.LastEventCreated), utc(c.UpdatedAt)
-	return v, nil
-}
-
-func utc(t time.Time) *time.Time {
-	t = t.UTC()
-	return &t
+	return c, nil
 }
 
 func nonNil(s []string) []string {

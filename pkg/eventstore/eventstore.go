@@ -1,11 +1,11 @@
 // Package eventstore is the append-only store of every Stripe event Tollgate accepted: one row per
-// event id, the raw bytes exactly as received. The primary key is the permanent dedupe.
+// event id, the raw bytes exactly as received. The primary key is the permanent dedupe. It holds
+// every statement on stripe_events and on dead_letters (events the processor set aside).
 package eventstore
 
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,69 +39,6 @@ func Append(ctx context.Context, q Querier, events []stripeevent.Event) (int64, 
 		return 0, fmt.Errorf("append %d events: %w", n, err)
 	}
 	return tag.RowsAffected(), nil
-}
-
-// Histories loads the stored events of the given customers, each customer's in (created, id)
-// order. Ties within a second are ordered by the derivation's own ordering function; this order
-// only makes reads predictable.
-func Histories(ctx context.Context, q Querier, customerIDs []string) (map[string][]stripeevent.Event, error) {
-	rows, err := q.Query(ctx, `SELECT customer_id, payload FROM stripe_events
-		WHERE customer_id = ANY($1) ORDER BY customer_id, created, id`, customerIDs)
-	if err != nil {
-		return nil, fmt.Errorf("load histories: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[string][]stripeevent.Event, len(customerIDs))
-	for rows.Next() {
-		var customer string
-		var payload []byte
-		if err := rows.Scan(&customer, &payload); err != nil {
-			return nil, fmt.Errorf("load histories: %w", err)
-		}
-		ev, err := stripeevent.ParseValid(payload)
-		if err != nil {
-			// Only events Parse accepted are stored, so validation is skipped; a row that no
-			// longer parses is corruption.
-			return nil, fmt.Errorf("stored event of customer %s: %w", customer, err)
-		}
-		out[customer] = append(out[customer], ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load histories: %w", err)
-	}
-	return out, nil
-}
-
-// Customers lists up to limit customer ids that have events, in id order, after the given id
-// ("" to start). It pages through every customer for a full replay.
-func Customers(ctx context.Context, q Querier, after string, limit int) ([]string, error) {
-	rows, err := q.Query(ctx, `SELECT DISTINCT customer_id FROM stripe_events
-		WHERE customer_id IS NOT NULL AND customer_id > $1 ORDER BY customer_id LIMIT $2`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list customers: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("list customers: %w", err)
-	}
-	return ids, nil
-}
-
-// Count is the number of stored events and the time the newest was received (zero when none).
-func Count(ctx context.Context, q Querier) (int64, time.Time, error) {
-	rows, err := q.Query(ctx, `SELECT count(*), coalesce(max(received_at), 'epoch') FROM stripe_events`)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("count events: %w", err)
-	}
-	type result struct {
-		N    int64
-		Last time.Time
-	}
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[result])
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("count events: %w", err)
-	}
-	return r.N, r.Last, nil
 }
 
 func nullable(s string) *string {

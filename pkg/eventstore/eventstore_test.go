@@ -2,7 +2,9 @@ package eventstore_test
 
 import (
 	"context"
-	"fmt"
+	"errors"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,13 +12,13 @@ import (
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 func event(t *testing.T, id, customer string, created int64) stripeevent.Event {
 	t.Helper()
-	ev, err := stripeevent.Parse(fmt.Appendf(nil,
-		`{"id":%q,"object":"event","type":"customer.updated","created":%d,"livemode":false,"api_version":"2024-06-20","data":{"object":{"id":%q,"object":"customer"}}}`,
-		id, created, customer))
+	ev, err := stripeevent.Parse(stripetest.Event{ID: id, Type: "customer.updated", Created: created, APIVersion: "2024-06-20",
+		Object: map[string]any{"id": customer, "object": "customer"}}.JSON(t))
 	require.NoError(t, err)
 	return ev
 }
@@ -40,12 +42,12 @@ func TestAppendIsIdempotentAndKeepsRawBytes(t *testing.T) {
 	require.Equal(t, a.Raw, payload)
 	require.Equal(t, "2024-06-20", version)
 
-	count, _, err := eventstore.Count(ctx, db.Pool)
-	require.NoError(t, err)
-	require.EqualValues(t, 2, count)
+	var count int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM stripe_events`).Scan(&count))
+	require.Equal(t, 2, count)
 }
 
-func TestHistoriesInCreatedOrder(t *testing.T) {
+func TestHistoriesByCustomerAndByID(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := context.Background()
@@ -54,13 +56,28 @@ func TestHistoriesInCreatedOrder(t *testing.T) {
 	})
 	require.NoError(t, err)
 
-	h, err := eventstore.Histories(ctx, db.Pool, []string{"cus_1", "cus_2", "cus_none"})
+	var got []eventstore.Envelope
+	require.NoError(t, eventstore.ForEachEnvelope(ctx, db.Pool, []string{"cus_1", "cus_none"}, func(e eventstore.Envelope) error {
+		got = append(got, e)
+		return nil
+	}))
+	slices.SortFunc(got, func(a, b eventstore.Envelope) int { return strings.Compare(a.ID, b.ID) })
+	require.Equal(t, []eventstore.Envelope{
+		{CustomerID: "cus_1", ID: "evt_1", Type: "customer.updated", Created: 10},
+		{CustomerID: "cus_1", ID: "evt_3", Type: "customer.updated", Created: 30},
+	}, got)
+	stop := errors.New("stop")
+	err = eventstore.ForEachEnvelope(ctx, db.Pool, []string{"cus_1"}, func(eventstore.Envelope) error { return stop })
+	require.ErrorIs(t, err, stop, "the callback's error ends the walk")
+
+	stored, err := eventstore.Payloads(ctx, db.Pool, []string{"evt_2", "evt_3", "evt_none"})
 	require.NoError(t, err)
-	require.Len(t, h["cus_1"], 2)
-	require.Equal(t, "evt_1", h["cus_1"][0].ID)
-	require.Equal(t, "evt_3", h["cus_1"][1].ID)
-	require.Len(t, h["cus_2"], 1)
-	require.Empty(t, h["cus_none"])
+	slices.SortFunc(stored, func(a, b eventstore.Stored) int { return strings.Compare(a.ID, b.ID) })
+	require.Len(t, stored, 2)
+	require.Equal(t, "cus_2", stored[0].CustomerID)
+	require.Equal(t, event(t, "evt_2", "cus_2", 20).Raw, stored[0].Payload)
+	require.Equal(t, "evt_3", stored[1].ID)
+	require.Equal(t, "cus_1", stored[1].CustomerID)
 
 	ids, err := eventstore.Customers(ctx, db.Pool, "", 1)
 	require.NoError(t, err)
@@ -68,4 +85,7 @@ func TestHistoriesInCreatedOrder(t *testing.T) {
 	ids, err = eventstore.Customers(ctx, db.Pool, "cus_1", 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{"cus_2"}, ids)
+	n, err := eventstore.CountCustomers(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
 }

@@ -118,11 +118,6 @@ func Subject(customerID, eventType string) string {
 	return SubjectPrefix + "." + token(customerID, NoCustomer) + "." + typeTokens(eventType)
 }
 
-// CustomerSubjects matches every event of one customer.
-func CustomerSubjects(customerID string) string {
-	return SubjectPrefix + "." + token(customerID, NoCustomer) + ".>"
-}
-
 func token(s, empty string) string {
 	if s == "" {
 		return empty

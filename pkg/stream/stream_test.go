@@ -26,7 +26,6 @@ func TestSubject(t *testing.T) {
 			require.Equal(t, tt.want, stream.Subject(tt.customer, tt.typ))
 		})
 	}
-	require.Equal(t, "stripe.events.cus_1.>", stream.CustomerSubjects("cus_1"))
 }
 
 func TestEnsureIsIdempotent(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 func longHistory(tb testing.TB, n int, subscriptionsOnly bool) [][]byte {
 	tb.Helper()
 	r := rand.New(rand.NewPCG(uint64(n), 99))
-	h := newHistory(cus, apiV2024)
+	h := newHistory(tb, cus, apiV2024)
 	noise := func(at int64, typ string, s sub) {
 		if !subscriptionsOnly {
 			h.invoice(tb, at, typ, s.latestInvoice, s.id)
@@ -123,12 +123,12 @@ func BenchmarkDerive(b *testing.B) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	h := newHistory(cus, apiV2024)
+	h := newHistory(b, cus, apiV2024)
 	s := proSub("sub_1Bench")
 	h.created(t0, s)
 	s.status = "past_due"
 	h.updated(t0+1, s)
-	basil := newHistory(cus, apiBasil)
+	basil := newHistory(b, cus, apiBasil)
 	basil.created(t0, s)
 	s.status = "active"
 	basil.updated(t0+1, s)

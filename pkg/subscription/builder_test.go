@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // This file builds full, Stripe-shaped event payloads (pretty-printed like Stripe sends them, with
@@ -219,25 +218,16 @@ func previousAttributes(old, cur map[string]any) map[string]any {
 	return prev
 }
 
-func envelope(id, typ, api string, created int64, object, prev map[string]any) []byte {
-	data := map[string]any{"object": object}
-	if prev != nil {
-		data["previous_attributes"] = prev
-	}
-	b, err := json.MarshalIndent(map[string]any{
-		"id": id, "object": "event", "api_version": api, "created": created, "data": data,
-		"livemode": false, "pending_webhooks": int64(1),
-		"request": map[string]any{"id": "req_" + id[4:], "idempotency_key": nil}, "type": typ,
-	}, "", "  ")
-	if err != nil {
-		panic(err)
-	}
-	return b
+// envelope is the event around object as Stripe sends it (stripetest builds it).
+func (h *history) envelope(id, typ string, created int64, object, prev map[string]any) []byte {
+	h.tb.Helper()
+	return stripetest.Event{ID: id, Type: typ, Created: created, APIVersion: h.api, Object: object, PreviousAttributes: prev}.JSON(h.tb)
 }
 
 // history builds the raw events of one customer, remembering each object's last state so that
 // updates carry Stripe's previous_attributes.
 type history struct {
+	tb        testing.TB
 	customer  string
 	api       string
 	seq       int
@@ -257,7 +247,7 @@ func (h *history) template(t testing.TB, name string) map[string]any {
 	var data struct {
 		Object map[string]any `json:"object"`
 	}
-	raw := fixture(t, name)
+	raw := stripetest.Fixture(t, name)
 	var ev struct {
 		Data json.RawMessage `json:"data"`
 	}
@@ -274,8 +264,8 @@ func (h *history) template(t testing.TB, name string) map[string]any {
 	return maps.Clone(o)
 }
 
-func newHistory(customer, api string) *history {
-	return &history{customer: customer, api: api, subs: map[string]map[string]any{}}
+func newHistory(tb testing.TB, customer, api string) *history {
+	return &history{tb: tb, customer: customer, api: api, subs: map[string]map[string]any{}}
 }
 
 // eventID gives ids that, like Stripe's, do not sort in creation order.
@@ -290,7 +280,7 @@ func (h *history) add(raw []byte) { h.raws = append(h.raws, raw) }
 
 func (h *history) customerCreated(at int64, md map[string]string) {
 	h.cust = customerObject(h.customer, at, md)
-	h.add(envelope(h.eventID(), "customer.created", h.api, at, h.cust, nil))
+	h.add(h.envelope(h.eventID(), "customer.created", at, h.cust, nil))
 }
 
 func (h *history) customerUpdated(at int64, md map[string]string) {
@@ -301,14 +291,14 @@ func (h *history) customerUpdated(at int64, md map[string]string) {
 	cur := maps.Clone(old)
 	cur["metadata"] = metadataObject(md)
 	h.cust = cur
-	h.add(envelope(h.eventID(), "customer.updated", h.api, at, cur, previousAttributes(old, cur)))
+	h.add(h.envelope(h.eventID(), "customer.updated", at, cur, previousAttributes(old, cur)))
 }
 
 func (h *history) customerDeleted(at int64) {
 	if h.cust == nil {
 		h.cust = customerObject(h.customer, at-day, nil)
 	}
-	h.add(envelope(h.eventID(), "customer.deleted", h.api, at, h.cust, nil))
+	h.add(h.envelope(h.eventID(), "customer.deleted", at, h.cust, nil))
 }
 
 // subscription emits a customer.subscription.* event with s as its object; updates carry
@@ -323,7 +313,7 @@ func (h *history) subscription(at int64, typ string, s sub) {
 		prev = previousAttributes(old, cur)
 	}
 	h.subs[s.id] = cur
-	h.add(envelope(h.eventID(), typ, h.api, at, cur, prev))
+	h.add(h.envelope(h.eventID(), typ, at, cur, prev))
 }
 
 func (h *history) created(at int64, s sub) { h.subscription(at, "customer.subscription.created", s) }
@@ -337,7 +327,7 @@ func (h *history) checkout(t testing.TB, at int64, typ, session, clientReference
 	o["id"], o["customer"], o["subscription"], o["mode"] = session, h.customer, nullableString(subscriptionID), mode
 	o["client_reference_id"] = nullableString(clientReferenceID)
 	o["created"], o["expires_at"] = at-60, at+day
-	h.add(envelope(h.eventID(), typ, h.api, at, o, nil))
+	h.add(h.envelope(h.eventID(), typ, at, o, nil))
 }
 
 func (h *history) entitlementSummary(at int64, lookupKeys ...string) {
@@ -357,7 +347,7 @@ func (h *history) entitlementSummary(at int64, lookupKeys ...string) {
 	old := map[string]any{"object": "entitlements.active_entitlement_summary", "customer": h.customer,
 		"entitlements": obj(h.summary), "livemode": false}
 	h.summary = lookupKeys
-	h.add(envelope(h.eventID(), "entitlements.active_entitlement_summary.updated", h.api, at, cur,
+	h.add(h.envelope(h.eventID(), "entitlements.active_entitlement_summary.updated", at, cur,
 		previousAttributes(old, cur)))
 }
 
@@ -367,15 +357,7 @@ func (h *history) invoice(t testing.TB, at int64, typ, invoiceID, subscriptionID
 	t.Helper()
 	o := h.template(t, "invoice.paid.json")
 	o["id"], o["customer"], o["subscription"], o["created"] = invoiceID, h.customer, subscriptionID, at
-	h.add(envelope(h.eventID(), typ, h.api, at, o, nil))
-}
-
-// fixture reads a captured payload from ../testdata/stripe-events.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", name))
-	require.NoError(t, err)
-	return b
+	h.add(h.envelope(h.eventID(), typ, at, o, nil))
 }
 
 // decodeAll parses and decodes raw payloads.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // parse parses one raw payload for Decode.
@@ -22,7 +23,7 @@ func parse(t *testing.T, raw []byte) stripeevent.Event {
 func wrapCheckout(t *testing.T, id, typ string, created int64) []byte {
 	t.Helper()
 	var data map[string]json.RawMessage
-	require.NoError(t, json.Unmarshal(fixture(t, "checkout.session.completed.data.json"), &data))
+	require.NoError(t, json.Unmarshal(stripetest.Fixture(t, "checkout.session.completed.data.json"), &data))
 	b, err := json.Marshal(map[string]any{"id": id, "object": "event", "type": typ, "created": created,
 		"livemode": false, "api_version": apiOld, "data": data})
 	require.NoError(t, err)
@@ -43,7 +44,7 @@ func TestDecodeFixtures(t *testing.T) {
 	}{
 		{
 			name: "customer.subscription.created, 2020-03-02, two items of one price",
-			raw:  func(t *testing.T) []byte { return fixture(t, "customer.subscription.created.json") },
+			raw:  func(t *testing.T) []byte { return stripetest.Fixture(t, "customer.subscription.created.json") },
 			want: subscription.Event{ID: "evt_1J02NfJDPojXS6LNawmt1X8q", Type: "customer.subscription.created",
 				Created: 1623148918, CustomerID: "cus_IhGfebO16cMIGN",
 				Subscription: &subscription.SubscriptionObject{ID: "sub_JdIzvfy6o5GZRd", CustomerID: "cus_IhGfebO16cMIGN",
@@ -52,7 +53,7 @@ func TestDecodeFixtures(t *testing.T) {
 		},
 		{
 			name: "customer.subscription.deleted",
-			raw:  func(t *testing.T) []byte { return fixture(t, "customer.subscription.deleted.json") },
+			raw:  func(t *testing.T) []byte { return stripetest.Fixture(t, "customer.subscription.deleted.json") },
 			want: subscription.Event{ID: "evt_1J02QdJDPojXS6LNnOJB09Xb", Type: "customer.subscription.deleted",
 				Created: 1623149102, CustomerID: "cus_IhGfebO16cMIGN",
 				Subscription: &subscription.SubscriptionObject{ID: "sub_JdIzvfy6o5GZRd", CustomerID: "cus_IhGfebO16cMIGN",
@@ -61,14 +62,16 @@ func TestDecodeFixtures(t *testing.T) {
 		},
 		{
 			name: "entitlement summary",
-			raw:  func(t *testing.T) []byte { return fixture(t, "entitlements.active_entitlement_summary.updated.json") },
+			raw: func(t *testing.T) []byte {
+				return stripetest.Fixture(t, "entitlements.active_entitlement_summary.updated.json")
+			},
 			want: subscription.Event{ID: "evt_1RqDanBRSrwpzKxHOnFoInVh", Type: "entitlements.active_entitlement_summary.updated",
 				Created: 1753795761, CustomerID: "cus_Sll319ReSxCmEi",
 				EntitlementSummary: &subscription.EntitlementSummary{LookupKeys: []string{"journeys"}}},
 		},
 		{
 			name: "invoice.paid is only counted",
-			raw:  func(t *testing.T) []byte { return fixture(t, "invoice.paid.json") },
+			raw:  func(t *testing.T) []byte { return stripetest.Fixture(t, "invoice.paid.json") },
 			want: subscription.Event{ID: "evt_1KJrGtJDPojXS6LN15fcthM3", Type: "invoice.paid", Created: 1642649111,
 				CustomerID: "cus_JsuO3bmrj0QlAw"},
 		},
@@ -229,7 +232,7 @@ func TestDeriveCapturedPayloads(t *testing.T) {
 	for _, name := range []string{"customer.subscription.deleted.json", "invoice.paid.json",
 		"customer.subscription.updated.json", "entitlements.active_entitlement_summary.updated.json",
 		"customer.subscription.created.json"} {
-		ev, err := subscription.Decode(parse(t, fixture(t, name)))
+		ev, err := subscription.Decode(parse(t, stripetest.Fixture(t, name)))
 		require.NoError(t, err)
 		events = append(events, ev)
 	}
@@ -266,7 +269,7 @@ func TestReadsObjectAgreesWithDecode(t *testing.T) {
 	for _, name := range []string{"invoice.paid.json", "customer.subscription.created.json",
 		"customer.subscription.updated.json", "customer.subscription.deleted.json",
 		"entitlements.active_entitlement_summary.updated.json"} {
-		ev := parse(t, fixture(t, name))
+		ev := parse(t, stripetest.Fixture(t, name))
 		got, err := subscription.Decode(ev)
 		require.NoError(t, err, name)
 		if subscription.ReadsObject(ev.Type) {

@@ -544,7 +544,7 @@ func TestDerive(t *testing.T) {
 			if api == "" {
 				api = apiV2024
 			}
-			h := newHistory(cus, api)
+			h := newHistory(t, cus, api)
 			tt.build(t, h)
 			rules := subscription.DefaultRules()
 			if tt.rules != nil {

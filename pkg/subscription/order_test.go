@@ -126,7 +126,7 @@ func TestOrderSameSecond(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHistory(cus, apiV2024)
+			h := newHistory(t, cus, apiV2024)
 			tt.build(t, h)
 			events := decodeAll(t, h.raws)
 			want := ids(events)
@@ -142,7 +142,7 @@ func TestOrderSameSecond(t *testing.T) {
 
 func TestOrderDeletedLast(t *testing.T) {
 	t.Parallel()
-	h := newHistory(cus, apiV2024)
+	h := newHistory(t, cus, apiV2024)
 	s := proSub("sub_1Del")
 	h.created(t0-day, s)
 	h.customerCreated(t0-day, nil)

@@ -197,7 +197,7 @@ func TestOneUserTwoCustomers(t *testing.T) {
 	rules := subscription.DefaultRules()
 	rules.Plans = map[string][]string{teamItem().price: {"team"}}
 
-	first := newHistory("cus_First1", apiV2024)
+	first := newHistory(t, "cus_First1", apiV2024)
 	first.customerCreated(t0, map[string]string{"user_id": "u_42"})
 	s := proSub("sub_1First")
 	h := first
@@ -205,7 +205,7 @@ func TestOneUserTwoCustomers(t *testing.T) {
 	s.status, s.endedAt = "canceled", t0+month
 	h.deleted(t0+month, s)
 
-	second := newHistory("cus_Second2", apiBasil)
+	second := newHistory(t, "cus_Second2", apiBasil)
 	second.customerCreated(t0+2*month, nil)
 	s2 := proSub("sub_1Second")
 	s2.items = []item{teamItem()}

@@ -166,6 +166,34 @@ func migrationsHash(tb testing.TB) string {
 	return strings.ToLower(hex.EncodeToString(h.Sum(nil))[:12])
 }
 
+// Conn is a connection of its own to db with the given run-time parameters (for example
+// enable_seqscan=off, as the services' pools set it, for a plan test), released in t.Cleanup.
+func Conn(tb testing.TB, db *DB, params map[string]string) *pgxpool.Conn {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		tb.Fatalf("pgtest: parse %s: %v", db.URL, err)
+	}
+	for k, v := range params {
+		cfg.ConnConfig.RuntimeParams[k] = v
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("pgtest: open pool: %v", err)
+	}
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		pool.Close()
+		tb.Fatalf("pgtest: connect: %v", err)
+	}
+	tb.Cleanup(func() {
+		conn.Release()
+		pool.Close()
+	})
+	return conn
+}
+
 // Querier is what Explain reads through: a connection, a pool or a transaction.
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

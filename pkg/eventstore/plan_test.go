@@ -1,0 +1,51 @@
+package eventstore
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/testkit/pgtest"
+)
+
+// A new deployment starts with an empty event store, which autovacuum analyzes while it is tiny.
+// A statement prepared and run a few times then must not keep a plan made for an empty table
+// once the table has grown: the soak saw the history queries stay sequential scans and take
+// seconds at 60,000 events. The session prices sequential scans out as the processor's pool does
+// (processor/run.go openPool, held to it by processor/plan_test.go).
+func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := t.Context()
+	conn := pgtest.Conn(t, db, map[string]string{"enable_seqscan": "off"})
+
+	fill := func(from, to int) {
+		t.Helper()
+		_, err := conn.Exec(ctx, `INSERT INTO stripe_events (id, type, created, livemode, customer_id, payload)
+			SELECT 'evt_'||g, 'customer.updated', g, false, 'cus_'||(g/4), '{}'::bytea FROM generate_series($1::int, $2::int) g`, from, to)
+		require.NoError(t, err)
+	}
+	// The first events, as autovacuum sees them early on.
+	fill(1, 40)
+	_, err := conn.Exec(ctx, `ANALYZE stripe_events`)
+	require.NoError(t, err)
+
+	queries := map[string]string{
+		"payloads":  `PREPARE payloads(text[]) AS ` + payloadsSQL,
+		"envelopes": `PREPARE envelopes(text[]) AS ` + envelopesSQL,
+	}
+	for name, prepare := range queries {
+		_, err := conn.Exec(ctx, prepare)
+		require.NoError(t, err)
+		for range 8 { // past the 5 custom plans after which Postgres may settle on a generic one
+			_, err := conn.Exec(ctx, `EXECUTE `+name+`('{evt_x,cus_x}')`)
+			require.NoError(t, err)
+		}
+	}
+	fill(41, 50000)
+
+	for name := range queries {
+		plan := pgtest.Explain(t, conn, `EXECUTE `+name+`('{evt_1,cus_1}')`)
+		require.NotContains(t, plan, "Seq Scan", "%s:\n%s", name, plan)
+	}
+}
