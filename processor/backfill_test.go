@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/stripetest"
+	"github.com/tollgate/tollgate/testkit/syncbuf"
 )
 
 // backfillBundle is the processor's test world (JetStream with the stream, a fresh database) and
@@ -48,7 +49,7 @@ type command struct {
 
 // runCommand runs `processor args…` with env, as main does, until it returns.
 func runCommand(ctx context.Context, env map[string]string, args ...string) command {
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	err := run(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr)
 	return command{stdout: stdout.String(), stderr: stderr.String(), err: err}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/testkit/stripetest"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 // Some of a customer's events arrived by webhook, the others only through the backfill; the
@@ -51,7 +52,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 		require.NoError(t, err)
 		return v.Status
 	}
-	eventually(t, 30*time.Second, "the webhooks applied", func() bool {
+	wait.For(t, 30*time.Second, "the webhooks applied", func() bool {
 		return status("cus_rm_a") == "active" && status("cus_rm_c") == "active" && status("cus_rm_d") == "active"
 	})
 	require.Equal(t, "(none)", status("cus_rm_b"), "no webhook of cus_rm_b arrived")
@@ -61,7 +62,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	require.Equal(t, counts{Listed: 8, New: 4, AlreadyHad: 4}, summaryCounts(t, c.stdout))
 
 	want := map[string]string{"cus_rm_a": "past_due", "cus_rm_b": "active", "cus_rm_c": "canceled", "cus_rm_d": "active"}
-	eventually(t, 30*time.Second, "the backfilled events applied", func() bool {
+	wait.For(t, 30*time.Second, "the backfilled events applied", func() bool {
 		for cus, st := range want {
 			if status(cus) != st {
 				return false

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/testkit/stripetest"
+	"github.com/tollgate/tollgate/testkit/syncbuf"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 // metric reads one unlabelled series from the processor's /metrics.
@@ -33,7 +35,7 @@ func metric(t *testing.T, base, name string) float64 {
 // served is a processor serving through run(), as main runs it.
 type served struct {
 	base   string // http://host:port
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	cancel context.CancelFunc // SIGTERM
 	done   chan error
 }
@@ -61,7 +63,7 @@ func (b *bundle) serveWithEnv(t *testing.T, extra map[string]string) *served {
 		env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{base: "http://" + addr, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	s := &served{base: "http://" + addr, stderr: &syncbuf.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, nil, envOf(env), io.Discard, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -75,7 +77,7 @@ func (b *bundle) serveWithEnv(t *testing.T, extra map[string]string) *served {
 			t.Logf("processor stderr:\n%s", s.stderr.String())
 		}
 	})
-	eventually(t, 20*time.Second, "the processor answers /healthz", func() bool {
+	wait.For(t, 20*time.Second, "the processor answers /healthz", func() bool {
 		code, _ := httpGet(t, s.base+"/healthz")
 		return code == http.StatusOK
 	})
@@ -151,7 +153,7 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 
 	env := map[string]string{"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "100ms"}
 	processors := []*served{b.serveWithEnv(t, env), b.serveWithEnv(t, env)}
-	eventually(t, 20*time.Second, "both skipped their runs while the lock is held", func() bool {
+	wait.For(t, 20*time.Second, "both skipped their runs while the lock is held", func() bool {
 		for i, p := range processors {
 			if _, skips := runSpans(t, i, p.stderr.String()); skips < 2 {
 				return false
@@ -175,10 +177,10 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 	require.Zero(t, fake.Served(), "nothing listed")
 
 	release()
-	eventually(t, 20*time.Second, "the missed events recovered", func() bool {
+	wait.For(t, 20*time.Second, "the missed events recovered", func() bool {
 		return b.msgCount(t) == uint64(len(ids))
 	})
-	eventually(t, 20*time.Second, "both processors ran, and met the lock", func() bool {
+	wait.For(t, 20*time.Second, "both processors ran, and met the lock", func() bool {
 		var skipsAfter int
 		for i, p := range processors {
 			spans, skips := runSpans(t, i, p.stderr.String())
@@ -247,13 +249,13 @@ func TestScheduledBackfillFailureIsCounted(t *testing.T) {
 	b := setup(t)
 	fake := stripetest.NewAPI(t, "rk_test_other_key", stripetest.Faults{})
 	p := b.serveWithEnv(t, map[string]string{"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "50ms"})
-	eventually(t, 20*time.Second, "two failed runs", func() bool {
+	wait.For(t, 20*time.Second, "two failed runs", func() bool {
 		return metric(t, p.base, "tollgate_processor_backfill_failures_total") >= 2
 	})
 	require.Contains(t, p.stderr.String(), `"msg":"scheduled backfill failed"`)
 	require.Contains(t, p.stderr.String(), "Invalid API Key provided")
 	require.Zero(t, metric(t, p.base, "tollgate_processor_backfill_last_success_timestamp_seconds"))
-	eventually(t, 20*time.Second, "ready", func() bool {
+	wait.For(t, 20*time.Second, "ready", func() bool {
 		code, _ := httpGet(t, p.base+"/readyz")
 		return code == http.StatusOK
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/testkit/syncbuf"
 )
 
 // stripeMock is stripe-mock's module and version: Stripe's OpenAPI spec served with fixture
@@ -30,7 +31,7 @@ func startStripeMock(t *testing.T) string {
 	port := ln.Addr().(*net.TCPAddr).Port
 	require.NoError(t, ln.Close())
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command("go", "run", stripeMock, "-http-port", strconv.Itoa(port)) //nolint:noctx // its process group is stopped in Cleanup
 	cmd.Dir = t.TempDir()                                                          // outside the workspace: the module proxy's stripe-mock
 	cmd.Stdout, cmd.Stderr = logs, logs
