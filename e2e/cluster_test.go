@@ -67,10 +67,8 @@ func TestCluster(t *testing.T) {
 	e.js, err = jetstream.New(nc)
 	require.NoError(t, err)
 
-	info := streamInfo(ctx, t, e.js)
-	require.Equal(t, 3, info.Config.Replicas, "the listener and processor created the stream with STREAM_REPLICAS")
-	require.NotNil(t, info.Cluster)
-	require.Len(t, info.Cluster.Replicas, 2, "the leader and two followers")
+	require.Equal(t, 3, streamInfo(ctx, t, e.js).Config.Replicas, "the listener and processor created the stream with STREAM_REPLICAS")
+	waitFor(t, 30*time.Second, "a stream leader and two current followers", func() bool { return replicasCurrent(ctx, e.js) })
 
 	e.plan = newCrashPlan(rand.New(rand.NewPCG(seed, seed>>1)), "cc", clusterCustomers)
 	e.traffic = newTraffic([]string{
@@ -104,18 +102,7 @@ func TestCluster(t *testing.T) {
 		tr.count(func(a attempt) bool { return during(a) && a.status == http.StatusServiceUnavailable }), len(refused),
 		tr.count(func(a attempt) bool { return during(a) && a.status == 0 }), streamInfo(ctx, t, e.js).Cluster.Leader)
 	require.NoError(t, leader.Restart(ctx), "the old leader starts again on its store")
-	waitFor(t, 60*time.Second, "the old leader a current replica again", func() bool {
-		info, err := streamInfoErr(ctx, e.js)
-		if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
-			return false
-		}
-		for _, r := range info.Cluster.Replicas {
-			if !r.Current || r.Offline {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, 60*time.Second, "the old leader a current replica again", func() bool { return replicasCurrent(ctx, e.js) })
 	t.Logf("%s rejoined as a current replica %s after its kill", leader.Name, time.Since(killed).Round(time.Millisecond))
 
 	// A processor dies mid-traffic: the other keeps consuming; the dead one's unacknowledged
@@ -166,6 +153,20 @@ func streamInfoErr(ctx context.Context, js jetstream.JetStream) (*jetstream.Stre
 		return nil, err
 	}
 	return s.Info(ctx)
+}
+
+// replicasCurrent says whether the stream has a leader and two followers, both online and current.
+func replicasCurrent(ctx context.Context, js jetstream.JetStream) bool {
+	info, err := streamInfoErr(ctx, js)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+		return false
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Current || r.Offline {
+			return false
+		}
+	}
+	return true
 }
 
 // nodeNamed is the cluster node whose server_name is name.
