@@ -61,16 +61,7 @@ const (
 // It is not parallel with the other top-level tests: on a 2-core machine it wants the CPU.
 // TOLLGATE_CRASH_SEED replays a run's traffic plan (each subtest logs its seed).
 func TestCrash(t *testing.T) {
-	root := repoRoot(t)
-	binDir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binDir+"/", "./listener", "./processor", "./queryapi")
-	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "build the services:\n%s", out)
-	natsBin, err := natsproc.Build(ctx, filepath.Join(root, "e2e"), binDir)
-	require.NoError(t, err)
+	binDir, natsBin := buildBinaries(t)
 
 	faults := []struct {
 		name   string
@@ -106,6 +97,23 @@ func TestCrash(t *testing.T) {
 	}
 }
 
+// buildBinaries builds the three services and nats-server into a temporary directory and returns
+// it and the nats-server binary's path.
+func buildBinaries(t *testing.T) (binDir, natsBin string) {
+	t.Helper()
+	root := repoRoot(t)
+	binDir = t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binDir+"/", "./listener", "./processor", "./queryapi")
+	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "build the services:\n%s", out)
+	natsBin, err = natsproc.Build(ctx, filepath.Join(root, "e2e"), binDir)
+	require.NoError(t, err)
+	return binDir, natsBin
+}
+
 // crashEnv is one crash test's stack and what the test observes it with.
 type crashEnv struct {
 	pg      *pgcluster.Cluster
@@ -116,6 +124,8 @@ type crashEnv struct {
 	plan    *crashPlan
 	traffic *traffic
 	http    *http.Client
+	// queryAPIs are the query API instances whose answers are checked; nil means the stack's one.
+	queryAPIs []string
 }
 
 // setupCrash starts a private Postgres, a nats-server process and the three services on free
@@ -123,30 +133,16 @@ type crashEnv struct {
 // logs are printed.
 func setupCrash(t *testing.T, binDir, natsBin, prefix string) *crashEnv {
 	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("TOLLGATE_CRASH_SEED"); s != "" {
-		var err error
-		seed, err = strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err, "TOLLGATE_CRASH_SEED")
-	}
-	t.Logf("traffic plan seed %d", seed)
-
+	seed := crashSeed(t)
 	e := &crashEnv{http: &http.Client{Timeout: 10 * time.Second}}
 	e.pg = pgcluster.Start(t)
 	e.nats = natsproc.Start(t, natsBin)
 
-	logPath := filepath.Join(t.TempDir(), "services.log")
-	logf, err := os.Create(logPath)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = logf.Close()
-		if t.Failed() {
-			t.Logf("last lines of the services' logs:\n%s", tailLines(logPath, 150))
-		}
-	})
+	logf := servicesLog(t)
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	var err error
 	e.st, err = stack.Start(ctx, stack.Options{
 		BinDir: binDir, DataDir: t.TempDir(), NATSURL: e.nats.URL(), DatabaseURL: e.pg.URL("tollgate"),
 		ListenerAddr: addr(), QueryAPIAddr: addr(), ProcessorAddr: addr(), Log: logf,
@@ -164,8 +160,36 @@ func setupCrash(t *testing.T, binDir, natsBin, prefix string) *crashEnv {
 	require.NoError(t, err)
 
 	e.plan = newCrashPlan(rand.New(rand.NewPCG(seed, seed>>1)), prefix, crashCustomers)
-	e.traffic = newTraffic(e.st.URL(stack.Listener)+"/webhooks/stripe", e.st.WebhookSecret, e.plan, crashSendEvery)
+	e.traffic = newTraffic([]string{e.st.URL(stack.Listener) + "/webhooks/stripe"}, e.st.WebhookSecret, e.plan, crashSendEvery)
 	return e
+}
+
+// servicesLog is a file for the services' logs; t.Cleanup prints its end when the test failed.
+func servicesLog(t *testing.T) *os.File {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "services.log")
+	logf, err := os.Create(logPath)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = logf.Close()
+		if t.Failed() {
+			t.Logf("last lines of the services' logs:\n%s", tailLines(logPath, 150))
+		}
+	})
+	return logf
+}
+
+// crashSeed is the seed of a traffic plan: TOLLGATE_CRASH_SEED, else the clock. It is logged.
+func crashSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("TOLLGATE_CRASH_SEED"); s != "" {
+		var err error
+		seed, err = strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "TOLLGATE_CRASH_SEED")
+	}
+	t.Logf("traffic plan seed %d", seed)
+	return seed
 }
 
 // killProcessorMidBatch holds an exclusive lock on the read model so that the processor's batch
@@ -440,11 +464,25 @@ func (e *crashEnv) checkInvariants(t *testing.T) {
 	require.Zero(t, dead, "dead letters: %s", strings.Join(reasons, "; "))
 }
 
-// answersMatch compares the query API's answer for every customer and user with the expected
-// rows; it returns the first difference.
+// answersMatch compares every query API instance's answer for every customer and user with the
+// expected rows; it returns the first difference.
 func (e *crashEnv) answersMatch(ctx context.Context, want map[string]entitlement.Customer) error {
+	bases := e.queryAPIs
+	if bases == nil {
+		bases = []string{e.st.URL(stack.QueryAPI)}
+	}
+	for _, base := range bases {
+		if err := e.answersMatchAt(ctx, base, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// answersMatchAt is answersMatch for the query API at base.
+func (e *crashEnv) answersMatchAt(ctx context.Context, base string, want map[string]entitlement.Customer) error {
 	for _, cid := range slices.Sorted(maps.Keys(want)) {
-		if err := e.compare(ctx, "/v1/customers/"+cid+"/entitlement", customerView(want[cid])); err != nil {
+		if err := e.compare(ctx, base, "/v1/customers/"+cid+"/entitlement", customerView(want[cid])); err != nil {
 			return err
 		}
 	}
@@ -458,16 +496,16 @@ func (e *crashEnv) answersMatch(ctx context.Context, want map[string]entitlement
 		}
 		u := entitlement.Merge(rows)
 		u.UserID = user
-		if err := e.compare(ctx, "/v1/users/"+user+"/entitlement", userView(u)); err != nil {
+		if err := e.compare(ctx, base, "/v1/users/"+user+"/entitlement", userView(u)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// compare GETs path from the query API and compares the answer, updated_at aside, with want.
-func (e *crashEnv) compare(ctx context.Context, path string, want answerView) error {
-	status, body := e.get(ctx, path)
+// compare GETs path from the query API at base and compares the answer, updated_at aside, with want.
+func (e *crashEnv) compare(ctx context.Context, base, path string, want answerView) error {
+	status, body := e.getAt(ctx, base, path)
 	if status != http.StatusOK {
 		return fmt.Errorf("GET %s: %d %s", path, status, body)
 	}
@@ -485,7 +523,12 @@ func (e *crashEnv) compare(ctx context.Context, path string, want answerView) er
 
 // get is a GET of the query API with the stack's token; status 0 when it did not answer.
 func (e *crashEnv) get(ctx context.Context, path string) (int, []byte) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.st.URL(stack.QueryAPI)+path, nil)
+	return e.getAt(ctx, e.st.URL(stack.QueryAPI), path)
+}
+
+// getAt is get from the query API at base.
+func (e *crashEnv) getAt(ctx context.Context, base, path string) (int, []byte) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return 0, []byte(err.Error())
 	}

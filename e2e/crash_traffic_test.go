@@ -156,29 +156,31 @@ type attempt struct {
 	err        error
 }
 
-// traffic sends a plan's webhooks at a steady pace, each copy from its own goroutine, and like
+// traffic sends a plan's webhooks at a steady pace to one or more listeners, each copy from its
+// own goroutine, and like
 // Stripe retries a copy (fresh signature, backoff up to a second) until it gets a 200 or
 // sendDeadline passes. Every attempt is recorded.
 type traffic struct {
-	url, secret string
-	plan        *crashPlan
-	every       time.Duration // between two sends
-	client      *http.Client
-	inFlight    atomic.Int64 // requests on the wire without an answer yet
-	sent        atomic.Int64 // copies started
-	mu          sync.Mutex
-	attempts    []attempt
-	accepted    map[string]bool
-	wg          sync.WaitGroup
-	cancel      context.CancelFunc
+	urls     []string // listeners: each attempt goes to one picked at random
+	secret   string
+	plan     *crashPlan
+	every    time.Duration // between two sends
+	client   *http.Client
+	inFlight atomic.Int64 // requests on the wire without an answer yet
+	sent     atomic.Int64 // copies started
+	mu       sync.Mutex
+	attempts []attempt
+	accepted map[string]bool
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
 }
 
 // sendDeadline bounds the retries of one copy: far beyond any outage the tests cause.
 const sendDeadline = 90 * time.Second
 
-func newTraffic(url, secret string, plan *crashPlan, every time.Duration) *traffic {
+func newTraffic(urls []string, secret string, plan *crashPlan, every time.Duration) *traffic {
 	return &traffic{
-		url: url, secret: secret, plan: plan, every: every, accepted: map[string]bool{},
+		urls: urls, secret: secret, plan: plan, every: every, accepted: map[string]bool{},
 		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 100}},
 	}
 }
@@ -252,7 +254,7 @@ func (tr *traffic) post(ctx context.Context, id string) attempt {
 			tr.inFlight.Add(1)
 		}
 	}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tr.url, bytes.NewReader(ev.Payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tr.urls[rand.IntN(len(tr.urls))], bytes.NewReader(ev.Payload))
 	if err != nil {
 		a.err, a.end = err, time.Now()
 		return a

@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/natsconn"
+	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
@@ -78,7 +79,7 @@ func benchWebhook(b *testing.B, handler string, concurrency int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := ensureStream(b.Context(), js, logger, 10*time.Second); err != nil {
+		if err := ensureStream(b.Context(), js, stream.Options{}, logger, 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
 		h = newServer(cfg, nc, js, logger, prometheus.NewRegistry())

@@ -85,7 +85,7 @@ func setupWith(t *testing.T, opts setupOptions) *bundle {
 	})
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, ensureStream(t.Context(), js, logger, 10*time.Second))
+	require.NoError(t, ensureStream(t.Context(), js, stream.Options{}, logger, 10*time.Second))
 	st, err := js.Stream(t.Context(), stream.Name)
 	require.NoError(t, err)
 

@@ -295,12 +295,12 @@ func TestEnsureStreamRetriesUntilJetStreamIsUp(t *testing.T) {
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 
-	err = ensureStream(t.Context(), js, logger, 300*time.Millisecond)
+	err = ensureStream(t.Context(), js, stream.Options{}, logger, 300*time.Millisecond)
 	require.ErrorContains(t, err, "JetStream stream STRIPE_EVENTS not ready after")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	ensured := make(chan error, 1)
-	go func() { ensured <- ensureStream(t.Context(), js, logger, 30*time.Second) }()
+	go func() { ensured <- ensureStream(t.Context(), js, stream.Options{}, logger, 30*time.Second) }()
 	waitFor(t, 10*time.Second, "a failed attempt logged", func() bool {
 		return strings.Count(logs.String(), "stream not ready yet; retrying") >= 3
 	})

@@ -75,7 +75,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	defer stop(nil)
 	ensured := make(chan error, 1)
 	go func() {
-		err := ensureStream(serveCtx, js, logger, ensureStreamTimeout)
+		err := ensureStream(serveCtx, js, stream.Options{Replicas: cfg.StreamReplicas}, logger, ensureStreamTimeout)
 		if err != nil {
 			stop(err)
 		}
@@ -96,9 +96,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	return err
 }
 
-// ensureStream creates or updates the stream, retrying with a capped exponential backoff until
-// it succeeds, ctx is done or timeout passed.
-func ensureStream(ctx context.Context, js jetstream.JetStream, logger *slog.Logger, timeout time.Duration) error {
+// ensureStream creates or updates the stream with opts (STREAM_REPLICAS), retrying with a capped
+// exponential backoff until it succeeds, ctx is done or timeout passed.
+func ensureStream(ctx context.Context, js jetstream.JetStream, opts stream.Options, logger *slog.Logger, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	backoff := 100 * time.Millisecond
@@ -106,7 +106,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, logger *slog.Logg
 		err := errors.New("nats: not connected")
 		if js.Conn().IsConnected() {
 			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err = stream.Ensure(actx, js, stream.Options{})
+			_, err = stream.Ensure(actx, js, opts)
 			acancel()
 		}
 		if err == nil {

@@ -299,7 +299,7 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	if _, err := stream.Ensure(setupCtx, js, stream.Options{}); err != nil {
+	if _, err := stream.Ensure(setupCtx, js, stream.Options{Replicas: cfg.StreamReplicas}); err != nil {
 		return fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
 	}
 

@@ -42,7 +42,7 @@ Commands:
   help                         print this help (processor COMMAND -h for a command's flags)
 
 replay, dlq redrive, backfill and reconcile are safe while serve runs.
-Configuration comes from environment variables (HTTP_ADDR, NATS_URL, DATABASE_URL,
+Configuration comes from environment variables (HTTP_ADDR, NATS_URL, STREAM_REPLICAS, DATABASE_URL,
 USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
 BACKFILL_INTERVAL, BACKFILL_TYPES for backfill and reconcile); see the README.
 Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (whose own flag

@@ -120,7 +120,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		schema.refresh()
 		wg.Go(func() { watchSchema(runCtx, schema) })
 		var cons *consumer
-		if cons, runErr = startConsumer(runCtx, js, pool, proj, opts, logger, m); runErr == nil {
+		if cons, runErr = startConsumer(runCtx, js, stream.Options{Replicas: cfg.StreamReplicas}, pool, proj, opts, logger, m); runErr == nil {
 			started.Store(true)
 			logger.Info("consuming", "stream", stream.Name, "consumer", opts.Durable)
 			wg.Go(func() { watchMetrics(runCtx, cons, pool, m, logger) })
@@ -170,21 +170,25 @@ func migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error
 }
 
 // startConsumer makes sure the stream exists (creating it with the default settings only when
-// it is missing: its owner, the listener, may have tuned it) and creates the durable consumer,
-// retrying with a capped backoff until it succeeds, ctx is done or startTimeout passed.
-func startConsumer(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, proj *projector, opts consumerOptions,
-	logger *slog.Logger, m *metrics) (*consumer, error) {
+// it is missing: its owner, the listener, may have tuned it; updating it only when streamOpts sets
+// replicas, STREAM_REPLICAS, that it does not have) and creates the durable consumer, retrying
+// with a capped backoff until it succeeds, ctx is done or startTimeout passed.
+func startConsumer(ctx context.Context, js jetstream.JetStream, streamOpts stream.Options, pool *pgxpool.Pool, proj *projector,
+	opts consumerOptions, logger *slog.Logger, m *metrics) (*consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := func() (*consumer, error) {
-			if _, err := js.Stream(actx, stream.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
-				if _, err := stream.Ensure(actx, js, stream.Options{}); err != nil {
+			s, err := js.Stream(actx, stream.Name)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound),
+				err == nil && streamOpts.Replicas > 0 && s.CachedInfo().Config.Replicas != streamOpts.Replicas:
+				if _, err := stream.Ensure(actx, js, streamOpts); err != nil {
 					return nil, err
 				}
-			} else if err != nil {
+			case err != nil:
 				return nil, fmt.Errorf("look up stream %s: %w", stream.Name, err)
 			}
 			return newConsumer(actx, js, pool, proj, opts, logger, m)

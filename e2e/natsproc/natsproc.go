@@ -4,13 +4,14 @@
 // way: it shares the test's process.
 //
 // The binary is the nats-server this module requires, built from the module cache (Build or
-// `make bin/nats-server`), with JetStream on. The crash tests run it with sync_interval: always,
-// the setting the README tells operators to use: every write is fsynced before it is
-// acknowledged, so a kill -9 loses nothing acknowledged.
+// `make bin/nats-server`), with JetStream on, alone or as the nodes of a cluster (LaunchCluster).
+// The crash tests run it with sync_interval: always, the setting the README tells operators to
+// use: every write is fsynced before it is acknowledged, so a kill -9 loses nothing acknowledged.
 package natsproc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,11 +53,25 @@ type Options struct {
 	SyncAlways bool
 	// Log receives the server's output; default Dir/nats-server.log.
 	Log io.Writer
+	// Port is the client port; 0 picks a free one.
+	Port int
+	// Name is the server_name; default tollgate-test. The nodes of a cluster need distinct names.
+	Name string
+	// Cluster, when set, makes the server a node of a JetStream cluster (see LaunchCluster).
+	Cluster *Cluster
+}
+
+// Cluster is the cluster block of one node.
+type Cluster struct {
+	Name   string   // the cluster's name, the same on every node
+	Port   int      // this node's route port
+	Routes []string // nats-route://host:port of every node (its own is ignored by the server)
 }
 
 // Server is a nats-server process. Its methods are not safe for concurrent use.
 type Server struct {
 	Port       int
+	Name       string // server_name, as JetStream's stream info names a cluster's leader
 	SyncAlways bool
 	bin        string
 	dir        string // config, store and log
@@ -69,29 +84,127 @@ type Server struct {
 // Launch runs bin with JetStream on a free loopback port and returns once JetStream answers.
 // The caller stops it with Stop or Kill.
 func Launch(ctx context.Context, bin string, opts Options) (*Server, error) {
-	port, err := freeport.Get()
+	s, err := configure(bin, opts)
 	if err != nil {
-		return nil, fmt.Errorf("natsproc: %w", err)
-	}
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("natsproc: %w", err)
-	}
-	s := &Server{Port: port, SyncAlways: opts.SyncAlways, bin: bin, dir: opts.Dir,
-		logPath: filepath.Join(opts.Dir, "nats-server.log"), log: opts.Log}
-	syncLine := ""
-	if opts.SyncAlways {
-		syncLine = "\n  sync_interval: always"
-	}
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nserver_name: tollgate-test\nmax_payload: 1MB\njetstream {\n  store_dir: %q%s\n}\n",
-		port, filepath.Join(opts.Dir, "store"), syncLine)
-	if err := os.WriteFile(s.confPath(), []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("natsproc: %w", err)
+		return nil, err
 	}
 	if err := s.Restart(ctx); err != nil {
 		s.Kill()
 		return nil, fmt.Errorf("natsproc: %w", err)
 	}
 	return s, nil
+}
+
+// configure writes the server's config file in opts.Dir.
+func configure(bin string, opts Options) (*Server, error) {
+	port := opts.Port
+	if port == 0 {
+		var err error
+		if port, err = freeport.Get(); err != nil {
+			return nil, fmt.Errorf("natsproc: %w", err)
+		}
+	}
+	if opts.Name == "" {
+		opts.Name = "tollgate-test"
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsproc: %w", err)
+	}
+	s := &Server{Port: port, Name: opts.Name, SyncAlways: opts.SyncAlways, bin: bin, dir: opts.Dir,
+		logPath: filepath.Join(opts.Dir, "nats-server.log"), log: opts.Log}
+	syncLine := ""
+	if opts.SyncAlways {
+		syncLine = "\n  sync_interval: always"
+	}
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nserver_name: %q\nmax_payload: 1MB\njetstream {\n  store_dir: %q%s\n}\n",
+		port, opts.Name, filepath.Join(opts.Dir, "store"), syncLine)
+	if c := opts.Cluster; c != nil {
+		routes := make([]string, len(c.Routes))
+		for i, r := range c.Routes {
+			routes[i] = fmt.Sprintf("%q", r)
+		}
+		conf += fmt.Sprintf("cluster {\n  name: %q\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
+			c.Name, c.Port, strings.Join(routes, ", "))
+	}
+	if err := os.WriteFile(s.confPath(), []byte(conf), 0o600); err != nil {
+		return nil, fmt.Errorf("natsproc: %w", err)
+	}
+	return s, nil
+}
+
+// LaunchCluster runs n servers of bin as one JetStream cluster on loopback (server names
+// tollgate-1 … tollgate-n, each with its store in dir/<name>, routes to every node) and returns
+// once JetStream answers on every node (a meta leader is elected). opts gives SyncAlways and
+// Log; its Dir, Port, Name and Cluster are ignored. The caller stops the servers with Stop or
+// Kill.
+func LaunchCluster(ctx context.Context, bin, dir string, n int, opts Options) ([]*Server, error) {
+	routes := make([]string, n)
+	ports := make([]int, n)
+	for i := range n {
+		var err error
+		if ports[i], err = freeport.Get(); err != nil {
+			return nil, fmt.Errorf("natsproc: %w", err)
+		}
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
+	}
+	servers := make([]*Server, 0, n)
+	killAll := func() {
+		for _, s := range servers {
+			s.Kill()
+		}
+	}
+	for i := range n {
+		o := opts
+		o.Name = fmt.Sprintf("tollgate-%d", i+1)
+		o.Dir, o.Port = filepath.Join(dir, o.Name), 0
+		o.Cluster = &Cluster{Name: "tollgate", Port: ports[i], Routes: routes}
+		s, err := configure(bin, o)
+		if err != nil {
+			killAll()
+			return nil, err
+		}
+		// Started together: JetStream answers on none until a quorum of nodes runs.
+		if err := s.start(); err != nil {
+			killAll()
+			return nil, fmt.Errorf("natsproc: %w", err)
+		}
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if err := s.waitReady(ctx); err != nil {
+			killAll()
+			return nil, fmt.Errorf("natsproc: %w", err)
+		}
+	}
+	return servers, nil
+}
+
+// StartCluster is LaunchCluster with sync_interval: always in a temporary directory of the
+// test. t.Cleanup kills the servers; when the test failed their logs are printed.
+func StartCluster(tb testing.TB, bin string, n int) []*Server {
+	tb.Helper()
+	servers, err := LaunchCluster(context.Background(), bin, tb.TempDir(), n, Options{SyncAlways: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		for _, s := range servers {
+			s.Kill()
+			if tb.Failed() {
+				tb.Logf("natsproc: log of nats-server %s on port %d:\n%s", s.Name, s.Port, s.logTail(3000))
+			}
+		}
+	})
+	return servers
+}
+
+// ClusterURL is the comma-separated client URLs of servers, as NATS_URL takes them.
+func ClusterURL(servers []*Server) string {
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL()
+	}
+	return strings.Join(urls, ",")
 }
 
 // Start runs bin with JetStream and sync_interval: always, its store in a temporary directory
@@ -146,6 +259,14 @@ func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.Port
 // Restart starts the server (again) with the same config, store and port, and returns once
 // JetStream answers. It fails when the server is running.
 func (s *Server) Restart(ctx context.Context) error {
+	if err := s.start(); err != nil {
+		return err
+	}
+	return s.waitReady(ctx)
+}
+
+// start starts the process without waiting for it to answer.
+func (s *Server) start() error {
 	if s.cmd != nil {
 		select {
 		case <-s.done:
@@ -175,7 +296,11 @@ func (s *Server) Restart(ctx context.Context) error {
 		_ = cmd.Wait()
 		close(done)
 	}(s.done)
+	return nil
+}
 
+// waitReady polls until JetStream answers, the process exits or readyTimeout passed.
+func (s *Server) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		err := s.ping(ctx)
@@ -204,8 +329,23 @@ func (s *Server) ping(ctx context.Context) error {
 	defer nc.Close()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err = nc.RequestWithContext(rctx, "$JS.API.INFO", nil)
-	return err
+	msg, err := nc.RequestWithContext(rctx, "$JS.API.INFO", nil)
+	if err != nil {
+		return err
+	}
+	// A cluster node answers with an error until it knows the meta leader.
+	var info struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
+		return fmt.Errorf("$JS.API.INFO: %w", err)
+	}
+	if info.Error != nil {
+		return fmt.Errorf("$JS.API.INFO: %s", info.Error.Description)
+	}
+	return nil
 }
 
 // Kill sends SIGKILL, as a crash would, and returns once the process is gone. Killing a dead

@@ -114,18 +114,10 @@ func (st *Stack) start(ctx context.Context) error {
 	if st.DatabaseURL, err = ensureDatabase(ctx, opts.DatabaseURL); err != nil {
 		return err
 	}
-	secrets := strings.Join(append([]string{st.WebhookSecret}, opts.ExtraWebhookSecrets...), ",")
 	for _, s := range []struct{ name, addr string }{
 		{Processor, opts.ProcessorAddr}, {Listener, opts.ListenerAddr}, {QueryAPI, opts.QueryAPIAddr},
 	} {
-		env := map[string]string{
-			"HTTP_ADDR": s.addr, "NATS_URL": st.NATSURL, "DATABASE_URL": st.DatabaseURL,
-			"STRIPE_WEBHOOK_SECRETS": secrets, "QUERYAPI_TOKENS": st.Token,
-		}
-		if s.name == Listener {
-			delete(env, "DATABASE_URL") // the listener never connects to Postgres
-		}
-		p, err := st.StartProcess(ctx, s.name, env)
+		p, err := st.StartProcess(ctx, s.name, st.serviceEnv(s.name, s.addr))
 		if err != nil {
 			return err
 		}
@@ -136,6 +128,36 @@ func (st *Stack) start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// serviceEnv is the environment the stack gives a service serving on addr.
+func (st *Stack) serviceEnv(service, addr string) map[string]string {
+	secrets := strings.Join(append([]string{st.WebhookSecret}, st.opts.ExtraWebhookSecrets...), ",")
+	env := map[string]string{
+		"HTTP_ADDR": addr, "NATS_URL": st.NATSURL, "DATABASE_URL": st.DatabaseURL,
+		"STRIPE_WEBHOOK_SECRETS": secrets, "QUERYAPI_TOKENS": st.Token,
+	}
+	if service == Listener {
+		delete(env, "DATABASE_URL") // the listener never connects to Postgres
+	}
+	return env
+}
+
+// AddInstance starts one more instance of a service (Listener, Processor or QueryAPI), named
+// name (such as "listener-2"), serving on addr, with the stack's configuration, and returns once
+// it answers /readyz. Process(name) finds it; Stop stops it with the others.
+func (st *Stack) AddInstance(ctx context.Context, service, name, addr string) (*Process, error) {
+	p, err := st.startProcess(ctx, service, name, st.serviceEnv(service, addr))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitReady(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// URL is the base URL of the process, such as http://127.0.0.1:8080.
+func (p *Process) URL() string { return "http://" + dialAddr(p.env["HTTP_ADDR"]) }
 
 // URL is the base URL of a service, such as http://127.0.0.1:8080.
 func (st *Stack) URL(service string) string {
@@ -155,7 +177,12 @@ func (st *Stack) Process(service string) *Process {
 
 // StartProcess starts (or restarts) one service's binary with the stack's options and env.
 func (st *Stack) StartProcess(ctx context.Context, name string, env map[string]string) (*Process, error) {
-	bin, err := filepath.Abs(filepath.Join(st.opts.BinDir, name))
+	return st.startProcess(ctx, name, name, env)
+}
+
+// startProcess starts (or restarts) the binary of service as the process called name.
+func (st *Stack) startProcess(_ context.Context, service, name string, env map[string]string) (*Process, error) {
+	bin, err := filepath.Abs(filepath.Join(st.opts.BinDir, service))
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +203,7 @@ func (st *Stack) StartProcess(ctx context.Context, name string, env map[string]s
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Process{Name: name, cmd: cmd, env: env, done: make(chan struct{}), stack: st}
+	p := &Process{Name: name, service: service, cmd: cmd, env: env, done: make(chan struct{}), stack: st}
 	go func() {
 		p.err = cmd.Wait()
 		_ = logw.Close()
@@ -212,12 +239,13 @@ func (st *Stack) Stop() error {
 
 // Process is one running service binary.
 type Process struct {
-	Name  string
-	cmd   *exec.Cmd
-	env   map[string]string
-	done  chan struct{}
-	err   error
-	stack *Stack
+	Name    string // the service, or the instance's name given to AddInstance
+	service string // the binary
+	cmd     *exec.Cmd
+	env     map[string]string
+	done    chan struct{}
+	err     error
+	stack   *Stack
 }
 
 // WaitReady polls the service's /readyz until 200, the process exits, or the timeout.
@@ -275,7 +303,7 @@ func (p *Process) Kill() {
 
 // Restart starts the same binary again with the same environment.
 func (p *Process) Restart(ctx context.Context) (*Process, error) {
-	return p.stack.StartProcess(ctx, p.Name, p.env)
+	return p.stack.startProcess(ctx, p.service, p.Name, p.env)
 }
 
 // Done is closed when the process has exited.

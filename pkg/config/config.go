@@ -26,6 +26,8 @@ const (
 	// MaxBackfillTypes is the most event types one /v1/events request may filter on (Stripe's
 	// limit on types[]).
 	MaxBackfillTypes = 20
+	// MaxStreamReplicas is the most replicas JetStream gives a stream (STREAM_REPLICAS).
+	MaxStreamReplicas = 5
 )
 
 // Listener is the configuration of the listener.
@@ -37,6 +39,9 @@ type Listener struct {
 	MaxBodyBytes     int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgment before answering 503.
 	PublishTimeout time.Duration
+	// StreamReplicas is STREAM_REPLICAS: the replicas the stream is created or updated with
+	// (1..5); 0 when unset, so an existing stream keeps the operator's setting.
+	StreamReplicas int
 }
 
 // StripeAPI is how the processor's backfill and reconcile reach Stripe's API.
@@ -47,9 +52,11 @@ type StripeAPI struct {
 
 // Processor is the configuration of the processor.
 type Processor struct {
-	HTTPAddr          string
-	NATSURL           string
-	DatabaseURL       string
+	HTTPAddr    string
+	NATSURL     string
+	DatabaseURL string
+	// StreamReplicas is STREAM_REPLICAS, as in Listener.
+	StreamReplicas    int
 	UserIDMetadataKey string
 	PastDueGrants     bool
 	PlansFile         string // "" when unset
@@ -79,6 +86,7 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 		WebhookTolerance: e.duration("STRIPE_WEBHOOK_TOLERANCE", DefaultWebhookTolerance),
 		MaxBodyBytes:     e.positiveInt("MAX_BODY_BYTES", DefaultMaxBodyBytes),
 		PublishTimeout:   e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
+		StreamReplicas:   e.streamReplicas(),
 	}
 	if len(c.WebhookSecrets) == 0 {
 		e.fail("STRIPE_WEBHOOK_SECRETS", "is required: the comma-separated whsec_… signing secrets of your Stripe endpoint")
@@ -104,9 +112,10 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 func LoadBackfill(getenv func(string) string) (Processor, error) {
 	e := env{getenv: getenv}
 	c := Processor{
-		NATSURL:     e.natsURL(),
-		DatabaseURL: e.databaseURL(),
-		Stripe:      e.stripeAPI(),
+		NATSURL:        e.natsURL(),
+		DatabaseURL:    e.databaseURL(),
+		StreamReplicas: e.streamReplicas(),
+		Stripe:         e.stripeAPI(),
 	}
 	if c.Stripe.Key == "" {
 		e.fail("STRIPE_API_KEY", "is required to read events from the Stripe API (a restricted key with read access to events and subscriptions is enough)")
@@ -122,6 +131,7 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 		HTTPAddr:          e.str("HTTP_ADDR", DefaultProcessorAddr),
 		NATSURL:           e.natsURL(),
 		DatabaseURL:       e.databaseURL(),
+		StreamReplicas:    e.streamReplicas(),
 		UserIDMetadataKey: e.str("USER_ID_METADATA_KEY", DefaultUserIDMetadataKey),
 		PastDueGrants:     e.boolean("PAST_DUE_GRANTS", true),
 		PlansFile:         e.str("PLANS_FILE", ""),
@@ -241,6 +251,21 @@ func (e *env) natsURL() string {
 		}
 	}
 	return v
+}
+
+// streamReplicas reads STREAM_REPLICAS; 0 means unset (the stream package's default 1 for a new
+// stream, the operator's setting for an existing one).
+func (e *env) streamReplicas() int {
+	v := strings.TrimSpace(e.getenv("STREAM_REPLICAS"))
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxStreamReplicas {
+		e.fail("STREAM_REPLICAS", fmt.Sprintf("=%q must be a number of replicas from 1 to %d (3 on a three-node cluster)", v, MaxStreamReplicas))
+		return 0
+	}
+	return n
 }
 
 func (e *env) databaseURL() string {

@@ -116,3 +116,37 @@ func TestLoadBackfill(t *testing.T) {
 	_, err = config.LoadBackfill(getenv(map[string]string{"STRIPE_API_KEY": "sk_test_1", "DATABASE_URL": "mysql://x"}))
 	require.ErrorContains(t, err, "DATABASE_URL must be a postgres:// URL")
 }
+
+func TestStreamReplicas(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		value   string
+		want    int
+		wantErr bool
+	}{
+		{"unset keeps the operator's setting", "", 0, false},
+		{"one", "1", 1, false},
+		{"three", " 3 ", 3, false},
+		{"five", "5", 5, false},
+		{"zero", "0", 0, true},
+		{"six", "6", 0, true},
+		{"not a number", "three", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l, lerr := config.LoadListener(getenv(map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "STREAM_REPLICAS": tt.value}))
+			p, perr := config.LoadProcessor(getenv(map[string]string{"STREAM_REPLICAS": tt.value}))
+			if tt.wantErr {
+				require.ErrorContains(t, lerr, "STREAM_REPLICAS")
+				require.ErrorContains(t, perr, "STREAM_REPLICAS")
+				return
+			}
+			require.NoError(t, lerr)
+			require.NoError(t, perr)
+			require.Equal(t, tt.want, l.StreamReplicas)
+			require.Equal(t, tt.want, p.StreamReplicas)
+		})
+	}
+}

@@ -104,7 +104,8 @@ func (b *bench) run(ctx context.Context) (string, error) {
 }
 
 // webhooks measures acceptance: the signature-only baseline, then the listener with NATS fsync
-// on every write, then the listener against the default-sync server. The processor is stopped
+// on every write, then the listener against the default-sync server, then against a three-node
+// cluster with a replicated stream. The processor is stopped
 // meanwhile so that the listener has the machine to itself, as the baseline has.
 func (b *bench) webhooks(ctx context.Context, r *rig.Rig, natsDefault *natsproc.Server) {
 	st := r.Stack
@@ -169,6 +170,10 @@ func (b *bench) webhooks(ctx context.Context, r *rig.Rig, natsDefault *natsproc.
 	if err := other.Stop(20 * time.Second); err != nil {
 		b.fail(err)
 	}
+	cluster, clusterErr := b.clusterWebhooks(ctx, st, addr, n)
+	if clusterErr != nil {
+		b.fail(clusterErr)
+	}
 	if _, err := restart(ctx, lis); err != nil {
 		b.fail(err)
 	}
@@ -179,8 +184,53 @@ func (b *bench) webhooks(ctx context.Context, r *rig.Rig, natsDefault *natsproc.
 	b.rows = append(b.rows,
 		row{fmt.Sprintf("webhook acceptance: listener, NATS `sync_interval: always` (c%d)", webhookConc), ratio(always), goal, met(always)},
 		row{fmt.Sprintf("webhook acceptance: listener, NATS default sync (c%d)", webhookConc), ratio(nosync), goal, met(nosync)},
+	)
+	if clusterErr == nil {
+		b.rows = append(b.rows, row{fmt.Sprintf("webhook acceptance: listener, 3-node JetStream cluster on this machine, "+
+			"`STREAM_REPLICAS=3`, default sync (c%d)", webhookConc), ratio(cluster), goal, met(cluster)})
+	}
+	b.rows = append(b.rows,
 		row{fmt.Sprintf("signature-only baseline: read, verify, 200 (c%d)", webhookConc), summary(baseRes), "", "—"},
 	)
+}
+
+// clusterWebhooks measures acceptance against a three-node JetStream cluster on this machine
+// (default sync: the quorum, not an fsync, makes an acknowledged event durable) with the stream
+// created with STREAM_REPLICAS=3: the same listener binary on addr, started for it and stopped
+// after.
+func (b *bench) clusterWebhooks(ctx context.Context, st *stack.Stack, addr string, n int) (load.Result, error) {
+	dir, err := os.MkdirTemp("", "tollgate-bench-cluster-")
+	if err != nil {
+		return load.Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	b.say("starting a 3-node JetStream cluster (default sync)")
+	nodes, err := natsproc.LaunchCluster(ctx, b.binDir+"/nats-server", dir, 3, natsproc.Options{Log: b.log})
+	if err != nil {
+		return load.Result{}, fmt.Errorf("3-node cluster: %w", err)
+	}
+	defer func() {
+		for _, s := range nodes {
+			s.Stop()
+		}
+	}()
+	lis, err := st.StartProcess(ctx, stack.Listener, map[string]string{
+		"HTTP_ADDR": addr, "NATS_URL": natsproc.ClusterURL(nodes), "STREAM_REPLICAS": "3",
+		"STRIPE_WEBHOOK_SECRETS": st.WebhookSecret,
+	})
+	if err == nil {
+		err = lis.WaitReady(ctx, 60*time.Second)
+	}
+	if err != nil {
+		return load.Result{}, fmt.Errorf("listener against the 3-node cluster: %w", err)
+	}
+	res, err := b.sendWebhooks(ctx, "http://"+addr, st.WebhookSecret, "whc", n)
+	if err != nil {
+		err = fmt.Errorf("listener, 3-node cluster: %w", err)
+	} else {
+		b.say("listener, 3-node cluster, 3 replicas: %s", res)
+	}
+	return res, errors.Join(err, lis.Stop(20*time.Second))
 }
 
 // sendWebhooks sends warmup then n distinct signed events (customers named after prefix) to

@@ -4,7 +4,8 @@
 // figures, goals and baselines to bench/results.md (and stdout).
 //
 // Phases, in order: webhook acceptance against a signature-only baseline, with NATS
-// sync_interval always and with the default sync; the burst drain of a backlog; freshness from
+// sync_interval always, with the default sync and against a three-node cluster with a replicated
+// stream (STREAM_REPLICAS=3); the burst drain of a backlog; freshness from
 // the listener's 200 to the query API's answer; entitlement checks against a bare handler.
 //
 // Variables: BIN_DIR (bin, must hold listener, processor, queryapi and nats-server),
