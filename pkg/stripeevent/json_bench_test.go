@@ -384,4 +384,3 @@ func v2Int(dec *jsontext.Decoder) (int64, error) {
 	}
 	return strconv.ParseInt(string(v), 10, 64)
 }
-
