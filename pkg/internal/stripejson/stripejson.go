@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -25,11 +26,29 @@ var ErrSyntax = errors.New("malformed JSON")
 // Decoder reads one JSON document held in memory. Offsets (InputOffset) index that memory.
 type Decoder = jsontext.Decoder
 
+// reader is a decoder with the buffer it reads, reused across documents: a decoder is the
+// larger part of the memory a read allocates.
+type reader struct {
+	buf bytes.Buffer
+	dec jsontext.Decoder
+}
+
+// readers are the idle readers. A pool is shared state, but holds nothing a caller can observe.
+var readers = sync.Pool{New: func() any { return new(reader) }} //nolint:gochecknoglobals // a cache of scratch values
+
 // Read reads doc, which must be one JSON value and nothing else, with fn, which must consume
 // exactly that value.
 func Read(doc []byte, fn func(dec *Decoder) error) error {
+	r := readers.Get().(*reader)
+	defer func() {
+		r.buf = bytes.Buffer{}
+		r.dec.Reset(&r.buf) // drops its reference to doc
+		readers.Put(r)
+	}()
 	// A *bytes.Buffer is read in place, without a copy into the decoder's own buffer.
-	dec := jsontext.NewDecoder(bytes.NewBuffer(doc), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	r.buf = *bytes.NewBuffer(doc)
+	dec := &r.dec
+	dec.Reset(&r.buf, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	err := fn(dec)
 	if isSyntax(err) {
 		return fmt.Errorf("%w: %w", ErrSyntax, err)
