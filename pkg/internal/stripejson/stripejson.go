@@ -37,7 +37,9 @@ type reader struct {
 var readers = sync.Pool{New: func() any { return new(reader) }} //nolint:gochecknoglobals // a cache of scratch values
 
 // Read reads doc, which must be one JSON value and nothing else, with fn, which must consume
-// exactly that value.
+// exactly that value. The error wraps ErrSyntax when doc is not JSON, even if fn refused a value
+// before the malformed part; otherwise it is fn's. Read is safe for concurrent use; dec must not
+// be kept past fn.
 func Read(doc []byte, fn func(dec *Decoder) error) error {
 	r := readers.Get().(*reader)
 	defer func() {
