@@ -7,11 +7,12 @@
 package stripeevent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 
-	"github.com/tollgate/tollgate/pkg/internal/jsonscan"
+	"github.com/tollgate/tollgate/pkg/internal/stripejson"
 )
 
 // ErrInvalid is wrapped by every error Parse returns: the bytes are not a Stripe event.
@@ -35,21 +36,12 @@ type Event struct {
 
 // Parse reads raw as a Stripe event. It needs valid JSON: an object with a string id and type,
 // a positive integer created and a data.object that is a JSON object; anything else gives an
-// error wrapping ErrInvalid. Raw, Object and PreviousAttributes in the result alias raw.
+// error wrapping ErrInvalid. Raw, Object and PreviousAttributes in the result alias raw. The
+// whole of raw is validated in the same pass that reads the envelope.
 func Parse(raw []byte) (Event, error) {
-	if !json.Valid(raw) {
-		return Event{}, fmt.Errorf("%w: not valid JSON", ErrInvalid)
-	}
-	return ParseValid(raw)
-}
-
-// ParseValid is Parse for bytes already known to be valid JSON, such as events read back from
-// the event store (Parse accepted them before they were stored). It skips the validation pass,
-// the larger part of Parse's cost; on bytes that are not JSON it returns an error, never panics.
-func ParseValid(raw []byte) (Event, error) {
-	ev, err := scan(raw)
+	ev, err := read(raw)
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Event{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	switch {
 	case ev.ID == "":
@@ -64,57 +56,63 @@ func ParseValid(raw []byte) (Event, error) {
 	return ev, nil
 }
 
-// scan reads the envelope's fields in one pass, skipping everything else without decoding it.
-func scan(raw []byte) (Event, error) {
+// ParseValid is Parse for bytes already known to be valid JSON, such as events read back from
+// the event store (Parse accepted them before they were stored). It is Parse: validating costs
+// nothing extra since the envelope is read in the same pass. It is kept for the callers that
+// state what they hold.
+func ParseValid(raw []byte) (Event, error) { return Parse(raw) }
+
+// read reads the envelope's fields in one pass, skipping everything else without decoding it.
+func read(raw []byte) (Event, error) {
 	ev := Event{Raw: raw}
 	var objectType, objectID, customer string
-	err := jsonscan.EachMember(raw, func(key []byte, i int) (int, error) {
+	err := stripejson.Object(raw, func(dec *stripejson.Decoder, key []byte) error {
 		var err error
-		var end int
 		switch string(key) {
 		case "id":
-			ev.ID, end, err = jsonscan.ReadString(raw, i)
+			ev.ID, err = stripejson.String(dec)
 		case "type":
-			ev.Type, end, err = jsonscan.ReadString(raw, i)
+			ev.Type, err = stripejson.String(dec)
 		case "created":
-			ev.Created, end, err = jsonscan.ReadInt(raw, i)
+			ev.Created, err = stripejson.Int(dec)
 		case "livemode":
-			ev.Livemode, end, err = jsonscan.ReadBool(raw, i)
+			ev.Livemode, err = stripejson.Bool(dec)
 		case "api_version":
-			ev.APIVersion, end, err = jsonscan.ReadString(raw, i)
+			ev.APIVersion, err = stripejson.String(dec)
 		case "account":
-			ev.Account, end, err = jsonscan.ReadString(raw, i)
+			ev.Account, err = stripejson.String(dec)
 		case "data":
-			end, err = jsonscan.Members(raw, i, func(key []byte, i int) (int, error) {
+			err = stripejson.Members(dec, func(key []byte) error {
 				switch string(key) {
 				case "object":
-					if raw[i] != '{' {
-						return 0, errors.New("data.object is not an object")
+					if dec.PeekKind() != '{' {
+						return errors.New("data.object is not an object")
 					}
-					obj, end, err := jsonscan.Value(raw, i)
-					if err != nil {
-						return 0, err
-					}
+					obj, err := stripejson.Span(dec, raw, func() error {
+						var err error
+						objectID, objectType, customer, err = objectHead(dec)
+						return err
+					})
 					ev.Object = obj
-					objectID, objectType, customer, err = objectHead(obj)
-					return end, err
+					return err
 				case "previous_attributes":
-					v, end, err := jsonscan.Value(raw, i)
-					if err == nil && v[0] == '{' {
+					isObject := dec.PeekKind() == '{'
+					v, err := stripejson.Span(dec, raw, dec.SkipValue)
+					if err == nil && isObject {
 						ev.PreviousAttributes = v
 					}
-					return end, err
+					return err
 				default:
-					return jsonscan.SkipValue(raw, i)
+					return dec.SkipValue()
 				}
 			})
 		default:
-			end, err = jsonscan.SkipValue(raw, i)
+			err = dec.SkipValue()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
-		return end, nil
+		return nil
 	})
 	if err != nil {
 		return Event{}, err
@@ -131,30 +129,38 @@ func scan(raw []byte) (Event, error) {
 }
 
 // objectHead reads the id, the object type and the customer reference of data.object.
-func objectHead(obj []byte) (id, typ, customer string, err error) {
-	err = jsonscan.EachMember(obj, func(key []byte, i int) (int, error) {
+func objectHead(dec *stripejson.Decoder) (id, typ, customer string, err error) {
+	err = stripejson.Members(dec, func(key []byte) error {
 		var err error
-		var end int
 		switch string(key) {
 		case "id":
-			id, end, err = jsonscan.ReadString(obj, i)
+			id, err = stripejson.String(dec)
 		case "object":
-			typ, end, err = jsonscan.ReadString(obj, i)
+			typ, err = stripejson.String(dec)
 		case "customer":
-			customer, end, err = jsonscan.ReadRef(obj, i)
+			customer, err = stripejson.Ref(dec)
 		default:
-			end, err = jsonscan.SkipValue(obj, i)
+			err = dec.SkipValue()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("data.object.%s: %w", key, err)
+			return fmt.Errorf("data.object.%s: %w", key, err)
 		}
-		return end, nil
+		return nil
 	})
 	return id, typ, customer, err
 }
 
 // ID reads a Stripe reference that is either an id string, an expanded object with an "id", or
-// null/absent (""). Anything else is an error.
+// null/absent (""). Anything else, invalid JSON included, is an error.
 func ID(ref json.RawMessage) (string, error) {
-	return jsonscan.Ref(ref)
+	if len(bytes.TrimSpace(ref)) == 0 {
+		return "", nil
+	}
+	var id string
+	err := stripejson.Read(ref, func(dec *stripejson.Decoder) error {
+		var err error
+		id, err = stripejson.Ref(dec)
+		return err
+	})
+	return id, err
 }

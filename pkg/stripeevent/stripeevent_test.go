@@ -2,6 +2,7 @@ package stripeevent_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/internal/stripejson"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 
@@ -152,6 +154,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":{"id":"cus_1"}}}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ev, err := stripeevent.Parse(raw)
+		// Parse validates as it reads: it finds a syntax error exactly when json.Valid does.
+		require.Equal(t, !json.Valid(raw), errors.Is(err, stripejson.ErrSyntax), "json.Valid and Parse disagree: %v", err)
 		if err != nil {
 			require.ErrorIs(t, err, stripeevent.ErrInvalid)
 			return

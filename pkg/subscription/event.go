@@ -3,10 +3,10 @@ package subscription
 import (
 	"errors"
 	"fmt"
-	"github.com/tollgate/tollgate/pkg/internal/jsonscan"
 	"slices"
 	"strings"
 
+	"github.com/tollgate/tollgate/pkg/internal/stripejson"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 
@@ -193,150 +193,150 @@ func (e *Event) decodeSubscription(ev stripeevent.Event) error {
 
 // readSubscription sets in s the fields present in the subscription JSON object d. It serves both
 // the full object and, with partial set, previous_attributes (a partial object: only the fields
-// that changed, nested objects such as pause_collection only with their changed jsonscan.Members, arrays
+// that changed, nested objects such as pause_collection only with their changed members, arrays
 // whole).
 func readSubscription(d []byte, s *SubscriptionObject, partial bool) error {
-	return jsonscan.EachMember(d, func(key []byte, i int) (end int, err error) {
+	return stripejson.Object(d, func(dec *stripejson.Decoder, key []byte) (err error) {
 		switch string(key) {
 		case "id":
-			s.ID, end, err = jsonscan.ReadString(d, i)
+			s.ID, err = stripejson.String(dec)
 		case "customer":
-			s.CustomerID, end, err = jsonscan.ReadRef(d, i)
+			s.CustomerID, err = stripejson.Ref(dec)
 		case "status":
-			s.Status, end, err = jsonscan.ReadString(d, i)
+			s.Status, err = stripejson.String(dec)
 		case "cancel_at_period_end":
-			s.CancelAtPeriodEnd, end, err = jsonscan.ReadBool(d, i)
+			s.CancelAtPeriodEnd, err = stripejson.Bool(dec)
 		case "current_period_end":
-			s.periodEnd, end, err = jsonscan.ReadInt(d, i)
+			s.periodEnd, err = stripejson.Int(dec)
 		case "current_period_start":
-			s.periodStart, end, err = jsonscan.ReadInt(d, i)
+			s.periodStart, err = stripejson.Int(dec)
 		case "trial_end":
-			s.TrialEnd, end, err = jsonscan.ReadInt(d, i)
+			s.TrialEnd, err = stripejson.Int(dec)
 		case "ended_at":
-			s.EndedAt, end, err = jsonscan.ReadInt(d, i)
+			s.EndedAt, err = stripejson.Int(dec)
 		case "cancel_at":
-			s.cancelAt, end, err = jsonscan.ReadInt(d, i)
+			s.cancelAt, err = stripejson.Int(dec)
 		case "canceled_at":
-			s.canceledAt, end, err = jsonscan.ReadInt(d, i)
+			s.canceledAt, err = stripejson.Int(dec)
 		case "latest_invoice":
-			s.latestInvoice, end, err = jsonscan.ReadRef(d, i)
+			s.latestInvoice, err = stripejson.Ref(dec)
 		case "pause_collection":
-			end, err = readPause(d, i, s, partial)
+			err = readPause(dec, s, partial)
 		case "items":
-			end, err = readItems(d, i, s)
+			err = readItems(dec, s)
 		default:
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
-		return end, nil
+		return nil
 	})
 }
 
 // readPause reads pause_collection: null, or an object that replaces the current one (or, when
-// partial, updates its jsonscan.Members).
-func readPause(d []byte, i int, s *SubscriptionObject, partial bool) (int, error) {
-	if jsonscan.NullAt(d, i) || !partial {
+// partial, updates its members).
+func readPause(dec *stripejson.Decoder, s *SubscriptionObject, partial bool) error {
+	null := stripejson.IsNull(dec)
+	if null || !partial {
 		s.Paused, s.PauseBehavior, s.PauseResumesAt = false, "", 0
 	}
-	if jsonscan.NullAt(d, i) {
-		return i + 4, nil
+	if null {
+		return dec.SkipValue()
 	}
 	s.Paused = true
-	return jsonscan.Members(d, i, func(key []byte, i int) (end int, err error) {
+	return stripejson.Members(dec, func(key []byte) (err error) {
 		switch string(key) {
 		case "behavior":
-			s.PauseBehavior, end, err = jsonscan.ReadString(d, i)
+			s.PauseBehavior, err = stripejson.String(dec)
 		case "resumes_at":
-			s.PauseResumesAt, end, err = jsonscan.ReadInt(d, i)
+			s.PauseResumesAt, err = stripejson.Int(dec)
 		default:
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
-		return end, err
+		return err
 	})
 }
 
 // readItems reads a subscription's items list (a list object, or {"data": [...]} in
 // previous_attributes); the items replace whatever s had.
-func readItems(d []byte, i int, s *SubscriptionObject) (int, error) {
+func readItems(dec *stripejson.Decoder, s *SubscriptionObject) error {
 	s.PriceIDs, s.ProductIDs, s.itemsPeriodEnd = nil, nil, 0
-	end, err := jsonscan.Members(d, i, func(key []byte, i int) (int, error) {
+	err := stripejson.Members(dec, func(key []byte) error {
 		if string(key) != "data" {
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
-		return jsonscan.Elements(d, i, func(i int) (int, error) { return readItem(d, i, s) })
+		return stripejson.Elements(dec, func() error { return readItem(dec, s) })
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	s.PriceIDs = sortedSet(s.PriceIDs)
 	s.ProductIDs = sortedSet(s.ProductIDs)
-	return end, nil
+	return nil
 }
 
-func readItem(d []byte, i int, s *SubscriptionObject) (int, error) {
-	return jsonscan.Members(d, i, func(key []byte, i int) (end int, err error) {
+func readItem(dec *stripejson.Decoder, s *SubscriptionObject) error {
+	return stripejson.Members(dec, func(key []byte) (err error) {
 		switch string(key) {
 		case "price", "plan":
-			end, err = readPrice(d, i, s)
+			err = readPrice(dec, s)
 		case "current_period_end":
 			var periodEnd int64
-			periodEnd, end, err = jsonscan.ReadInt(d, i)
+			periodEnd, err = stripejson.Int(dec)
 			s.itemsPeriodEnd = max(s.itemsPeriodEnd, periodEnd)
 		default:
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
-		return end, nil
+		return nil
 	})
 }
 
 // readPrice reads a price or a legacy plan, expanded (the norm in subscription items) or as an id.
-func readPrice(d []byte, i int, s *SubscriptionObject) (int, error) {
-	if i >= len(d) || d[i] != '{' {
-		id, end, err := jsonscan.ReadRef(d, i)
+func readPrice(dec *stripejson.Decoder, s *SubscriptionObject) error {
+	if dec.PeekKind() != '{' {
+		id, err := stripejson.Ref(dec)
 		if id != "" {
 			s.PriceIDs = append(s.PriceIDs, id)
 		}
-		return end, err
+		return err
 	}
-	return jsonscan.Members(d, i, func(key []byte, i int) (end int, err error) {
+	return stripejson.Members(dec, func(key []byte) (err error) {
 		var id string
 		switch string(key) {
 		case "id":
-			if id, end, err = jsonscan.ReadString(d, i); id != "" {
+			if id, err = stripejson.String(dec); id != "" {
 				s.PriceIDs = append(s.PriceIDs, id)
 			}
 		case "product":
-			if id, end, err = jsonscan.ReadRef(d, i); id != "" {
+			if id, err = stripejson.Ref(dec); id != "" {
 				s.ProductIDs = append(s.ProductIDs, id)
 			}
 		default:
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
-		return end, err
+		return err
 	})
 }
 
 func (e *Event) decodeCustomer(ev stripeevent.Event) error {
 	c := &CustomerObject{}
-	d := ev.Object
-	err := jsonscan.EachMember(d, func(key []byte, i int) (end int, err error) {
+	err := stripejson.Object(ev.Object, func(dec *stripejson.Decoder, key []byte) (err error) {
 		switch string(key) {
 		case "id":
-			c.ID, end, err = jsonscan.ReadString(d, i)
+			c.ID, err = stripejson.String(dec)
 		case "metadata":
-			c.Metadata, end, err = readMetadata(d, i, nil)
+			c.Metadata, err = readMetadata(dec, nil)
 		default:
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
-		return end, nil
+		return nil
 	})
 	if err != nil {
 		return err
@@ -351,16 +351,16 @@ func (e *Event) decodeCustomer(ev stripeevent.Event) error {
 	before := c
 	if p := ev.PreviousAttributes; p != nil {
 		b := &CustomerObject{ID: c.ID, Metadata: c.Metadata}
-		err := jsonscan.EachMember(p, func(key []byte, i int) (int, error) {
+		err := stripejson.Object(p, func(dec *stripejson.Decoder, key []byte) error {
 			if string(key) != "metadata" {
-				return jsonscan.SkipValue(p, i)
+				return dec.SkipValue()
 			}
-			md, end, err := readMetadata(p, i, c.Metadata)
+			md, err := readMetadata(dec, c.Metadata)
 			if err != nil {
-				return 0, fmt.Errorf("previous_attributes: metadata: %w", err)
+				return fmt.Errorf("previous_attributes: metadata: %w", err)
 			}
 			b.Metadata = md
-			return end, nil
+			return nil
 		})
 		if err != nil {
 			return err
@@ -373,9 +373,9 @@ func (e *Event) decodeCustomer(ev stripeevent.Event) error {
 
 // readMetadata reads a metadata object over a copy of base: a string value sets its key, null
 // removes it (previous_attributes marks a key that did not exist before with null).
-func readMetadata(d []byte, i int, base map[string]string) (map[string]string, int, error) {
-	if jsonscan.NullAt(d, i) {
-		return nil, i + 4, nil
+func readMetadata(dec *stripejson.Decoder, base map[string]string) (map[string]string, error) {
+	if stripejson.IsNull(dec) {
+		return nil, dec.SkipValue()
 	}
 	var md map[string]string
 	if len(base) > 0 {
@@ -384,48 +384,47 @@ func readMetadata(d []byte, i int, base map[string]string) (map[string]string, i
 			md[k] = v
 		}
 	}
-	end, err := jsonscan.Members(d, i, func(key []byte, i int) (int, error) {
-		if jsonscan.NullAt(d, i) {
+	err := stripejson.Members(dec, func(key []byte) error {
+		if stripejson.IsNull(dec) {
 			delete(md, string(key))
-			return i + 4, nil
+			return dec.SkipValue()
 		}
-		v, end, err := jsonscan.ReadString(d, i)
+		v, err := stripejson.String(dec)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
 		if md == nil {
 			md = make(map[string]string)
 		}
 		md[string(key)] = v
-		return end, nil
+		return nil
 	})
 	if len(md) == 0 {
 		md = nil
 	}
-	return md, end, err
+	return md, err
 }
 
 func (e *Event) decodeCheckout(ev stripeevent.Event) error {
 	var c CheckoutSession
 	var mode string
-	d := ev.Object
-	err := jsonscan.EachMember(d, func(key []byte, i int) (end int, err error) {
+	err := stripejson.Object(ev.Object, func(dec *stripejson.Decoder, key []byte) (err error) {
 		switch string(key) {
 		case "id":
-			c.ID, end, err = jsonscan.ReadString(d, i)
+			c.ID, err = stripejson.String(dec)
 		case "mode":
-			mode, end, err = jsonscan.ReadString(d, i)
+			mode, err = stripejson.String(dec)
 		case "client_reference_id":
-			c.ClientReferenceID, end, err = jsonscan.ReadString(d, i)
+			c.ClientReferenceID, err = stripejson.String(dec)
 		case "subscription":
-			c.SubscriptionID, end, err = jsonscan.ReadRef(d, i)
+			c.SubscriptionID, err = stripejson.Ref(dec)
 		default:
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", key, err)
 		}
-		return end, nil
+		return nil
 	})
 	if err != nil {
 		return err
@@ -443,18 +442,17 @@ func (e *Event) decodeCheckout(ev stripeevent.Event) error {
 func (e *Event) decodeSummary(ev stripeevent.Event) error {
 	s := &EntitlementSummary{}
 	seen := false
-	d := ev.Object
-	err := jsonscan.EachMember(d, func(key []byte, i int) (int, error) {
+	err := stripejson.Object(ev.Object, func(dec *stripejson.Decoder, key []byte) error {
 		if string(key) != "entitlements" {
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
 		seen = true
-		keys, end, err := readLookupKeys(d, i)
+		keys, err := readLookupKeys(dec)
 		if err != nil {
-			return 0, fmt.Errorf("entitlements: %w", err)
+			return fmt.Errorf("entitlements: %w", err)
 		}
 		s.LookupKeys = keys
-		return end, nil
+		return nil
 	})
 	if err != nil {
 		return err
@@ -466,16 +464,16 @@ func (e *Event) decodeSummary(ev stripeevent.Event) error {
 	before := s
 	if p := ev.PreviousAttributes; p != nil {
 		b := *s
-		err := jsonscan.EachMember(p, func(key []byte, i int) (int, error) {
+		err := stripejson.Object(p, func(dec *stripejson.Decoder, key []byte) error {
 			if string(key) != "entitlements" {
-				return jsonscan.SkipValue(p, i)
+				return dec.SkipValue()
 			}
-			keys, end, err := readLookupKeys(p, i)
+			keys, err := readLookupKeys(dec)
 			if err != nil {
-				return 0, fmt.Errorf("previous_attributes: entitlements: %w", err)
+				return fmt.Errorf("previous_attributes: entitlements: %w", err)
 			}
 			b.LookupKeys = keys
-			return end, nil
+			return nil
 		})
 		if err != nil {
 			return err
@@ -487,26 +485,26 @@ func (e *Event) decodeSummary(ev stripeevent.Event) error {
 }
 
 // readLookupKeys reads the lookup keys of an entitlements list ({"data": [{"lookup_key": ...}]}).
-func readLookupKeys(d []byte, i int) ([]string, int, error) {
+func readLookupKeys(dec *stripejson.Decoder) ([]string, error) {
 	var keys []string
-	end, err := jsonscan.Members(d, i, func(key []byte, i int) (int, error) {
+	err := stripejson.Members(dec, func(key []byte) error {
 		if string(key) != "data" {
-			return jsonscan.SkipValue(d, i)
+			return dec.SkipValue()
 		}
-		return jsonscan.Elements(d, i, func(i int) (int, error) {
-			return jsonscan.Members(d, i, func(key []byte, i int) (int, error) {
+		return stripejson.Elements(dec, func() error {
+			return stripejson.Members(dec, func(key []byte) error {
 				if string(key) != "lookup_key" {
-					return jsonscan.SkipValue(d, i)
+					return dec.SkipValue()
 				}
-				k, end, err := jsonscan.ReadString(d, i)
+				k, err := stripejson.String(dec)
 				if k != "" {
 					keys = append(keys, k)
 				}
-				return end, err
+				return err
 			})
 		})
 	})
-	return sortedSet(keys), end, err
+	return sortedSet(keys), err
 }
 
 // sortedSet sorts and deduplicates s in place; nil when empty.

@@ -33,8 +33,8 @@ func seedPayloads(f *testing.F) [][]byte {
 }
 
 // FuzzDecode checks that Decode never panics and, on every payload stripeevent.Parse accepts,
-// agrees with a straightforward encoding/json reader of the same fields (package jsonscan reads JSON by
-// hand for speed; this is its cross-check). The fuzzer varies the type, data.object and
+// agrees with a straightforward encoding/json reader of the same fields (Decode reads only those
+// fields off go-json-experiment's streaming decoder for speed; this is its cross-check). The fuzzer varies the type, data.object and
 // data.previous_attributes of an event; seeds are the objects of realistic payloads plus small
 // ones, which mutate into valid JSON far more often.
 func FuzzDecode(f *testing.F) {
