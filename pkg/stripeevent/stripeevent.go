@@ -56,11 +56,6 @@ func Parse(raw []byte) (Event, error) {
 	return ev, nil
 }
 
-// ParseValid is Parse for bytes already known to be valid JSON, such as events read back from
-// the event store (Parse accepted them before they were stored). It is Parse: validating costs
-// nothing extra since the envelope is read in the same pass. It is kept for the callers that
-// state what they hold.
-func ParseValid(raw []byte) (Event, error) { return Parse(raw) }
 
 // read reads the envelope's fields in one pass, skipping everything else without decoding it.
 func read(raw []byte) (Event, error) {
