@@ -9,6 +9,8 @@ package stream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -113,7 +115,9 @@ func keepOperatorSettings(opts Options, existing jetstream.StreamConfig) Options
 
 // Subject is the subject an event of the customer is published on. The customer id is reduced to
 // the characters a subject token may hold (Stripe ids already are); "" becomes NoCustomer.
-// The event type's dots make further tokens.
+// The event type's dots make further tokens. Whatever the input, the subject stays short (at
+// most about 400 bytes, far below the server's 4,096-byte protocol line): a customer token over
+// maxToken bytes and a type over maxType bytes are replaced by a hash of themselves.
 func Subject(customerID, eventType string) string {
 	return SubjectPrefix + "." + token(customerID, NoCustomer) + "." + typeTokens(eventType)
 }
@@ -123,9 +127,25 @@ func CustomerSubjects(customerID string) string {
 	return SubjectPrefix + "." + token(customerID, NoCustomer) + ".>"
 }
 
+// maxToken and maxType bound the customer token and the type part of a subject. A subject
+// longer than the server's protocol line makes it close the connection.
+const (
+	maxToken = 128
+	maxType  = 255
+)
+
+// hashed stands for a value too long for a subject: "_h" and 128 bits of its SHA-256.
+func hashed(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "_h" + hex.EncodeToString(sum[:16])
+}
+
 func token(s, empty string) string {
 	if s == "" {
 		return empty
+	}
+	if len(s) > maxToken {
+		return hashed(s)
 	}
 	return strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
@@ -137,6 +157,9 @@ func token(s, empty string) string {
 
 // typeTokens keeps the dots of an event type as token separators but makes each part a valid token.
 func typeTokens(t string) string {
+	if len(t) > maxType {
+		return hashed(t)
+	}
 	parts := strings.Split(t, ".")
 	for i, p := range parts {
 		parts[i] = token(p, "_")
