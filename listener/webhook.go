@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,6 +80,11 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 	if err != nil {
 		return nil, ev, err
 	}
+	// Fields the queue or the store cannot hold (a 5,000-byte customer id, a NUL in the id, a
+	// year-10000 created) are refused here, with the field named, and nothing is published.
+	if err := stripeevent.Validate(ev, time.Now()); err != nil {
+		return nil, stripeevent.Event{}, err
+	}
 
 	if !s.nc.IsConnected() {
 		return nil, ev, fmt.Errorf("publish event %s: %w", ev.ID, errNATSDown) // fail fast, clear log
@@ -146,6 +152,11 @@ func verifySignature(payload []byte, header string, secrets []string, tolerance 
 		err := webhook.ValidatePayloadWithTolerance(payload, header, secret, tolerance)
 		switch {
 		case err == nil:
+			// stripe-go bounds only the age: a timestamp far ahead would be accepted (and a
+			// captured signature stay replayable for years).
+			if ts, ok := signatureTime(header); ok && ts.After(time.Now().Add(tolerance)) {
+				return fmt.Errorf("%w (%s): signed %s in the future", errTooOld, tolerance, time.Until(ts).Round(time.Second))
+			}
 			return nil
 		case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader):
 			return fmt.Errorf("%w: %w", errInvalidSignature, err) // the same for every secret
@@ -160,6 +171,20 @@ func verifySignature(payload []byte, header string, secrets []string, tolerance 
 		last = err
 	}
 	return fmt.Errorf("%w: no configured secret matches (%w)", errInvalidSignature, last)
+}
+
+// signatureTime reads the t= of a Stripe-Signature header.
+func signatureTime(header string) (time.Time, bool) {
+	for part := range strings.SplitSeq(header, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(n, 0), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // refusal is the one map from a refused webhook's error to its HTTP status, contract code and
