@@ -31,7 +31,13 @@ var (
 	errInvalidSignature = errors.New("no valid signature")
 	errTooOld           = errors.New("signature timestamp outside tolerance")
 	errNATSDown         = errors.New("nats: not connected")
+	errOverloaded       = errors.New("too many webhook bodies in flight")
 )
+
+// maxBodiesInFlight bounds the bodies being read or handled at once, and with MAX_BODY_BYTES
+// the memory spent before a signature is checked (128 MiB at the default 1 MiB). Past it a
+// webhook gets 503 overloaded at once, with Retry-After, rather than queueing.
+const maxBodiesInFlight = 128
 
 type webhookAnswer struct {
 	Received  bool `json:"received"`
@@ -43,9 +49,12 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
-	ack, ev, err := s.accept(w, r)
+	ack, ev, err := s.acceptBounded(w, r)
 	if err != nil {
 		status, code, msg := refusal(err)
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		s.metrics.requests.WithLabelValues(strconv.Itoa(status), code).Inc()
 		attrs := []any{"status", status, "code", code, "error", err}
 		if ev.ID != "" {
@@ -63,6 +72,18 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		s.logger.Debug("webhook stored", "event", ev.ID, "type", ev.Type, "customer", ev.CustomerID, "seq", ack.Sequence, "duplicate", ack.Duplicate)
 	}
 	httpx.WriteJSON(w, http.StatusOK, webhookAnswer{Received: true, Duplicate: ack.Duplicate})
+}
+
+// acceptBounded is accept within a slot of bodySlots, or errOverloaded when none is free.
+func (s *server) acceptBounded(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
+	select {
+	case s.bodySlots <- struct{}{}:
+		defer func() { <-s.bodySlots }()
+	default:
+		w.Header().Set("Connection", "close")
+		return nil, stripeevent.Event{}, fmt.Errorf("%w (%d)", errOverloaded, cap(s.bodySlots))
+	}
+	return s.accept(w, r)
 }
 
 // accept reads, verifies and stores one webhook. It returns JetStream's acknowledgment, or an
@@ -115,17 +136,15 @@ func (s *server) bodyLimit() int64 {
 }
 
 // readBody reads the whole body, refusing more than limit bytes. A Content-Length over the limit
-// is refused before a byte is read.
+// is refused before a byte is read. The buffer grows as bytes arrive, never from the
+// Content-Length, which is the client's claim: connections that send only headers would
+// otherwise reserve a megabyte each before any signature is checked.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close") // the unread body is not worth draining
 		return nil, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
 	}
-	size := int64(bytes.MinRead)
-	if r.ContentLength > 0 {
-		size += r.ContentLength // one read short of EOF: no regrowth
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
+	buf := bytes.NewBuffer(make([]byte, 0, 4096))
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return nil, fmt.Errorf("%w: over the limit of %d bytes", errTooLarge, limit)
@@ -195,6 +214,8 @@ func refusal(err error) (status int, code, message string) {
 		return http.StatusRequestEntityTooLarge, "payload_too_large", err.Error()
 	case errors.Is(err, nats.ErrMaxPayload):
 		return http.StatusRequestEntityTooLarge, "payload_too_large", "the event is larger than the NATS server's max_payload"
+	case errors.Is(err, errOverloaded):
+		return http.StatusServiceUnavailable, "overloaded", "too many webhooks in flight; retry later"
 	case errors.Is(err, errInvalidSignature):
 		return http.StatusBadRequest, "invalid_signature", err.Error()
 	case errors.Is(err, errTooOld):
