@@ -86,7 +86,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	srv := &http.Server{
-		Handler:           newServer(reg, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)),
+		Handler:           newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -104,6 +104,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		httpDone <- err
 	}()
 
+	go exitOnLost(runCtx, conn, stop)
+
 	var wg sync.WaitGroup
 	var runErr error
 	if runErr = migrate(runCtx, cfg.DatabaseURL, logger); runErr == nil {
@@ -120,10 +122,11 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	if runErr != nil && ctx.Err() != nil {
 		runErr = nil // stopped while starting: not a failure
 	}
+	lostErr := lost(runCtx)
 	stop(nil)
 	logger.Info("consumer stopped; shutting down")
 	wg.Wait()
-	err = errors.Join(runErr, <-httpDone, conn.DrainWait(drainTimeout))
+	err = errors.Join(lostErr, runErr, <-httpDone, conn.DrainWait(drainTimeout))
 	if err == nil {
 		logger.Info("stopped")
 	}
@@ -226,4 +229,23 @@ func watchSchema(ctx context.Context, s *schemaCheck) {
 			s.refresh()
 		}
 	}
+}
+
+// exitOnLost stops the processor (stop with natsconn.ErrLost) once the NATS connection closed
+// for good: the consumer could never fetch again. The process exits non-zero and its supervisor
+// restarts it with a fresh connection and consumer; unacknowledged messages are redelivered.
+func exitOnLost(ctx context.Context, conn *natsconn.Conn, stop context.CancelCauseFunc) {
+	select {
+	case <-conn.Lost():
+		stop(natsconn.ErrLost)
+	case <-ctx.Done():
+	}
+}
+
+// lost is natsconn.ErrLost when that is why ctx ended, else nil.
+func lost(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrLost) {
+		return cause
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -20,10 +21,10 @@ import (
 const readyTimeout = 2 * time.Second
 
 // newServer is the processor's HTTP handler: every route is here.
-func newServer(reg *prometheus.Registry, checks ...httpx.Check) http.Handler {
+func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Check) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", httpx.Health())
-	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, checks...))
+	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, logger, checks...))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
 }
