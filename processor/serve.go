@@ -116,6 +116,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			started.Store(true)
 			logger.Info("consuming", "stream", stream.Name, "consumer", opts.Durable)
 			wg.Go(func() { watchMetrics(runCtx, cons, pool, m, logger) })
+			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
 			runErr = cons.run(runCtx)
 		}
 	}
@@ -205,6 +206,11 @@ func watchMetrics(ctx context.Context, c *consumer, db rowQuerier, m *metrics, l
 		} else if ctx.Err() == nil {
 			logger.Debug("consumer info", "error", err)
 		}
+		if s, err := c.js.Stream(qctx, stream.Name); err == nil {
+			if info, err := s.Info(qctx); err == nil {
+				observeStream(m, info, time.Now())
+			}
+		}
 		if n, err := countDeadLetters(qctx, db); err == nil {
 			m.deadLetters.Set(float64(n))
 		}
@@ -215,6 +221,17 @@ func watchMetrics(ctx context.Context, c *consumer, db rowQuerier, m *metrics, l
 		case <-t.C:
 		}
 	}
+}
+
+// observeStream sets the stream's gauges from its info.
+func observeStream(m *metrics, info *jetstream.StreamInfo, now time.Time) {
+	m.streamBytes.Set(float64(info.State.Bytes))
+	m.streamLimit.Set(float64(info.Config.MaxBytes))
+	age := 0.0
+	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
+		age = max(now.Sub(info.State.FirstTime).Seconds(), 0)
+	}
+	m.oldestAge.Set(age)
 }
 
 // watchSchema re-reads the schema version periodically, for readiness.
@@ -228,6 +245,15 @@ func watchSchema(ctx context.Context, s *schemaCheck) {
 		case <-t.C:
 			s.refresh()
 		}
+	}
+}
+
+// migrateStream converts a stream of an earlier release (limits retention) into the work queue
+// once the consumer, running meanwhile, has applied what it holds (stream.MigrateToWorkQueue).
+// A failed attempt is logged and tried again at the next start; the old stream keeps working.
+func migrateStream(ctx context.Context, js jetstream.JetStream, durable string, logger *slog.Logger) {
+	if err := stream.MigrateToWorkQueue(ctx, js, stream.Options{}, durable, time.Second, logger); err != nil && ctx.Err() == nil {
+		logger.Error("stream migration to a work queue failed; the limits stream stays in use", "error", err)
 	}
 }
 
