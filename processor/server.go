@@ -29,6 +29,21 @@ func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Ch
 	return mux
 }
 
+// newHTTPServer serves handler with every timeout set: a client that sends its headers or body
+// slowly, reads the answer slowly or idles holds a connection (and its goroutine) for a bounded
+// time only.
+func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second, // /metrics and the admin pages answer in far less
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
 // natsStatus is the part of *nats.Conn readiness reads.
 type natsStatus interface {
 	Status() nats.Status

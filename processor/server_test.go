@@ -110,3 +110,20 @@ func TestMetrics(t *testing.T) {
 		require.Contains(t, body, want)
 	}
 }
+
+func TestHTTPServerHasEveryTimeout(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPServer(http.NotFoundHandler(), testLogger(t))
+	require.Positive(t, srv.ReadHeaderTimeout)
+	require.Positive(t, srv.ReadTimeout)
+	require.Positive(t, srv.WriteTimeout)
+	require.Positive(t, srv.IdleTimeout)
+}
+
+func TestEventTypeLabelIsBounded(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "invoice.paid", eventTypeLabel("invoice.paid"))
+	require.Equal(t, "customer.subscription.updated", eventTypeLabel("customer.subscription.updated"))
+	require.Equal(t, "other", eventTypeLabel("anything.an.attacker.signs"))
+	require.Equal(t, "other", eventTypeLabel(strings.Repeat("x", 5000)))
+}
