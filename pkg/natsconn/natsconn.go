@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -68,7 +69,7 @@ func Connect(url, name, whileDown string, logger *slog.Logger) (*Conn, error) {
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("NATS_URL %s: %w", Redact(url), err)
+		return nil, &redactedError{msg: fmt.Sprintf("NATS_URL %s: %s", Redact(url), userinfo.ReplaceAllString(err.Error(), "://$1:xxxxx@")), err: err}
 	}
 	c.Conn = nc
 	return c, nil
@@ -85,6 +86,18 @@ func (c *Conn) Close() {
 	c.Conn.Close()
 }
 
+// userinfo matches the user:password@ of a URL inside any text, parseable or not.
+var userinfo = regexp.MustCompile(`://([^:/@\s]*):([^@\s]*)@`)
+
+// redactedError is an error whose text has no password; it still unwraps to the original.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
 // Redact replaces the password of every URL in a comma-separated NATS_URL (or any URL) with
 // "xxxxx", and a bare token user (nats://token@host) too, for logs and errors.
 func Redact(urls string) string {
@@ -93,6 +106,10 @@ func Redact(urls string) string {
 		u, err := url.Parse(strings.TrimSpace(p))
 		if err != nil {
 			parts[i] = "(unparseable URL)"
+			continue
+		}
+		if u.User == nil && !strings.Contains(p, "://") {
+			parts[i] = strings.TrimSpace(p) // host:port
 			continue
 		}
 		if u.User != nil {
