@@ -116,6 +116,8 @@ type crashEnv struct {
 	plan    *crashPlan
 	traffic *traffic
 	http    *http.Client
+	// natsRestarted is when killNATS started nats-server again (zero in the other subtests).
+	natsRestarted time.Time
 }
 
 // setupCrash starts a private Postgres, a nats-server process and the three services on free
@@ -242,6 +244,7 @@ func killNATS(t *testing.T, e *crashEnv) func() {
 	restarting := time.Now()
 	require.NoError(t, e.nats.Restart(ctx))
 	restarted := time.Now()
+	e.natsRestarted = restarting
 	waitFor(t, 60*time.Second, "a webhook accepted after NATS restarted", func() bool {
 		return tr.count(func(a attempt) bool { return a.start.After(restarted) && a.status == http.StatusOK }) > 0
 	})
@@ -405,19 +408,33 @@ func (e *crashEnv) checkInvariants(t *testing.T) {
 		require.Contains(t, e.plan.events, id, "stored event %s was never sent", id)
 		require.Equal(t, 1, n, "event %s stored %d times", id, n)
 	}
-	newAnswers := map[string]int{}
+	newAnswers := map[string][]attempt{}
 	for _, a := range attempts {
 		if a.status != http.StatusOK {
 			continue
 		}
 		require.Contains(t, stored, a.id, "event %s got a 200 at %s but is not stored", a.id, a.end.Format(time.StampMilli))
 		if !a.duplicate {
-			newAnswers[a.id]++
+			newAnswers[a.id] = append(newAnswers[a.id], a)
 		}
 	}
-	for id, n := range newAnswers {
-		require.Equal(t, 1, n, "event %s got %d 200s with duplicate:false: JetStream stored it more than once, "+
-			"or lost an acknowledged copy", id, n)
+	// The stream is a work queue: an applied event has left it, and a restarted nats-server
+	// rebuilds its dedupe window from the messages it still holds. So a copy of an event
+	// applied before the restart, sent again after it, is stored again (duplicate:false) and
+	// deduped by the event store (checked above: stored once). Any other second
+	// duplicate:false means JetStream stored an event twice or lost an acknowledged copy.
+	requeued := 0
+	for id, as := range newAnswers {
+		slices.SortFunc(as, func(a, b attempt) int { return a.start.Compare(b.start) })
+		if len(as) == 2 && !e.natsRestarted.IsZero() && as[0].end.Before(e.natsRestarted) && as[1].start.After(e.natsRestarted) {
+			requeued++
+			continue
+		}
+		require.Len(t, as, 1, "event %s got %d 200s with duplicate:false: JetStream stored it more than once, "+
+			"or lost an acknowledged copy", id, len(as))
+	}
+	if requeued > 0 {
+		t.Logf("%d events applied before the nats-server restart were sent again after it and stored again (applied once)", requeued)
 	}
 
 	// JetStream stored one message per event (its last sequence); the stream is a work queue, so
@@ -426,7 +443,8 @@ func (e *crashEnv) checkInvariants(t *testing.T) {
 	require.NoError(t, err)
 	info, err := s.Info(ctx)
 	require.NoError(t, err)
-	require.Equal(t, uint64(len(e.plan.events)), info.State.LastSeq, "messages stored in stream %s", stream.Name)
+	require.Equal(t, uint64(len(e.plan.events)+requeued), info.State.LastSeq, "messages stored in stream %s", stream.Name)
+	require.Zero(t, info.State.Msgs, "applied events left the stream")
 
 	// Every answer is the derivation of the full history.
 	want, err := e.plan.expected()
