@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/testkit/wait"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,7 +70,7 @@ func TestCluster(t *testing.T) {
 	require.NoError(t, err)
 
 	require.Equal(t, 3, streamInfo(ctx, t, e.js).Config.Replicas, "the listener and processor created the stream with STREAM_REPLICAS")
-	waitFor(t, 30*time.Second, "a stream leader and two current followers", func() bool { return replicasCurrent(ctx, e.js) })
+	wait.For(t, 30*time.Second, "a stream leader and two current followers", func() bool { return replicasCurrent(ctx, e.js) })
 
 	e.plan = newCrashPlan(rand.New(rand.NewPCG(seed, seed>>1)), "cc", clusterCustomers)
 	e.traffic = newTraffic([]string{
@@ -77,7 +79,7 @@ func TestCluster(t *testing.T) {
 	tr := e.traffic
 	started := time.Now()
 	tr.start(t)
-	waitFor(t, 60*time.Second, "a quarter of the events accepted before the leader is killed", func() bool {
+	wait.For(t, 60*time.Second, "a quarter of the events accepted before the leader is killed", func() bool {
 		return tr.acceptedEvents() >= len(e.plan.events)/4
 	})
 
@@ -85,7 +87,7 @@ func TestCluster(t *testing.T) {
 	leader := nodeNamed(t, nodes, streamInfo(ctx, t, e.js).Cluster.Leader)
 	leader.Kill()
 	killed := time.Now()
-	waitFor(t, 60*time.Second, "a webhook sent after the leader's kill accepted", func() bool {
+	wait.For(t, 60*time.Second, "a webhook sent after the leader's kill accepted", func() bool {
 		return tr.count(func(a attempt) bool { return a.start.After(killed) && a.status == http.StatusOK }) > 0
 	})
 	recovered := firstOK(tr, killed)
@@ -102,15 +104,15 @@ func TestCluster(t *testing.T) {
 		tr.count(func(a attempt) bool { return during(a) && a.status == http.StatusServiceUnavailable }), len(refused),
 		tr.count(func(a attempt) bool { return during(a) && a.status == 0 }), streamInfo(ctx, t, e.js).Cluster.Leader)
 	require.NoError(t, leader.Restart(ctx), "the old leader starts again on its store")
-	waitFor(t, 60*time.Second, "the old leader a current replica again", func() bool { return replicasCurrent(ctx, e.js) })
+	wait.For(t, 60*time.Second, "the old leader a current replica again", func() bool { return replicasCurrent(ctx, e.js) })
 	t.Logf("%s rejoined as a current replica %s after its kill", leader.Name, time.Since(killed).Round(time.Millisecond))
 
 	// A processor dies mid-traffic: the other keeps consuming; the dead one's unacknowledged
 	// messages come back after the ack wait.
-	waitFor(t, 60*time.Second, "half of the copies sent", func() bool { return tr.sent.Load() >= int64(len(e.plan.sends)/2) })
+	wait.For(t, 60*time.Second, "half of the copies sent", func() bool { return tr.sent.Load() >= int64(len(e.plan.sends)/2) })
 	killAndRestart(ctx, t, e.st, "processor-2")
 	// A listener dies with requests in flight: Stripe's retries reach the other or this one again.
-	waitFor(t, 60*time.Second, "three quarters of the copies sent", func() bool {
+	wait.For(t, 60*time.Second, "three quarters of the copies sent", func() bool {
 		return tr.sent.Load() >= int64(len(e.plan.sends)*3/4)
 	})
 	killAndRestart(ctx, t, e.st, stack.Listener)

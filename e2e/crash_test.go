@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/testkit/wait"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -51,7 +53,7 @@ const (
 // has drained:
 //
 //   - every event that got a 200 is stored exactly once in stripe_events, nothing is stored
-//     that was not sent, and the stream holds one message per event;
+//     that was not sent, and the stream stored one message per event;
 //   - no event got two 200s saying "duplicate": false (JetStream lost an acknowledged message
 //     and a later copy stored it again);
 //   - every user's and customer's answer from the query API equals what pkg/subscription
@@ -79,7 +81,7 @@ func TestCrash(t *testing.T) {
 			e := setupCrash(t, binDir, natsBin, f.prefix)
 			started := time.Now()
 			e.traffic.start(t)
-			waitFor(t, 60*time.Second, "a third of the events accepted before the fault", func() bool {
+			wait.For(t, 60*time.Second, "a third of the events accepted before the fault", func() bool {
 				return e.traffic.acceptedEvents() >= len(e.plan.events)/3
 			})
 			after := f.inject(t, e)
@@ -126,6 +128,8 @@ type crashEnv struct {
 	http    *http.Client
 	// queryAPIs are the query API instances whose answers are checked; nil means the stack's one.
 	queryAPIs []string
+	// natsRestarted is when killNATS started nats-server again (zero in the other subtests).
+	natsRestarted time.Time
 }
 
 // setupCrash starts a private Postgres, a nats-server process and the three services on free
@@ -225,7 +229,7 @@ func killProcessorMidBatch(t *testing.T, e *crashEnv) func() {
 	// kills the processor and reports how many messages it had delivered and unacknowledged.
 	killBlocked := func(old []int32) int {
 		t.Helper()
-		waitFor(t, 15*time.Second, "a processor transaction waiting on the read model", func() bool {
+		wait.For(t, 15*time.Second, "a processor transaction waiting on the read model", func() bool {
 			return slices.ContainsFunc(waiting(), func(pid int32) bool { return !slices.Contains(old, pid) })
 		})
 		info, err := e.consumerInfo(ctx)
@@ -237,7 +241,7 @@ func killProcessorMidBatch(t *testing.T, e *crashEnv) func() {
 	first := killBlocked(nil)
 	orphans := waiting()
 	backlogFrom := e.traffic.acceptedEvents()
-	waitFor(t, 30*time.Second, "a backlog of 50 events", func() bool { return e.traffic.acceptedEvents() >= backlogFrom+50 })
+	wait.For(t, 30*time.Second, "a backlog of 50 events", func() bool { return e.traffic.acceptedEvents() >= backlogFrom+50 })
 	_, err = e.st.Process(stack.Processor).Restart(ctx)
 	require.NoError(t, err)
 	second := killBlocked(orphans)
@@ -260,13 +264,14 @@ func killNATS(t *testing.T, e *crashEnv) func() {
 	tr := e.traffic
 	e.nats.Kill()
 	killed := time.Now() // the server is gone: nothing started from now on can be acknowledged
-	waitFor(t, 30*time.Second, "the listener answering 503 while NATS is down", func() bool {
+	wait.For(t, 30*time.Second, "the listener answering 503 while NATS is down", func() bool {
 		return tr.count(func(a attempt) bool { return a.start.After(killed) && a.status == http.StatusServiceUnavailable }) >= 10
 	})
 	restarting := time.Now()
 	require.NoError(t, e.nats.Restart(ctx))
 	restarted := time.Now()
-	waitFor(t, 60*time.Second, "a webhook accepted after NATS restarted", func() bool {
+	e.natsRestarted = restarting
+	wait.For(t, 60*time.Second, "a webhook accepted after NATS restarted", func() bool {
 		return tr.count(func(a attempt) bool { return a.start.After(restarted) && a.status == http.StatusOK }) > 0
 	})
 	down := func(a attempt) bool { return a.end.After(killed) && a.start.Before(restarted) }
@@ -295,14 +300,14 @@ func killListenerInFlight(t *testing.T, e *crashEnv) func() {
 			e.nats.Thaw()
 		}
 	}()
-	waitFor(t, 20*time.Second, "webhook requests in flight in the listener", func() bool { return tr.inFlight.Load() >= 3 })
+	wait.For(t, 20*time.Second, "webhook requests in flight in the listener", func() bool { return tr.inFlight.Load() >= 3 })
 	inFlight := tr.inFlight.Load()
 	p := e.st.Process(stack.Listener)
 	killed := time.Now()
 	p.Kill()
 	e.nats.Thaw()
 	thawed = true
-	waitFor(t, 20*time.Second, "a webhook refused while the listener is down", func() bool {
+	wait.For(t, 20*time.Second, "a webhook refused while the listener is down", func() bool {
 		return tr.count(func(a attempt) bool { return a.start.After(killed) && a.err != nil }) > 0
 	})
 	p, err := p.Restart(ctx)
@@ -349,7 +354,7 @@ func stopPostgres(t *testing.T, e *crashEnv) func() {
 	tr := e.traffic
 	e.pg.Stop()
 	stopped := time.Now()
-	waitFor(t, 30*time.Second, "processor not ready and webhooks still accepted while Postgres is down", func() bool {
+	wait.For(t, 30*time.Second, "processor not ready and webhooks still accepted while Postgres is down", func() bool {
 		return e.ready(ctx, stack.Processor) != http.StatusOK &&
 			tr.count(func(a attempt) bool { return a.start.After(stopped) && a.status == http.StatusOK }) >= 100
 	})
@@ -361,7 +366,7 @@ func stopPostgres(t *testing.T, e *crashEnv) func() {
 	queryStatus, _ := e.get(ctx, "/v1/users/"+user+"/entitlement")
 	require.NoError(t, e.pg.Restart(ctx))
 	restarted := time.Now()
-	waitFor(t, 60*time.Second, "processor and query API ready after Postgres restarted", func() bool {
+	wait.For(t, 60*time.Second, "processor and query API ready after Postgres restarted", func() bool {
 		return e.ready(ctx, stack.Processor) == http.StatusOK && e.ready(ctx, stack.QueryAPI) == http.StatusOK
 	})
 	t.Logf("postgres stopped for %s: %d webhooks accepted meanwhile; query API answered %d during the outage; "+
@@ -429,27 +434,43 @@ func (e *crashEnv) checkInvariants(t *testing.T) {
 		require.Contains(t, e.plan.events, id, "stored event %s was never sent", id)
 		require.Equal(t, 1, n, "event %s stored %d times", id, n)
 	}
-	newAnswers := map[string]int{}
+	newAnswers := map[string][]attempt{}
 	for _, a := range attempts {
 		if a.status != http.StatusOK {
 			continue
 		}
 		require.Contains(t, stored, a.id, "event %s got a 200 at %s but is not stored", a.id, a.end.Format(time.StampMilli))
 		if !a.duplicate {
-			newAnswers[a.id]++
+			newAnswers[a.id] = append(newAnswers[a.id], a)
 		}
 	}
-	for id, n := range newAnswers {
-		require.Equal(t, 1, n, "event %s got %d 200s with duplicate:false: JetStream stored it more than once, "+
-			"or lost an acknowledged copy", id, n)
+	// The stream is a work queue: an applied event has left it, and a restarted nats-server
+	// rebuilds its dedupe window from the messages it still holds. So a copy of an event
+	// applied before the restart, sent again after it, is stored again (duplicate:false) and
+	// deduped by the event store (checked above: stored once). Any other second
+	// duplicate:false means JetStream stored an event twice or lost an acknowledged copy.
+	requeued := 0
+	for id, as := range newAnswers {
+		slices.SortFunc(as, func(a, b attempt) int { return a.start.Compare(b.start) })
+		if len(as) == 2 && !e.natsRestarted.IsZero() && as[0].end.Before(e.natsRestarted) && as[1].start.After(e.natsRestarted) {
+			requeued++
+			continue
+		}
+		require.Len(t, as, 1, "event %s got %d 200s with duplicate:false: JetStream stored it more than once, "+
+			"or lost an acknowledged copy", id, len(as))
+	}
+	if requeued > 0 {
+		t.Logf("%d events applied before the nats-server restart were sent again after it and stored again (applied once)", requeued)
 	}
 
-	// JetStream holds one message per event.
+	// JetStream stored one message per event (its last sequence); the stream is a work queue, so
+	// the applied ones have left it.
 	s, err := e.js.Stream(ctx, stream.Name)
 	require.NoError(t, err)
 	info, err := s.Info(ctx)
 	require.NoError(t, err)
-	require.Equal(t, uint64(len(e.plan.events)), info.State.Msgs, "messages in stream %s", stream.Name)
+	require.Equal(t, uint64(len(e.plan.events)+requeued), info.State.LastSeq, "messages stored in stream %s", stream.Name)
+	require.Zero(t, info.State.Msgs, "applied events left the stream")
 
 	// Every answer is the derivation of the full history.
 	want, err := e.plan.expected()
@@ -588,18 +609,6 @@ func firstOK(tr *traffic, since time.Time) time.Time {
 		}
 	}
 	return first
-}
-
-// waitFor polls cond every 20 ms until it holds, failing the test with what after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // tailLines is the last n lines of the file at path.

@@ -8,10 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/testkit/syncbuf"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -26,24 +27,6 @@ func freePort(t *testing.T) int {
 	p, err := freeport.Get()
 	require.NoError(t, err)
 	return p
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestQuickstart runs the README's quickstart as a new user would: `make run` in the background
@@ -71,7 +54,7 @@ func TestQuickstart(t *testing.T) {
 		fmt.Sprintf("PROCESSOR_ADDR=127.0.0.1:%d", ports["processor"]),
 	)
 
-	var out syncBuffer
+	var out syncbuf.Buffer
 	run := exec.CommandContext(t.Context(), "make", "--no-print-directory", "run")
 	run.Dir, run.Env, run.Stdout, run.Stderr = root, env, &out, &out
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the whole group

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/testkit/syncbuf"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -41,7 +41,7 @@ type bundle struct {
 	srv    *server
 	url    string // the webhook endpoint over real HTTP (httptest)
 	base   string // the httptest server's root URL
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 type setupOptions struct {
@@ -74,7 +74,7 @@ func setupWith(t *testing.T, opts setupOptions) *bundle {
 		opts.config(&cfg)
 	}
 
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-listener", "test", logger)
 	require.NoError(t, err)
@@ -138,24 +138,6 @@ func requireError(t *testing.T, resp stripetest.Response, status int, code strin
 	require.Contains(t, string(resp.Body), `{"error":{"code":"`+code+`","message":"`)
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // countingReader counts the bytes read from it.
 type countingReader struct {
 	r io.Reader
@@ -166,20 +148,4 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-// waitFor polls cond every 10ms until it is true or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }

@@ -26,7 +26,7 @@ func (s *server) routes(reg *prometheus.Registry) http.Handler {
 		httpx.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Stripe webhooks are POSTed")
 	})
 	mux.Handle("GET /healthz", httpx.Health())
-	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, s.natsConnected, s.streamExists))
+	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, s.logger, s.natsConnected, s.streamExists))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint; webhooks go to POST /webhooks/stripe")

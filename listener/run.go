@@ -51,3 +51,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("unknown command %q (see listener help)", cmd)
 	}
 }
+
+// exitCode is the exit status for run's error: 0 for nil, 1 for any failure (a lost NATS
+// connection included, so that the supervisor restarts the listener).
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	return 1
+}

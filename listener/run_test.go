@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/testkit/syncbuf"
+	"github.com/tollgate/tollgate/testkit/wait"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -25,7 +28,7 @@ import (
 // started is a listener process run through run(), as main runs it.
 type started struct {
 	addr     string // host:port it listens on
-	stderr   *syncBuffer
+	stderr   *syncbuf.Buffer
 	cancel   context.CancelFunc // SIGTERM
 	finished chan struct{}      // closed when run returned
 	err      error              // run's result, once finished
@@ -71,7 +74,7 @@ func startWith(t *testing.T, natsURL string, extra map[string]string) *started {
 		env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &started{stderr: &syncBuffer{}, cancel: cancel, finished: make(chan struct{})}
+	s := &started{stderr: &syncbuf.Buffer{}, cancel: cancel, finished: make(chan struct{})}
 	go func() {
 		defer close(s.finished)
 		s.err = run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.stderr)
@@ -88,7 +91,7 @@ func startWith(t *testing.T, natsURL string, extra map[string]string) *started {
 		}
 	})
 
-	waitFor(t, 10*time.Second, "listening log line", func() bool {
+	wait.For(t, 10*time.Second, "listening log line", func() bool {
 		s.addr = logField(t, s.stderr.String(), "listening", "addr")
 		return s.addr != ""
 	})
@@ -118,7 +121,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	l := start(t, ns.URL())
 	base := "http://" + l.addr
 
-	waitFor(t, 10*time.Second, "ready", func() bool {
+	wait.For(t, 10*time.Second, "ready", func() bool {
 		code, _ := httpGet(t, base+"/readyz")
 		return code == http.StatusOK
 	})
@@ -149,7 +152,7 @@ func TestRunGracefulShutdownFinishesInFlight(t *testing.T) {
 	ns := natstest.Start(t)
 	l := start(t, ns.URL())
 	base := "http://" + l.addr
-	waitFor(t, 10*time.Second, "ready", func() bool {
+	wait.For(t, 10*time.Second, "ready", func() bool {
 		code, _ := httpGet(t, base+"/readyz")
 		return code == http.StatusOK
 	})
@@ -181,13 +184,13 @@ func TestRunGracefulShutdownFinishesInFlight(t *testing.T) {
 	half := len(raw) / 2
 	_, err = pw.Write(raw[:half])
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, "webhook in flight", func() bool {
+	wait.For(t, 10*time.Second, "webhook in flight", func() bool {
 		_, metrics := httpGet(t, base+"/metrics")
 		return strings.Contains(metrics, "tollgate_listener_webhooks_in_flight 1")
 	})
 
 	l.cancel() // SIGTERM
-	waitFor(t, 10*time.Second, "listener closed to new connections", func() bool {
+	wait.For(t, 10*time.Second, "listener closed to new connections", func() bool {
 		d := net.Dialer{Timeout: 100 * time.Millisecond}
 		c, err := d.DialContext(t.Context(), "tcp", l.addr)
 		if err == nil {
@@ -269,12 +272,12 @@ func TestRunHealthcheck(t *testing.T) {
 		}
 		return ""
 	}
-	waitFor(t, 10*time.Second, "healthcheck passes", func() bool {
+	wait.For(t, 10*time.Second, "healthcheck passes", func() bool {
 		return run(t.Context(), []string{"healthcheck"}, getenv, io.Discard, io.Discard) == nil
 	})
 
 	ns.Shutdown()
-	waitFor(t, 10*time.Second, "healthcheck fails without NATS", func() bool {
+	wait.For(t, 10*time.Second, "healthcheck fails without NATS", func() bool {
 		err := run(t.Context(), []string{"healthcheck"}, getenv, io.Discard, io.Discard)
 		return err != nil && strings.Contains(err.Error(), "503")
 	})
@@ -286,7 +289,7 @@ func TestEnsureStreamRetriesUntilJetStreamIsUp(t *testing.T) {
 	t.Parallel()
 	ns := natstest.Start(t)
 	ns.Shutdown()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	conn, err := natsconn.Connect(ns.URL(), "tollgate-listener", "test", logger)
 	require.NoError(t, err, "the first connection is retried, not refused")
@@ -301,7 +304,7 @@ func TestEnsureStreamRetriesUntilJetStreamIsUp(t *testing.T) {
 
 	ensured := make(chan error, 1)
 	go func() { ensured <- ensureStream(t.Context(), js, stream.Options{}, logger, 30*time.Second) }()
-	waitFor(t, 10*time.Second, "a failed attempt logged", func() bool {
+	wait.For(t, 10*time.Second, "a failed attempt logged", func() bool {
 		return strings.Count(logs.String(), "stream not ready yet; retrying") >= 3
 	})
 	ns.Restart(t)

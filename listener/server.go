@@ -27,6 +27,7 @@ type server struct {
 	js             jetstream.JetStream
 	logger         *slog.Logger
 	metrics        *metrics
+	bodySlots      chan struct{} // one per body being read or handled: see maxBodiesInFlight
 	handler        http.Handler
 }
 
@@ -42,6 +43,7 @@ func newServer(cfg config.Listener, nc natsConn, js jetstream.JetStream, logger 
 		js:             js,
 		logger:         logger,
 		metrics:        newMetrics(reg),
+		bodySlots:      make(chan struct{}, maxBodiesInFlight),
 	}
 	s.handler = s.routes(reg)
 	return s

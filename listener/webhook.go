@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,7 +31,13 @@ var (
 	errInvalidSignature = errors.New("no valid signature")
 	errTooOld           = errors.New("signature timestamp outside tolerance")
 	errNATSDown         = errors.New("nats: not connected")
+	errOverloaded       = errors.New("too many webhook bodies in flight")
 )
+
+// maxBodiesInFlight bounds the bodies being read or handled at once, and with MAX_BODY_BYTES
+// the memory spent before a signature is checked (128 MiB at the default 1 MiB). Past it a
+// webhook gets 503 overloaded at once, with Retry-After, rather than queueing.
+const maxBodiesInFlight = 128
 
 type webhookAnswer struct {
 	Received  bool `json:"received"`
@@ -42,9 +49,12 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
-	ack, ev, err := s.accept(w, r)
+	ack, ev, err := s.acceptBounded(w, r)
 	if err != nil {
 		status, code, msg := refusal(err)
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		s.metrics.requests.WithLabelValues(strconv.Itoa(status), code).Inc()
 		attrs := []any{"status", status, "code", code, "error", err}
 		if ev.ID != "" {
@@ -64,6 +74,18 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, webhookAnswer{Received: true, Duplicate: ack.Duplicate})
 }
 
+// acceptBounded is accept within a slot of bodySlots, or errOverloaded when none is free.
+func (s *server) acceptBounded(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
+	select {
+	case s.bodySlots <- struct{}{}:
+		defer func() { <-s.bodySlots }()
+	default:
+		w.Header().Set("Connection", "close")
+		return nil, stripeevent.Event{}, fmt.Errorf("%w (%d)", errOverloaded, cap(s.bodySlots))
+	}
+	return s.accept(w, r)
+}
+
 // accept reads, verifies and stores one webhook. It returns JetStream's acknowledgment, or an
 // error for refusal to map. ev is filled as far as it was parsed, for logs.
 func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
@@ -78,6 +100,11 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 	ev, err := stripeevent.Parse(body)
 	if err != nil {
 		return nil, ev, err
+	}
+	// Fields the queue or the store cannot hold (a 5,000-byte customer id, a NUL in the id, a
+	// year-10000 created) are refused here, with the field named, and nothing is published.
+	if err := stripeevent.Validate(ev, time.Now()); err != nil {
+		return nil, stripeevent.Event{}, err
 	}
 
 	if !s.nc.IsConnected() {
@@ -109,17 +136,15 @@ func (s *server) bodyLimit() int64 {
 }
 
 // readBody reads the whole body, refusing more than limit bytes. A Content-Length over the limit
-// is refused before a byte is read.
+// is refused before a byte is read. The buffer grows as bytes arrive, never from the
+// Content-Length, which is the client's claim: connections that send only headers would
+// otherwise reserve a megabyte each before any signature is checked.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close") // the unread body is not worth draining
 		return nil, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
 	}
-	size := int64(bytes.MinRead)
-	if r.ContentLength > 0 {
-		size += r.ContentLength // one read short of EOF: no regrowth
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
+	buf := bytes.NewBuffer(make([]byte, 0, 4096))
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return nil, fmt.Errorf("%w: over the limit of %d bytes", errTooLarge, limit)
@@ -146,6 +171,11 @@ func verifySignature(payload []byte, header string, secrets []string, tolerance 
 		err := webhook.ValidatePayloadWithTolerance(payload, header, secret, tolerance)
 		switch {
 		case err == nil:
+			// stripe-go bounds only the age: a timestamp far ahead would be accepted (and a
+			// captured signature stay replayable for years).
+			if ts, ok := signatureTime(header); ok && ts.After(time.Now().Add(tolerance)) {
+				return fmt.Errorf("%w (%s): signed %s in the future", errTooOld, tolerance, time.Until(ts).Round(time.Second))
+			}
 			return nil
 		case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader):
 			return fmt.Errorf("%w: %w", errInvalidSignature, err) // the same for every secret
@@ -162,6 +192,20 @@ func verifySignature(payload []byte, header string, secrets []string, tolerance 
 	return fmt.Errorf("%w: no configured secret matches (%w)", errInvalidSignature, last)
 }
 
+// signatureTime reads the t= of a Stripe-Signature header.
+func signatureTime(header string) (time.Time, bool) {
+	for part := range strings.SplitSeq(header, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(n, 0), true
+		}
+	}
+	return time.Time{}, false
+}
+
 // refusal is the one map from a refused webhook's error to its HTTP status, contract code and
 // the message sent back. Anything not recognised is a failure to store: 503, Stripe retries.
 func refusal(err error) (status int, code, message string) {
@@ -170,6 +214,8 @@ func refusal(err error) (status int, code, message string) {
 		return http.StatusRequestEntityTooLarge, "payload_too_large", err.Error()
 	case errors.Is(err, nats.ErrMaxPayload):
 		return http.StatusRequestEntityTooLarge, "payload_too_large", "the event is larger than the NATS server's max_payload"
+	case errors.Is(err, errOverloaded):
+		return http.StatusServiceUnavailable, "overloaded", "too many webhooks in flight; retry later"
 	case errors.Is(err, errInvalidSignature):
 		return http.StatusBadRequest, "invalid_signature", err.Error()
 	case errors.Is(err, errTooOld):

@@ -118,6 +118,10 @@ func (b *backfiller) run(ctx context.Context, q eventQuery, cp *checkpoint) erro
 			return stop(errors.Join(r.page(ctx, page), err))
 		}
 		ev, perr := stripeevent.Parse(raw)
+		if perr == nil {
+			// The listener's rules: what the store or a subject cannot hold is never published.
+			perr = stripeevent.Validate(ev, time.Now())
+		}
 		page = append(page, listed{raw: raw, ev: ev, err: perr})
 		if len(page) == apiPageSize {
 			if err := r.page(ctx, page); err != nil {

@@ -8,11 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tollgate/tollgate/pkg/backoff"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 
 // consumerOptions tune the JetStream consumer and its batches. defaultConsumerOptions are
@@ -43,6 +46,9 @@ type consumerOptions struct {
 	// transaction) and "committed" (after the commit, before the acknowledgments). Returning
 	// true stops the consumer there without settling anything, as a kill -9 would. Tests only.
 	crash func(stage string) bool
+	// fault, when set, is asked before each transaction about each of its events; an error
+	// fails the transaction as an unforeseen failure would (not a Postgres error). Tests only.
+	fault func(stripeevent.Event) error
 }
 
 func defaultConsumerOptions() consumerOptions {
@@ -294,8 +300,13 @@ func (c *consumer) handle(ctx context.Context, ds []delivery) (bool, error) {
 }
 
 // applyBatch applies the admitted messages in one transaction and records the outcome in each
-// delivery's err. When the transaction fails on its content (Postgres refused a value, the
-// derivation panicked), it finds the message at fault by applying them one at a time.
+// delivery's err. When the transaction fails and Postgres still answers, whatever the error (a
+// refused value, a panic, an encoding error nobody foresaw), the batch is split in halves and
+// each applied on its own, down to the message at fault: the others commit and are acked, so a
+// poison message never brings the good ones of its batch back with it. A message that fails
+// alone while Postgres answers is a poisonError, counted by its deliveries and dead-lettered
+// after PoisonAttempts (settle). When Postgres does not answer, every message is left to
+// transient retry and the consumer waits for Postgres.
 func (c *consumer) applyBatch(ctx context.Context, good []*delivery) error {
 	if len(good) == 0 {
 		return nil
@@ -307,20 +318,42 @@ func (c *consumer) applyBatch(ctx context.Context, good []*delivery) error {
 		}
 		return nil
 	}
-	if len(good) == 1 || !isContentError(err) {
-		if !isContentError(err) {
-			c.log.Warn("batch not applied; its messages will be redelivered", "messages", len(good), "error", err)
-		}
-		for _, d := range good {
-			d.err = asPoison(err)
-		}
-		return nil
+	if len(good) > 1 {
+		c.log.Warn("batch not applied; isolating the message at fault", "messages", len(good), "error", err)
 	}
-	c.log.Warn("batch refused on its content; applying its messages one at a time", "messages", len(good), "error", err)
-	for _, d := range good {
-		d.err = asPoison(c.applyEvents(ctx, []*delivery{d}))
-	}
+	c.isolate(ctx, good, err)
 	return nil
+}
+
+// isolate records the outcome of ds, whose transaction together failed with err: split in
+// halves, each applied in its own transaction, recursively (about 2·log2(n) transactions for one
+// culprit), while Postgres answers.
+func (c *consumer) isolate(ctx context.Context, ds []*delivery, err error) {
+	if !c.postgresAnswers(ctx) {
+		c.log.Warn("postgres does not answer; the messages will be redelivered", "messages", len(ds), "error", err)
+		for _, d := range ds {
+			d.err = err
+		}
+		return
+	}
+	if len(ds) == 1 {
+		ds[0].err = asPoison(err)
+		return
+	}
+	mid := len(ds) / 2
+	for _, half := range [][]*delivery{ds[:mid], ds[mid:]} {
+		if err := c.applyEvents(ctx, half); err != nil {
+			c.isolate(ctx, half, err)
+		}
+	}
+}
+
+// postgresAnswers reports whether Postgres answers a ping: a failure then is the batch's, not
+// an outage's.
+func (c *consumer) postgresAnswers(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return c.db.Ping(pctx) == nil
 }
 
 func (c *consumer) applyEvents(ctx context.Context, ds []*delivery) error {
@@ -330,6 +363,13 @@ func (c *consumer) applyEvents(ctx context.Context, ds []*delivery) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.TxTimeout)
 	defer cancel()
+	if c.opts.fault != nil {
+		for _, e := range events {
+			if err := c.opts.fault(e.event); err != nil {
+				return err
+			}
+		}
+	}
 	_, err := c.proj.apply(ctx, projectionInput{Events: events})
 	return err
 }
@@ -340,8 +380,10 @@ func (c *consumer) applyEvents(ctx context.Context, ds []*delivery) error {
 //	nil                                        Ack: its transaction has committed
 //	errReleased                                Nak: never tried, redeliver at once
 //	*poisonError, permanent or out of attempts record in dead_letters, then Term
-//	*poisonError with attempts left            NakWithDelay(PoisonRetryDelay)
+//	*poisonError with attempts left            NakWithDelay(PoisonRetryDelay ± 50%)
 //	anything else: transient                   NakWithDelay(retryDelay(deliveries so far))
+//
+// The delays are jittered so that messages failed together do not come back together.
 //
 // It reports false for a transient failure (also when a dead letter could not be recorded).
 // Settling is best effort: an Ack or Nak lost on the way only makes JetStream deliver the
@@ -359,7 +401,7 @@ func (c *consumer) settle(ctx context.Context, d *delivery) bool {
 		// committed (applyBatch returns before). An Ack before the commit loses the event if
 		// the commit then fails or the process dies.
 		outcome, err = "ack", d.msg.Ack()
-		c.metrics.events.WithLabelValues(d.event.event.Type).Inc()
+		c.metrics.events.WithLabelValues(eventTypeLabel(d.event.event.Type)).Inc()
 	case errors.Is(d.err, errReleased):
 		outcome, err = "released", d.msg.Nak()
 	case errors.As(d.err, &poison) && (poison.permanent || d.delivered >= c.opts.PoisonAttempts):
@@ -375,7 +417,7 @@ func (c *consumer) settle(ctx context.Context, d *delivery) bool {
 		c.log.Warn("message dead-lettered", "stream_seq", d.seq, "subject", d.msg.Subject(), "event", d.event.event.ID,
 			"deliveries", d.delivered, "reason", poison.reason)
 	case errors.As(d.err, &poison):
-		outcome, err = "poison_retry", d.msg.NakWithDelay(c.opts.PoisonRetryDelay)
+		outcome, err = "poison_retry", d.msg.NakWithDelay(backoff.Policy{Base: c.opts.PoisonRetryDelay}.Delay(1))
 		c.log.Warn("message cannot be applied; retrying before dead-lettering", "stream_seq", d.seq, "subject", d.msg.Subject(),
 			"deliveries", d.delivered, "dead_letter_at", c.opts.PoisonAttempts, "reason", poison.reason)
 	default:

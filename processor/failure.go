@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/pkg/backoff"
+
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
@@ -14,18 +16,20 @@ import (
 
 // A message fails for one of two reasons, and the answer differs:
 //
-//   - its own content (poison): it cannot be parsed, decoded, or stored. Retrying the same bytes
-//     with the same code fails the same way, so after a bounded number of deliveries it goes to
-//     dead_letters and stops blocking nothing but itself.
-//   - everything else (transient): Postgres down or restarting, a serialization failure or
-//     deadlock, a timeout, a lost connection, an error nobody foresaw. The message is
-//     redelivered after a backoff as often as it takes; nothing is lost and, because the append
-//     is idempotent and the read model is re-derived from the whole history, nothing is applied
-//     twice.
+//   - its own content (poison): it cannot be parsed, decoded, stored or applied. Retrying the
+//     same bytes with the same code fails the same way, so after a bounded number of deliveries
+//     it goes to dead_letters and stops blocking nothing but itself. Any failure of a message
+//     applied on its own while Postgres answers a ping is its own (applyBatch isolates it), be
+//     it a Postgres error, a panic or an encoding error nobody foresaw: every kind counts
+//     attempts. Only the Postgres errors a retry fixes (serialization failure, deadlock, server
+//     shutting down: retryable) stay transient.
+//   - an outage (transient): Postgres down or restarting, a lost connection. The message is
+//     redelivered after a backoff as often as it takes, and the consumer stops fetching until
+//     Postgres answers; nothing is lost and, because the append is idempotent and the read model
+//     is re-derived from the whole history, nothing is applied twice.
 //
-// Unknown errors are transient on purpose: dead-lettering a good event because of an outage
-// would be a silent loss of access for a paying user, while retrying a bad one only costs a log
-// line per backoff period.
+// A dead-lettered event was never stored (its transaction rolled back), so the customer's later
+// events are derived without it and flow; `processor dlq redrive` applies it once fixed.
 
 // poisonError is a failure caused by the message itself.
 type poisonError struct {
@@ -95,23 +99,30 @@ func isContentError(err error) bool {
 	return false
 }
 
-// asPoison turns a failed projection of a single message into what settle needs: a content
-// error becomes a (non-permanent) poisonError, anything else stays as it is (transient).
+// asPoison turns the failure of a single message applied alone while Postgres answers into what
+// settle needs: a (non-permanent) poisonError, except for a serialization failure or deadlock,
+// which stays transient.
 func asPoison(err error) error {
-	if err == nil || !isContentError(err) {
+	if err == nil || retryable(err) {
 		return err
 	}
 	return &poisonError{reason: "cannot be applied: " + err.Error(), err: err}
 }
 
+// retryable reports the Postgres errors that a retry of the same message fixes: serialization
+// failure, deadlock, and the server going away (connection exceptions, shutdown, resources)
+// between the failure and the ping.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	c := pgErr.Code
+	return c == "40001" || c == "40P01" || strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57P") || strings.HasPrefix(c, "53")
+}
+
 // retryDelay is the redelivery delay after the n-th delivery failed transiently: 1s, 2s, 4s, …
-// capped at one minute.
+// capped at one minute, with pkg/backoff's jitter.
 func retryDelay(n uint64) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	if n > 7 {
-		return time.Minute
-	}
-	return min(time.Second<<(n-1), time.Minute)
+	return backoff.Policy{Base: time.Second, Max: time.Minute}.Delay(int(min(n, 64))) //nolint:gosec // bounded by min
 }

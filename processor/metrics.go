@@ -22,6 +22,29 @@ type metrics struct {
 	ackPending    prometheus.Gauge
 	deadLetters   prometheus.Gauge
 	paused        prometheus.Gauge
+	streamBytes   prometheus.Gauge
+	streamLimit   prometheus.Gauge
+	oldestAge     prometheus.Gauge
+}
+
+// eventTypeLabel bounds the type label of events_total: the types the derivation reads and the
+// common billing ones keep their name, every other type (anyone with a webhook secret may send
+// any string) is "other".
+func eventTypeLabel(t string) string {
+	switch t {
+	case "checkout.session.async_payment_succeeded", "checkout.session.completed",
+		"customer.created", "customer.deleted", "customer.updated",
+		"customer.subscription.created", "customer.subscription.deleted", "customer.subscription.paused",
+		"customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
+		"customer.subscription.resumed", "customer.subscription.trial_will_end", "customer.subscription.updated",
+		"entitlements.active_entitlement_summary.updated",
+		"invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded",
+		"invoice.upcoming", "invoice.updated", "charge.succeeded", "charge.failed", "charge.refunded",
+		"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.created",
+		"tollgate.snapshot.subscription", "tollgate.snapshot.customer":
+		return t
+	}
+	return "other"
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,6 +57,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tollgate_processor_events_total",
 			Help: "Events applied to the event store and the read model (acknowledged), by Stripe event type.",
 		}, []string{"type"}),
+		streamBytes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_stream_bytes",
+			Help: "Bytes the JetStream stream holds now: events not yet applied (a work queue: applied events leave it).",
+		}),
+		streamLimit: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_stream_max_bytes",
+			Help: "The stream's size limit (-1: none). At the limit webhooks get 503; alert at 50% of it.",
+		}),
+		oldestAge: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_stream_oldest_unapplied_age_seconds",
+			Help: "Age of the oldest event in the stream, i.e. not yet applied (0 when empty). Alert above a few minutes.",
+		}),
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_processor_messages_total",
 			Help: "JetStream messages settled, by outcome: ack, retry (nak: transient failure), poison_retry (nak: the message's own fault, not yet dead-lettered), dead_letter (term), released (nak: fetched ahead, handed back unapplied at shutdown or during an outage).",

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,11 +94,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
-	srv := &http.Server{
-		Handler:           newServer(reg, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)), logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
 
@@ -114,6 +109,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		httpDone <- err
 	}()
 
+	go exitOnLost(runCtx, conn, stop)
+
 	var wg sync.WaitGroup
 	var runErr error
 	if runErr = migrate(runCtx, cfg.DatabaseURL, logger); runErr == nil {
@@ -127,16 +124,18 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			if sched != nil { // the stream exists now; a run in progress stops with the consumer
 				wg.Go(func() { sched.loop(runCtx) })
 			}
+			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
 			runErr = cons.run(runCtx)
 		}
 	}
 	if runErr != nil && ctx.Err() != nil {
 		runErr = nil // stopped while starting: not a failure
 	}
+	lostErr := lost(runCtx)
 	stop(nil)
 	logger.Info("consumer stopped; shutting down")
 	wg.Wait()
-	err = errors.Join(runErr, <-httpDone, conn.DrainWait(drainTimeout))
+	err = errors.Join(lostErr, runErr, <-httpDone, conn.DrainWait(drainTimeout))
 	if err == nil {
 		logger.Info("stopped")
 	}
@@ -219,6 +218,11 @@ func watchMetrics(ctx context.Context, c *consumer, db eventstore.Querier, m *me
 		} else if ctx.Err() == nil {
 			logger.Debug("consumer info", "error", err)
 		}
+		if s, err := c.js.Stream(qctx, stream.Name); err == nil {
+			if info, err := s.Info(qctx); err == nil {
+				observeStream(m, info, time.Now())
+			}
+		}
 		if n, err := eventstore.CountDeadLetters(qctx, db); err == nil {
 			m.deadLetters.Set(float64(n))
 		}
@@ -229,6 +233,17 @@ func watchMetrics(ctx context.Context, c *consumer, db eventstore.Querier, m *me
 		case <-t.C:
 		}
 	}
+}
+
+// observeStream sets the stream's gauges from its info.
+func observeStream(m *metrics, info *jetstream.StreamInfo, now time.Time) {
+	m.streamBytes.Set(float64(info.State.Bytes))
+	m.streamLimit.Set(float64(info.Config.MaxBytes))
+	age := 0.0
+	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
+		age = max(now.Sub(info.State.FirstTime).Seconds(), 0)
+	}
+	m.oldestAge.Set(age)
 }
 
 // watchSchema re-reads the schema version periodically, for readiness.
@@ -243,4 +258,32 @@ func watchSchema(ctx context.Context, s *schemaCheck) {
 			s.refresh()
 		}
 	}
+}
+
+// migrateStream converts a stream of an earlier release (limits retention) into the work queue
+// once the consumer, running meanwhile, has applied what it holds (stream.MigrateToWorkQueue).
+// A failed attempt is logged and tried again at the next start; the old stream keeps working.
+func migrateStream(ctx context.Context, js jetstream.JetStream, durable string, logger *slog.Logger) {
+	if err := stream.MigrateToWorkQueue(ctx, js, stream.Options{}, durable, time.Second, logger); err != nil && ctx.Err() == nil {
+		logger.Error("stream migration to a work queue failed; the limits stream stays in use", "error", err)
+	}
+}
+
+// exitOnLost stops the processor (stop with natsconn.ErrLost) once the NATS connection closed
+// for good: the consumer could never fetch again. The process exits non-zero and its supervisor
+// restarts it with a fresh connection and consumer; unacknowledged messages are redelivered.
+func exitOnLost(ctx context.Context, conn *natsconn.Conn, stop context.CancelCauseFunc) {
+	select {
+	case <-conn.Lost():
+		stop(natsconn.ErrLost)
+	case <-ctx.Done():
+	}
+}
+
+// lost is natsconn.ErrLost when that is why ctx ended, else nil.
+func lost(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrLost) {
+		return cause
+	}
+	return nil
 }

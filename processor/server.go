@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -20,12 +21,27 @@ import (
 const readyTimeout = 2 * time.Second
 
 // newServer is the processor's HTTP handler: every route is here.
-func newServer(reg *prometheus.Registry, checks ...httpx.Check) http.Handler {
+func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Check) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", httpx.Health())
-	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, checks...))
+	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, logger, checks...))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
+}
+
+// newHTTPServer serves handler with every timeout set: a client that sends its headers or body
+// slowly, reads the answer slowly or idles holds a connection (and its goroutine) for a bounded
+// time only.
+func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second, // /metrics and the admin pages answer in far less
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // natsStatus is the part of *nats.Conn readiness reads.

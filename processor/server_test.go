@@ -50,15 +50,15 @@ func TestReadiness(t *testing.T) {
 		reason string
 	}{
 		{"ready", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, http.StatusOK, ""},
-		{"nats closed", []httpx.Check{natsCheck(down), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, 503, "nats: CLOSED"},
-		{"postgres unreachable", []httpx.Check{natsCheck(up), postgresCheck(unreachable), current.check, consumerCheck(&started)}, 503, "postgres: "},
-		{"schema behind", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), behind.check, consumerCheck(&started)}, 503, "schema: version 0, this processor needs"},
-		{"schema never read", []httpx.Check{newSchemaCheck(b.db.URL, time.Minute).check}, 503, "schema: not checked yet"},
-		{"no consumer yet", []httpx.Check{natsCheck(up), consumerCheck(&notStarted)}, 503, "consumer: not started yet"},
+		{"nats closed", []httpx.Check{natsCheck(down), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, 503, "nats: not ready"},
+		{"postgres unreachable", []httpx.Check{natsCheck(up), postgresCheck(unreachable), current.check, consumerCheck(&started)}, 503, "postgres: not ready"},
+		{"schema behind", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), behind.check, consumerCheck(&started)}, 503, "schema: not ready"},
+		{"schema never read", []httpx.Check{newSchemaCheck(b.db.URL, time.Minute).check}, 503, "schema: not ready"},
+		{"no consumer yet", []httpx.Check{natsCheck(up), consumerCheck(&notStarted)}, 503, "consumer: not ready"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(prometheus.NewRegistry(), tc.checks...)
+			srv := newServer(prometheus.NewRegistry(), nil, tc.checks...)
 			status, body := get(t, srv, "/readyz")
 			require.Equal(t, tc.status, status, body)
 			var got httpx.ReadyBody
@@ -92,7 +92,7 @@ func TestMetrics(t *testing.T) {
 		return counter(in.metrics.outcomes.WithLabelValues("dead_letter")) == 1
 	})
 
-	status, body := get(t, newServer(in.reg), "/metrics")
+	status, body := get(t, newServer(in.reg, nil), "/metrics")
 	require.Equal(t, http.StatusOK, status)
 	for _, want := range []string{
 		`tollgate_processor_events_total{type="customer.created"} 1`,
@@ -110,4 +110,21 @@ func TestMetrics(t *testing.T) {
 	} {
 		require.Contains(t, body, want)
 	}
+}
+
+func TestHTTPServerHasEveryTimeout(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPServer(http.NotFoundHandler(), testLogger(t))
+	require.Positive(t, srv.ReadHeaderTimeout)
+	require.Positive(t, srv.ReadTimeout)
+	require.Positive(t, srv.WriteTimeout)
+	require.Positive(t, srv.IdleTimeout)
+}
+
+func TestEventTypeLabelIsBounded(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "invoice.paid", eventTypeLabel("invoice.paid"))
+	require.Equal(t, "customer.subscription.updated", eventTypeLabel("customer.subscription.updated"))
+	require.Equal(t, "other", eventTypeLabel("anything.an.attacker.signs"))
+	require.Equal(t, "other", eventTypeLabel(strings.Repeat("x", 5000)))
 }

@@ -262,7 +262,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.next.RoundTrip(r)
-		if !idempotent || attempt >= t.maxAttempts || ctx.Err() != nil || !retryable(resp, err) {
+		if !idempotent || attempt >= t.maxAttempts || ctx.Err() != nil || !retryableResponse(resp, err) {
 			return resp, err
 		}
 		info := retryInfo{Method: req.Method, Path: req.URL.Path, Attempt: attempt, MaxAttempts: t.maxAttempts, Err: err,
@@ -284,8 +284,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// retryable says whether an attempt's outcome is worth another: a network error, 429 or 5xx.
-func retryable(resp *http.Response, err error) bool {
+// retryableResponse says whether an attempt's outcome is worth another: a network error, 429 or 5xx.
+func retryableResponse(resp *http.Response, err error) bool {
 	if err != nil {
 		return true
 	}

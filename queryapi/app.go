@@ -124,7 +124,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	a.handler = newServer(serverDeps{
 		reader:          c,
 		failOpen:        sw,
-		ready:           &readiness{q: pool, sw: sw, cache: c},
+		ready:           &readiness{q: pool, sw: sw, cache: c, log: logger},
 		tokens:          cfg.Tokens,
 		logger:          logger,
 		metrics:         m,

@@ -85,7 +85,27 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 			l.cache.invalidate(k)
 			continue
 		}
-		// "*" (TRUNCATE), or a payload of a newer schema: dropping everything is always safe.
-		l.cache.flush()
+		// Any session may pg_notify any channel with any payload; Postgres has no channel
+		// privilege. Keys only cost a read, but a flush drops every instance's cache at once, so
+		// "*" is honoured only from a session that may TRUNCATE the read model (what the trigger
+		// sends on TRUNCATE), and anything else unknown is ignored. A flush missed because the
+		// truncating session already left is bounded by cacheMaxAge, like a lost notification.
+		if n.Payload == "*" && mayTruncate(ctx, conn, n.PID) {
+			l.cache.flush()
+			continue
+		}
+		l.logger.Debug("ignored a notification the read model's triggers do not send", "payload_bytes", len(n.Payload), "pid", n.PID)
 	}
+}
+
+// mayTruncate reports whether the backend pid is still connected as a role that may TRUNCATE a
+// read-model table. pg_stat_activity shows every session's role to every role.
+func mayTruncate(ctx context.Context, conn *pgx.Conn, pid uint32) bool {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var ok bool
+	err := conn.QueryRow(qctx, `SELECT coalesce(bool_or(has_table_privilege(usesysid, 'customer_entitlements', 'TRUNCATE')
+			OR has_table_privilege(usesysid, 'user_entitlements', 'TRUNCATE')), false)
+		FROM pg_stat_activity WHERE pid = $1`, int64(pid)).Scan(&ok)
+	return err == nil && ok
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -23,6 +24,7 @@ type readiness struct {
 	q     rowQuerier
 	sw    interface{ Status() switchStatus }
 	cache interface{ listening() bool }
+	log   *slog.Logger // the details of a failed check; the answer gives only httpx.PublicReason
 }
 
 // readyBody is the answer of /readyz: httpx's {"ready","reason"} plus the operator's view of the
@@ -60,7 +62,13 @@ func (r *readiness) check(ctx context.Context) readyBody {
 	case errors.Is(err, pgx.ErrNoRows):
 		err = fmt.Errorf("%w: no migration applied; run `processor migrate`", errSchema)
 	case err != nil:
-		err = fmt.Errorf("postgres: %w", err)
+		// The driver's error names the user, database and host: the log has it, the
+		// unauthenticated answer only says Postgres.
+		if r.log != nil {
+			r.log.Warn("not ready", "error", fmt.Errorf("postgres: %w", err))
+		}
+		b.Reason = httpx.PublicReason(fmt.Errorf("postgres: %w", err))
+		return b
 	default:
 		v := uint(max(version, 0)) //nolint:gosec // clamped at 0; migration numbers are small
 		b.SchemaVersion = &v

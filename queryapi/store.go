@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
 const (
@@ -167,11 +168,17 @@ func normalize(v entitlementView) entitlementView {
 	return v
 }
 
+// utc is t in UTC, clamped to the years RFC 3339 can write (0001 to 9999): a row written before
+// the processor clamped its times (a year-10000 last_event_created) must not make every answer
+// for its customer a 500.
 func utc(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := t.UTC()
+	u := subscription.TimeOf(min(max(t.Unix(), subscription.MinUnix), subscription.MaxUnix))
+	if u.Unix() == t.Unix() {
+		u = t.UTC() // keeps the fraction of updated_at
+	}
 	return &u
 }
 

@@ -74,7 +74,7 @@ func FromState(s subscription.State, rules subscription.Rules) Customer {
 		Features:         nonNil(ent.Features),
 		Subscriptions:    make([]Subscription, 0, len(s.Subscriptions)),
 		LastEventID:      s.LastEventID,
-		LastEventCreated: time.Unix(s.LastEventCreated, 0).UTC(),
+		LastEventCreated: subscription.TimeOf(s.LastEventCreated),
 	}
 	for _, sub := range s.Subscriptions {
 		c.Subscriptions = append(c.Subscriptions, Subscription{

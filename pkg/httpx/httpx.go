@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -58,19 +60,36 @@ type ReadyBody struct {
 }
 
 // Ready answers 200 {"ready":true} when every check passes within timeout, in order, and
-// otherwise 503 {"ready":false,"reason":"<error of the first failing check>"}.
-func Ready(timeout time.Duration, checks ...Check) http.Handler {
+// otherwise 503 {"ready":false,"reason":PublicReason(error of the first failing check)}; the
+// error itself goes to logger (when not nil) only: /readyz is unauthenticated and a driver's
+// error names the user, database and host.
+func Ready(timeout time.Duration, logger *slog.Logger, checks ...Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		for _, check := range checks {
 			if err := check(ctx); err != nil {
-				WriteJSON(w, http.StatusServiceUnavailable, ReadyBody{Reason: err.Error()})
+				if logger != nil {
+					logger.Warn("not ready", "error", err)
+				}
+				WriteJSON(w, http.StatusServiceUnavailable, ReadyBody{Reason: PublicReason(err)})
 				return
 			}
 		}
 		WriteJSON(w, http.StatusOK, ReadyBody{Ready: true})
 	})
+}
+
+// PublicReason is what an unauthenticated answer may say of a failed check: the dependency the
+// error names by its prefix ("postgres: ...", "nats: ...", "schema: ...") and no more, since the
+// rest may carry connection details. Errors without such a prefix give a bare "not ready".
+func PublicReason(err error) string {
+	const suffix = "not ready (details in the log)"
+	prefix, _, ok := strings.Cut(err.Error(), ": ")
+	if !ok || len(prefix) > 16 || strings.ContainsFunc(prefix, func(r rune) bool { return r < 'a' || r > 'z' }) {
+		return suffix
+	}
+	return prefix + ": " + suffix
 }
 
 // Serve serves srv on ln until ctx is done or serving fails. On ctx done it shuts srv down:

@@ -37,6 +37,9 @@ func TestHealthAndReady(t *testing.T) {
 	ok := func(context.Context) error { return nil }
 	down := func(context.Context) error { return errors.New("nats: not connected") }
 	slow := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	leaky := func(context.Context) error {
+		return errors.New(`postgres: failed to connect to user=tollgate_processor database=tollgate host=db.internal: password authentication failed`)
+	}
 	tests := []struct {
 		name       string
 		handler    http.Handler
@@ -44,9 +47,10 @@ func TestHealthAndReady(t *testing.T) {
 		wantBody   string
 	}{
 		{"health", httpx.Health(), http.StatusOK, `{"status":"ok"}`},
-		{"ready", httpx.Ready(time.Second, ok, ok), http.StatusOK, `{"ready":true}`},
-		{"first failing check", httpx.Ready(time.Second, ok, down, slow), http.StatusServiceUnavailable, `{"ready":false,"reason":"nats: not connected"}`},
-		{"check past the timeout", httpx.Ready(10*time.Millisecond, slow), http.StatusServiceUnavailable, `{"ready":false,"reason":"context deadline exceeded"}`},
+		{"ready", httpx.Ready(time.Second, nil, ok, ok), http.StatusOK, `{"ready":true}`},
+		{"first failing check", httpx.Ready(time.Second, nil, ok, down, slow), http.StatusServiceUnavailable, `{"ready":false,"reason":"nats: not ready (details in the log)"}`},
+		{"check past the timeout", httpx.Ready(10*time.Millisecond, nil, slow), http.StatusServiceUnavailable, `{"ready":false,"reason":"not ready (details in the log)"}`},
+		{"driver details stay in the log", httpx.Ready(time.Second, nil, leaky), http.StatusServiceUnavailable, `{"ready":false,"reason":"postgres: not ready (details in the log)"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

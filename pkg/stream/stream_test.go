@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +67,30 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	info, err = s.Info(ctx)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), info.State.Msgs)
+}
+
+// A 5,000-byte customer id or type once made a subject longer than the server's 4,096-byte
+// protocol line: the server closed the connection and nats.go did not reconnect.
+func TestSubjectStaysShortWhateverTheInput(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("c", 5000)
+	dots := strings.Repeat("a.", 2500)
+	for _, tt := range []struct{ name, customer, typ string }{
+		{"long customer", long, "invoice.paid"},
+		{"long type", "cus_1", long},
+		{"many type tokens", "cus_1", dots},
+		{"both", long, dots},
+	} {
+		subj := stream.Subject(tt.customer, tt.typ)
+		require.LessOrEqual(t, len(subj), 400, tt.name)
+		require.NotEqual(t, subj, stream.Subject(tt.customer+"x", tt.typ+"x"), "distinct inputs keep distinct subjects")
+	}
+
+	// Through a real server: the publish is acknowledged and the connection survives.
+	js := natstest.Start(t).JetStream(t)
+	_, err := stream.Ensure(t.Context(), js, stream.Options{})
+	require.NoError(t, err)
+	_, err = js.Publish(t.Context(), stream.Subject(long, dots), []byte("{}"))
+	require.NoError(t, err)
+	require.True(t, js.Conn().IsConnected())
 }

@@ -181,11 +181,26 @@ func subscriptionOf(o *SubscriptionObject) Subscription {
 	return s
 }
 
-// timeOf converts Unix seconds to a UTC time; nil for 0 (absent).
+// timeOf converts Unix seconds to a UTC time; nil for 0 (absent). Values outside what JSON's
+// RFC 3339 and Postgres hold are clamped (ClampUnix).
 func timeOf(unix int64) *time.Time {
 	if unix == 0 {
 		return nil
 	}
-	t := time.Unix(unix, 0).UTC()
+	t := TimeOf(unix)
 	return &t
+}
+
+// The Unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range of years that
+// RFC 3339 (and so Go's time.Time JSON encoding) can write. Postgres holds more.
+const (
+	MinUnix = -62135596800
+	MaxUnix = 253402300799
+)
+
+// TimeOf is Unix seconds as a UTC time, clamped to [MinUnix, MaxUnix]: a subscription whose
+// current_period_end is in year 10000 (or INT64_MAX) answers 9999-12-31T23:59:59Z instead of
+// failing every encoding of its customer for ever.
+func TimeOf(unix int64) time.Time {
+	return time.Unix(min(max(unix, MinUnix), MaxUnix), 0).UTC()
 }

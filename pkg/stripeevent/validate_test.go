@@ -1,0 +1,56 @@
+package stripeevent_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	good := stripeevent.Event{ID: "evt_1", Type: "invoice.paid", Created: 1234567890, CustomerID: "cus_1"}
+	tests := []struct {
+		name  string
+		edit  func(*stripeevent.Event)
+		field string // "" when valid
+	}{
+		{"valid", func(*stripeevent.Event) {}, ""},
+		{"placeholder created is fine", func(e *stripeevent.Event) { e.Created = 1 }, ""},
+		{"created an hour ahead (clock skew)", func(e *stripeevent.Event) { e.Created = now.Add(time.Hour).Unix() }, ""},
+		{"255-byte id", func(e *stripeevent.Event) { e.ID = strings.Repeat("e", 255) }, ""},
+		{"no customer, no account", func(e *stripeevent.Event) { e.CustomerID = "" }, ""},
+		{"empty id", func(e *stripeevent.Event) { e.ID = "" }, "id"},
+		{"NUL in id", func(e *stripeevent.Event) { e.ID = "evt_\x00" }, "id"},
+		{"10 KB id", func(e *stripeevent.Event) { e.ID = strings.Repeat("e", 10_000) }, "id"},
+		{"rewritten invalid UTF-8 in id", func(e *stripeevent.Event) { e.ID = "evt_\uFFFD" }, "id"},
+		{"space in id", func(e *stripeevent.Event) { e.ID = "evt 1" }, "id"},
+		{"5,000-byte type", func(e *stripeevent.Event) { e.Type = strings.Repeat("t", 5000) }, "type"},
+		{"newline in account", func(e *stripeevent.Event) { e.Account = "acct_\n" }, "account"},
+		{"5,000-byte customer", func(e *stripeevent.Event) { e.CustomerID = strings.Repeat("c", 5000) }, "customer"},
+		{"created zero", func(e *stripeevent.Event) { e.Created = 0 }, "created"},
+		{"created INT64_MAX", func(e *stripeevent.Event) { e.Created = 1<<63 - 1 }, "created"},
+		{"created in year 10000", func(e *stripeevent.Event) { e.Created = 253402300800 }, "created"},
+		{"created two days ahead", func(e *stripeevent.Event) { e.Created = now.Add(48 * time.Hour).Unix() }, "created"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ev := good
+			tt.edit(&ev)
+			err := stripeevent.Validate(ev, now)
+			if tt.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, stripeevent.ErrInvalid)
+			require.True(t, errors.Is(err, stripeevent.ErrUnstorable))
+			require.Contains(t, err.Error(), tt.field)
+		})
+	}
+}

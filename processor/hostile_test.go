@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/pkg/eventstore"
+
+	"github.com/tollgate/tollgate/testkit/wait"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+)
+
+// Hostile events the listener lets through (a year-10000 or INT64_MAX period end inside the
+// object) and failures that are not Postgres errors (the fault hook stands in for an encoding
+// error nobody foresaw) never stall the pipeline: in one batch with good events, the good ones
+// are applied at once and never redelivered, the culprit is dead-lettered after PoisonAttempts
+// with its reason, and its customer's later events are applied without it.
+func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	k := newKit(t, "h")
+	opts := testOptions()
+	opts.BatchSize = 100
+
+	good := k.signup("cus_good", "u_good", "sub_good", "price_basic", t0)
+	poisonCustomer := k.signup("cus_p", "u_p", "sub_p", "price_basic", t0)
+	poison := k.subscription("customer.subscription.updated", "cus_p", "sub_p", "past_due", "price_basic", t0+100, nil)
+	later := k.subscription("customer.subscription.updated", "cus_p", "sub_p", "canceled", "price_basic", t0+200, nil)
+	year10000 := k.edit(k.subscription("customer.subscription.updated", "cus_y", "sub_y", "active", "price_basic", t0+10, nil),
+		func(_, obj map[string]any) { obj["current_period_end"] = int64(253402300800) })
+	maxInt := k.edit(k.subscription("customer.subscription.updated", "cus_m", "sub_m", "active", "price_basic", t0+10, nil),
+		func(_, obj map[string]any) {
+			obj["current_period_end"], obj["trial_end"] = int64(1<<63-1), int64(-1<<63)
+		})
+	hostile := []struct {
+		name string
+		raw  []byte
+	}{
+		{"year-10000 current_period_end", year10000},
+		{"INT64_MAX current_period_end, INT64_MIN trial_end", maxInt},
+	}
+	poisonID := eventIDOf(poison)
+	opts.fault = func(ev stripeevent.Event) error {
+		if ev.ID == poisonID {
+			return errors.New("encode: an error that is not Postgres's")
+		}
+		return nil
+	}
+
+	var all [][]byte
+	all = append(all, poisonCustomer...)
+	all = append(all, poison)
+	all = append(all, good...)
+	for _, h := range hostile {
+		all = append(all, h.raw)
+	}
+	all = append(all, later)
+	b.publish(t, all...) // before the consumer starts: one batch holds them all
+	in := b.start(t, opts, b.db.URL)
+
+	applied := make([][]byte, 0, len(all))
+	for _, raw := range all {
+		if eventIDOf(raw) != poisonID {
+			applied = append(applied, raw)
+		}
+	}
+	caughtUp(t, b.db.Pool, expect(t, b.rules, applied...), 20*time.Second)
+	wait.For(t, 20*time.Second, "the culprit is dead-lettered", func() bool {
+		n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
+		return err == nil && n == 1
+	})
+	b.drained(t, opts.Durable, 10*time.Second)
+
+	letters, err := eventstore.ListDeadLetters(t.Context(), b.db.Pool, "")
+	require.NoError(t, err)
+	require.Len(t, letters, 1)
+	require.Equal(t, poisonID, letters[0].EventID)
+	require.Contains(t, letters[0].Reason, "not Postgres's")
+	require.Equal(t, int(opts.PoisonAttempts), letters[0].Attempts)
+	require.Equal(t, float64(opts.PoisonAttempts-1), counter(in.metrics.redeliveries), "only the culprit came back")
+
+	p, err := entitlement.GetCustomer(t.Context(), b.db.Pool, "cus_p")
+	require.NoError(t, err)
+	require.Equal(t, "canceled", p.Status, "the customer's later event is applied without the dead letter")
+
+	for _, c := range []struct{ id, want string }{{"cus_y", "9999-12-31T23:59:59Z"}, {"cus_m", "9999-12-31T23:59:59Z"}} {
+		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, c.id)
+		require.NoError(t, err)
+		body, err := json.Marshal(got)
+		require.NoError(t, err, "the answer for %s can be encoded", c.id)
+		require.Contains(t, string(body), `"current_period_end":"`+c.want+`"`)
+	}
+}
+
+// A stream far smaller than what passes through it never refuses a publish while the processor
+// keeps up: applied events leave the work queue. (Under limits retention of 30 days the 65th
+// KiB was refused, and the listener answered 503 to every webhook.)
+func TestSmallStreamNeverFillsWhileTheProcessorKeepsUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const limit = 64 << 10
+	_, err := stream.Ensure(t.Context(), b.js, stream.Options{MaxBytes: limit})
+	require.NoError(t, err)
+	in := b.start(t, testOptions(), b.db.URL)
+	k := newKit(t, "f")
+
+	published := 0
+	for i := 0; published < 20*limit; i++ {
+		raws := k.signup(fmt.Sprintf("cus_f%d", i), fmt.Sprintf("u_f%d", i), fmt.Sprintf("sub_f%d", i), "price_basic", t0)
+		for _, raw := range raws {
+			ev, err := stripeevent.Parse(raw)
+			require.NoError(t, err)
+			// What the listener does: a refusal here is its 503. Stripe's pace is the test's:
+			// each webhook after the previous one's answer, and a pause once the stream is
+			// half full so the processor can keep up (it does, at this pace, many times over).
+			_, err = b.js.Publish(t.Context(), stream.Subject(ev.CustomerID, ev.Type), raw, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream.Name))
+			require.NoError(t, err, "publish %d after %d bytes", i, published)
+			published += len(raw)
+		}
+		wait.For(t, 10*time.Second, "the processor keeps up", func() bool {
+			s, err := b.js.Stream(t.Context(), stream.Name)
+			return err == nil && s.CachedInfo().State.Bytes < limit/2
+		})
+	}
+	b.drained(t, testOptions().Durable, 10*time.Second)
+	s, err := b.js.Stream(t.Context(), stream.Name)
+	require.NoError(t, err)
+	require.Zero(t, s.CachedInfo().State.Msgs, "applied events left the stream")
+	require.Zero(t, counter(in.metrics.outcomes.WithLabelValues("dead_letter")))
+	require.Greater(t, published, 20*limit-1)
+}
