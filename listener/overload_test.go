@@ -22,7 +22,7 @@ func headersOnly(t *testing.T, b *bundle, n int) {
 	t.Helper()
 	host := strings.TrimPrefix(b.base, "http://")
 	for range n {
-		c, err := net.Dial("tcp", host)
+		c, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", host)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
 		_, err = fmt.Fprintf(c, "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t=1,v1=00\r\nContent-Length: 1000000\r\n\r\n{")

@@ -86,7 +86,7 @@ func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
 	require.Equal(t, poisonID, letters[0].EventID)
 	require.Contains(t, letters[0].Reason, "not Postgres's")
 	require.Equal(t, int(opts.PoisonAttempts), letters[0].Attempts)
-	require.Equal(t, float64(opts.PoisonAttempts-1), counter(in.metrics.redeliveries), "only the culprit came back")
+	require.InDelta(t, float64(opts.PoisonAttempts-1), counter(in.metrics.redeliveries), 0, "only the culprit came back")
 
 	p, err := entitlement.GetCustomer(t.Context(), b.db.Pool, "cus_p")
 	require.NoError(t, err)

@@ -33,7 +33,7 @@ func (b *bundle) applyAll(tb testing.TB, raws ...[]byte) {
 	require.NoError(tb, err)
 }
 
-var changedRE = regexp.MustCompile(`: (\d+) entitlements changed`) //nolint:gochecknoglobals // test-only pattern
+var changedRE = regexp.MustCompile(`: (\d+) entitlements changed`)
 
 // replayCmdOut runs `processor replay args...` with env and returns the number of changed
 // entitlements it reported, and its stderr.

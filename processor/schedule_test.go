@@ -199,7 +199,7 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 		require.InDelta(t, float64(time.Now().Unix()), metric(t, p.base, "tollgate_processor_backfill_last_success_timestamp_seconds"), 30,
 			"processor %d shows the last success of either", i)
 	}
-	require.Equal(t, float64(len(ids)-webhooks), recovered, "the events whose webhook did not arrive, each once")
+	require.InDelta(t, float64(len(ids)-webhooks), recovered, 0, "the events whose webhook did not arrive, each once")
 	b.drained(t, testOptions().Durable, 20*time.Second)
 	require.Equal(t, len(ids), storedEvents(t, b.db.Pool), "the processors applied the recovered events")
 	for _, p := range processors {

@@ -273,7 +273,7 @@ func requireReadModel(tb testing.TB, pool *pgxpool.Pool, want expected) {
 	for id, w := range want.users {
 		v, err := entitlement.GetUser(ctx, pool, id)
 		require.NoError(tb, err, "user %s", id)
-		require.Equal(tb, w, expectedUser{CustomerIDs: v.CustomerIDs, Premium: v.Premium, Status: v.Status, Features: v.Features}, "user %s", id)
+		require.Equal(tb, expectedUser{CustomerIDs: v.CustomerIDs, Premium: v.Premium, Status: v.Status, Features: v.Features}, w, "user %s", id)
 	}
 }
 

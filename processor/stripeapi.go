@@ -89,7 +89,10 @@ func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
 	if o.MaxDelay <= 0 {
 		o.MaxDelay = apiMaxDelay
 	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
+	base := &http.Transport{}
+	if d, ok := http.DefaultTransport.(*http.Transport); ok {
+		base = d.Clone() // keep the default proxy, dial and TLS settings
+	}
 	base.ResponseHeaderTimeout = apiResponseTimeout
 	transport := &retryTransport{
 		next:        base,
@@ -167,7 +170,8 @@ func (a *stripeAPI) Events(ctx context.Context, q eventQuery) iter.Seq2[json.Raw
 			return items, page, err
 		})
 		for it.Next() {
-			if !yield(it.Current().(*rawItem).Raw, nil) {
+			item, _ := it.Current().(*rawItem) // the list decodes into *rawItem only
+			if !yield(item.Raw, nil) {
 				return
 			}
 		}

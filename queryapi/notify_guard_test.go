@@ -40,9 +40,9 @@ func TestNotifyFlushOnlyFromTheReadModelsWriters(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return counter(t, b.reg, "tollgate_queryapi_cache_invalidations_total") > invalidations
 	}, 2*time.Second, 5*time.Millisecond)
-	require.Equal(t, flushes, counter(t, b.reg, "tollgate_queryapi_cache_flushes_total"), "no flush from an arbitrary session")
+	require.InDelta(t, flushes, counter(t, b.reg, "tollgate_queryapi_cache_flushes_total"), 0, "no flush from an arbitrary session")
 
 	hits := counter(t, b.reg, "tollgate_queryapi_cache_hits_total")
 	require.Equal(t, true, b.getJSON(t, "/v1/users/u_42/entitlement", http.StatusOK)["premium"])
-	require.Equal(t, hits+1, counter(t, b.reg, "tollgate_queryapi_cache_hits_total"), "still served from the cache")
+	require.InDelta(t, hits+1, counter(t, b.reg, "tollgate_queryapi_cache_hits_total"), 0, "still served from the cache")
 }

@@ -31,7 +31,7 @@ func (p Policy) Delay(attempt int) time.Duration {
 		full = ceiling
 	}
 	half := full / 2
-	return half + rand.N(half+1) //nolint:gosec // jitter needs no cryptographic randomness
+	return half + rand.N(half+1)
 }
 
 // Sleep waits d, or less when ctx is done first; it returns ctx.Err() in that case, else nil.

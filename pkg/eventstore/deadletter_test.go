@@ -36,7 +36,7 @@ func TestDeadLetterStillFailingAndDeleted(t *testing.T) {
 	ctx := t.Context()
 	for seq, id := range []string{"evt_a", "evt_b"} {
 		require.NoError(t, eventstore.RecordDeadLetter(ctx, db.Pool, eventstore.DeadLetter{EventID: id, Subject: "s",
-			StreamSeq: uint64(seq + 1), Payload: []byte("{}"), Reason: "first", Attempts: 3})) //nolint:gosec // small
+			StreamSeq: uint64(seq + 1), Payload: []byte("{}"), Reason: "first", Attempts: 3}))
 	}
 	n, err := eventstore.CountDeadLetters(ctx, db.Pool)
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package stripeevent_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +48,7 @@ func TestValidate(t *testing.T) {
 				return
 			}
 			require.ErrorIs(t, err, stripeevent.ErrInvalid)
-			require.True(t, errors.Is(err, stripeevent.ErrUnstorable))
+			require.ErrorIs(t, err, stripeevent.ErrUnstorable)
 			require.Contains(t, err.Error(), tt.field)
 		})
 	}

@@ -41,7 +41,7 @@ var readers = sync.Pool{New: func() any { return new(reader) }} //nolint:gocheck
 // before the malformed part; otherwise it is fn's. Read is safe for concurrent use; dec must not
 // be kept past fn.
 func Read(doc []byte, fn func(dec *Decoder) error) error {
-	r := readers.Get().(*reader)
+	r, _ := readers.Get().(*reader) // the pool holds only *reader (New makes them)
 	defer func() {
 		r.buf = bytes.Buffer{}
 		r.dec.Reset(&r.buf) // drops its reference to doc
