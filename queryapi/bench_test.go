@@ -40,7 +40,7 @@ const (
 //
 //	go test -run='^$' -bench=EntitlementCheck -count=1 ./queryapi
 func BenchmarkEntitlementCheck(b *testing.B) {
-	benchmarkEntitlementCheck(b, defaultOptions().cacheMaxAge)
+	benchmarkEntitlementCheck(b, defaultOptions().cache.MaxAge)
 }
 
 // BenchmarkEntitlementCheckNoCache is the same with a cache that keeps nothing (max age 0): one
@@ -56,7 +56,7 @@ func benchmarkEntitlementCheck(b *testing.B, cacheMaxAge time.Duration) {
 	cfg := config.QueryAPI{DatabaseURL: db.URL, Tokens: []string{testToken}}
 	reg := prometheus.NewRegistry()
 	opts := defaultOptions()
-	opts.cacheMaxAge = cacheMaxAge
+	opts.cache.MaxAge = cacheMaxAge
 	a, err := startApp(context.Background(), cfg, opts, slog.New(slog.NewJSONHandler(io.Discard, nil)), reg)
 	require.NoError(b, err)
 	b.Cleanup(a.close)
