@@ -59,10 +59,10 @@ func defaultOptions() options {
 		failOpenTimeout: 250 * time.Millisecond,
 		cache: config.QueryAPICache{Mode: config.CacheNotify, MaxAge: config.DefaultCacheMaxAge,
 			Bytes: config.DefaultCacheBytes, Warm: config.DefaultCacheWarm},
-		warmTimeout: 30 * time.Second,
-		pollInterval:    time.Second,
-		warnEvery:       time.Minute,
-		reconnectMax:    5 * time.Second,
+		warmTimeout:  30 * time.Second,
+		pollInterval: time.Second,
+		warnEvery:    time.Minute,
+		reconnectMax: 5 * time.Second,
 	}
 }
 
