@@ -96,9 +96,11 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	machine := rig.Describe(ctx, r.DatabaseURL, r.NATSVersion)
 
 	b.webhooks(ctx, r, natsDefault)
+	b.publishLimit(ctx, r) // the processor is still stopped
 	users := b.burst(ctx, r)
 	b.freshness(ctx, r)
 	b.checks(ctx, r, users)
+	b.checksSpread(ctx, r, users)
 
 	return b.table(machine, started, loadStart), errors.Join(b.errs...)
 }
