@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -317,7 +317,7 @@ func (r loadResult) percentile(p int) float64 {
 // order would be a cyclic scan, the worst case of any LRU-like cache that cannot hold it all.
 func (g *loadGenerator) randomly() *loadGenerator {
 	for i, gc := range g.conns {
-		gc.rnd = rand.New(rand.NewPCG(uint64(i), 17)) //nolint:gosec // load, not secrets
+		gc.rnd = rand.New(rand.NewPCG(uint64(i), 17))
 	}
 	return g
 }

@@ -124,7 +124,7 @@ func newCache(next reader, mode string, maxAge time.Duration, maxBytes int64, m 
 }
 
 func (c *cache) shardIndex(k key) int {
-	return int(maphash.Comparable(c.seed, k) % cacheShards)
+	return int(maphash.Comparable(c.seed, k) % cacheShards) //nolint:gosec // below cacheShards
 }
 
 // entrySize is the estimate of an entry's heap that the budget is charged.

@@ -51,7 +51,7 @@ func (b *bench) checksSpread(ctx context.Context, r *rig.Rig, users []string) {
 		defer conns.Close()
 		rnds := make([]*mrand.Rand, checkConc)
 		for i := range rnds {
-			rnds[i] = mrand.New(mrand.NewPCG(uint64(i), 29)) //nolint:gosec // load, not secrets
+			rnds[i] = mrand.New(mrand.NewPCG(uint64(i), 29))
 		}
 		op := func(_ context.Context, w, i int) error {
 			u := set[rnds[w].IntN(len(set))]
