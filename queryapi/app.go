@@ -32,20 +32,19 @@ const (
 	shutdownTimeout   = 15 * time.Second
 )
 
-// options are the tuning knobs of one instance. They are not environment variables: the
-// defaults are the contract (fail-open followed within 2 s, at most 1 s of cache staleness).
-// Tests shorten them.
+// options are the tuning knobs of one instance. Only cache comes from environment variables
+// (config.QueryAPI.Cache, which serve copies in); the other defaults are the contract
+// (fail-open followed within 2 s). Tests shorten them.
 type options struct {
 	// dbTimeout bounds one read of the read model.
 	dbTimeout time.Duration
 	// failOpenTimeout bounds the read of the real data behind a fail-open answer: while the
 	// switch is on, a slow database must not delay the grant.
 	failOpenTimeout time.Duration
-	// cacheMaxAge is how long an answer may be served from memory without a change
-	// notification: the staleness bound when a notification is lost.
-	cacheMaxAge time.Duration
-	// cacheMaxEntries bounds the memory of the cache (answers for users and customers).
-	cacheMaxEntries int
+	// cache is the mode, max age, byte budget and warm count of the cache (QUERYAPI_CACHE_*).
+	cache config.QueryAPICache
+	// warmTimeout bounds the read that warms the cache.
+	warmTimeout time.Duration
 	// pollInterval is how often the fail-open switch is read even without a notification.
 	pollInterval time.Duration
 	// warnEvery is how often a warning is logged while fail-open is on.
@@ -58,11 +57,12 @@ func defaultOptions() options {
 	return options{
 		dbTimeout:       time.Second,
 		failOpenTimeout: 250 * time.Millisecond,
-		cacheMaxAge:     time.Second,
-		cacheMaxEntries: 100_000,
-		pollInterval:    time.Second,
-		warnEvery:       time.Minute,
-		reconnectMax:    5 * time.Second,
+		cache: config.QueryAPICache{Mode: config.CacheNotify, MaxAge: config.DefaultCacheMaxAge,
+			Bytes: config.DefaultCacheBytes, Warm: config.DefaultCacheWarm},
+		warmTimeout:  30 * time.Second,
+		pollInterval: time.Second,
+		warnEvery:    time.Minute,
+		reconnectMax: 5 * time.Second,
 	}
 }
 
@@ -90,11 +90,22 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 		pool.Close()
 		return nil, err
 	}
-	c := newCache(dbReader{q: pool, timeout: opts.dbTimeout}, opts.cacheMaxAge, opts.cacheMaxEntries, m)
-	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tollgate_queryapi_cache_entries",
-		Help: "Answers held in the in-process cache.",
-	}, func() float64 { return float64(c.len()) })); err != nil {
+	db := dbReader{q: pool, timeout: opts.dbTimeout}
+	c := newCache(db, opts.cache.Mode, opts.cache.MaxAge, opts.cache.Bytes, m)
+	if err := errors.Join(
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_queryapi_cache_entries",
+			Help: "Answers held in the in-process cache.",
+		}, func() float64 { return float64(c.len()) })),
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_queryapi_cache_bytes",
+			Help: "Estimated heap held by the cache's answers: what QUERYAPI_CACHE_BYTES bounds.",
+		}, func() float64 { return float64(c.size()) })),
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_queryapi_cache_budget_bytes",
+			Help: "QUERYAPI_CACHE_BYTES: the budget of tollgate_queryapi_cache_bytes.",
+		}, func() float64 { return float64(opts.cache.Bytes) })),
+	); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
@@ -109,17 +120,29 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	}
 	cancelFirst()
 
-	connConfig := listenConnConfig(pool)
-	l := &notifyListener{
-		connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
-		cache:        c,
-		sw:           sw,
-		logger:       logger,
-		reconnectMax: opts.reconnectMax,
+	warm := func(ctx context.Context) { c.startWarm(ctx, db, opts.cache.Warm, opts.warmTimeout, logger) }
+	if opts.cache.Mode == config.CacheMaxAge {
+		// A hot standby refuses LISTEN: the cache serves without notifications, max age being the
+		// bound, and the switch is followed by polling alone.
+		warm(bg)
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); sw.run(bg) }()
+	} else {
+		connConfig := listenConnConfig(pool)
+		l := &notifyListener{
+			connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
+			cache:        c,
+			sw:           sw,
+			logger:       logger,
+			reconnectMax: opts.reconnectMax,
+		}
+		if opts.cache.Mode == config.CacheNotify {
+			l.warm = warm
+		}
+		a.wg.Add(2)
+		go func() { defer a.wg.Done(); l.run(bg) }()
+		go func() { defer a.wg.Done(); sw.run(bg) }()
 	}
-	a.wg.Add(2)
-	go func() { defer a.wg.Done(); l.run(bg) }()
-	go func() { defer a.wg.Done(); sw.run(bg) }()
 
 	a.handler = newServer(serverDeps{
 		reader:          c,
@@ -156,7 +179,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	a, err := startApp(ctx, cfg, defaultOptions(), logger, reg)
+	opts := defaultOptions()
+	opts.cache = cfg.Cache
+	a, err := startApp(ctx, cfg, opts, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -26,12 +27,12 @@ func TestReaders(t *testing.T) {
 			return dbReader{q: db.Pool, timeout: time.Second}
 		},
 		"cache not listening": func(t *testing.T, db *pgtest.DB) reader {
-			c := newCache(dbReader{q: db.Pool, timeout: time.Second}, time.Hour, 100, testMetrics(t))
+			c := newCache(dbReader{q: db.Pool, timeout: time.Second}, modeNotify, time.Hour, 1<<20, testMetrics(t))
 			t.Cleanup(c.wait)
 			return c
 		},
 		"cache listening": func(t *testing.T, db *pgtest.DB) reader {
-			c := newCache(dbReader{q: db.Pool, timeout: time.Second}, time.Hour, 100, testMetrics(t))
+			c := newCache(dbReader{q: db.Pool, timeout: time.Second}, modeNotify, time.Hour, 1<<20, testMetrics(t))
 			c.setListening(true)
 			t.Cleanup(c.wait)
 			return c
@@ -71,7 +72,7 @@ func TestReaders(t *testing.T) {
 // hour-long max age: the notification, not the age, refreshes it. Negative answers too.
 func TestCacheFollowsNotifications(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *options) { o.cacheMaxAge = time.Hour })
+	b := setup(t, func(o *options) { o.cache.MaxAge = time.Hour })
 	b.saveSettled(t, freeCustomer("cus_1", "u_1"))
 
 	require.Equal(t, false, b.getJSON(t, "/v1/users/u_1/entitlement", http.StatusOK)["premium"])
@@ -108,10 +109,11 @@ func TestCacheFollowsNotifications(t *testing.T) {
 }
 
 // With notifications lost (triggers dropped), a change is still visible within the max age:
-// the staleness bound (1 s by default).
+// the staleness bound (QUERYAPI_CACHE_MAX_AGE, 1 s here).
 func TestCacheStalenessBoundWithoutNotifications(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	const maxAge = time.Second
+	b := setup(t, func(o *options) { o.cache.MaxAge = maxAge })
 	b.waitListening(t)
 	dropNotifyTriggers(t, b.db)
 	save(t, b.db, freeCustomer("cus_1", "u_1"))
@@ -123,21 +125,21 @@ func TestCacheStalenessBoundWithoutNotifications(t *testing.T) {
 	save(t, b.db, upgraded)
 	changed := time.Now()
 	stale := b.getJSON(t, "/v1/users/u_1/entitlement", http.StatusOK)["premium"]
-	if time.Since(primed) < defaultOptions().cacheMaxAge/2 {
+	if time.Since(primed) < maxAge/2 {
 		require.Equal(t, false, stale, "the cache answers (this test would prove nothing otherwise)")
 	}
 
 	require.Eventually(t, func() bool {
 		return b.getJSON(t, "/v1/users/u_1/entitlement", http.StatusOK)["premium"] == true
-	}, defaultOptions().cacheMaxAge+200*time.Millisecond, 5*time.Millisecond)
-	require.LessOrEqual(t, time.Since(changed), defaultOptions().cacheMaxAge+200*time.Millisecond)
+	}, maxAge+200*time.Millisecond, 5*time.Millisecond)
+	require.LessOrEqual(t, time.Since(changed), maxAge+200*time.Millisecond)
 }
 
 // Losing the LISTEN session drops everything and reads go to Postgres until it is back; the
 // new session starts from an empty cache.
 func TestCacheFlushesWhenListenReconnects(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *options) { o.cacheMaxAge = time.Hour })
+	b := setup(t, func(o *options) { o.cache.MaxAge = time.Hour })
 	b.waitListening(t)
 	dropNotifyTriggers(t, b.db)
 	save(t, b.db, freeCustomer("cus_1", "u_1"))
@@ -200,7 +202,7 @@ func (g *gatedReader) set(premium bool) {
 func TestCacheInvalidationDuringRead(t *testing.T) {
 	t.Parallel()
 	g := newGatedReader()
-	c := newCache(g, time.Hour, 100, testMetrics(t))
+	c := newCache(g, modeNotify, time.Hour, 1<<20, testMetrics(t))
 	c.setListening(true)
 	t.Cleanup(c.wait)
 	k := userKey("u_1")
@@ -227,7 +229,7 @@ func TestCacheInvalidationDuringRead(t *testing.T) {
 func TestCacheRefreshesAhead(t *testing.T) {
 	t.Parallel()
 	g := newGatedReader()
-	c := newCache(g, 2*time.Second, 100, testMetrics(t))
+	c := newCache(g, modeNotify, 2*time.Second, 1<<20, testMetrics(t))
 	c.setListening(true)
 	t.Cleanup(c.wait)
 	t.Cleanup(func() { close(g.release) })
@@ -258,7 +260,7 @@ func TestCacheRefreshesAhead(t *testing.T) {
 func TestCacheSharesConcurrentMisses(t *testing.T) {
 	t.Parallel()
 	g := newGatedReader()
-	c := newCache(g, time.Hour, 100, testMetrics(t))
+	c := newCache(g, modeNotify, time.Hour, 1<<20, testMetrics(t))
 	c.setListening(true)
 	t.Cleanup(c.wait)
 
@@ -282,7 +284,7 @@ func TestCacheSharesConcurrentMisses(t *testing.T) {
 func TestCacheWaitEndsWithTheRequest(t *testing.T) {
 	t.Parallel()
 	g := newGatedReader()
-	c := newCache(g, time.Hour, 100, testMetrics(t))
+	c := newCache(g, modeNotify, time.Hour, 1<<20, testMetrics(t))
 	c.setListening(true)
 	t.Cleanup(c.wait)
 
@@ -296,20 +298,35 @@ func TestCacheWaitEndsWithTheRequest(t *testing.T) {
 	require.EqualValues(t, 1, g.calls.Load(), "the abandoned read still filled the cache")
 }
 
-func TestCacheIsBounded(t *testing.T) {
+// However many keys are read, the entries' estimated size stays within the byte budget.
+func TestCacheStaysWithinItsBudget(t *testing.T) {
 	t.Parallel()
 	g := newGatedReader()
 	close(g.release)
 	g.started = make(chan struct{}, 10_000)
-	c := newCache(g, time.Hour, 2*cacheShards, testMetrics(t))
+	const budget = 256 << 10
+	m := testMetrics(t)
+	c := newCache(g, modeNotify, time.Hour, budget, m)
 	c.setListening(true)
 	t.Cleanup(c.wait)
 	for i := range 5000 {
 		_, err := c.read(context.Background(), userKey(fmt.Sprint("u_", i)))
 		require.NoError(t, err)
+		require.LessOrEqual(t, c.size(), int64(budget))
 	}
-	require.LessOrEqual(t, c.len(), 2*cacheShards)
+	c.wait()
+	require.LessOrEqual(t, c.size(), int64(budget))
+	require.Greater(t, c.size(), int64(budget)*3/4, "the budget is used, not just respected")
 	require.Positive(t, c.len())
+	require.Less(t, c.len(), 5000)
+	var sum int64
+	for i := range c.shards {
+		for _, e := range c.shards[i].entries {
+			sum += e.size
+		}
+	}
+	require.Equal(t, sum, c.size(), "the running total is the entries' sum")
+	require.InDelta(t, float64(5000-c.len()), testutil.ToFloat64(m.cacheEvictions), 0)
 }
 
 // Not listening: nothing is kept.
@@ -317,7 +334,7 @@ func TestCacheKeepsNothingWhileNotListening(t *testing.T) {
 	t.Parallel()
 	g := newGatedReader()
 	close(g.release)
-	c := newCache(g, time.Hour, 100, testMetrics(t))
+	c := newCache(g, modeNotify, time.Hour, 1<<20, testMetrics(t))
 	t.Cleanup(c.wait)
 	for range 3 {
 		_, err := c.read(context.Background(), userKey("u_1"))

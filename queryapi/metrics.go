@@ -27,6 +27,7 @@ type metrics struct {
 	cacheRefreshes     prometheus.Counter
 	cacheInvalidations prometheus.Counter
 	cacheFlushes       prometheus.Counter
+	cacheEvictions     prometheus.Counter
 	cacheListening     prometheus.Gauge
 }
 
@@ -62,6 +63,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tollgate_queryapi_cache_flushes_total",
 			Help: "Times the whole cache was dropped (LISTEN session lost or regained, TRUNCATE).",
 		}),
+		cacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_queryapi_cache_evictions_total",
+			Help: "Answers dropped to keep the cache within QUERYAPI_CACHE_BYTES.",
+		}),
 		cacheListening: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_queryapi_cache_listening",
 			Help: "1 while the LISTEN session that keeps the cache fresh is up; 0 means every read goes to Postgres.",
@@ -69,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.requests, m.failOpen, m.cacheHits, m.cacheMisses,
-		m.cacheRefreshes, m.cacheInvalidations, m.cacheFlushes, m.cacheListening} {
+		m.cacheRefreshes, m.cacheInvalidations, m.cacheFlushes, m.cacheEvictions, m.cacheListening} {
 		errs = append(errs, reg.Register(c))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -18,8 +18,10 @@ const (
 // notifyListener holds one LISTEN session and turns its notifications into cache invalidations
 // and fail-open refreshes. It reconnects with backoff for as long as its context lives.
 type notifyListener struct {
-	connect      func(ctx context.Context) (*pgx.Conn, error)
-	cache        *cache
+	connect func(ctx context.Context) (*pgx.Conn, error)
+	cache   *cache
+	// warm, when set, is called once each session is established and the cache serves.
+	warm         func(ctx context.Context)
 	sw           interface{ poke() }
 	logger       *slog.Logger
 	reconnectMax time.Duration
@@ -72,6 +74,9 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 	// Changes committed from here on are notified; setListening drops what came before.
 	l.cache.setListening(true)
 	l.sw.poke()
+	if l.warm != nil {
+		l.warm(ctx)
+	}
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

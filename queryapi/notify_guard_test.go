@@ -15,7 +15,7 @@ import (
 // still does (TestCacheFollowsNotifications).
 func TestNotifyFlushOnlyFromTheReadModelsWriters(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *options) { o.cacheMaxAge = time.Hour })
+	b := setup(t, func(o *options) { o.cache.MaxAge = time.Hour })
 	ctx := context.Background()
 	b.saveSettled(t, premiumCustomer())
 	require.Equal(t, true, b.getJSON(t, "/v1/users/u_42/entitlement", http.StatusOK)["premium"])

@@ -23,7 +23,7 @@ const readyTimeout = 2 * time.Second
 type readiness struct {
 	q     rowQuerier
 	sw    interface{ Status() switchStatus }
-	cache interface{ listening() bool }
+	cache interface{ state() string }
 	log   *slog.Logger // the details of a failed check; the answer gives only httpx.PublicReason
 }
 
@@ -35,8 +35,9 @@ type readyBody struct {
 	WantSchemaVersion uint       `json:"want_schema_version"`
 	FailOpen          bool       `json:"fail_open"`
 	FailOpenSince     *time.Time `json:"fail_open_since"`
-	// Cache is "listening" while change notifications keep the cache fresh, else "off" (every
-	// answer is read from Postgres).
+	// Cache is "listening" while change notifications keep the cache fresh, "max-age" when it
+	// serves without them (QUERYAPI_CACHE_MODE=max-age), else "off" (every answer is read from
+	// Postgres).
 	Cache string `json:"cache"`
 }
 
@@ -45,13 +46,10 @@ var errSchema = errors.New("schema")
 
 func (r *readiness) check(ctx context.Context) readyBody {
 	st := r.sw.Status()
-	b := readyBody{WantSchemaVersion: migrations.Version, FailOpen: st.On, Cache: "off"}
+	b := readyBody{WantSchemaVersion: migrations.Version, FailOpen: st.On, Cache: r.cache.state()}
 	if !st.Since.IsZero() {
 		since := st.Since
 		b.FailOpenSince = &since
-	}
-	if r.cache.listening() {
-		b.Cache = "listening"
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()

@@ -218,3 +218,32 @@ func (r dbReader) read(ctx context.Context, k key) (*answer, error) {
 	}
 	return newAnswer(v)
 }
+
+// recent reads the answers of the most recently changed users, then customers, at most limit of
+// each, newest first: what the cache is warmed with.
+func (r dbReader) recent(ctx context.Context, limit int) ([]keyedAnswer, error) {
+	users, err := entitlement.RecentUsers(ctx, r.q, limit)
+	if err != nil {
+		return nil, err
+	}
+	customers, err := entitlement.RecentCustomers(ctx, r.q, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]keyedAnswer, 0, len(users)+len(customers))
+	for _, u := range users {
+		a, err := newAnswer(userView(u))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keyedAnswer{userKey(u.UserID), a})
+	}
+	for _, c := range customers {
+		a, err := newAnswer(customerView(c))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keyedAnswer{customerKey(c.CustomerID), a})
+	}
+	return out, nil
+}

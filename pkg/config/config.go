@@ -23,6 +23,15 @@ const (
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultPublishTimeout    = 5 * time.Second
 	DefaultUserIDMetadataKey = "user_id"
+	// DefaultCacheMaxAge is the longest the query API serves an answer from memory without
+	// reading it again (QUERYAPI_CACHE_MAX_AGE): with change notifications it only bounds the
+	// staleness of a notification lost while the LISTEN session stayed up.
+	DefaultCacheMaxAge = 5 * time.Minute
+	// DefaultCacheBytes is the query API's cache budget (QUERYAPI_CACHE_BYTES): 64 MiB.
+	DefaultCacheBytes = 64 << 20
+	// DefaultCacheWarm is how many of the most recently changed users and customers (each) the
+	// query API reads into its cache at start (QUERYAPI_CACHE_WARM).
+	DefaultCacheWarm = 20_000
 	// MaxBackfillTypes is the most event types one /v1/events request may filter on (Stripe's
 	// limit on types[]).
 	MaxBackfillTypes = 20
@@ -74,6 +83,28 @@ type QueryAPI struct {
 	HTTPAddr    string
 	DatabaseURL string
 	Tokens      []string
+	// Cache is how the in-process cache of answers keeps fresh and how big it grows.
+	Cache QueryAPICache
+}
+
+// Cache modes of the query API (QUERYAPI_CACHE_MODE).
+const (
+	// CacheNotify keeps an answer until a change notification (LISTEN) drops it, at most
+	// MaxAge; without a LISTEN session nothing is served from memory. Needs a primary.
+	CacheNotify = "notify"
+	// CacheMaxAge serves an answer for at most MaxAge after it was read, with no LISTEN session:
+	// for a hot standby, where LISTEN is refused. MaxAge (plus replication lag) is the staleness.
+	CacheMaxAge = "max-age"
+	// CacheOff reads every answer from Postgres.
+	CacheOff = "off"
+)
+
+// QueryAPICache is the configuration of the query API's cache.
+type QueryAPICache struct {
+	Mode   string        // CacheNotify, CacheMaxAge or CacheOff
+	MaxAge time.Duration // positive
+	Bytes  int64         // positive: the budget of the entries' estimated size
+	Warm   int           // users and customers (each) read in at start; 0 reads none
 }
 
 // LoadListener reads the listener's variables. STRIPE_WEBHOOK_SECRETS is required.
@@ -155,11 +186,35 @@ func LoadQueryAPI(getenv func(string) string) (QueryAPI, error) {
 		HTTPAddr:    e.str("HTTP_ADDR", DefaultQueryAPIAddr),
 		DatabaseURL: e.databaseURL(),
 		Tokens:      e.list("QUERYAPI_TOKENS"),
+		Cache:       e.queryAPICache(),
 	}
 	if len(c.Tokens) == 0 {
 		e.fail("QUERYAPI_TOKENS", "is required: the comma-separated bearer tokens the web app may use")
 	}
 	return c, e.err()
+}
+
+func (e *env) queryAPICache() QueryAPICache {
+	c := QueryAPICache{
+		Mode:   e.str("QUERYAPI_CACHE_MODE", CacheNotify),
+		MaxAge: e.duration("QUERYAPI_CACHE_MAX_AGE", DefaultCacheMaxAge),
+		Bytes:  e.positiveInt("QUERYAPI_CACHE_BYTES", DefaultCacheBytes),
+		Warm:   int(e.nonNegativeInt("QUERYAPI_CACHE_WARM", DefaultCacheWarm)),
+	}
+	switch c.Mode {
+	case CacheNotify, CacheOff:
+	case CacheMaxAge:
+		// Without notifications the max age is the whole staleness bound: the operator states it.
+		if strings.TrimSpace(e.getenv("QUERYAPI_CACHE_MAX_AGE")) == "" {
+			e.fail("QUERYAPI_CACHE_MAX_AGE", "must be set with QUERYAPI_CACHE_MODE=max-age: it is how stale an answer may be (such as 2s)")
+		}
+	default:
+		e.fail("QUERYAPI_CACHE_MODE", fmt.Sprintf("=%q: want notify, max-age or off", c.Mode))
+	}
+	if c.MaxAge == 0 {
+		e.fail("QUERYAPI_CACHE_MAX_AGE", "must be positive, such as 5m (QUERYAPI_CACHE_MODE=off turns the cache off)")
+	}
+	return c
 }
 
 // LoadDatabase reads DATABASE_URL alone, for commands that only touch Postgres.
@@ -223,6 +278,19 @@ func (e *env) positiveInt(name string, def int64) int64 {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n <= 0 {
 		e.fail(name, fmt.Sprintf("=%q is not a positive integer", v))
+		return def
+	}
+	return n
+}
+
+func (e *env) nonNegativeInt(name string, def int64) int64 {
+	v := strings.TrimSpace(e.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<31 {
+		e.fail(name, fmt.Sprintf("=%q is not an integer from 0 to 2147483648", v))
 		return def
 	}
 	return n

@@ -102,6 +102,36 @@ func TestLoadQueryAPI(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"t1", "t2"}, c.Tokens)
 	require.Equal(t, "127.0.0.1:0", c.HTTPAddr)
+	require.Equal(t, config.QueryAPICache{Mode: config.CacheNotify, MaxAge: 5 * time.Minute, Bytes: 64 << 20, Warm: 20_000}, c.Cache)
+}
+
+func TestLoadQueryAPICache(t *testing.T) {
+	t.Parallel()
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{"QUERYAPI_TOKENS": "t1"}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return getenv(m)
+	}
+	c, err := config.LoadQueryAPI(env("QUERYAPI_CACHE_MODE", "max-age", "QUERYAPI_CACHE_MAX_AGE", "2s",
+		"QUERYAPI_CACHE_BYTES", "1048576", "QUERYAPI_CACHE_WARM", "0"))
+	require.NoError(t, err)
+	require.Equal(t, config.QueryAPICache{Mode: config.CacheMaxAge, MaxAge: 2 * time.Second, Bytes: 1 << 20}, c.Cache)
+
+	for name, tt := range map[string]struct {
+		env  []string
+		want string
+	}{
+		"max-age without a bound": {[]string{"QUERYAPI_CACHE_MODE", "max-age"}, "QUERYAPI_CACHE_MAX_AGE must be set"},
+		"unknown mode":            {[]string{"QUERYAPI_CACHE_MODE", "lru"}, "QUERYAPI_CACHE_MODE"},
+		"zero max age":            {[]string{"QUERYAPI_CACHE_MAX_AGE", "0s"}, "QUERYAPI_CACHE_MAX_AGE must be positive"},
+		"zero bytes":              {[]string{"QUERYAPI_CACHE_BYTES", "0"}, "QUERYAPI_CACHE_BYTES"},
+		"negative warm":           {[]string{"QUERYAPI_CACHE_WARM", "-1"}, "QUERYAPI_CACHE_WARM"},
+	} {
+		_, err := config.LoadQueryAPI(env(tt.env...))
+		require.ErrorContains(t, err, tt.want, name)
+	}
 }
 
 func TestLoadBackfill(t *testing.T) {

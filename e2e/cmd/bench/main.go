@@ -5,8 +5,10 @@
 //
 // Phases, in order: webhook acceptance against a signature-only baseline, with NATS
 // sync_interval always, with the default sync and against a three-node cluster with a replicated
-// stream (STREAM_REPLICAS=3); the burst drain of a backlog; freshness from
-// the listener's 200 to the query API's answer; entitlement checks against a bare handler.
+// stream (STREAM_REPLICAS=3); the listener beside a bare JetStream client (publish_limit.go); the
+// burst drain of a backlog; freshness from the listener's 200 to the query API's answer;
+// entitlement checks against a bare handler, then at 1,000 / 20,000 / 200,000 users read at
+// random (checks_cache.go).
 //
 // Variables: BIN_DIR (bin, must hold listener, processor, queryapi and nats-server),
 // DATABASE_URL (the Postgres server to create tollgate_bench_<random> on), BENCH_OUT
