@@ -107,3 +107,22 @@ func CountCustomers(ctx context.Context, q Querier) (int, error) {
 	}
 	return n, nil
 }
+
+// CustomerScopes is the customer id in every scope it has stored events of, in scope.Compare
+// order (none when it has no events).
+func CustomerScopes(ctx context.Context, q Querier, customerID string) ([]scope.Key, error) {
+	rows, err := q.Query(ctx, `SELECT DISTINCT livemode, coalesce(account, '') FROM stripe_events
+		WHERE customer_id = $1 ORDER BY 1, 2`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("list scopes of customer %s: %w", customerID, err)
+	}
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (scope.Key, error) {
+		k := scope.Key{ID: customerID}
+		err := row.Scan(&k.Livemode, &k.Account)
+		return k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list scopes of customer %s: %w", customerID, err)
+	}
+	return keys, nil
+}

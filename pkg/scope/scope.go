@@ -80,3 +80,18 @@ func Columns(keys []Key) (livemode []bool, account, id []string) {
 	}
 	return livemode, account, id
 }
+
+// ValidAccount reports whether s looks like a connected account id: "acct_" followed by 1 to
+// 250 ASCII letters and digits.
+func ValidAccount(s string) bool {
+	rest, ok := strings.CutPrefix(s, "acct_")
+	if !ok || rest == "" || len(rest) > 250 {
+		return false
+	}
+	for _, r := range rest {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return true
+}
