@@ -60,8 +60,8 @@ func TestEachScopeAnswersOnItsOwn(t *testing.T) {
 	b.getJSON(t, "/v1/users/u_42/entitlement?livemode=false&account=acct_C3", http.StatusNotFound)
 	m := b.getJSON(t, "/v1/customers/cus_live/entitlement?livemode=true", http.StatusOK)
 	require.Equal(t, true, m["livemode"])
-	b.getJSON(t, "/v1/customers/cus_live/entitlement", http.StatusNotFound)                 // a live customer asked in test mode
-	b.getJSON(t, "/v1/customers/cus_b/entitlement?livemode=true", http.StatusNotFound)      // acct_B2's customer asked on the platform
+	b.getJSON(t, "/v1/customers/cus_live/entitlement", http.StatusNotFound)            // a live customer asked in test mode
+	b.getJSON(t, "/v1/customers/cus_b/entitlement?livemode=true", http.StatusNotFound) // acct_B2's customer asked on the platform
 	b.getJSON(t, "/v1/customers/cus_b/entitlement?livemode=true&account=acct_A1", http.StatusNotFound)
 	m = b.getJSON(t, "/v1/customers/cus_123/entitlement?livemode=true&account=acct_A1", http.StatusOK)
 	require.Equal(t, "acct_A1", m["account"])
