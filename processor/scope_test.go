@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
 // inScope moves events to a scope: their envelopes' livemode and account.
@@ -148,4 +149,63 @@ func TestReplayPerScope(t *testing.T) {
 	n, _ = replayCmdOut(t, map[string]string{"DATABASE_URL": b.db.URL}, "--customer", "cus_X")
 	require.Equal(t, 2, n, "cus_X in test and in live mode")
 	requireReadModel(t, b.db.Pool, want)
+}
+
+// backfill --account lists a connected account's events (Stripe-Account) and stores them in the
+// account's scope, even when the listing does not say the account; the platform's backfill
+// leaves them alone.
+func TestBackfillPerScope(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{})
+	now := time.Now().Unix() - 3600
+	platform := stripetest.Event{ID: "evt_bf_platform", Type: "customer.subscription.updated", Created: now,
+		Object: stripetest.Subscription("sub_bf_p", "cus_bf", "active", "price_pro")}.JSON(t)
+	acct := stripetest.Event{ID: "evt_bf_acct", Type: "customer.subscription.updated", Created: now,
+		Object: stripetest.Subscription("sub_bf_a", "cus_bf", "active", "price_pro")}.JSON(t) // no "account": as listed
+	b.fake.AddEvent(t, platform, false)
+	b.fake.AddAccountEvent(t, "acct_BF1", acct, false)
+
+	c := b.backfill(t, t.Context(), "--account", "acct_BF1")
+	require.NoError(t, c.err)
+	require.Equal(t, counts{Listed: 1, New: 1}, summaryCounts(t, c.stdout))
+	for _, r := range b.fake.Requests() {
+		require.Equal(t, "acct_BF1", r.Account, "every request names the account")
+	}
+	c = b.backfill(t, t.Context())
+	require.NoError(t, c.err)
+	require.Equal(t, counts{Listed: 1, New: 1}, summaryCounts(t, c.stdout), "the platform's own list")
+
+	b.start(t, testOptions(), b.db.URL)
+	b.drained(t, testOptions().Durable, 20*time.Second)
+	for _, k := range []scope.Key{testPlatform.Of("cus_bf"), scope.Scope{Account: "acct_BF1"}.Of("cus_bf")} {
+		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, k)
+		require.NoError(t, err, "%s", k)
+		require.Len(t, got.Subscriptions, 1, "%s", k)
+	}
+	a, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Scope{Account: "acct_BF1"}.Of("cus_bf"))
+	require.NoError(t, err)
+	require.Equal(t, "sub_bf_a", a.Subscriptions[0].ID)
+
+	c = b.backfill(t, t.Context(), "--account", "cus_nope")
+	require.ErrorContains(t, c.err, "--account")
+}
+
+// reconcile compares the read model of the key's mode and the --account named only.
+func TestReconcilePerScope(t *testing.T) {
+	t.Parallel()
+	b := setupBackfill(t, stripetest.Faults{})
+	k := newKit(t, "rc")
+	b.applyAll(t, k.inScope(liveAcctA, k.signup("cus_rc", "u_rc", "sub_rc", "price_pro", t0))...) // live: not the test key's
+	b.applyAll(t, k.inScope(scope.Scope{Account: "acct_A1"}, k.signup("cus_rc", "u_rc", "sub_rc", "price_pro", t0))...)
+	b.fake.AddSubscription(t, stripetest.Subscription("sub_other", "cus_other", "canceled", "price_pro"), t0)
+	sub := stripetest.Subscription("sub_rc", "cus_rc", "active", "price_pro")
+	// The platform's test mode has no rows and Stripe lists only a canceled one: no drift.
+	c := runCommand(t.Context(), b.env, "reconcile")
+	require.NoError(t, c.err, c.stdout+c.stderr)
+	// acct_A1 in test mode: Stripe's list for the account matches its read model.
+	b.fake.AddSubscriptionFor(t, "acct_A1", sub, t0)
+	c = runCommand(t.Context(), b.env, "reconcile", "--account", "acct_A1")
+	require.NoError(t, c.err, c.stdout+c.stderr)
+	require.Contains(t, c.stdout, "No drift")
+	require.Contains(t, c.stderr, "test acct_A1")
 }
