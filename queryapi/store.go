@@ -77,11 +77,13 @@ func (k key) in(sc scope.Scope) key { k.scope = sc; return k }
 // parseKey reads a notification payload; ok is false for anything but "u:…" or "c:…" with a
 // scope.
 func parseKey(payload string) (k key, ok bool) {
-	user := strings.HasPrefix(payload, userPrefix)
-	if !user && !strings.HasPrefix(payload, customerPrefix) {
-		return key{}, false
+	rest, user := strings.CutPrefix(payload, userPrefix)
+	if !user {
+		if rest, ok = strings.CutPrefix(payload, customerPrefix); !ok {
+			return key{}, false
+		}
 	}
-	sk, err := scope.ParseKey(payload[len(userPrefix):])
+	sk, err := scope.ParseKey(rest)
 	if err != nil {
 		return key{}, false
 	}
