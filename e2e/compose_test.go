@@ -21,7 +21,7 @@ import (
 var contractVars = map[string][]string{ //nolint:gochecknoglobals // test table
 	"listener":  {"HTTP_ADDR", "NATS_URL", "STREAM_REPLICAS", "STRIPE_WEBHOOK_SECRETS", "STRIPE_WEBHOOK_TOLERANCE", "MAX_BODY_BYTES", "PUBLISH_TIMEOUT"},
 	"processor": {"HTTP_ADDR", "NATS_URL", "STREAM_REPLICAS", "DATABASE_URL", "USER_ID_METADATA_KEY", "PAST_DUE_GRANTS", "PLANS_FILE", "STRIPE_API_KEY", "STRIPE_API_BASE", "BACKFILL_INTERVAL", "BACKFILL_TYPES"},
-	"queryapi":  {"HTTP_ADDR", "DATABASE_URL", "QUERYAPI_TOKENS"},
+	"queryapi":  {"HTTP_ADDR", "DATABASE_URL", "QUERYAPI_TOKENS", "QUERYAPI_LIVEMODE"},
 }
 
 var contractPorts = map[string]string{"listener": "8080", "queryapi": "8081", "processor": "8082"} //nolint:gochecknoglobals // test table

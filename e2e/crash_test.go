@@ -503,7 +503,7 @@ func (e *crashEnv) answersMatch(ctx context.Context, want map[string]entitlement
 // answersMatchAt is answersMatch for the query API at base.
 func (e *crashEnv) answersMatchAt(ctx context.Context, base string, want map[string]entitlement.Customer) error {
 	for _, cid := range slices.Sorted(maps.Keys(want)) {
-		if err := e.compare(ctx, base, "/v1/customers/"+cid+"/entitlement", customerView(want[cid])); err != nil {
+		if err := e.compare(ctx, base, "/v1/customers/"+cid+"/entitlement"+inScope(want[cid].Scope), customerView(want[cid])); err != nil {
 			return err
 		}
 	}
@@ -517,7 +517,7 @@ func (e *crashEnv) answersMatchAt(ctx context.Context, base string, want map[str
 		}
 		u := entitlement.Merge(rows)
 		u.UserID = user
-		if err := e.compare(ctx, base, "/v1/users/"+user+"/entitlement", userView(u)); err != nil {
+		if err := e.compare(ctx, base, "/v1/users/"+user+"/entitlement"+inScope(u.Scope), userView(u)); err != nil {
 			return err
 		}
 	}

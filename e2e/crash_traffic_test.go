@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/e2e/scenario"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -96,18 +97,20 @@ func (p *crashPlan) expected() (map[string]entitlement.Customer, error) {
 	out := make(map[string]entitlement.Customer, len(p.customers))
 	for cid, ids := range p.customers {
 		history := make([]subscription.Event, 0, len(ids))
+		var sc scope.Scope // the customer's scope: its events' (the plan's are all of one)
 		for _, id := range ids {
 			raw, err := stripeevent.Parse(p.events[id].Payload)
 			if err != nil {
 				return nil, fmt.Errorf("parse %s: %w", id, err)
 			}
+			sc = scope.Scope{Livemode: raw.Livemode, Account: raw.Account}
 			ev, err := subscription.Decode(raw)
 			if err != nil {
 				return nil, fmt.Errorf("decode %s: %w", id, err)
 			}
 			history = append(history, ev)
 		}
-		out[cid] = entitlement.FromState(subscription.Derive(cid, history, rules), rules)
+		out[cid] = entitlement.FromState(sc, subscription.Derive(cid, history, rules), rules)
 	}
 	return out, nil
 }
@@ -117,6 +120,8 @@ func (p *crashPlan) expected() (map[string]entitlement.Customer, error) {
 type answerView struct {
 	UserID           *string                    `json:"user_id"`
 	CustomerIDs      []string                   `json:"customer_ids"`
+	Livemode         bool                       `json:"livemode"`
+	Account          *string                    `json:"account"`
 	Premium          bool                       `json:"premium"`
 	Status           string                     `json:"status"`
 	Features         []string                   `json:"features"`
@@ -129,7 +134,8 @@ type answerView struct {
 // customerView is the query API's answer for a customer row (GET /v1/customers/{id}/entitlement).
 func customerView(c entitlement.Customer) answerView {
 	v := answerView{
-		CustomerIDs: []string{c.CustomerID}, Premium: c.Premium, Status: c.Status, Features: c.Features,
+		CustomerIDs: []string{c.CustomerID}, Livemode: c.Scope.Livemode, Account: account(c.Scope),
+		Premium: c.Premium, Status: c.Status, Features: c.Features,
 		Subscriptions: c.Subscriptions, LastEventID: &c.LastEventID, LastEventCreated: &c.LastEventCreated,
 	}
 	if c.UserID != "" {
@@ -141,9 +147,27 @@ func customerView(c entitlement.Customer) answerView {
 // userView is the query API's answer for a user's row (GET /v1/users/{id}/entitlement).
 func userView(u entitlement.User) answerView {
 	return answerView{
-		UserID: &u.UserID, CustomerIDs: u.CustomerIDs, Premium: u.Premium, Status: u.Status, Features: u.Features,
+		UserID: &u.UserID, CustomerIDs: u.CustomerIDs, Livemode: u.Scope.Livemode, Account: account(u.Scope),
+		Premium: u.Premium, Status: u.Status, Features: u.Features,
 		Subscriptions: u.Subscriptions, LastEventID: &u.LastEventID, LastEventCreated: &u.LastEventCreated,
 	}
+}
+
+// account is the answer's account field: null for the platform.
+func account(sc scope.Scope) *string {
+	if sc.Account == "" {
+		return nil
+	}
+	return &sc.Account
+}
+
+// inScope is the query string that asks the query API about scope sc.
+func inScope(sc scope.Scope) string {
+	q := fmt.Sprintf("?livemode=%t", sc.Livemode)
+	if sc.Account != "" {
+		q += "&account=" + sc.Account
+	}
+	return q
 }
 
 // attempt is one webhook request of the traffic and how it ended.

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
@@ -120,7 +121,7 @@ func TestPipelineSurvivesHostileInputs(t *testing.T) {
 	all := append(goods, "cus_pl_8", "cus_pl_9", "cus_pl_10")
 	wait.For(t, 60*time.Second, "every good customer is applied", func() bool {
 		for _, c := range all {
-			got, err := entitlement.GetCustomer(t.Context(), db.Pool, c)
+			got, err := entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: c}) // test mode, the platform: stripetest's events
 			if err != nil || got.Status != "active" {
 				return false
 			}
@@ -128,7 +129,7 @@ func TestPipelineSurvivesHostileInputs(t *testing.T) {
 		return true
 	})
 	for _, c := range []string{"cus_pl_9", "cus_pl_10"} {
-		got, err := entitlement.GetCustomer(t.Context(), db.Pool, c)
+		got, err := entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: c}) // test mode, the platform: stripetest's events
 		require.NoError(t, err)
 		body, err := json.Marshal(got)
 		require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
@@ -83,6 +84,9 @@ type backfiller struct {
 	// either may be nil.
 	progress func(counts)
 	warn     func(string)
+	// account is the connected account the events are listed for ("" for the platform): an
+	// event without an account gets this one, so it is stored in the account's scope.
+	account string
 }
 
 // listed is one item of a listing, parsed.
@@ -118,6 +122,9 @@ func (b *backfiller) run(ctx context.Context, q eventQuery, cp *checkpoint) erro
 			return stop(errors.Join(r.page(ctx, page), err))
 		}
 		ev, perr := stripeevent.Parse(raw)
+		if perr == nil && b.account != "" {
+			raw, ev, perr = ofAccount(raw, ev, b.account)
+		}
 		if perr == nil {
 			// The listener's rules: what the store or a subject cannot hold is never published.
 			perr = stripeevent.Validate(ev, time.Now())
@@ -255,9 +262,10 @@ type backfillOptions struct {
 	Types       []string
 	Rate        float64
 	Restart     bool
+	Account     string // the connected account to list events of (Stripe-Account); "" for the platform
 }
 
-const backfillUsage = `Usage: processor backfill [--since 72h] [--undelivered] [--types t1,t2] [--rate 25] [--restart]
+const backfillUsage = `Usage: processor backfill [--since 72h] [--undelivered] [--types t1,t2] [--account acct_…] [--rate 25] [--restart]
 
 Lists the events of the last --since from the Stripe API (GET /v1/events), asks the event store
 which of them it does not hold (at any age), and publishes those to JetStream exactly as the
@@ -282,8 +290,9 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(stderr, "backfill: "+format+"\n", args...) }
-	api := newStripeAPI(cfg.Stripe, apiOptions{Rate: o.Rate, OnRetry: func(r retryInfo) { say("%s", r) }})
+	api := newStripeAPI(cfg.Stripe, apiOptions{Rate: o.Rate, Account: o.Account, OnRetry: func(r retryInfo) { say("%s", r) }})
 	defer api.close()
+	sc := scope.Scope{Livemode: cfg.Stripe.Livemode(), Account: o.Account}
 
 	pool, err := openCommandPool(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -307,7 +316,7 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
 	}
 
-	key, params := checkpointKey(o.Since, o.Undelivered, o.Types)
+	key, params := checkpointKey(sc, o.Since, o.Undelivered, o.Types)
 	cp, found, err := store.loadCheckpoint(setupCtx, key)
 	if err != nil {
 		return err
@@ -330,7 +339,7 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 
 	start := time.Now()
 	b := &backfiller{
-		events: api, received: pool, js: js, store: store, key: key,
+		events: api, received: pool, js: js, store: store, key: key, account: o.Account,
 		progress: func(c counts) { say("%s", c) },
 		warn:     func(msg string) { say("warning: %s", msg) },
 	}
@@ -354,6 +363,35 @@ in JetStream to be applied; new events were published to JetStream for the proce
 	return err
 }
 
+// ofAccount makes a listed event one of account's: an event listed with Stripe-Account may not
+// say its account (webhooks of connected accounts do), so it gets "account" set (its fields
+// otherwise as listed), else it would be stored in the platform's scope. An event of another
+// account is an error.
+func ofAccount(raw json.RawMessage, ev stripeevent.Event, account string) (json.RawMessage, stripeevent.Event, error) {
+	switch ev.Account {
+	case account:
+		return raw, ev, nil
+	case "":
+	default:
+		return raw, ev, fmt.Errorf("event %s is of account %s, listed for %s", ev.ID, ev.Account, account)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return raw, ev, fmt.Errorf("event %s: %w", ev.ID, err)
+	}
+	acct, err := json.Marshal(account)
+	if err != nil {
+		return raw, ev, fmt.Errorf("event %s: %w", ev.ID, err)
+	}
+	fields["account"] = acct
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return raw, ev, fmt.Errorf("event %s: %w", ev.ID, err)
+	}
+	ev, err = stripeevent.Parse(out)
+	return out, ev, err
+}
+
 // parseBackfillFlags reads and checks the flags of `processor backfill`.
 func parseBackfillFlags(args []string, stderr io.Writer) (backfillOptions, error) {
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
@@ -370,6 +408,7 @@ func parseBackfillFlags(args []string, stderr io.Writer) (backfillOptions, error
 		return nil
 	})
 	fs.Float64Var(&o.Rate, "rate", defaultAPIRate, "at most this many Stripe API `requests` per second")
+	fs.StringVar(&o.Account, "account", "", "list the events of this connected `account` (acct_…, sent as the Stripe-Account header); default the platform's own")
 	fs.BoolVar(&o.Restart, "restart", false, "ignore the checkpoint of an interrupted run with the same flags and start over")
 	fs.Usage = func() {
 		_, _ = io.WriteString(stderr, backfillUsage)
@@ -387,6 +426,8 @@ func parseBackfillFlags(args []string, stderr io.Writer) (backfillOptions, error
 		return o, fmt.Errorf("backfill: --since %s reaches further back than Stripe keeps events (30 days, 720h); use at most --since 30d", shortDuration(o.Since))
 	case len(o.Types) > config.MaxBackfillTypes:
 		return o, fmt.Errorf("backfill: --types lists %d event types; Stripe filters on at most %d", len(o.Types), config.MaxBackfillTypes)
+	case o.Account != "" && !scope.ValidAccount(o.Account):
+		return o, fmt.Errorf("backfill: --account %q is not a connected account id (acct_ followed by letters and digits)", o.Account)
 	case o.Rate <= 0 || o.Rate > 100:
 		return o, fmt.Errorf("backfill: --rate %g must be above 0 and at most 100 (Stripe's live-mode read limit)", o.Rate)
 	}

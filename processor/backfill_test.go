@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/stripetest"
@@ -247,7 +248,7 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	}
 	require.Equal(t, stored[len(stored)-1], cp.StartingAfter, "the cursor is the last event stored")
 	require.Equal(t, counts{Listed: len(stored), New: len(stored)}, cp.Counts)
-	require.Equal(t, "since=72h undelivered=false types=", cp.Params)
+	require.Equal(t, "since=72h undelivered=false types= scope=test", cp.Params)
 
 	// An event that arrives in Stripe meanwhile is newer than the run's fixed upper bound.
 	b.fake.AddEvent(t, stripetest.Event{ID: "evt_after_interrupt", Type: "customer.updated", Created: time.Now().Unix() + 5}.JSON(t), false)
@@ -301,20 +302,20 @@ func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 // --restart ignores a checkpoint; other flags have their own checkpoint.
 func TestBackfillCheckpointKey(t *testing.T) {
 	t.Parallel()
-	k1, p1 := checkpointKey(72*time.Hour, false, []string{"b", "a", "a"})
-	k2, _ := checkpointKey(72*time.Hour, false, []string{"a", "b"})
-	k3, _ := checkpointKey(72*time.Hour, true, []string{"a", "b"})
-	k4, _ := checkpointKey(48*time.Hour, false, []string{"a", "b"})
+	k1, p1 := checkpointKey(scope.Scope{}, 72*time.Hour, false, []string{"b", "a", "a"})
+	k2, _ := checkpointKey(scope.Scope{}, 72*time.Hour, false, []string{"a", "b"})
+	k3, _ := checkpointKey(scope.Scope{}, 72*time.Hour, true, []string{"a", "b"})
+	k4, _ := checkpointKey(scope.Scope{}, 48*time.Hour, false, []string{"a", "b"})
 	require.Equal(t, k1, k2)
 	require.NotEqual(t, k1, k3)
 	require.NotEqual(t, k1, k4)
-	require.Equal(t, "since=72h undelivered=false types=a,b", p1)
+	require.Equal(t, "since=72h undelivered=false types=a,b scope=test", p1)
 	require.Regexp(t, `^checkpoint\.[0-9a-f]{16}$`, k1)
 
 	b := setupBackfill(t, stripetest.Faults{})
 	ids, _ := addEvents(t, b.fake, "restart", 5, func(int) bool { return false })
 	store := &stateStore{db: b.db.Pool}
-	key, params := checkpointKey(24*time.Hour, false, nil)
+	key, params := checkpointKey(scope.Scope{}, 24*time.Hour, false, nil)
 	now := time.Now().UTC()
 	stale := checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
 		Counts: counts{Listed: 3, New: 3}, StartedAt: now}

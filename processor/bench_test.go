@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
@@ -61,7 +62,7 @@ func BenchmarkReplay(b *testing.B) {
 				p := &projector{db: db.Pool, rules: subscription.DefaultRules(), log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry())}
 				if cache == "warm" {
 					p.cache = newEventCache(defaultEventCacheSize)
-					_, err := p.apply(ctx, projectionInput{Customers: []string{"cus_bench"}})
+					_, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}})
 					require.NoError(b, err)
 				}
 				b.ResetTimer()
@@ -70,7 +71,7 @@ func BenchmarkReplay(b *testing.B) {
 					_, err := db.Pool.Exec(ctx, `DELETE FROM customer_entitlements`)
 					require.NoError(b, err)
 					b.StartTimer()
-					res, err := p.apply(ctx, projectionInput{Customers: []string{"cus_bench"}})
+					res, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}})
 					require.NoError(b, err)
 					require.Equal(b, 1, res.Changed)
 				}

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tollgate/tollgate/pkg/scope"
 )
 
 // The backfill keeps its state in Postgres (table backfill_state, migration 000004): the
@@ -52,11 +54,11 @@ type scheduledState struct {
 // checkpointKey names the checkpoint of a backfill by its parameters, so that running the same
 // command again finds it: since as given (relative, not the absolute bounds, which the checkpoint
 // keeps), the undelivered filter and the set of types.
-func checkpointKey(since time.Duration, undelivered bool, types []string) (key, params string) {
+func checkpointKey(sc scope.Scope, since time.Duration, undelivered bool, types []string) (key, params string) {
 	ts := slices.Clone(types)
 	slices.Sort(ts)
 	ts = slices.Compact(ts)
-	params = fmt.Sprintf("since=%s undelivered=%t types=%s", shortDuration(since), undelivered, strings.Join(ts, ","))
+	params = fmt.Sprintf("since=%s undelivered=%t types=%s scope=%s", shortDuration(since), undelivered, strings.Join(ts, ","), sc)
 	sum := sha256.Sum256([]byte(params))
 	return "checkpoint." + hex.EncodeToString(sum[:8]), params
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/wait"
@@ -31,7 +32,7 @@ func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
 	signup := k.signup("cus_A", "u_42", "sub_A", "price_basic", t0)
 	b.publish(t, shuffledWithDuplicates(1, signup)...)
 	caughtUp(t, b.db.Pool, expect(t, b.rules, signup...), 10*time.Second)
-	v, err := entitlement.GetUser(ctx, b.db.Pool, "u_42")
+	v, err := entitlement.GetUser(ctx, b.db.Pool, scope.Key{ID: "u_42"})
 	require.NoError(t, err)
 	require.True(t, v.Premium)
 	require.Equal(t, "active", v.Status)
@@ -63,14 +64,14 @@ func TestConsumerAppliesEventsInAnyOrderWithDuplicates(t *testing.T) {
 	b.drained(t, testOptions().Durable, 10*time.Second)
 	requireReadModel(t, b.db.Pool, want)
 
-	a, err := entitlement.GetCustomer(ctx, b.db.Pool, "cus_A")
+	a, err := entitlement.GetCustomer(ctx, b.db.Pool, scope.Key{ID: "cus_A"})
 	require.NoError(t, err)
 	require.False(t, a.Premium)
 	require.Equal(t, "canceled", a.Status)
 	require.Equal(t, []string{}, a.Features)
 	require.Equal(t, "u_42", a.UserID)
 	require.NotNil(t, a.Subscriptions[0].EndedAt)
-	u, err := entitlement.GetUser(ctx, b.db.Pool, "u_42")
+	u, err := entitlement.GetUser(ctx, b.db.Pool, scope.Key{ID: "u_42"})
 	require.NoError(t, err)
 	require.True(t, u.Premium, "the second customer's subscription grants")
 	require.Equal(t, "active", u.Status)
@@ -323,7 +324,7 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 	left, err := eventstore.ListDeadLetters(ctx, b.db.Pool, eventIDOf(late[3]))
 	require.NoError(t, err)
 	require.Empty(t, left)
-	c, err := entitlement.GetCustomer(ctx, b.db.Pool, "cus_late")
+	c, err := entitlement.GetCustomer(ctx, b.db.Pool, scope.Key{ID: "cus_late"})
 	require.NoError(t, err)
 	require.Equal(t, "active", c.Status)
 	require.Equal(t, eventIDOf(late[3]), c.LastEventID)

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -100,22 +101,22 @@ func (h *history) add(d decoded) {
 // A stored event that no longer parses or decodes (the store only takes events that did, so only
 // a stricter version of the code can meet one) is left out and reported: failing the customer
 // instead would block every later event of the customer.
-func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []string, fresh map[string]admitted) (map[string]*history, []decoded, error) {
-	out := make(map[string]*history, len(customers))
+func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []scope.Key, fresh map[string]admitted) (map[scope.Key]*history, []decoded, error) {
+	out := make(map[scope.Key]*history, len(customers))
 	var missing []string
 	var envelopes []decoded
 	err := eventstore.ForEachEnvelope(ctx, tx, customers, func(e eventstore.Envelope) error {
-		h := out[e.CustomerID]
+		h := out[e.Customer]
 		if h == nil {
 			h = &history{}
-			out[e.CustomerID] = h
+			out[e.Customer] = h
 		}
 		if d, ok := p.cache.get(e.ID); ok {
 			h.add(d)
 		} else if !subscription.ReadsObject(e.Type) {
 			// Invoices, charges, payment intents...: the derivation sees their envelope only,
 			// which the row has, so their payloads (most of a real history) are not read.
-			d := decoded{id: e.ID, event: subscription.Event{ID: e.ID, Type: e.Type, Created: e.Created, CustomerID: e.CustomerID}, ok: true}
+			d := decoded{id: e.ID, event: subscription.Event{ID: e.ID, Type: e.Type, Created: e.Created, CustomerID: e.Customer.ID}, ok: true}
 			h.add(d)
 			envelopes = append(envelopes, d)
 		} else {
@@ -141,11 +142,11 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []st
 		if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
 			decodedNow[i] = decoded{id: r.ID, event: a.decoded, ok: true}
 		} else {
-			decodedNow[i] = p.decodeStored(r.CustomerID, r.ID, r.Payload)
+			decodedNow[i] = p.decodeStored(r.Customer, r.ID, r.Payload)
 		}
 	})
 	for i, r := range stored {
-		out[r.CustomerID].add(decodedNow[i])
+		out[r.Customer].add(decodedNow[i])
 	}
 	return out, append(decodedNow, envelopes...), nil
 }
@@ -168,7 +169,7 @@ func parallel(n int, fn func(i int)) {
 // decodeStored parses and decodes a stored payload (validating costs nothing extra: the envelope
 // is read in the same pass). The result keeps
 // no reference to payload (Decode copies what it reads), so the cache holds facts, not payloads.
-func (p *projector) decodeStored(customer, id string, payload []byte) decoded {
+func (p *projector) decodeStored(customer scope.Key, id string, payload []byte) decoded {
 	d := decoded{id: id}
 	ev, err := stripeevent.Parse(payload)
 	if err == nil {
@@ -176,7 +177,7 @@ func (p *projector) decodeStored(customer, id string, payload []byte) decoded {
 	}
 	if err != nil {
 		p.metrics.undecodable.Inc()
-		p.log.Error("stored event cannot be read by this version; derived without it", "customer", customer, "event", id, "error", err)
+		p.log.Error("stored event cannot be read by this version; derived without it", "customer", customer.ID, "scope", customer.Scope.String(), "event", id, "error", err)
 		return d
 	}
 	d.ok = true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 
 	"github.com/tollgate/tollgate/testkit/wait"
 
@@ -88,12 +89,12 @@ func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
 	require.Equal(t, int(opts.PoisonAttempts), letters[0].Attempts)
 	require.InDelta(t, float64(opts.PoisonAttempts-1), counter(in.metrics.redeliveries), 0, "only the culprit came back")
 
-	p, err := entitlement.GetCustomer(t.Context(), b.db.Pool, "cus_p")
+	p, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_p"})
 	require.NoError(t, err)
 	require.Equal(t, "canceled", p.Status, "the customer's later event is applied without the dead letter")
 
 	for _, c := range []struct{ id, want string }{{"cus_y", "9999-12-31T23:59:59Z"}, {"cus_m", "9999-12-31T23:59:59Z"}} {
-		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, c.id)
+		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: c.id})
 		require.NoError(t, err)
 		body, err := json.Marshal(got)
 		require.NoError(t, err, "the answer for %s can be encoded", c.id)

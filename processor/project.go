@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -37,8 +38,8 @@ type projectionInput struct {
 	// Events are appended to the event store (ids already stored are ignored) and their
 	// customers re-derived.
 	Events []admitted
-	// Customers are re-derived as well (replay).
-	Customers []string
+	// Customers are re-derived as well (replay), each in its scope.
+	Customers []scope.Key
 	// RefreshAllUsers rebuilds the user rows of every re-derived customer, not only of those
 	// whose row changed (replay uses it to repair the user table too).
 	RefreshAllUsers bool
@@ -61,9 +62,13 @@ type projection struct {
 // rebuild the user rows. Everything commits together or not at all, so a failed apply can be
 // retried as often as needed; applying the same input twice changes nothing the second time.
 //
+// Everything is per scope (an event's livemode and account): an event re-derives its customer in
+// its own scope only, from that scope's history, and refreshes that scope's users, so an event of
+// one scope never changes another's answer.
+//
 // Lock order, the same for every caller so that concurrent applies (several processor
 // instances, a replay while the consumer runs) never deadlock on each other: customer advisory
-// locks in customer id order, then user advisory locks in user id order, each released at
+// locks in scope.Compare order, then user advisory locks in that order, each released at
 // commit. Events with no customer are only stored.
 func (p *projector) apply(ctx context.Context, in projectionInput) (projection, error) {
 	events := uniqueEvents(in.Events)
@@ -103,7 +108,7 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		if err := lockKeys(ctx, tx, "customer:", customers); err != nil {
 			return err
 		}
-		var histories map[string]*history
+		var histories map[scope.Key]*history
 		histories, decodedNow, err = p.loadHistories(ctx, tx, customers, fresh)
 		if err != nil {
 			return err
@@ -113,7 +118,7 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			return err
 		}
 		var rows []entitlement.Customer
-		users := make(map[string]struct{})
+		users := make(map[scope.Key]struct{})
 		for _, id := range customers {
 			h := histories[id]
 			if h == nil {
@@ -128,10 +133,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			prev, existed := old[id]
 			changed := !existed || !prev.Same(row)
 			if existed && prev.UserID != "" && (changed || in.RefreshAllUsers) {
-				users[prev.UserID] = struct{}{} // the user the customer leaves, or keeps
+				users[id.Scope.Of(prev.UserID)] = struct{}{} // the user the customer leaves, or keeps
 			}
 			if row.UserID != "" && (changed || in.RefreshAllUsers) {
-				users[row.UserID] = struct{}{}
+				users[id.Scope.Of(row.UserID)] = struct{}{}
 			}
 			if changed {
 				rows = append(rows, row)
@@ -169,25 +174,29 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 
 // derive folds one customer's decoded history into its read-model row. A panic (a bug some
 // history triggers) is returned as an error wrapping errDerivePanic.
-func (p *projector) derive(customerID string, events []subscription.Event) (row entitlement.Customer, err error) {
+func (p *projector) derive(customer scope.Key, events []subscription.Event) (row entitlement.Customer, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: customer %s: %v", errDerivePanic, customerID, r)
+			err = fmt.Errorf("%w: customer %s (%s): %v", errDerivePanic, customer.ID, customer.Scope, r)
 		}
 	}()
 	start := time.Now()
-	state := subscription.Derive(customerID, events, p.rules)
-	row = entitlement.FromState(state, p.rules)
+	state := subscription.Derive(customer.ID, events, p.rules)
+	row = entitlement.FromState(customer.Scope, state, p.rules)
 	p.metrics.derive.Observe(time.Since(start).Seconds())
 	return row, nil
 }
 
-// lockKeys takes a transaction-scoped advisory lock on prefix+id for each id, in the order of
-// ids, which must be sorted. The function scan yields the array's elements in order and each
+// lockKeys takes a transaction-scoped advisory lock on prefix+key for each key, in the order of
+// keys, which must be sorted (scope.Compare). The function scan yields the array's elements in order and each
 // row's lock is taken before the next row is read, so one statement locks them all in order.
-func lockKeys(ctx context.Context, tx pgx.Tx, prefix string, ids []string) error {
-	if len(ids) == 0 {
+func lockKeys(ctx context.Context, tx pgx.Tx, prefix string, keys []scope.Key) error {
+	if len(keys) == 0 {
 		return nil
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.String()
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || id, 0)) FROM unnest($2::text[]) AS id`,
 		prefix, ids); err != nil {
@@ -208,27 +217,33 @@ func uniqueEvents(events []admitted) []admitted {
 	return slices.CompactFunc(out, func(a, b admitted) bool { return a.event.ID == b.event.ID })
 }
 
-// customersOf is the sorted set of the events' customers and the extra ids.
-func customersOf(events []admitted, extra []string) []string {
-	set := make(map[string]struct{}, len(events)+len(extra))
+// customersOf is the sorted set of the events' customers, each in its event's scope, and the
+// extra keys.
+func customersOf(events []admitted, extra []scope.Key) []scope.Key {
+	set := make(map[scope.Key]struct{}, len(events)+len(extra))
 	for _, e := range events {
 		if e.event.CustomerID != "" {
-			set[e.event.CustomerID] = struct{}{}
+			set[scopeOf(e.event).Of(e.event.CustomerID)] = struct{}{}
 		}
 	}
-	for _, id := range extra {
-		if id != "" {
-			set[id] = struct{}{}
+	for _, k := range extra {
+		if k.ID != "" {
+			set[k] = struct{}{}
 		}
 	}
 	return sortedKeys(set)
 }
 
-func sortedKeys(set map[string]struct{}) []string {
-	out := make([]string, 0, len(set))
+// scopeOf is the scope an event belongs to: its mode and its Connect account.
+func scopeOf(e stripeevent.Event) scope.Scope {
+	return scope.Scope{Livemode: e.Livemode, Account: e.Account}
+}
+
+func sortedKeys(set map[scope.Key]struct{}) []scope.Key {
+	out := make([]scope.Key, 0, len(set))
 	for k := range set {
 		out = append(out, k)
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, scope.Compare)
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 	"github.com/tollgate/tollgate/testkit/wait"
 )
@@ -45,7 +46,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	}
 
 	status := func(customer string) string {
-		v, err := entitlement.GetCustomer(t.Context(), db.Pool, customer)
+		v, err := entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: customer})
 		if errors.Is(err, entitlement.ErrNotFound) {
 			return "(none)"
 		}
@@ -70,11 +71,11 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 		}
 		return true
 	})
-	v, err := entitlement.GetCustomer(t.Context(), db.Pool, "cus_rm_c")
+	v, err := entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: "cus_rm_c"})
 	require.NoError(t, err)
 	require.False(t, v.Premium)
 	require.Equal(t, "evt_rm_6", v.LastEventID)
-	v, err = entitlement.GetCustomer(t.Context(), db.Pool, "cus_rm_a")
+	v, err = entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: "cus_rm_a"})
 	require.NoError(t, err)
 	require.True(t, v.Premium, "past_due grants by default")
 	require.Equal(t, "evt_rm_2", v.LastEventID)

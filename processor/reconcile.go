@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 )
 
 // errDrift is returned by reconcile when the read model and Stripe differ (exit status 2).
@@ -94,11 +95,12 @@ func listStripe(ctx context.Context, src subscriptionSource, customerID string, 
 // READ ONLY, REPEATABLE READ transaction for a consistent snapshot) with Stripe's subscriptions,
 // which it consumes. Every subscription of a read-model customer is compared; of customers the
 // read model does not know, Stripe's subscriptions that have not ended are reported missing (all
-// of them when customerID is given). With customerID only that customer is read.
-func compareReadModel(ctx context.Context, db entitlement.Querier, stripeSubs stripeSubscriptions, customerID string) (reconcileReport, error) {
+// of them when customerID is given). With customerID only that customer is read. Only the read
+// model of scope sc is compared (Stripe's listing is of one mode and one account too).
+func compareReadModel(ctx context.Context, db entitlement.Querier, sc scope.Scope, stripeSubs stripeSubscriptions, customerID string) (reconcileReport, error) {
 	var r reconcileReport
 	if customerID != "" {
-		v, err := entitlement.GetCustomer(ctx, db, customerID)
+		v, err := entitlement.GetCustomer(ctx, db, sc.Of(customerID))
 		switch {
 		case err == nil:
 			r.Customers = 1
@@ -109,7 +111,7 @@ func compareReadModel(ctx context.Context, db entitlement.Querier, stripeSubs st
 		}
 	} else {
 		for after := ""; ; {
-			page, err := entitlement.ListCustomers(ctx, db, after, reconcilePageSize)
+			page, err := entitlement.ListCustomers(ctx, db, sc, after, reconcilePageSize)
 			if err != nil {
 				return r, fmt.Errorf("read the read model: %w", err)
 			}
@@ -210,11 +212,13 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-const reconcileUsage = `Usage: processor reconcile [--customer ID] [--rate 25]
+const reconcileUsage = `Usage: processor reconcile [--customer ID] [--account acct_…] [--rate 25]
 
 Compares the subscription statuses of the read model (customer_entitlements in DATABASE_URL, read
 in a read-only transaction) with Stripe's current subscriptions (GET /v1/subscriptions?status=all)
-and prints the drift per customer. Changes nothing. Exit status 0: no drift; 2: drift; 1: error
+and prints the drift per customer. One scope is compared: the mode of STRIPE_API_KEY (live for
+sk_live_/rk_live_ keys, else test) and the platform, or the connected account --account names
+(sent as the Stripe-Account header). Changes nothing. Exit status 0: no drift; 2: drift; 1: error
 (a wrong flag included, so that 2 always means drift). Needs STRIPE_API_KEY (read access to
 subscriptions) and DATABASE_URL.
 
@@ -225,6 +229,7 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	customerID := fs.String("customer", "", "compare this customer `ID` only (customer= on the Stripe query)")
+	account := fs.String("account", "", "compare this connected account's data (`acct_…`, the Stripe-Account header); default the platform's own")
 	rate := fs.Float64("rate", defaultAPIRate, "at most this many Stripe API `requests` per second")
 	fs.Usage = func() {
 		_, _ = io.WriteString(stderr, reconcileUsage)
@@ -238,6 +243,8 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("reconcile takes no positional arguments, got %q", strings.Join(fs.Args(), " "))
+	case *account != "" && !scope.ValidAccount(*account):
+		return fmt.Errorf("reconcile: --account %q is not a connected account id (acct_ followed by letters and digits)", *account)
 	case *rate <= 0 || *rate > 100:
 		return fmt.Errorf("reconcile: --rate %g must be above 0 and at most 100 (Stripe's live-mode read limit)", *rate)
 	}
@@ -246,8 +253,10 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(stderr, "reconcile: "+format+"\n", args...) }
-	api := newStripeAPI(cfg.Stripe, apiOptions{Rate: *rate, OnRetry: func(r retryInfo) { say("%s", r) }})
+	sc := scope.Scope{Livemode: cfg.Stripe.Livemode(), Account: *account}
+	api := newStripeAPI(cfg.Stripe, apiOptions{Rate: *rate, Account: *account, OnRetry: func(r retryInfo) { say("%s", r) }})
 	defer api.close()
+	say("comparing the %s read model", sc)
 
 	// Stripe first: the read model's snapshot is then taken after the listing, not minutes before.
 	stripeSubs, listed, err := listStripe(ctx, api, *customerID, func(n int) { say("%d Stripe subscriptions listed", n) })
@@ -265,7 +274,7 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("DATABASE_URL: begin a read-only transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	r, err := compareReadModel(ctx, tx, stripeSubs, *customerID)
+	r, err := compareReadModel(ctx, tx, sc, stripeSubs, *customerID)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 )
 
 // replayOptions choose what replay re-derives.
 type replayOptions struct {
-	Customer string // one customer, or
-	All      bool   // every customer with stored events, in id order
+	Customer string // one customer (in every scope it has events of), or
+	All      bool   // every customer with stored events, scope by scope, in id order
 	// PageSize is the number of customers re-derived per transaction with All.
 	PageSize int
 	// ProgressEvery is the least time between two progress lines.
@@ -29,7 +30,14 @@ type replayOptions struct {
 func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOptions, stdout, stderr io.Writer) error {
 	start := time.Now()
 	if o.Customer != "" {
-		res, err := applyRetrying(ctx, p, projectionInput{Customers: []string{o.Customer}, RefreshAllUsers: true}, stderr)
+		keys, err := eventstore.CustomerScopes(ctx, db, o.Customer)
+		if err != nil {
+			return fmt.Errorf("replay customer %s: %w", o.Customer, err)
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("replay: customer %s has no stored events", o.Customer)
+		}
+		res, err := applyRetrying(ctx, p, projectionInput{Customers: keys, RefreshAllUsers: true}, stderr)
 		if err != nil {
 			return fmt.Errorf("replay customer %s: %w", o.Customer, err)
 		}
@@ -47,7 +55,7 @@ func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOp
 		return fmt.Errorf("replay: %w", err)
 	}
 	var done, changed, skipped int
-	after := ""
+	var after scope.Key
 	reported := start
 	for {
 		if err := ctx.Err(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -79,7 +80,7 @@ func TestReplayAppliesCurrentRulesAndIsIdempotent(t *testing.T) {
 	n, stderr := replayCmdOut(t, env, "--customer", "cus_r0001")
 	require.Equal(t, 1, n)
 	require.Contains(t, stderr, "replay: 1/1 customers")
-	c, err := entitlement.GetCustomer(t.Context(), b.db.Pool, "cus_r0001")
+	c, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_r0001"})
 	require.NoError(t, err)
 	require.False(t, c.Premium)
 	require.Equal(t, "past_due", c.Status)
@@ -98,7 +99,7 @@ func TestReplayAppliesCurrentRulesAndIsIdempotent(t *testing.T) {
 	require.Equal(t, wantChanged, n)
 	require.Contains(t, stderr, "replay: 25/25 customers (100.0%)")
 	requireReadModel(t, b.db.Pool, want)
-	pro, err := entitlement.GetCustomer(t.Context(), b.db.Pool, "cus_r0003")
+	pro, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_r0003"})
 	require.NoError(t, err)
 	require.Equal(t, []string{"export", "pro", "team"}, pro.Features, "a pro and a team subscription")
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate/tollgate/migrations"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/syncbuf"
 	"github.com/tollgate/tollgate/testkit/wait"
@@ -162,7 +163,7 @@ func TestServeEndToEnd(t *testing.T) {
 	b.publish(t, events...)
 	b.publishRaw(t, "stripe.events._none.garbage", []byte(`{"id": 7}`))
 	caughtUp(t, db.Pool, expect(t, b.rules, events...), 20*time.Second)
-	v, err := entitlement.GetUser(t.Context(), db.Pool, "u_e")
+	v, err := entitlement.GetUser(t.Context(), db.Pool, scope.Key{ID: "u_e"})
 	require.NoError(t, err)
 	require.True(t, v.Premium)
 	wait.For(t, 15*time.Second, "metrics show the dead letter", func() bool {

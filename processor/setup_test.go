@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/natsconn"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
@@ -204,9 +205,11 @@ func readModel(tb testing.TB, pool *pgxpool.Pool) string {
 // expected is the read model the contract asks for, computed without the processor: each
 // customer's whole history through subscription.Derive and entitlement.FromState, and each
 // user's union through subscription.Merge.
+// Everything is per scope: a customer's history is its events of one scope, a user's union is over
+// the customers of one scope.
 type expected struct {
-	customers map[string]entitlement.Customer
-	users     map[string]expectedUser
+	customers map[scope.Key]entitlement.Customer
+	users     map[scope.Key]expectedUser
 }
 
 type expectedUser struct {
@@ -218,7 +221,7 @@ type expectedUser struct {
 
 func expect(tb testing.TB, rules subscription.Rules, raws ...[]byte) expected {
 	tb.Helper()
-	byCustomer := map[string][]subscription.Event{}
+	byCustomer := map[scope.Key][]subscription.Event{}
 	for _, raw := range raws {
 		ev, err := stripeevent.Parse(raw)
 		require.NoError(tb, err)
@@ -227,18 +230,20 @@ func expect(tb testing.TB, rules subscription.Rules, raws ...[]byte) expected {
 		}
 		d, err := subscription.Decode(ev)
 		require.NoError(tb, err)
-		byCustomer[ev.CustomerID] = append(byCustomer[ev.CustomerID], d)
+		k := scopeOf(ev).Of(ev.CustomerID)
+		byCustomer[k] = append(byCustomer[k], d)
 	}
-	out := expected{customers: map[string]entitlement.Customer{}, users: map[string]expectedUser{}}
-	ents := map[string][]subscription.Entitlement{}
-	for id, events := range byCustomer {
-		st := subscription.Derive(id, events, rules)
-		out.customers[id] = entitlement.FromState(st, rules)
+	out := expected{customers: map[scope.Key]entitlement.Customer{}, users: map[scope.Key]expectedUser{}}
+	ents := map[scope.Key][]subscription.Entitlement{}
+	for k, events := range byCustomer {
+		st := subscription.Derive(k.ID, events, rules)
+		out.customers[k] = entitlement.FromState(k.Scope, st, rules)
 		if st.UserID != "" {
-			u := out.users[st.UserID]
-			u.CustomerIDs = append(u.CustomerIDs, id)
-			out.users[st.UserID] = u
-			ents[st.UserID] = append(ents[st.UserID], st.Entitlement(rules))
+			uk := k.Scope.Of(st.UserID)
+			u := out.users[uk]
+			u.CustomerIDs = append(u.CustomerIDs, k.ID)
+			out.users[uk] = u
+			ents[uk] = append(ents[uk], st.Entitlement(rules))
 		}
 	}
 	for id, u := range out.users {
@@ -254,11 +259,7 @@ func expect(tb testing.TB, rules subscription.Rules, raws ...[]byte) expected {
 func requireReadModel(tb testing.TB, pool *pgxpool.Pool, want expected) {
 	tb.Helper()
 	ctx := tb.Context()
-	ids := make([]string, 0, len(want.customers))
-	for id := range want.customers {
-		ids = append(ids, id)
-	}
-	got, err := entitlement.LoadCustomers(ctx, pool, ids)
+	got, err := entitlement.LoadCustomers(ctx, pool, keys(want.customers))
 	require.NoError(tb, err)
 	for id, w := range want.customers {
 		g, ok := got[id]
@@ -300,12 +301,12 @@ func caughtUp(tb testing.TB, pool *pgxpool.Pool, want expected, within time.Dura
 	requireReadModel(tb, pool, want)
 }
 
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
+func keys[V any](m map[scope.Key]V) []scope.Key {
+	out := make([]scope.Key, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, scope.Compare)
 	return out
 }
 

@@ -45,6 +45,9 @@ type apiOptions struct {
 	MaxDelay    time.Duration
 	// OnRetry hears of each failed attempt that will be retried; nil ignores them.
 	OnRetry func(retryInfo)
+	// Account makes every request on behalf of this connected account (the Stripe-Account
+	// header); "" reads the platform's own data.
+	Account string
 }
 
 // retryInfo describes a failed attempt that is retried.
@@ -73,6 +76,7 @@ type stripeAPI struct {
 	backend stripe.Backend
 	sc      *client.API
 	key     string
+	account string // the connected account every request is made for (Stripe-Account); "" for the platform
 }
 
 // newStripeAPI reads the API at cfg.Base (Stripe's own when "") with cfg.Key.
@@ -114,6 +118,7 @@ func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
 		backend: backend,
 		sc:      client.New(cfg.Key, &stripe.Backends{API: backend, Connect: backend, Uploads: backend}),
 		key:     cfg.Key,
+		account: o.Account,
 	}
 }
 
@@ -157,6 +162,9 @@ func (a *stripeAPI) Events(ctx context.Context, q eventQuery) iter.Seq2[json.Raw
 	}
 	if q.StartingAfter != "" {
 		params.StartingAfter = stripe.String(q.StartingAfter)
+	}
+	if a.account != "" {
+		params.SetStripeAccount(a.account)
 	}
 	return func(yield func(json.RawMessage, error) bool) {
 		// stripe-go's paginator, as event.Client.List uses it, with raw pages.
@@ -216,6 +224,9 @@ func (a *stripeAPI) Subscriptions(ctx context.Context, customerID string) iter.S
 	params.Limit = stripe.Int64(apiPageSize)
 	if customerID != "" {
 		params.Customer = stripe.String(customerID)
+	}
+	if a.account != "" {
+		params.SetStripeAccount(a.account)
 	}
 	return func(yield func(stripeSubscription, error) bool) {
 		it := a.sc.Subscriptions.List(params)

@@ -149,6 +149,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 		failOpen:        sw,
 		ready:           &readiness{q: pool, sw: sw, cache: c, log: logger},
 		tokens:          cfg.Tokens,
+		livemode:        cfg.Livemode,
 		logger:          logger,
 		metrics:         m,
 		gatherer:        reg,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
@@ -214,7 +215,7 @@ func fillReadModel(tb testing.TB, db *pgtest.DB, n int) {
 	tb.Helper()
 	for start := 0; start < n; start += 500 {
 		var cs []entitlement.Customer
-		var users []string
+		var users []scope.Key
 		for i := start; i < min(n, start+500); i++ {
 			c := premiumCustomer()
 			c.CustomerID, c.UserID = fmt.Sprint("cus_", i), fmt.Sprint("u_", i)
@@ -223,7 +224,7 @@ func fillReadModel(tb testing.TB, db *pgtest.DB, n int) {
 				c = freeCustomer(c.CustomerID, c.UserID)
 			}
 			cs = append(cs, c)
-			users = append(users, c.UserID)
+			users = append(users, scope.Key{ID: c.UserID})
 		}
 		require.NoError(tb, entitlement.SaveCustomers(context.Background(), db.Pool, cs))
 		require.NoError(tb, entitlement.RefreshUsers(context.Background(), db.Pool, users))

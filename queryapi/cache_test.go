@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
@@ -386,10 +387,15 @@ func TestNotificationPayloads(t *testing.T) {
 		want    key
 		ok      bool
 	}{
-		{"u:u_42", userKey("u_42"), true},
-		{"c:cus_123", customerKey("cus_123"), true},
-		{"u:a:b", userKey("a:b"), true},
-		{"u:", userKey(""), true},
+		{"u:test  u_42", userKey("u_42"), true},
+		{"c:test  cus_123", customerKey("cus_123"), true},
+		{"u:live  u_42", userKey("u_42").in(scope.Live()), true},
+		{"c:test acct_1 cus_123", customerKey("cus_123").in(scope.Scope{Account: "acct_1"}), true},
+		{"u:live acct_1 a b", userKey("a b").in(scope.Scope{Livemode: true, Account: "acct_1"}), true},
+		{"u:test  a:b", userKey("a:b"), true},
+		{"u:test  ", userKey(""), true},
+		{"u:u_42", key{}, false},
+		{"u:prod  u_42", key{}, false},
 		{"*", key{}, false},
 		{"x:1", key{}, false},
 		{"", key{}, false},
@@ -403,4 +409,5 @@ func TestNotificationPayloads(t *testing.T) {
 		}
 	}
 	require.NotEqual(t, userKey("x"), customerKey("x"))
+	require.NotEqual(t, userKey("x"), userKey("x").in(scope.Live()))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 )
 
 // maxIDLength bounds the ids the API accepts; Stripe ids and app user ids are far shorter.
@@ -23,7 +24,11 @@ func (s *server) userEntitlement(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.answer(c, userKey(id))
+	sc, err := s.scopeOf(c)
+	if err != nil {
+		return err
+	}
+	return s.answer(c, userKey(id).in(sc))
 }
 
 // customerEntitlement is GET /v1/customers/:customer_id/entitlement.
@@ -32,7 +37,11 @@ func (s *server) customerEntitlement(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.answer(c, customerKey(id))
+	sc, err := s.scopeOf(c)
+	if err != nil {
+		return err
+	}
+	return s.answer(c, customerKey(id).in(sc))
 }
 
 // answer serves the read model's answer for k, or the fail-open grant while the switch is on.
@@ -72,7 +81,8 @@ func failOpenView(k key, a *answer) entitlementView {
 	if a != nil && a.found {
 		v = a.view
 	} else {
-		v = entitlementView{CustomerIDs: []string{}, Status: "none", Subscriptions: []entitlement.Subscription{}}
+		v = entitlementView{CustomerIDs: []string{}, Livemode: k.scope.Livemode, Account: accountOf(k.scope),
+			Status: "none", Subscriptions: []entitlement.Subscription{}}
 		id := k.id
 		if k.user {
 			v.UserID = &id
@@ -85,6 +95,35 @@ func failOpenView(k key, a *answer) entitlementView {
 		v.Features = []string{"premium"}
 	}
 	return v
+}
+
+// scopeOf is the scope a request asks about: ?livemode=true|false (default QUERYAPI_LIVEMODE) and
+// ?account=acct_… (default the platform's own), or errInvalidParam naming the parameter.
+func (s *server) scopeOf(c echo.Context) (scope.Scope, error) {
+	sc := scope.Scope{Livemode: s.livemode}
+	q := c.QueryParams()
+	if vs, ok := q["livemode"]; ok {
+		switch {
+		case len(vs) != 1:
+			return sc, fmt.Errorf("%w: livemode is given more than once", errInvalidParam)
+		case vs[0] == "true":
+			sc.Livemode = true
+		case vs[0] == "false":
+			sc.Livemode = false
+		default:
+			return sc, fmt.Errorf("%w: livemode must be true or false", errInvalidParam)
+		}
+	}
+	if vs, ok := q["account"]; ok {
+		switch {
+		case len(vs) != 1:
+			return sc, fmt.Errorf("%w: account is given more than once", errInvalidParam)
+		case !scope.ValidAccount(vs[0]):
+			return sc, fmt.Errorf("%w: account must be a connected account id, acct_ followed by letters and digits", errInvalidParam)
+		}
+		sc.Account = vs[0]
+	}
+	return sc, nil
 }
 
 // pathID is the decoded path parameter name, or errInvalidID. Echo hands out the raw segment

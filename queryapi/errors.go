@@ -20,6 +20,7 @@ import (
 var (
 	errUnauthorized = errors.New("a valid Authorization: Bearer token is required")
 	errInvalidID    = errors.New("invalid id")
+	errInvalidParam = errors.New("invalid query parameter")
 )
 
 // errorHandler is the one place that turns an error into an HTTP answer, in the contract's
@@ -61,6 +62,8 @@ func classify(err error) (status int, code, message string) {
 		return http.StatusNotFound, "not_found", "no entitlement is known for this id"
 	case errors.Is(err, errInvalidID):
 		return http.StatusBadRequest, "invalid_id", err.Error()
+	case errors.Is(err, errInvalidParam):
+		return http.StatusBadRequest, "invalid_parameter", err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "unavailable", "the read model did not answer in time; retry"
 	case postgresUnavailable(err):

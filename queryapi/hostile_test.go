@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -18,7 +19,7 @@ func TestAnswersCustomersWithUnrepresentableTimes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	state := subscription.State{CustomerID: "cus_y", UserID: "u_y", LastEventID: "evt_y", LastEventCreated: 1<<63 - 1}
-	c := entitlement.FromState(state, subscription.DefaultRules())
+	c := entitlement.FromState(scope.Scope{}, state, subscription.DefaultRules())
 	require.Equal(t, 9999, c.LastEventCreated.Year(), "clamped when derived")
 	save(t, b.db, c)
 	// A row of an earlier release: year 10000 in Postgres.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/syncbuf"
 )
@@ -96,10 +97,10 @@ func save(t *testing.T, db *pgtest.DB, cs ...entitlement.Customer) {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, entitlement.SaveCustomers(ctx, db.Pool, cs))
-	var users []string
+	var users []scope.Key
 	for _, c := range cs {
 		if c.UserID != "" {
-			users = append(users, c.UserID)
+			users = append(users, c.Scope.Of(c.UserID))
 		}
 	}
 	require.NoError(t, entitlement.RefreshUsers(ctx, db.Pool, users))
@@ -113,9 +114,9 @@ func (b *bundle) saveSettled(t *testing.T, cs ...entitlement.Customer) {
 	b.waitListening(t)
 	keys := map[string]bool{}
 	for _, c := range cs {
-		keys["c:"+c.CustomerID] = true
+		keys[customerKey(c.CustomerID).in(c.Scope).String()] = true
 		if c.UserID != "" {
-			keys["u:"+c.UserID] = true
+			keys[userKey(c.UserID).in(c.Scope).String()] = true
 		}
 	}
 	before, _ := metricValue(t, b.reg, "tollgate_queryapi_cache_invalidations_total", nil)

@@ -35,7 +35,7 @@ func TestNotifyFlushOnlyFromTheReadModelsWriters(t *testing.T) {
 	}
 	// A key notification sent after them arrives after them: once it is seen, they were too.
 	invalidations := counter(t, b.reg, "tollgate_queryapi_cache_invalidations_total")
-	_, err = conn.Exec(ctx, "SELECT pg_notify('tollgate_entitlements', 'c:cus_unrelated')")
+	_, err = conn.Exec(ctx, "SELECT pg_notify('tollgate_entitlements', 'c:test  cus_unrelated')")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return counter(t, b.reg, "tollgate_queryapi_cache_invalidations_total") > invalidations

@@ -180,3 +180,22 @@ func deref(t reflect.Type) reflect.Type {
 	}
 	return t
 }
+
+// Both entitlement operations document the scope parameters the handlers read.
+func TestOpenAPIDocumentsTheScopeParameters(t *testing.T) {
+	t.Parallel()
+	doc := loadOpenAPI(t)
+	for _, path := range []string{"/v1/users/{user_id}/entitlement", "/v1/customers/{customer_id}/entitlement"} {
+		var op struct {
+			Parameters []struct {
+				Ref string `json:"$ref"`
+			} `json:"parameters"`
+		}
+		require.NoError(t, json.Unmarshal(doc.Paths[path]["get"], &op), path)
+		var refs []string
+		for _, p := range op.Parameters {
+			refs = append(refs, p.Ref)
+		}
+		require.Subset(t, refs, []string{"#/components/parameters/Livemode", "#/components/parameters/Account"}, path)
+	}
+}

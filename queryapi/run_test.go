@@ -68,7 +68,8 @@ func TestRunServesAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stderr := &logBuffer{}
-	env := getenv(map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": db.URL, "QUERYAPI_TOKENS": testToken})
+	env := getenv(map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": db.URL, "QUERYAPI_TOKENS": testToken,
+		"QUERYAPI_LIVEMODE": "false"}) // the rows below are test mode's
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"queryapi"}, env, io.Discard, stderr) }()
 

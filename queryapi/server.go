@@ -26,6 +26,8 @@ type serverDeps struct {
 	logger   *slog.Logger
 	metrics  *metrics
 	gatherer prometheus.Gatherer
+	// livemode is the mode a request without ?livemode= is answered from (QUERYAPI_LIVEMODE).
+	livemode bool
 	// failOpenTimeout bounds the read of the real data behind a fail-open answer.
 	failOpenTimeout time.Duration
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -53,12 +54,13 @@ func readOnly(c *pgx.ConnConfig) {
 	c.RuntimeParams["enable_seqscan"] = "off"
 }
 
-// key names one answer: a user's or a customer's. Its String form, "u:<user id>" or
-// "c:<customer id>", is what the read model's triggers send as notification payloads
-// (migrations/000003).
+// key names one answer: a user's or a customer's, in one scope. Its String form, "u:" or "c:"
+// followed by the scope.Key form ("u:live  u_42", "c:test acct_1 cus_1"), is what the read
+// model's triggers send as notification payloads (migrations/000005).
 type key struct {
-	user bool
-	id   string
+	user  bool
+	scope scope.Scope
+	id    string
 }
 
 const (
@@ -66,25 +68,33 @@ const (
 	customerPrefix = "c:"
 )
 
-func userKey(id string) key     { return key{user: true, id: id} }
-func customerKey(id string) key { return key{id: id} }
+// userKey and customerKey name an answer in the zero scope (test mode, the platform); in moves
+// a key to another scope.
+func userKey(id string) key         { return key{user: true, id: id} }
+func customerKey(id string) key     { return key{id: id} }
+func (k key) in(sc scope.Scope) key { k.scope = sc; return k }
 
-// parseKey reads a notification payload; ok is false for anything but "u:…" or "c:…".
+// parseKey reads a notification payload; ok is false for anything but "u:…" or "c:…" with a
+// scope.
 func parseKey(payload string) (k key, ok bool) {
-	switch {
-	case strings.HasPrefix(payload, userPrefix):
-		return userKey(payload[len(userPrefix):]), true
-	case strings.HasPrefix(payload, customerPrefix):
-		return customerKey(payload[len(customerPrefix):]), true
+	rest, user := strings.CutPrefix(payload, userPrefix)
+	if !user {
+		if rest, ok = strings.CutPrefix(payload, customerPrefix); !ok {
+			return key{}, false
+		}
 	}
-	return key{}, false
+	sk, err := scope.ParseKey(rest)
+	if err != nil {
+		return key{}, false
+	}
+	return key{user: user, scope: sk.Scope, id: sk.ID}, true
 }
 
 func (k key) String() string {
 	if k.user {
-		return userPrefix + k.id
+		return userPrefix + k.scope.Of(k.id).String()
 	}
-	return customerPrefix + k.id
+	return customerPrefix + k.scope.Of(k.id).String()
 }
 
 // entitlementView is the answer for a user or a customer, as GET /v1/.../entitlement serves it
@@ -92,6 +102,8 @@ func (k key) String() string {
 type entitlementView struct {
 	UserID           *string                    `json:"user_id"`
 	CustomerIDs      []string                   `json:"customer_ids"`
+	Livemode         bool                       `json:"livemode"`
+	Account          *string                    `json:"account"` // null for the platform
 	Premium          bool                       `json:"premium"`
 	Status           string                     `json:"status"`
 	Features         []string                   `json:"features"`
@@ -107,6 +119,8 @@ func userView(u entitlement.User) entitlementView {
 	return entitlementView{
 		UserID:           &u.UserID,
 		CustomerIDs:      u.CustomerIDs,
+		Livemode:         u.Scope.Livemode,
+		Account:          accountOf(u.Scope),
 		Premium:          u.Premium,
 		Status:           u.Status,
 		Features:         u.Features,
@@ -121,6 +135,8 @@ func userView(u entitlement.User) entitlementView {
 func customerView(c entitlement.Customer) entitlementView {
 	v := entitlementView{
 		CustomerIDs:      []string{c.CustomerID},
+		Livemode:         c.Scope.Livemode,
+		Account:          accountOf(c.Scope),
 		Premium:          c.Premium,
 		Status:           c.Status,
 		Features:         c.Features,
@@ -133,6 +149,14 @@ func customerView(c entitlement.Customer) entitlementView {
 		v.UserID = &c.UserID
 	}
 	return v
+}
+
+// accountOf is the answer's account: the connected account's id, null for the platform.
+func accountOf(sc scope.Scope) *string {
+	if sc.Account == "" {
+		return nil
+	}
+	return &sc.Account
 }
 
 // answer is what the read model says for a key: not found, or a view with its JSON encoding
@@ -203,11 +227,11 @@ func (r dbReader) read(ctx context.Context, k key) (*answer, error) {
 	var err error
 	if k.user {
 		var u entitlement.User
-		u, err = entitlement.GetUser(ctx, r.q, k.id)
+		u, err = entitlement.GetUser(ctx, r.q, k.scope.Of(k.id))
 		v = userView(u)
 	} else {
 		var c entitlement.Customer
-		c, err = entitlement.GetCustomer(ctx, r.q, k.id)
+		c, err = entitlement.GetCustomer(ctx, r.q, k.scope.Of(k.id))
 		v = customerView(c)
 	}
 	if errors.Is(err, entitlement.ErrNotFound) {
@@ -236,14 +260,14 @@ func (r dbReader) recent(ctx context.Context, limit int) ([]keyedAnswer, error) 
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, keyedAnswer{userKey(u.UserID), a})
+		out = append(out, keyedAnswer{userKey(u.UserID).in(u.Scope), a})
 	}
 	for _, c := range customers {
 		a, err := newAnswer(customerView(c))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, keyedAnswer{customerKey(c.CustomerID), a})
+		out = append(out, keyedAnswer{customerKey(c.CustomerID).in(c.Scope), a})
 	}
 	return out, nil
 }

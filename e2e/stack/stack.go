@@ -139,6 +139,11 @@ func (st *Stack) serviceEnv(service, addr string) map[string]string {
 	if service == Listener {
 		delete(env, "DATABASE_URL") // the listener never connects to Postgres
 	}
+	if service == QueryAPI {
+		// A development stack answers from test mode, which `stripe listen` forwards and the
+		// scenarios send; Options.Env may say QUERYAPI_LIVEMODE=true.
+		env["QUERYAPI_LIVEMODE"] = "false"
+	}
 	return env
 }
 

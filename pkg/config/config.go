@@ -59,6 +59,13 @@ type StripeAPI struct {
 	Base string // "" means Stripe's own
 }
 
+// Livemode is the mode of Key: true for a live key (sk_live_…, rk_live_…), false for any other
+// (test keys, sk_test_… and rk_test_…, and the fakes of tests). Backfill and reconcile read and
+// compare that mode's data only: Stripe answers a key with its own mode's objects.
+func (s StripeAPI) Livemode() bool {
+	return strings.HasPrefix(s.Key, "sk_live_") || strings.HasPrefix(s.Key, "rk_live_")
+}
+
 // Processor is the configuration of the processor.
 type Processor struct {
 	HTTPAddr    string
@@ -85,6 +92,9 @@ type QueryAPI struct {
 	Tokens      []string
 	// Cache is how the in-process cache of answers keeps fresh and how big it grows.
 	Cache QueryAPICache
+	// Livemode is the Stripe mode a request without ?livemode= is answered from
+	// (QUERYAPI_LIVEMODE, default true).
+	Livemode bool
 }
 
 // Cache modes of the query API (QUERYAPI_CACHE_MODE).
@@ -187,6 +197,7 @@ func LoadQueryAPI(getenv func(string) string) (QueryAPI, error) {
 		DatabaseURL: e.databaseURL(),
 		Tokens:      e.list("QUERYAPI_TOKENS"),
 		Cache:       e.queryAPICache(),
+		Livemode:    e.boolean("QUERYAPI_LIVEMODE", true),
 	}
 	if len(c.Tokens) == 0 {
 		e.fail("QUERYAPI_TOKENS", "is required: the comma-separated bearer tokens the web app may use")

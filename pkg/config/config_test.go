@@ -103,6 +103,12 @@ func TestLoadQueryAPI(t *testing.T) {
 	require.Equal(t, []string{"t1", "t2"}, c.Tokens)
 	require.Equal(t, "127.0.0.1:0", c.HTTPAddr)
 	require.Equal(t, config.QueryAPICache{Mode: config.CacheNotify, MaxAge: 5 * time.Minute, Bytes: 64 << 20, Warm: 20_000}, c.Cache)
+	require.True(t, c.Livemode, "QUERYAPI_LIVEMODE defaults to true: live answers unless asked")
+	c, err = config.LoadQueryAPI(getenv(map[string]string{"QUERYAPI_TOKENS": "t1", "QUERYAPI_LIVEMODE": "false"}))
+	require.NoError(t, err)
+	require.False(t, c.Livemode)
+	_, err = config.LoadQueryAPI(getenv(map[string]string{"QUERYAPI_TOKENS": "t1", "QUERYAPI_LIVEMODE": "test"}))
+	require.ErrorContains(t, err, "QUERYAPI_LIVEMODE")
 }
 
 func TestLoadQueryAPICache(t *testing.T) {
@@ -131,6 +137,13 @@ func TestLoadQueryAPICache(t *testing.T) {
 	} {
 		_, err := config.LoadQueryAPI(env(tt.env...))
 		require.ErrorContains(t, err, tt.want, name)
+	}
+}
+
+func TestStripeKeyMode(t *testing.T) {
+	t.Parallel()
+	for key, live := range map[string]bool{"sk_live_1": true, "rk_live_1": true, "sk_test_1": false, "rk_test_1": false, "": false} {
+		require.Equal(t, live, config.StripeAPI{Key: key}.Livemode(), key)
 	}
 }
 

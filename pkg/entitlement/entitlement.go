@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -35,8 +36,9 @@ type Subscription struct {
 	EndedAt           *time.Time `json:"ended_at"`
 }
 
-// Customer is one customer's row: its derived state and entitlement.
+// Customer is one customer's row in its scope: its derived state and entitlement.
 type Customer struct {
+	Scope            scope.Scope
 	CustomerID       string
 	UserID           string // "" when unknown
 	Deleted          bool
@@ -49,8 +51,10 @@ type Customer struct {
 	UpdatedAt        time.Time // set by the database on write
 }
 
-// User is one app user's row: the union of the rows of all the customers that carry its id.
+// User is one app user's row in one scope: the union of the rows of all the customers of that
+// scope that carry its id.
 type User struct {
+	Scope            scope.Scope
 	UserID           string
 	CustomerIDs      []string // sorted
 	Premium          bool
@@ -62,10 +66,11 @@ type User struct {
 	UpdatedAt        time.Time // set by the database on write
 }
 
-// FromState is the row of a derived customer state under the given rules.
-func FromState(s subscription.State, rules subscription.Rules) Customer {
+// FromState is the row of a derived customer state of scope sc under the given rules.
+func FromState(sc scope.Scope, s subscription.State, rules subscription.Rules) Customer {
 	ent := s.Entitlement(rules)
 	c := Customer{
+		Scope:            sc,
 		CustomerID:       s.CustomerID,
 		UserID:           s.UserID,
 		Deleted:          s.Deleted,
@@ -96,7 +101,7 @@ func FromState(s subscription.State, rules subscription.Rules) Customer {
 func (c Customer) Same(o Customer) bool {
 	a, _ := json.Marshal(c.Subscriptions)
 	b, _ := json.Marshal(o.Subscriptions)
-	return c.CustomerID == o.CustomerID && c.UserID == o.UserID && c.Deleted == o.Deleted &&
+	return c.Scope == o.Scope && c.CustomerID == o.CustomerID && c.UserID == o.UserID && c.Deleted == o.Deleted &&
 		c.Premium == o.Premium && c.Status == o.Status && slices.Equal(c.Features, o.Features) &&
 		string(a) == string(b) && c.LastEventID == o.LastEventID && c.LastEventCreated.Equal(o.LastEventCreated)
 }
@@ -109,7 +114,7 @@ type Querier interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-const customerColumns = `customer_id, coalesce(user_id, ''), deleted, premium, status, features, subscriptions,
+const customerColumns = `livemode, account, customer_id, coalesce(user_id, ''), deleted, premium, status, features, subscriptions,
 	last_event_id, last_event_created, updated_at`
 
 // The lookups the query API answers with. They read by key and are planned for index use on
@@ -117,14 +122,16 @@ const customerColumns = `customer_id, coalesce(user_id, ''), deleted, premium, s
 // it): plan_test.go holds them to that as the tables grow.
 const (
 	getUserSQL = `SELECT customer_ids, premium, status, features, subscriptions, last_event_id,
-			last_event_created, updated_at FROM user_entitlements WHERE user_id = $1`
-	getCustomerSQL = `SELECT ` + customerColumns + ` FROM customer_entitlements WHERE customer_id = $1`
+			last_event_created, updated_at FROM user_entitlements
+			WHERE livemode = $1 AND account = $2 AND user_id = $3`
+	getCustomerSQL = `SELECT ` + customerColumns + ` FROM customer_entitlements
+			WHERE livemode = $1 AND account = $2 AND customer_id = $3`
 )
 
 func scanCustomer(row pgx.Row) (Customer, error) {
 	var c Customer
 	var subs []byte
-	if err := row.Scan(&c.CustomerID, &c.UserID, &c.Deleted, &c.Premium, &c.Status, &c.Features, &subs,
+	if err := row.Scan(&c.Scope.Livemode, &c.Scope.Account, &c.CustomerID, &c.UserID, &c.Deleted, &c.Premium, &c.Status, &c.Features, &subs,
 		&c.LastEventID, &c.LastEventCreated, &c.UpdatedAt); err != nil {
 		return Customer{}, err
 	}
@@ -136,22 +143,24 @@ func scanCustomer(row pgx.Row) (Customer, error) {
 	return c, nil
 }
 
-// LoadCustomers reads the current rows of the given customers; missing ones are absent from the map.
-// Inside the processor's transaction it locks them (FOR UPDATE).
-func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[string]Customer, error) {
+// LoadCustomers reads the current rows of the given customers, each in its scope; missing ones are
+// absent from the map. Inside the processor's transaction it locks them (FOR UPDATE).
+func LoadCustomers(ctx context.Context, q Querier, customers []scope.Key) (map[scope.Key]Customer, error) {
+	livemode, account, ids := scope.Columns(customers)
 	rows, err := q.Query(ctx, `SELECT `+customerColumns+` FROM customer_entitlements
-		WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE`, customerIDs)
+		WHERE (livemode, account, customer_id) IN (SELECT * FROM unnest($1::boolean[], $2::text[], $3::text[]))
+		ORDER BY livemode, account, customer_id FOR UPDATE`, livemode, account, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load customer entitlements: %w", err)
 	}
 	defer rows.Close()
-	out := make(map[string]Customer, len(customerIDs))
+	out := make(map[scope.Key]Customer, len(customers))
 	for rows.Next() {
 		c, err := scanCustomer(rows)
 		if err != nil {
 			return nil, fmt.Errorf("load customer entitlements: %w", err)
 		}
-		out[c.CustomerID] = c
+		out[c.Scope.Of(c.CustomerID)] = c
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load customer entitlements: %w", err)
@@ -171,14 +180,14 @@ func SaveCustomers(ctx context.Context, q Querier, cs []Customer) error {
 			return fmt.Errorf("encode subscriptions of %s: %w", c.CustomerID, err)
 		}
 		b.Queue(`INSERT INTO customer_entitlements (customer_id, user_id, deleted, premium, status, features,
-				subscriptions, last_event_id, last_event_created, updated_at)
-			VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, now())
-			ON CONFLICT (customer_id) DO UPDATE SET user_id = excluded.user_id, deleted = excluded.deleted,
+				subscriptions, last_event_id, last_event_created, livemode, account, updated_at)
+			VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+			ON CONFLICT (livemode, account, customer_id) DO UPDATE SET user_id = excluded.user_id, deleted = excluded.deleted,
 				premium = excluded.premium, status = excluded.status, features = excluded.features,
 				subscriptions = excluded.subscriptions, last_event_id = excluded.last_event_id,
 				last_event_created = excluded.last_event_created, updated_at = now()`,
 			c.CustomerID, c.UserID, c.Deleted, c.Premium, c.Status, nonNil(c.Features), subs,
-			c.LastEventID, c.LastEventCreated)
+			c.LastEventID, c.LastEventCreated, c.Scope.Livemode, c.Scope.Account)
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("save customer entitlements: %w", err)
@@ -186,26 +195,30 @@ func SaveCustomers(ctx context.Context, q Querier, cs []Customer) error {
 	return nil
 }
 
-// RefreshUsers rebuilds the user rows of the given users from their customers' rows, and deletes
-// the row of a user no customer carries any more. Callers serialize per user (the processor holds
+// RefreshUsers rebuilds the user rows of the given users, each in its scope, from the rows of
+// their customers of that scope, and deletes the row of a user no customer of the scope carries
+// any more. Callers serialize per user (the processor holds
 // an advisory lock on each user id) so concurrent writers cannot interleave.
-func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
-	if len(userIDs) == 0 {
+func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
+	if len(users) == 0 {
 		return nil
 	}
+	livemode, account, ids := scope.Columns(users)
 	rows, err := q.Query(ctx, `SELECT `+customerColumns+` FROM customer_entitlements
-		WHERE user_id = ANY($1) ORDER BY user_id, customer_id`, userIDs)
+		WHERE (livemode, account, user_id) IN (SELECT * FROM unnest($1::boolean[], $2::text[], $3::text[]))
+		ORDER BY livemode, account, user_id, customer_id`, livemode, account, ids)
 	if err != nil {
 		return fmt.Errorf("load customers of users: %w", err)
 	}
-	byUser := make(map[string][]Customer, len(userIDs))
+	byUser := make(map[scope.Key][]Customer, len(users))
 	for rows.Next() {
 		c, err := scanCustomer(rows)
 		if err != nil {
 			rows.Close()
 			return fmt.Errorf("load customers of users: %w", err)
 		}
-		byUser[c.UserID] = append(byUser[c.UserID], c)
+		k := c.Scope.Of(c.UserID)
+		byUser[k] = append(byUser[k], c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -213,10 +226,10 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 	}
 
 	b := &pgx.Batch{}
-	for _, u := range userIDs {
+	for _, u := range users {
 		cs := byUser[u]
 		if len(cs) == 0 {
-			b.Queue(`DELETE FROM user_entitlements WHERE user_id = $1`, u)
+			b.Queue(`DELETE FROM user_entitlements WHERE livemode = $1 AND account = $2 AND user_id = $3`, u.Livemode, u.Account, u.ID)
 			continue
 		}
 		v := Merge(cs)
@@ -225,13 +238,13 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 			return fmt.Errorf("encode subscriptions of user %s: %w", u, err)
 		}
 		b.Queue(`INSERT INTO user_entitlements (user_id, customer_ids, premium, status, features, subscriptions,
-				last_event_id, last_event_created, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
-			ON CONFLICT (user_id) DO UPDATE SET customer_ids = excluded.customer_ids, premium = excluded.premium,
+				last_event_id, last_event_created, livemode, account, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+			ON CONFLICT (livemode, account, user_id) DO UPDATE SET customer_ids = excluded.customer_ids, premium = excluded.premium,
 				status = excluded.status, features = excluded.features, subscriptions = excluded.subscriptions,
 				last_event_id = excluded.last_event_id, last_event_created = excluded.last_event_created,
 				updated_at = now()`,
-			u, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, v.LastEventID, v.LastEventCreated)
+			u.ID, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, v.LastEventID, v.LastEventCreated, u.Livemode, u.Account)
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("save user entitlements: %w", err)
@@ -239,11 +252,11 @@ func RefreshUsers(ctx context.Context, q Querier, userIDs []string) error {
 	return nil
 }
 
-// Merge is the row of a user over the rows of all the user's customers (cs, at least one): the
-// union RefreshUsers stores. UserID and UpdatedAt are left unset. It does not modify cs.
+// Merge is the row of a user over the rows of all the user's customers (cs, at least one, all of
+// one scope): the union RefreshUsers stores. UserID and UpdatedAt are left unset, Scope is cs's. It does not modify cs.
 func Merge(cs []Customer) User {
 	ents := make([]subscription.Entitlement, 0, len(cs))
-	v := User{CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
+	v := User{Scope: cs[0].Scope, CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
 	var last Customer
 	for i, c := range cs {
 		ents = append(ents, subscription.Entitlement{Premium: c.Premium, Status: c.Status, Features: c.Features})
@@ -268,12 +281,13 @@ func Merge(cs []Customer) User {
 	return v
 }
 
-// GetUser reads the row of an app user, times in UTC and lists never nil. ErrNotFound when no
-// customer carries the user id.
-func GetUser(ctx context.Context, q Querier, userID string) (User, error) {
-	u := User{UserID: userID}
+// GetUser reads the row of an app user in a scope, times in UTC and lists never nil. ErrNotFound
+// when no customer of that scope carries the user id.
+func GetUser(ctx context.Context, q Querier, k scope.Key) (User, error) {
+	userID := k.ID
+	u := User{Scope: k.Scope, UserID: userID}
 	var subs []byte
-	err := q.QueryRow(ctx, getUserSQL, userID).
+	err := q.QueryRow(ctx, getUserSQL, k.Livemode, k.Account, userID).
 		Scan(&u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &subs, &u.LastEventID, &u.LastEventCreated, &u.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, fmt.Errorf("user %s: %w", userID, ErrNotFound)
@@ -292,10 +306,11 @@ func GetUser(ctx context.Context, q Querier, userID string) (User, error) {
 	return u, nil
 }
 
-// GetCustomer reads the row of a Stripe customer, times in UTC and lists never nil. ErrNotFound
-// when no event of it was seen.
-func GetCustomer(ctx context.Context, q Querier, customerID string) (Customer, error) {
-	c, err := scanCustomer(q.QueryRow(ctx, getCustomerSQL, customerID))
+// GetCustomer reads the row of a Stripe customer in a scope, times in UTC and lists never nil.
+// ErrNotFound when no event of it was seen in that scope.
+func GetCustomer(ctx context.Context, q Querier, k scope.Key) (Customer, error) {
+	customerID := k.ID
+	c, err := scanCustomer(q.QueryRow(ctx, getCustomerSQL, k.Livemode, k.Account, customerID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Customer{}, fmt.Errorf("customer %s: %w", customerID, ErrNotFound)
 	}

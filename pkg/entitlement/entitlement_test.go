@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
@@ -23,7 +24,11 @@ func customer(id, user, status string, premium bool, features []string, created 
 	}
 }
 
-func save(t *testing.T, db *pgtest.DB, users []string, cs ...entitlement.Customer) {
+func save(t *testing.T, db *pgtest.DB, userIDs []string, cs ...entitlement.Customer) {
+	users := make([]scope.Key, len(userIDs))
+	for i, u := range userIDs {
+		users[i] = scope.Key{ID: u}
+	}
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.Pool.Begin(ctx)
@@ -43,7 +48,7 @@ func TestUserIsTheUnionOfItsCustomers(t *testing.T) {
 		customer("cus_c", "u_2", "active", true, []string{"team"}, 300),
 	)
 
-	v, err := entitlement.GetUser(ctx, db.Pool, "u_1")
+	v, err := entitlement.GetUser(ctx, db.Pool, scope.Key{ID: "u_1"})
 	require.NoError(t, err)
 	require.Equal(t, "u_1", v.UserID)
 	require.Equal(t, []string{"cus_a", "cus_b"}, v.CustomerIDs)
@@ -55,7 +60,7 @@ func TestUserIsTheUnionOfItsCustomers(t *testing.T) {
 	require.Equal(t, "evt_cus_b", v.LastEventID, "the latest event of all the user's customers")
 	require.Equal(t, time.Unix(200, 0).UTC(), v.LastEventCreated)
 
-	_, err = entitlement.GetUser(ctx, db.Pool, "u_2")
+	_, err = entitlement.GetUser(ctx, db.Pool, scope.Key{ID: "u_2"})
 	require.ErrorIs(t, err, entitlement.ErrNotFound, "u_2 was not refreshed")
 }
 
@@ -66,9 +71,9 @@ func TestUserMovesWhenTheCustomerChangesUser(t *testing.T) {
 	save(t, db, []string{"u_old"}, customer("cus_1", "u_old", "active", true, []string{"premium"}, 100))
 	save(t, db, []string{"u_old", "u_new"}, customer("cus_1", "u_new", "active", true, []string{"premium"}, 200))
 
-	_, err := entitlement.GetUser(ctx, db.Pool, "u_old")
+	_, err := entitlement.GetUser(ctx, db.Pool, scope.Key{ID: "u_old"})
 	require.ErrorIs(t, err, entitlement.ErrNotFound)
-	v, err := entitlement.GetUser(ctx, db.Pool, "u_new")
+	v, err := entitlement.GetUser(ctx, db.Pool, scope.Key{ID: "u_new"})
 	require.NoError(t, err)
 	require.Equal(t, []string{"cus_1"}, v.CustomerIDs)
 }
@@ -80,7 +85,7 @@ func TestGetCustomer(t *testing.T) {
 	c := customer("cus_1", "", "past_due", true, []string{"premium"}, 100)
 	save(t, db, nil, c)
 
-	v, err := entitlement.GetCustomer(ctx, db.Pool, "cus_1")
+	v, err := entitlement.GetCustomer(ctx, db.Pool, scope.Key{ID: "cus_1"})
 	require.NoError(t, err)
 	require.Empty(t, v.UserID, "no user known")
 	require.Equal(t, "cus_1", v.CustomerID)
@@ -89,14 +94,14 @@ func TestGetCustomer(t *testing.T) {
 	require.False(t, v.UpdatedAt.IsZero())
 	require.Equal(t, time.UTC, v.UpdatedAt.Location())
 
-	rows, err := entitlement.LoadCustomers(ctx, db.Pool, []string{"cus_1", "cus_x"})
+	rows, err := entitlement.LoadCustomers(ctx, db.Pool, []scope.Key{{ID: "cus_1"}, {ID: "cus_x"}})
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
-	require.True(t, rows["cus_1"].Same(c), "a row read back gives the same answer")
+	require.True(t, rows[scope.Key{ID: "cus_1"}].Same(c), "a row read back gives the same answer")
 	changed := c
 	changed.Status = "unpaid"
-	require.False(t, rows["cus_1"].Same(changed))
+	require.False(t, rows[scope.Key{ID: "cus_1"}].Same(changed))
 
-	_, err = entitlement.GetCustomer(ctx, db.Pool, "cus_x")
+	_, err = entitlement.GetCustomer(ctx, db.Pool, scope.Key{ID: "cus_x"})
 	require.ErrorIs(t, err, entitlement.ErrNotFound)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
@@ -30,7 +31,7 @@ func TestListCustomersPagesInIDOrderReadOnly(t *testing.T) {
 	var ids []string
 	var pages int
 	for after := ""; ; pages++ {
-		page, err := entitlement.ListCustomers(ctx, tx, after, 2)
+		page, err := entitlement.ListCustomers(ctx, tx, scope.Scope{}, after, 2)
 		require.NoError(t, err)
 		if len(page) == 0 {
 			break
@@ -43,19 +44,19 @@ func TestListCustomersPagesInIDOrderReadOnly(t *testing.T) {
 	require.Equal(t, []string{"cus_a", "cus_b", "cus_c"}, ids)
 	require.Equal(t, 2, pages)
 
-	page, err := entitlement.ListCustomers(ctx, tx, "cus_a", 1)
+	page, err := entitlement.ListCustomers(ctx, tx, scope.Scope{}, "cus_a", 1)
 	require.NoError(t, err)
 	require.Len(t, page, 1)
 	want := customer("cus_b", "", "trialing", true, []string{"premium"}, 200)
 	require.True(t, want.Same(page[0]), "the row as saved: %+v", page[0])
 
-	_, err = entitlement.LoadCustomers(ctx, tx, []string{"cus_a"})
+	_, err = entitlement.LoadCustomers(ctx, tx, []scope.Key{{ID: "cus_a"}})
 	require.Error(t, err, "FOR UPDATE is refused in a read-only transaction: why ListCustomers exists")
 }
 
 func TestListCustomersRefusesANonPositiveLimit(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	_, err := entitlement.ListCustomers(context.Background(), db.Pool, "", 0)
+	_, err := entitlement.ListCustomers(context.Background(), db.Pool, scope.Scope{}, "", 0)
 	require.ErrorContains(t, err, "limit 0 is not positive")
 }

@@ -15,8 +15,8 @@ func RecentUsers(ctx context.Context, q Querier, limit int) ([]User, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("recent user entitlements: limit %d is not positive", limit)
 	}
-	rows, err := q.Query(ctx, `SELECT user_id, customer_ids, premium, status, features, subscriptions, last_event_id,
-			last_event_created, updated_at FROM user_entitlements ORDER BY updated_at DESC, user_id LIMIT $1`, limit)
+	rows, err := q.Query(ctx, `SELECT livemode, account, user_id, customer_ids, premium, status, features, subscriptions, last_event_id,
+			last_event_created, updated_at FROM user_entitlements ORDER BY updated_at DESC, livemode, account, user_id LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("recent user entitlements: %w", err)
 	}
@@ -25,7 +25,7 @@ func RecentUsers(ctx context.Context, q Querier, limit int) ([]User, error) {
 	for rows.Next() {
 		var u User
 		var subs []byte
-		if err := rows.Scan(&u.UserID, &u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &subs,
+		if err := rows.Scan(&u.Scope.Livemode, &u.Scope.Account, &u.UserID, &u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &subs,
 			&u.LastEventID, &u.LastEventCreated, &u.UpdatedAt); err != nil {
 			return nil, fmt.Errorf("recent user entitlements: %w", err)
 		}
@@ -51,7 +51,7 @@ func RecentCustomers(ctx context.Context, q Querier, limit int) ([]Customer, err
 		return nil, fmt.Errorf("recent customer entitlements: limit %d is not positive", limit)
 	}
 	rows, err := q.Query(ctx, `SELECT `+customerColumns+` FROM customer_entitlements
-		ORDER BY updated_at DESC, customer_id LIMIT $1`, limit)
+		ORDER BY updated_at DESC, livemode, account, customer_id LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("recent customer entitlements: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
@@ -25,14 +26,14 @@ func TestRecentReadsTheLatestChangesFirst(t *testing.T) {
 	require.Len(t, users, 2)
 	require.Equal(t, "u_a", users[0].UserID, "changed last")
 	require.Equal(t, "u_b", users[1].UserID)
-	want, err := entitlement.GetUser(ctx, db.Pool, "u_a")
+	want, err := entitlement.GetUser(ctx, db.Pool, scope.Key{ID: "u_a"})
 	require.NoError(t, err)
 	require.Equal(t, want, users[0])
 
 	cs, err := entitlement.RecentCustomers(ctx, db.Pool, 1)
 	require.NoError(t, err)
 	require.Len(t, cs, 1)
-	wantC, err := entitlement.GetCustomer(ctx, db.Pool, "cus_a")
+	wantC, err := entitlement.GetCustomer(ctx, db.Pool, scope.Key{ID: "cus_a"})
 	require.NoError(t, err)
 	require.Equal(t, wantC, cs[0])
 

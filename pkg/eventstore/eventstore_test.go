@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
@@ -57,34 +58,34 @@ func TestHistoriesByCustomerAndByID(t *testing.T) {
 	require.NoError(t, err)
 
 	var got []eventstore.Envelope
-	require.NoError(t, eventstore.ForEachEnvelope(ctx, db.Pool, []string{"cus_1", "cus_none"}, func(e eventstore.Envelope) error {
+	require.NoError(t, eventstore.ForEachEnvelope(ctx, db.Pool, []scope.Key{{ID: "cus_1"}, {ID: "cus_none"}, {Scope: scope.Live(), ID: "cus_1"}}, func(e eventstore.Envelope) error {
 		got = append(got, e)
 		return nil
 	}))
 	slices.SortFunc(got, func(a, b eventstore.Envelope) int { return strings.Compare(a.ID, b.ID) })
 	require.Equal(t, []eventstore.Envelope{
-		{CustomerID: "cus_1", ID: "evt_1", Type: "customer.updated", Created: 10},
-		{CustomerID: "cus_1", ID: "evt_3", Type: "customer.updated", Created: 30},
+		{Customer: scope.Key{ID: "cus_1"}, ID: "evt_1", Type: "customer.updated", Created: 10},
+		{Customer: scope.Key{ID: "cus_1"}, ID: "evt_3", Type: "customer.updated", Created: 30},
 	}, got)
 	stop := errors.New("stop")
-	err = eventstore.ForEachEnvelope(ctx, db.Pool, []string{"cus_1"}, func(eventstore.Envelope) error { return stop })
+	err = eventstore.ForEachEnvelope(ctx, db.Pool, []scope.Key{{ID: "cus_1"}}, func(eventstore.Envelope) error { return stop })
 	require.ErrorIs(t, err, stop, "the callback's error ends the walk")
 
 	stored, err := eventstore.Payloads(ctx, db.Pool, []string{"evt_2", "evt_3", "evt_none"})
 	require.NoError(t, err)
 	slices.SortFunc(stored, func(a, b eventstore.Stored) int { return strings.Compare(a.ID, b.ID) })
 	require.Len(t, stored, 2)
-	require.Equal(t, "cus_2", stored[0].CustomerID)
+	require.Equal(t, "cus_2", stored[0].Customer.ID)
 	require.Equal(t, event(t, "evt_2", "cus_2", 20).Raw, stored[0].Payload)
 	require.Equal(t, "evt_3", stored[1].ID)
-	require.Equal(t, "cus_1", stored[1].CustomerID)
+	require.Equal(t, "cus_1", stored[1].Customer.ID)
 
-	ids, err := eventstore.Customers(ctx, db.Pool, "", 1)
+	ids, err := eventstore.Customers(ctx, db.Pool, scope.Key{}, 1)
 	require.NoError(t, err)
-	require.Equal(t, []string{"cus_1"}, ids)
-	ids, err = eventstore.Customers(ctx, db.Pool, "cus_1", 10)
+	require.Equal(t, []scope.Key{{ID: "cus_1"}}, ids)
+	ids, err = eventstore.Customers(ctx, db.Pool, scope.Key{ID: "cus_1"}, 10)
 	require.NoError(t, err)
-	require.Equal(t, []string{"cus_2"}, ids)
+	require.Equal(t, []scope.Key{{ID: "cus_2"}}, ids)
 	n, err := eventstore.CountCustomers(ctx, db.Pool)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -30,22 +31,22 @@ func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
 	_, err := conn.Exec(ctx, `ANALYZE stripe_events`)
 	require.NoError(t, err)
 
-	queries := map[string]string{
-		"payloads":  `PREPARE payloads(text[]) AS ` + payloadsSQL,
-		"envelopes": `PREPARE envelopes(text[]) AS ` + envelopesSQL,
+	queries := map[string]struct{ prepare, args string }{
+		"payloads":  {`PREPARE payloads(text[]) AS ` + payloadsSQL, `('{evt_%[1]s,cus_%[1]s}')`},
+		"envelopes": {`PREPARE envelopes(boolean[], text[], text[]) AS ` + envelopesSQL, `('{false,true}', '{"",""}', '{evt_%[1]s,cus_%[1]s}')`},
 	}
-	for name, prepare := range queries {
-		_, err := conn.Exec(ctx, prepare)
+	for name, q := range queries {
+		_, err := conn.Exec(ctx, q.prepare)
 		require.NoError(t, err)
 		for range 8 { // past the 5 custom plans after which Postgres may settle on a generic one
-			_, err := conn.Exec(ctx, `EXECUTE `+name+`('{evt_x,cus_x}')`)
+			_, err := conn.Exec(ctx, `EXECUTE `+name+fmt.Sprintf(q.args, "x"))
 			require.NoError(t, err)
 		}
 	}
 	fill(41, 50000)
 
-	for name := range queries {
-		plan := pgtest.Explain(t, conn, `EXECUTE `+name+`('{evt_1,cus_1}')`)
+	for name, q := range queries {
+		plan := pgtest.Explain(t, conn, `EXECUTE `+name+fmt.Sprintf(q.args, "1"))
 		require.NotContains(t, plan, "Seq Scan", "%s:\n%s", name, plan)
 	}
 }

@@ -7,6 +7,9 @@
 //		client.WithFailOpen())
 //	premium, err := c.IsPremium(ctx, userID)
 //
+// A client asks about one scope: the server's default mode (QUERYAPI_LIVEMODE) on the platform
+// unless WithLivemode or WithAccount say otherwise. Make one client per scope you ask about.
+//
 // A Client is safe for concurrent use; make one per process and reuse it.
 package client
 
@@ -41,6 +44,8 @@ const maxBody = 1 << 20
 type Entitlement struct {
 	UserID           string         `json:"user_id"`
 	CustomerIDs      []string       `json:"customer_ids"`
+	Livemode         bool           `json:"livemode"` // the Stripe mode the answer is of
+	Account          string         `json:"account"`  // the connected account, "" for the platform
 	Premium          bool           `json:"premium"`
 	Status           string         `json:"status"`
 	Features         []string       `json:"features"`
@@ -115,6 +120,8 @@ type Client struct {
 	failOpen   bool
 	onFallback func(userID string, err error)
 	cache      *ttlCache
+	livemode   *bool  // nil: the server's default
+	account    string // "": the platform
 }
 
 // Option configures a Client.
@@ -154,6 +161,18 @@ func WithFailOpen() Option {
 // count it. fn must be safe for concurrent use.
 func WithFallbackHook(fn func(userID string, err error)) Option {
 	return func(c *Client) { c.onFallback = fn }
+}
+
+// WithLivemode asks about Stripe's live mode (true) or test mode (false) instead of the server's
+// default (QUERYAPI_LIVEMODE): ?livemode= on every request.
+func WithLivemode(live bool) Option {
+	return func(c *Client) { c.livemode = &live }
+}
+
+// WithAccount asks about a Connect connected account ("acct_…") instead of the platform's own
+// data: ?account= on every request. The server answers 400 for an id that is not an account's.
+func WithAccount(account string) Option {
+	return func(c *Client) { c.account = account }
 }
 
 // New is a client of the query API at baseURL (such as "http://queryapi:8081") that
@@ -222,7 +241,7 @@ func (c *Client) Entitlement(ctx context.Context, userID string) (Entitlement, e
 		if c.onFallback != nil {
 			c.onFallback(userID, err)
 		}
-		return fallback(userID), nil
+		return c.fallback(userID), nil
 	}
 	return Entitlement{}, err
 }
@@ -236,11 +255,14 @@ func outage(err error) bool {
 	return true // transport errors, timeouts, undecodable answers
 }
 
-// fallback is the client-side fail-open answer, shaped like the server's for an unknown user.
-func fallback(userID string) Entitlement {
+// fallback is the client-side fail-open answer, shaped like the server's for an unknown user of
+// the client's scope (Livemode false unless WithLivemode(true): the server's default is unknown).
+func (c *Client) fallback(userID string) Entitlement {
 	return Entitlement{
 		UserID:        userID,
 		CustomerIDs:   []string{},
+		Livemode:      c.livemode != nil && *c.livemode,
+		Account:       c.account,
 		Premium:       true,
 		Status:        "none",
 		Features:      []string{"premium"},
@@ -253,6 +275,16 @@ func (c *Client) fetch(ctx context.Context, userID string) (Entitlement, error) 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	u := c.base + "/v1/users/" + url.PathEscape(userID) + "/entitlement"
+	q := url.Values{}
+	if c.livemode != nil {
+		q.Set("livemode", fmt.Sprint(*c.livemode))
+	}
+	if c.account != "" {
+		q.Set("account", c.account)
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Entitlement{}, fmt.Errorf("queryapi: %w", err)

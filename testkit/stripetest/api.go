@@ -71,8 +71,10 @@ type APIRequest struct {
 	Method string
 	Path   string
 	Query  url.Values
-	Status int
-	At     time.Time
+	// Account is the Stripe-Account header: the connected account the request was made for.
+	Account string
+	Status  int
+	At      time.Time
 }
 
 type apiObject struct {
@@ -84,6 +86,8 @@ type apiObject struct {
 	status   string // subscription's status
 	// delivered is an event's delivery_success: false while webhooks are pending or failed.
 	delivered bool
+	// account is the connected account whose lists hold it ("" for the platform's).
+	account string
 }
 
 // NewAPI serves a fake Stripe API accepting key, until the test ends.
@@ -107,6 +111,13 @@ func NewAPI(tb testing.TB, key string, faults Faults) *API {
 // delivered is its delivery_success. It returns the event id.
 func (a *API) AddEvent(tb testing.TB, raw []byte, delivered bool) string {
 	tb.Helper()
+	return a.AddAccountEvent(tb, "", raw, delivered)
+}
+
+// AddAccountEvent is AddEvent for the event list of a connected account: requests with the
+// header Stripe-Account: account list it, and only they ("" is the platform's list).
+func (a *API) AddAccountEvent(tb testing.TB, account string, raw []byte, delivered bool) string {
+	tb.Helper()
 	var ev struct {
 		ID      string `json:"id"`
 		Type    string `json:"type"`
@@ -117,12 +128,18 @@ func (a *API) AddEvent(tb testing.TB, raw []byte, delivered bool) string {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.events = append(a.events, apiObject{id: ev.ID, created: ev.Created, raw: raw, typ: ev.Type, delivered: delivered})
+	a.events = append(a.events, apiObject{id: ev.ID, created: ev.Created, raw: raw, typ: ev.Type, delivered: delivered, account: account})
 	return ev.ID
 }
 
 // AddSubscription adds a subscription object (such as Subscription builds) created at created.
 func (a *API) AddSubscription(tb testing.TB, obj map[string]any, created int64) {
+	tb.Helper()
+	a.AddSubscriptionFor(tb, "", obj, created)
+}
+
+// AddSubscriptionFor is AddSubscription for a connected account's list (Stripe-Account: account).
+func (a *API) AddSubscriptionFor(tb testing.TB, account string, obj map[string]any, created int64) {
 	tb.Helper()
 	obj = cloneMap(obj)
 	obj["created"] = created
@@ -138,7 +155,7 @@ func (a *API) AddSubscription(tb testing.TB, obj map[string]any, created int64) 
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.subs = append(a.subs, apiObject{id: id, created: created, raw: raw, customer: customer, status: status})
+	a.subs = append(a.subs, apiObject{id: id, created: created, raw: raw, customer: customer, status: status, account: account})
 }
 
 // Requests returns the requests answered so far, in order.
@@ -180,7 +197,7 @@ func (a *API) answer(r *http.Request) (int, []byte, http.Header) {
 	a.served++
 	n := a.served
 	status, body, header := a.route(r, n)
-	a.log = append(a.log, APIRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Status: status, At: time.Now()})
+	a.log = append(a.log, APIRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Account: r.Header.Get("Stripe-Account"), Status: status, At: time.Now()})
 	return status, body, header
 }
 
@@ -207,11 +224,22 @@ func (a *API) route(r *http.Request, n int) (int, []byte, http.Header) {
 		return apiError(http.StatusMethodNotAllowed, "invalid_request_error", "", "the fake serves GET only")
 	}
 	q := r.URL.Query()
+	account := r.Header.Get("Stripe-Account")
 	switch r.URL.Path {
 	case "/v1/events":
-		return a.list(q, "/v1/events", "event", a.events, a.knownEvent, func(o apiObject) (bool, string) { return eventMatches(q, o) })
+		return a.list(q, "/v1/events", "event", a.events, a.knownEvent, func(o apiObject) (bool, string) {
+			if o.account != account {
+				return false, ""
+			}
+			return eventMatches(q, o)
+		})
 	case "/v1/subscriptions":
-		return a.list(q, "/v1/subscriptions", "subscription", a.subs, a.knownSubscription, func(o apiObject) (bool, string) { return subscriptionMatches(q, o) })
+		return a.list(q, "/v1/subscriptions", "subscription", a.subs, a.knownSubscription, func(o apiObject) (bool, string) {
+			if o.account != account {
+				return false, ""
+			}
+			return subscriptionMatches(q, o)
+		})
 	default:
 		return apiError(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL (GET: "+r.URL.Path+").")
 	}

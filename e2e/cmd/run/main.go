@@ -49,6 +49,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		ExtraWebhookSecrets: extra,
 		Log:                 stderr,
 	}
+	if v := getenv("QUERYAPI_LIVEMODE"); v != "" { // default false: test mode, as stripe listen sends
+		opts.Env = map[string]string{"QUERYAPI_LIVEMODE": v}
+	}
 	st, err := stack.Start(ctx, opts)
 	if errors.Is(err, stack.ErrPostgresUnreachable) {
 		return err
