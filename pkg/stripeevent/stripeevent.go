@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/internal/stripejson"
@@ -40,6 +41,20 @@ type Event struct {
 	Thin          bool
 	RelatedObject RelatedObject
 }
+
+// Snapshot events are synthetic events Tollgate makes from an object read from the API: id
+// SnapshotIDPrefix + a unique suffix, type SnapshotType(object), data.object the object.
+const (
+	SnapshotIDPrefix   = "tgsnap_"
+	snapshotTypePrefix = "tollgate.snapshot."
+)
+
+// SnapshotType is the type of a snapshot event of a Stripe object kind ("subscription",
+// "customer", "checkout.session", ...): "tollgate.snapshot." + object.
+func SnapshotType(object string) string { return snapshotTypePrefix + object }
+
+// IsSnapshot reports whether eventType is the type of a snapshot event.
+func IsSnapshot(eventType string) bool { return strings.HasPrefix(eventType, snapshotTypePrefix) }
 
 // ThinObject is the "object" of a thin event's envelope.
 const ThinObject = "v2.core.event"

@@ -21,6 +21,9 @@ func seedPayloads(f *testing.F) [][]byte {
 	var raws [][]byte
 	names, err := filepath.Glob(filepath.Join("..", "testdata", "stripe-events", "*.json"))
 	require.NoError(f, err)
+	thin, err := filepath.Glob(filepath.Join("..", "testdata", "stripe-events", "v2", "*.json"))
+	require.NoError(f, err)
+	names = append(names, thin...)
 	for _, name := range names {
 		b, err := os.ReadFile(name)
 		require.NoError(f, err)
