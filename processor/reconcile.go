@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 )

@@ -61,4 +61,3 @@ func TestReconcileRepair(t *testing.T) {
 	require.NoError(t, c.err, c.stdout)
 	require.Contains(t, c.stdout, "No drift")
 }
-
