@@ -152,6 +152,14 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":{"id":"cus_1"}}}}`))
+	for _, name := range []string{"v2/v2.core.health.event_generation_failure.resolved.json", "v2/v1.customer.updated.thin.json"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":null,"customer_account":"acct_1"}}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ev, err := stripeevent.Parse(raw)
 		// Parse validates as it reads: it finds a syntax error exactly when json.Valid does.
@@ -172,7 +180,7 @@ func FuzzParse(f *testing.F) {
 				Object json.RawMessage `json:"object"`
 			} `json:"data"`
 		}
-		if json.Unmarshal(raw, &env) == nil && caseExactKeys(raw) {
+		if !ev.Thin && json.Unmarshal(raw, &env) == nil && caseExactKeys(raw) {
 			require.Equal(t, env.ID, ev.ID)
 			require.Equal(t, env.Type, ev.Type)
 			require.Equal(t, env.Created, ev.Created)
