@@ -272,6 +272,9 @@ func TestParseCustomerAccount(t *testing.T) {
 	for name, tt := range map[string]struct{ raw, want string }{
 		"customer null, customer_account set": {`{"id":"evt_1","object":"event","type":"customer.subscription.updated","created":1795334400,
 			"data":{"object":{"id":"sub_1","object":"subscription","customer":null,"customer_account":"acct_1CustAcct"}}}`, "acct_1CustAcct"},
+		"basil invoice of an Account: parent.subscription_details, customer null": {`{"id":"evt_1","object":"event","type":"invoice.paid","created":1795334400,"api_version":"2025-09-30.clover",
+			"data":{"object":{"id":"in_1","object":"invoice","customer":null,"customer_account":"acct_1CustAcct",
+			"parent":{"type":"subscription_details","subscription_details":{"subscription":"sub_1","metadata":{}}}}}}`, "acct_1CustAcct"},
 		"customer wins when both are set": {`{"id":"evt_1","object":"event","type":"invoice.paid","created":1795334400,
 			"data":{"object":{"id":"in_1","object":"invoice","customer_account":"acct_1CustAcct","customer":"cus_1"}}}`, "cus_1"},
 	} {
