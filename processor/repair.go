@@ -205,8 +205,13 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 		ev, err := snapshot(r, repair.ObjectEntitlementSummary, r.ObjectID, obj, now())
 		return []stripeevent.Event{ev}, err
 	}
-	return nil, fmt.Errorf("repair %d: object type %q is not one Tollgate reads", r.ID, r.ObjectType)
+	return nil, fmt.Errorf("repair %d: %w: %s", r.ID, errNotDerived, r.ObjectType)
 }
+
+// errNotDerived is wrapped by snapshots for an object Tollgate derives nothing from (an event
+// generation failure of an invoice or a payment intent, say): the subscription events it matters
+// to carry their own state.
+var errNotDerived = errors.New("not an object the derivation reads")
 
 // repairMetrics are the repairs' series on /metrics.
 type repairMetrics struct {
@@ -224,7 +229,7 @@ func newRepairMetrics(reg prometheus.Registerer) *repairMetrics {
 		}, []string{"object"}),
 		done: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_processor_repairs_total",
-			Help: "Repair attempts, by outcome: applied (snapshots published), not_found (Stripe has no such object), failed (retried).",
+			Help: "Repair attempts, by outcome: applied (snapshots published), not_found (Stripe has no such object), not_derived (an object the derivation does not read), failed (retried).",
 		}, []string{"outcome"}),
 		incomplete: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_processor_entitlement_summaries_incomplete",
@@ -342,10 +347,12 @@ func (r *repairer) batch(ctx context.Context) (int, error) {
 // do reads and publishes one repair's snapshots; its outcome is "applied" or "not_found".
 func (r *repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
 	evs, err := snapshots(ctx, r.api, rp, r.now)
-	if errors.Is(err, errObjectNotFound) {
+	switch {
+	case errors.Is(err, errObjectNotFound):
 		return "not_found", nil
-	}
-	if err != nil {
+	case errors.Is(err, errNotDerived):
+		return "not_derived", nil
+	case err != nil:
 		return "", err
 	}
 	for _, ev := range evs {

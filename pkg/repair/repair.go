@@ -51,8 +51,8 @@ type Repair struct {
 }
 
 // Needed says which repair ev asks for, and whether it asks for one: a thin event naming a
-// subscription, customer or checkout session, and every event generation failure whose related
-// object is one of those; an entitlement summary whose entitlements has_more. Other thin events
+// subscription, customer or checkout session, every event generation failure (whatever its
+// related object), and an entitlement summary whose entitlements has_more. Other thin events
 // (a v1.billing.meter.* and the like) concern nothing Tollgate derives. ev must come from
 // stripeevent.Parse.
 func Needed(ev stripeevent.Event) (Repair, bool) {
@@ -62,9 +62,15 @@ func Needed(ev stripeevent.Event) (Repair, bool) {
 		if ev.Type == EventGenerationFailureResolved {
 			r.Reason = ReasonGenerationFail
 		}
-		switch r.ObjectType {
-		case ObjectSubscription, ObjectCustomer, ObjectCheckoutSession:
-			return r, r.ObjectID != ""
+		switch {
+		case r.ObjectID == "":
+			return Repair{}, false
+		case r.ObjectType == ObjectSubscription, r.ObjectType == ObjectCustomer, r.ObjectType == ObjectCheckoutSession:
+			return r, true
+		case r.Reason == ReasonGenerationFail:
+			// Recorded whatever the object, so that every lost event is seen; one Tollgate does
+			// not derive from is closed as not_derived.
+			return r, true
 		}
 		return Repair{}, false
 	}
