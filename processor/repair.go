@@ -181,7 +181,7 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 		out := []stripeevent.Event{cs}
 		d, err := subscription.Decode(cs)
 		if err != nil || d.Checkout == nil || d.Checkout.SubscriptionID == "" {
-			return out, nil //nolint:nilerr // an odd session is stored as it is; the derivation reports it
+			return out, nil // an odd session is stored as it is; the derivation reports it
 		}
 		sub, err := read(repair.ObjectSubscription, d.Checkout.SubscriptionID)
 		if err != nil {

@@ -46,8 +46,9 @@ func TestRepairWaitsForAKey(t *testing.T) {
 	require.Equal(t, 1, openRepairs(t, b), "kept without a key")
 	require.InDelta(t, 1.0, counter(rep.metrics.open.WithLabelValues(repair.ObjectSubscription)), 0)
 
-	rep.api = newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{BaseDelay: time.Millisecond})
-	t.Cleanup(rep.api.(*stripeAPI).close)
+	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{BaseDelay: time.Millisecond})
+	t.Cleanup(api.close)
+	rep.api = api
 	wait.For(t, 20*time.Second, "the repair is done", func() bool {
 		_, err := rep.runOnce(t.Context())
 		return err == nil && openRepairs(t, b) == 0
@@ -94,7 +95,9 @@ func TestRepairCompletesSummaryWithMore(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, 1.0, counter(rep.metrics.incomplete), 0)
 
-	rep.api = newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
+	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
+	t.Cleanup(api.close)
+	rep.api = api
 	_, err = rep.runOnce(t.Context())
 	require.NoError(t, err)
 	require.InDelta(t, 0.0, counter(rep.metrics.incomplete), 0)
