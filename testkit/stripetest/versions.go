@@ -16,6 +16,7 @@ func APIVersions() []string {
 		"2020-08-27",        // items with price; the top-level plan is gone
 		"2023-10-16",        // stripe-go v76's
 		"2025-03-31.basil",  // current_period_* move to the items
+		"2025-04-30.basil",  // billing_mode a string (classic)
 		"2025-06-30.basil",  // billing_mode an object {type, updated_at}
 		"2025-09-30.clover", // Discount.source.coupon; customer_account beside customer
 		"2026-03-25.dahlia", // cancellation reason canceled_by_retention_policy; Checkout ui_mode renamed
