@@ -25,9 +25,10 @@ import (
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
-// runProcessorBinary builds ../processor and runs it against natsURL and databaseURL until the
-// test ends; it fails the test if the processor exits on its own.
-func runProcessorBinary(t *testing.T, natsURL, databaseURL string) {
+// runProcessorBinary builds ../processor and runs it against natsURL and databaseURL (and the
+// variables of env, "NAME=value") until the test ends; it fails the test if the processor exits
+// on its own.
+func runProcessorBinary(t *testing.T, natsURL, databaseURL string, env ...string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "processor")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -36,7 +37,7 @@ func runProcessorBinary(t *testing.T, natsURL, databaseURL string) {
 	require.NoError(t, err, "go build ../processor:\n%s", out)
 	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin) //nolint:noctx // stopped with SIGTERM in Cleanup
-	cmd.Env = []string{"HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + natsURL, "DATABASE_URL=" + databaseURL, "PATH=" + os.Getenv("PATH")}
+	cmd.Env = append([]string{"HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + natsURL, "DATABASE_URL=" + databaseURL, "PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)

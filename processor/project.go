@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
@@ -92,6 +93,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			return err
 		}
 		res.Appended = n
+		// In the same transaction as the events: a repair an event asks for is never lost.
+		if err := repair.Enqueue(ctx, tx, repairsOf(raw)); err != nil {
+			return err
+		}
 		if in.InTx != nil {
 			if err := in.InTx(ctx, tx); err != nil {
 				return err

@@ -12,8 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -212,15 +210,19 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-const reconcileUsage = `Usage: processor reconcile [--customer ID] [--account acct_…] [--rate 25]
+const reconcileUsage = `Usage: processor reconcile [--customer ID] [--account acct_…] [--rate 25] [--repair [--wait 1m]]
 
 Compares the subscription statuses of the read model (customer_entitlements in DATABASE_URL, read
 in a read-only transaction) with Stripe's current subscriptions (GET /v1/subscriptions?status=all)
 and prints the drift per customer. One scope is compared: the mode of STRIPE_API_KEY (live for
 sk_live_/rk_live_ keys, else test) and the platform, or the connected account --account names
-(sent as the Stripe-Account header). Changes nothing. Exit status 0: no drift; 2: drift; 1: error
-(a wrong flag included, so that 2 always means drift). Needs STRIPE_API_KEY (read access to
-subscriptions) and DATABASE_URL.
+(sent as the Stripe-Account header). Without --repair it changes nothing. With --repair it reads
+each drifted subscription and its customer (GET /v1/subscriptions/{id}, /v1/customers/{id}),
+publishes them into the stream as snapshot events (tgsnap_…, tollgate.snapshot.<object>) of that
+scope for the running processor to apply, waits for them and compares again. Exit status 0: no
+drift (left); 2: drift; 1: error (a wrong flag included, so that 2 always means drift). Needs
+STRIPE_API_KEY (read access to subscriptions and customers), DATABASE_URL and, with --repair,
+NATS_URL.
 
 `
 
@@ -231,6 +233,8 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 	customerID := fs.String("customer", "", "compare this customer `ID` only (customer= on the Stripe query)")
 	account := fs.String("account", "", "compare this connected account's data (`acct_…`, the Stripe-Account header); default the platform's own")
 	rate := fs.Float64("rate", defaultAPIRate, "at most this many Stripe API `requests` per second")
+	repairFlag := fs.Bool("repair", false, "read each drifted subscription (and its customer) from Stripe, publish them as snapshot events, wait for them to be applied and compare again (needs NATS_URL and a running processor)")
+	repairWait := fs.Duration("wait", defaultRepairWait, "with --repair, how long to wait for the processor to apply the snapshot events")
 	fs.Usage = func() {
 		_, _ = io.WriteString(stderr, reconcileUsage)
 		fs.PrintDefaults()
@@ -258,29 +262,28 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 	defer api.close()
 	say("comparing the %s read model", sc)
 
-	// Stripe first: the read model's snapshot is then taken after the listing, not minutes before.
-	stripeSubs, listed, err := listStripe(ctx, api, *customerID, func(n int) { say("%d Stripe subscriptions listed", n) })
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
 	pool, err := openCommandPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	// Read only: reconcile reports, it never writes. REPEATABLE READ: one snapshot for all pages.
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	r, err := reconcileOnce(ctx, api, pool, sc, *customerID, say)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: begin a read-only transaction: %w", err)
+		return err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	r, err := compareReadModel(ctx, tx, sc, stripeSubs, *customerID)
-	if err != nil {
-		return fmt.Errorf("reconcile: %w", err)
-	}
-	r.Subscriptions = listed
 	if err := writeReport(stdout, r, *customerID); err != nil {
 		return err
+	}
+	if *repairFlag && len(r.Drift) > 0 {
+		if err := repairDrift(ctx, cfg, api, pool, sc, r.Drift, *repairWait, say); err != nil {
+			return fmt.Errorf("reconcile --repair: %w", err)
+		}
+		if r, err = reconcileOnce(ctx, api, pool, sc, *customerID, say); err != nil {
+			return err
+		}
+		if err := writeRepairReport(stdout, r, *customerID); err != nil {
+			return err
+		}
 	}
 	if len(r.Drift) > 0 {
 		return fmt.Errorf("reconcile: %w in %s (table on stdout)", errDrift, plural(r.driftCustomers(), "customer"))

@@ -27,7 +27,8 @@ const usage = `Usage: processor [command]
 Commands:
   serve                        apply events from JetStream to the event store and the
                                entitlement read model (default); with BACKFILL_INTERVAL, also
-                               run the backfill on that timer (one processor at a time)
+                               run the backfill on that timer (one processor at a time); with
+                               STRIPE_API_KEY, repair thin events and the like from the API
   migrate                      apply pending database migrations and exit
   replay --customer ID         re-derive one customer's read model from its stored history
   replay --all                 re-derive every customer's read model from stored history
@@ -37,14 +38,16 @@ Commands:
                                does not hold [--since 72h] [--undelivered] [--types t1,t2]
                                [--rate 25] [--restart]
   reconcile                    compare the read model's subscriptions with Stripe's and print the
-                               drift; exit 0 without drift, 2 with drift [--customer ID] [--rate 25]
+                               drift; exit 0 without drift, 2 with drift [--customer ID] [--rate 25];
+                               --repair applies each drifted subscription as snapshot events and
+                               compares again [--wait 1m]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
   help                         print this help (processor COMMAND -h for a command's flags)
 
 replay, dlq redrive, backfill and reconcile are safe while serve runs.
 Configuration comes from environment variables (HTTP_ADDR, NATS_URL, STREAM_REPLICAS, DATABASE_URL,
 USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
-BACKFILL_INTERVAL, BACKFILL_TYPES for backfill and reconcile); see the README.
+BACKFILL_INTERVAL, BACKFILL_TYPES for backfill, reconcile and repair); see the README.
 Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (whose own flag
 errors exit 1, so that its 2 always means drift).
 `

@@ -92,6 +92,15 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		sched = newScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, pool, logger, newBackfillMetrics(reg))
 	}
 	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
+	rep := &repairer{db: pool, js: js, log: logger, metrics: newRepairMetrics(reg), now: time.Now}
+	if cfg.Stripe.Key != "" {
+		api := newStripeAPI(cfg.Stripe, apiOptions{OnRetry: func(r retryInfo) {
+			logger.Warn("stripe api (repair): retrying", "method", r.Method, "path", r.Path, "status", r.Status,
+				"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
+		}})
+		defer api.close()
+		rep.api = api
+	}
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	srv := newHTTPServer(newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)), logger)
@@ -125,6 +134,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 				wg.Go(func() { sched.loop(runCtx) })
 			}
 			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
+			wg.Go(func() { rep.loop(runCtx, repairEvery) })
 			runErr = cons.run(runCtx)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/pkg/internal/stripejson"
 )
@@ -32,11 +34,42 @@ type Event struct {
 	Object             json.RawMessage
 	PreviousAttributes json.RawMessage
 	Raw                []byte
+
+	// Thin is set for a thin event of an event destination ("object": "v2.core.event"): it
+	// carries no data, only the object it concerns (RelatedObject). Created is then its RFC 3339
+	// created in Unix seconds, and Account its context.
+	Thin          bool
+	RelatedObject RelatedObject
+}
+
+// Snapshot events are synthetic events Tollgate makes from an object read from the API: id
+// SnapshotIDPrefix + a unique suffix, type SnapshotType(object), data.object the object.
+const (
+	SnapshotIDPrefix   = "tgsnap_"
+	snapshotTypePrefix = "tollgate.snapshot."
+)
+
+// SnapshotType is the type of a snapshot event of a Stripe object kind ("subscription",
+// "customer", "checkout.session", ...): "tollgate.snapshot." + object.
+func SnapshotType(object string) string { return snapshotTypePrefix + object }
+
+// IsSnapshot reports whether eventType is the type of a snapshot event.
+func IsSnapshot(eventType string) bool { return strings.HasPrefix(eventType, snapshotTypePrefix) }
+
+// ThinObject is the "object" of a thin event's envelope.
+const ThinObject = "v2.core.event"
+
+// RelatedObject is a thin event's related_object: the object the event is about. Type is
+// Stripe's name of its kind ("subscription", "customer", "checkout.session", ...); all are ""
+// when the event names none.
+type RelatedObject struct {
+	ID, Type, URL string
 }
 
 // Parse reads raw as a Stripe event. It needs valid JSON: an object with a string id and type,
 // a positive integer created and a data.object that is a JSON object; anything else gives an
-// error wrapping ErrInvalid. Raw, Object and PreviousAttributes in the result alias raw. The
+// error wrapping ErrInvalid. A thin event ("object": "v2.core.event") is the exception: its
+// created is an RFC 3339 string (read as Unix seconds, fractions dropped) and it has no data. Raw, Object and PreviousAttributes in the result alias raw. The
 // whole of raw is validated in the same pass that reads the envelope.
 func Parse(raw []byte) (Event, error) {
 	ev, err := read(raw)
@@ -50,17 +83,18 @@ func Parse(raw []byte) (Event, error) {
 		return Event{}, fmt.Errorf("%w: event %s has no type", ErrInvalid, ev.ID)
 	case ev.Created <= 0:
 		return Event{}, fmt.Errorf("%w: event %s has no valid created", ErrInvalid, ev.ID)
-	case ev.Object == nil:
+	case ev.Object == nil && !ev.Thin:
 		return Event{}, fmt.Errorf("%w: event %s has no data.object", ErrInvalid, ev.ID)
 	}
 	return ev, nil
 }
 
-
 // read reads the envelope's fields in one pass, skipping everything else without decoding it.
 func read(raw []byte) (Event, error) {
 	ev := Event{Raw: raw}
-	var objectType, objectID, customer string
+	var objectType, objectID, customer, customerAccount string
+	var createdText string
+	var createdIsText bool
 	err := stripejson.Object(raw, func(dec *stripejson.Decoder, key []byte) error {
 		var err error
 		switch string(key) {
@@ -69,7 +103,26 @@ func read(raw []byte) (Event, error) {
 		case "type":
 			ev.Type, err = stripejson.String(dec)
 		case "created":
-			ev.Created, err = stripejson.Int(dec)
+			// Classic events stamp Unix seconds, thin events an RFC 3339 string; which one is
+			// allowed is decided once "object" is known (it may come later).
+			if dec.PeekKind() == '"' {
+				createdIsText = true
+				createdText, err = stripejson.String(dec)
+			} else {
+				ev.Created, err = stripejson.Int(dec)
+			}
+		case "object":
+			var o string
+			o, err = stripejson.String(dec)
+			ev.Thin = o == ThinObject
+		case "context":
+			if stripejson.IsNull(dec) {
+				err = dec.SkipValue()
+			} else {
+				ev.Account, err = stripejson.String(dec)
+			}
+		case "related_object":
+			err = readRelated(dec, &ev.RelatedObject)
 		case "livemode":
 			ev.Livemode, err = stripejson.Bool(dec)
 		case "api_version":
@@ -85,7 +138,7 @@ func read(raw []byte) (Event, error) {
 					}
 					obj, err := stripejson.Span(dec, raw, func() error {
 						var err error
-						objectID, objectType, customer, err = objectHead(dec)
+						objectID, objectType, customer, customerAccount, err = objectHead(dec)
 						return err
 					})
 					ev.Object = obj
@@ -112,6 +165,30 @@ func read(raw []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
+	if createdIsText {
+		if !ev.Thin {
+			return Event{}, errors.New("created: a string, but the event is not a thin event")
+		}
+		t, err := time.Parse(time.RFC3339Nano, createdText)
+		if err != nil {
+			return Event{}, fmt.Errorf("created: %w", err)
+		}
+		ev.Created = t.Unix()
+	}
+	if ev.Thin {
+		// A thin event's data (when a retrieved one carries it) is not a v1 object: it names no
+		// customer. Its related object may be the customer itself.
+		ev.Object, ev.PreviousAttributes = nil, nil
+		if ev.RelatedObject.Type == "customer" {
+			ev.CustomerID = ev.RelatedObject.ID
+		}
+		return ev, nil
+	}
+	// Accounts v2: a customer that is an Account names it in customer_account, and customer
+	// may then be null; the account id then stands for the customer.
+	if customer == "" {
+		customer = customerAccount
+	}
 	// A customer object is its own customer; every other object that belongs to one
 	// (subscription, invoice, checkout.session, payment_intent, charge, entitlement summary,
 	// discount, tax id, ...) names it in "customer", as an id or expanded.
@@ -123,8 +200,9 @@ func read(raw []byte) (Event, error) {
 	return ev, nil
 }
 
-// objectHead reads the id, the object type and the customer reference of data.object.
-func objectHead(dec *stripejson.Decoder) (id, typ, customer string, err error) {
+// objectHead reads the id, the object type and the customer references (customer and, from
+// Accounts v2, customer_account) of data.object.
+func objectHead(dec *stripejson.Decoder) (id, typ, customer, customerAccount string, err error) {
 	err = stripejson.Members(dec, func(key []byte) error {
 		var err error
 		switch string(key) {
@@ -134,6 +212,8 @@ func objectHead(dec *stripejson.Decoder) (id, typ, customer string, err error) {
 			typ, err = stripejson.String(dec)
 		case "customer":
 			customer, err = stripejson.Ref(dec)
+		case "customer_account":
+			customerAccount, err = stripejson.Ref(dec)
 		default:
 			err = dec.SkipValue()
 		}
@@ -142,7 +222,27 @@ func objectHead(dec *stripejson.Decoder) (id, typ, customer string, err error) {
 		}
 		return nil
 	})
-	return id, typ, customer, err
+	return id, typ, customer, customerAccount, err
+}
+
+// readRelated reads a thin event's related_object ({id, type, url}, or null).
+func readRelated(dec *stripejson.Decoder, r *RelatedObject) error {
+	if stripejson.IsNull(dec) {
+		return dec.SkipValue()
+	}
+	return stripejson.Members(dec, func(key []byte) (err error) {
+		switch string(key) {
+		case "id":
+			r.ID, err = stripejson.String(dec)
+		case "type":
+			r.Type, err = stripejson.String(dec)
+		case "url":
+			r.URL, err = stripejson.String(dec)
+		default:
+			return dec.SkipValue()
+		}
+		return err
+	})
 }
 
 // ID reads a Stripe reference that is either an id string, an expanded object with an "id", or

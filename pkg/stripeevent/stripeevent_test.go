@@ -152,6 +152,14 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":{"id":"cus_1"}}}}`))
+	for _, name := range []string{"v2/v2.core.health.event_generation_failure.resolved.json", "v2/v1.customer.updated.thin.json"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":null,"customer_account":"acct_1"}}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		ev, err := stripeevent.Parse(raw)
 		// Parse validates as it reads: it finds a syntax error exactly when json.Valid does.
@@ -172,7 +180,7 @@ func FuzzParse(f *testing.F) {
 				Object json.RawMessage `json:"object"`
 			} `json:"data"`
 		}
-		if json.Unmarshal(raw, &env) == nil && caseExactKeys(raw) {
+		if !ev.Thin && json.Unmarshal(raw, &env) == nil && caseExactKeys(raw) {
 			require.Equal(t, env.ID, ev.ID)
 			require.Equal(t, env.Type, ev.Type)
 			require.Equal(t, env.Created, ev.Created)
@@ -203,5 +211,78 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := stripeevent.Parse(raw); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestParseThinEvents(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, file   string
+		wantType     string
+		wantCreated  int64
+		wantAccount  string
+		wantCustomer string
+		wantRelated  stripeevent.RelatedObject
+		wantLive     bool
+	}{
+		{name: "event generation failure resolved", file: "v2/v2.core.health.event_generation_failure.resolved.json",
+			wantType: "v2.core.health.event_generation_failure.resolved", wantCreated: 1795166067,
+			wantRelated: stripeevent.RelatedObject{ID: "sub_1SThinGenFail0001", Type: "subscription", URL: "/v1/subscriptions/sub_1SThinGenFail0001"}},
+		{name: "thin subscription updated with context", file: "v2/v1.customer.subscription.updated.thin.json",
+			wantType: "v1.customer.subscription.updated", wantCreated: 1795255200, wantAccount: "acct_1ThinConnected01", wantLive: true,
+			wantRelated: stripeevent.RelatedObject{ID: "sub_1SThinUpdated0001", Type: "subscription", URL: "/v1/subscriptions/sub_1SThinUpdated0001"}},
+		{name: "thin customer updated routes to the customer", file: "v2/v1.customer.updated.thin.json",
+			wantType: "v1.customer.updated", wantCreated: 1795255201, wantCustomer: "cus_ThinCustomer0001",
+			wantRelated: stripeevent.RelatedObject{ID: "cus_ThinCustomer0001", Type: "customer", URL: "/v1/customers/cus_ThinCustomer0001"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ev, err := stripeevent.Parse(fixture(t, tt.file))
+			require.NoError(t, err)
+			require.True(t, ev.Thin)
+			require.Equal(t, tt.wantType, ev.Type)
+			require.Equal(t, tt.wantCreated, ev.Created)
+			require.Equal(t, tt.wantAccount, ev.Account)
+			require.Equal(t, tt.wantCustomer, ev.CustomerID)
+			require.Equal(t, tt.wantRelated, ev.RelatedObject)
+			require.Equal(t, tt.wantLive, ev.Livemode)
+			require.Nil(t, ev.Object)
+		})
+	}
+}
+
+func TestParseCreatedString(t *testing.T) {
+	t.Parallel()
+	for name, raw := range map[string]string{
+		"string created on a classic event":   `{"id":"evt_1","object":"event","type":"customer.updated","created":"2026-11-21T10:00:00Z","data":{"object":{}}}`,
+		"thin event with unparseable created": `{"id":"evt_1","object":"v2.core.event","type":"v1.customer.updated","created":"yesterday"}`,
+		"thin event without created":          `{"id":"evt_1","object":"v2.core.event","type":"v1.customer.updated"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := stripeevent.Parse([]byte(raw))
+			require.ErrorIs(t, err, stripeevent.ErrInvalid)
+		})
+	}
+}
+
+func TestParseCustomerAccount(t *testing.T) {
+	t.Parallel()
+	for name, tt := range map[string]struct{ raw, want string }{
+		"customer null, customer_account set": {`{"id":"evt_1","object":"event","type":"customer.subscription.updated","created":1795334400,
+			"data":{"object":{"id":"sub_1","object":"subscription","customer":null,"customer_account":"acct_1CustAcct"}}}`, "acct_1CustAcct"},
+		"basil invoice of an Account: parent.subscription_details, customer null": {`{"id":"evt_1","object":"event","type":"invoice.paid","created":1795334400,"api_version":"2025-09-30.clover",
+			"data":{"object":{"id":"in_1","object":"invoice","customer":null,"customer_account":"acct_1CustAcct",
+			"parent":{"type":"subscription_details","subscription_details":{"subscription":"sub_1","metadata":{}}}}}}`, "acct_1CustAcct"},
+		"customer wins when both are set": {`{"id":"evt_1","object":"event","type":"invoice.paid","created":1795334400,
+			"data":{"object":{"id":"in_1","object":"invoice","customer_account":"acct_1CustAcct","customer":"cus_1"}}}`, "cus_1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ev, err := stripeevent.Parse([]byte(tt.raw))
+			require.NoError(t, err)
+			require.Equal(t, tt.want, ev.CustomerID)
+		})
 	}
 }

@@ -152,7 +152,7 @@ func TestDecodeShapes(t *testing.T) {
 			name:   "customer without metadata",
 			typ:    "customer.deleted",
 			object: `{"id":"cus_1","object":"customer","deleted":true}`,
-			want:   decoded{Customer: &subscription.CustomerObject{ID: "cus_1"}},
+			want:   decoded{Customer: &subscription.CustomerObject{ID: "cus_1", Deleted: true}},
 		},
 		{
 			name:   "checkout in payment mode is ignored",

@@ -104,7 +104,7 @@ func Derive(customerID string, events []Event, rules Rules) State {
 			}
 		case e.Customer != nil:
 			metadataUser = e.Customer.Metadata[key]
-			if e.Type == "customer.deleted" && customerDeleted == 0 {
+			if (e.Type == "customer.deleted" || e.Customer.Deleted) && customerDeleted == 0 {
 				customerDeleted = e.Created
 			}
 		case e.Checkout != nil:

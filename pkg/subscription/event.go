@@ -71,12 +71,20 @@ type SubscriptionObject struct {
 	cancelAt       int64
 	canceledAt     int64
 	latestInvoice  string
+	// The top-level plan of the oldest API versions, whose subscriptions have no items; it is
+	// the subscription's price when items never came.
+	planPriceIDs   []string
+	planProductIDs []string
+	itemsSeen      bool
 }
 
 // CustomerObject holds the facts of a Stripe customer object.
 type CustomerObject struct {
 	ID       string
 	Metadata map[string]string // nil when empty
+	// Deleted is the deleted flag of a deleted customer as the API returns it ({"id": ...,
+	// "deleted": true}), as a snapshot of a deleted customer carries it.
+	Deleted bool
 }
 
 // CheckoutSession holds the facts of a completed Checkout Session in subscription mode.
@@ -89,6 +97,9 @@ type CheckoutSession struct {
 // EntitlementSummary holds the facts of an entitlements.active_entitlement_summary object.
 type EntitlementSummary struct {
 	LookupKeys []string // entitlements.data[].lookup_key, sorted and deduplicated; nil when none
+	// HasMore is entitlements.has_more: the event carries at most 10 entitlements, and the rest
+	// are only in the API (GET /v1/entitlements/active_entitlements). LookupKeys is then incomplete.
+	HasMore bool
 }
 
 // prior is the object as it was just before the event: data.object with data.previous_attributes
@@ -145,6 +156,10 @@ var objectKinds = map[string]objectKind{ //nolint:gochecknoglobals // constant t
 	"customer.subscription.pending_update_expired": kindSubscription, "customer.subscription.trial_will_end": kindSubscription,
 	"checkout.session.completed": kindCheckout, "checkout.session.async_payment_succeeded": kindCheckout,
 	"entitlements.active_entitlement_summary.updated": kindSummary,
+	// Snapshot events (stripeevent.SnapshotType): an object as the API returned it.
+	stripeevent.SnapshotType("customer"): kindCustomer, stripeevent.SnapshotType("subscription"): kindSubscription,
+	stripeevent.SnapshotType("checkout.session"):                        kindCheckout,
+	stripeevent.SnapshotType("entitlements.active_entitlement_summary"): kindSummary,
 }
 
 // ReadsObject reports whether Decode reads the data.object of events of this type. For any other
@@ -168,8 +183,9 @@ func (e *Event) decodeSubscription(ev stripeevent.Event) error {
 		return fmt.Errorf("subscription %s has no status", s.ID)
 	}
 	if s.CustomerID == "" {
-		s.CustomerID = ev.CustomerID
+		s.CustomerID = ev.CustomerID // customer_account, on Accounts v2 (see stripeevent.Parse)
 	}
+	s.usePlan()
 	s.CurrentPeriodEnd = s.periodEnd
 	if s.CurrentPeriodEnd == 0 {
 		s.CurrentPeriodEnd = s.itemsPeriodEnd
@@ -185,6 +201,7 @@ func (e *Event) decodeSubscription(ev stripeevent.Event) error {
 			return fmt.Errorf("previous_attributes: %w", err)
 		}
 		b.ID, b.CustomerID = s.ID, s.CustomerID
+		b.usePlan()
 		before = &b
 	}
 	e.prior = &prior{subscription: before}
@@ -223,7 +240,17 @@ func readSubscription(d []byte, s *SubscriptionObject, partial bool) error {
 		case "pause_collection":
 			err = readPause(dec, s, partial)
 		case "items":
+			s.itemsSeen = true
 			err = readItems(dec, s)
+		case "plan":
+			// Before items existed, a subscription had one plan at the top level.
+			var p SubscriptionObject
+			if stripejson.IsNull(dec) {
+				err = dec.SkipValue()
+			} else {
+				err = readPrice(dec, &p)
+			}
+			s.planPriceIDs, s.planProductIDs = p.PriceIDs, p.ProductIDs
 		default:
 			return dec.SkipValue()
 		}
@@ -232,6 +259,14 @@ func readSubscription(d []byte, s *SubscriptionObject, partial bool) error {
 		}
 		return nil
 	})
+}
+
+// usePlan makes the top-level plan the subscription's price when it has no items.
+func (s *SubscriptionObject) usePlan() {
+	if !s.itemsSeen && len(s.PriceIDs) == 0 && len(s.planPriceIDs) > 0 {
+		s.PriceIDs = sortedSet(slices.Clone(s.planPriceIDs))
+		s.ProductIDs = sortedSet(slices.Clone(s.planProductIDs))
+	}
 }
 
 // readPause reads pause_collection: null, or an object that replaces the current one (or, when
@@ -330,6 +365,8 @@ func (e *Event) decodeCustomer(ev stripeevent.Event) error {
 			c.ID, err = stripejson.String(dec)
 		case "metadata":
 			c.Metadata, err = readMetadata(dec, nil)
+		case "deleted":
+			c.Deleted, err = stripejson.Bool(dec)
 		default:
 			return dec.SkipValue()
 		}
@@ -407,13 +444,15 @@ func readMetadata(dec *stripejson.Decoder, base map[string]string) (map[string]s
 
 func (e *Event) decodeCheckout(ev stripeevent.Event) error {
 	var c CheckoutSession
-	var mode string
+	var mode, status string
 	err := stripejson.Object(ev.Object, func(dec *stripejson.Decoder, key []byte) (err error) {
 		switch string(key) {
 		case "id":
 			c.ID, err = stripejson.String(dec)
 		case "mode":
 			mode, err = stripejson.String(dec)
+		case "status":
+			status, err = stripejson.String(dec)
 		case "client_reference_id":
 			c.ClientReferenceID, err = stripejson.String(dec)
 		case "subscription":
@@ -432,6 +471,9 @@ func (e *Event) decodeCheckout(ev stripeevent.Event) error {
 	if mode != "subscription" {
 		return nil // a one-off payment or a setup session says nothing about subscriptions
 	}
+	if stripeevent.IsSnapshot(ev.Type) && status != "complete" {
+		return nil // a snapshot of an open or expired session: no user came through it
+	}
 	if c.ID == "" {
 		return errors.New("checkout session has no id")
 	}
@@ -447,11 +489,11 @@ func (e *Event) decodeSummary(ev stripeevent.Event) error {
 			return dec.SkipValue()
 		}
 		seen = true
-		keys, err := readLookupKeys(dec)
+		keys, more, err := readLookupKeys(dec)
 		if err != nil {
 			return fmt.Errorf("entitlements: %w", err)
 		}
-		s.LookupKeys = keys
+		s.LookupKeys, s.HasMore = keys, more
 		return nil
 	})
 	if err != nil {
@@ -468,7 +510,7 @@ func (e *Event) decodeSummary(ev stripeevent.Event) error {
 			if string(key) != "entitlements" {
 				return dec.SkipValue()
 			}
-			keys, err := readLookupKeys(dec)
+			keys, _, err := readLookupKeys(dec)
 			if err != nil {
 				return fmt.Errorf("previous_attributes: entitlements: %w", err)
 			}
@@ -484,10 +526,17 @@ func (e *Event) decodeSummary(ev stripeevent.Event) error {
 	return nil
 }
 
-// readLookupKeys reads the lookup keys of an entitlements list ({"data": [{"lookup_key": ...}]}).
-func readLookupKeys(dec *stripejson.Decoder) ([]string, error) {
+// readLookupKeys reads the lookup keys of an entitlements list ({"data": [{"lookup_key": ...}],
+// "has_more": ...}) and its has_more.
+func readLookupKeys(dec *stripejson.Decoder) ([]string, bool, error) {
 	var keys []string
+	var more bool
 	err := stripejson.Members(dec, func(key []byte) error {
+		if string(key) == "has_more" {
+			var err error
+			more, err = stripejson.Bool(dec)
+			return err
+		}
 		if string(key) != "data" {
 			return dec.SkipValue()
 		}
@@ -504,7 +553,7 @@ func readLookupKeys(dec *stripejson.Decoder) ([]string, error) {
 			})
 		})
 	})
-	return sortedSet(keys), err
+	return sortedSet(keys), more, err
 }
 
 // sortedSet sorts and deduplicates s in place; nil when empty.

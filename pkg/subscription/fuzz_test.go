@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -21,6 +22,9 @@ func seedPayloads(f *testing.F) [][]byte {
 	var raws [][]byte
 	names, err := filepath.Glob(filepath.Join("..", "testdata", "stripe-events", "*.json"))
 	require.NoError(f, err)
+	thin, err := filepath.Glob(filepath.Join("..", "testdata", "stripe-events", "v2", "*.json"))
+	require.NoError(f, err)
+	names = append(names, thin...)
 	for _, name := range names {
 		b, err := os.ReadFile(name)
 		require.NoError(f, err)
@@ -62,6 +66,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add("entitlements.active_entitlement_summary.updated",
 		[]byte(`{"customer":"cus_1","entitlements":{"data":[{"lookup_key":"a"},{"lookup_key":null}]}}`),
 		[]byte(`{"entitlements":{"data":[]}}`))
+	f.Add("customer.subscription.updated", []byte(`{"id":"sub_1","customer":null,"customer_account":"acct_1","status":"active","plan":{"id":"gold","product":"prod_1"}}`),
+		[]byte(`{"plan":{"id":"silver"}}`))
+	f.Add("tollgate.snapshot.subscription", []byte(`{"id":"sub_1","customer":"cus_1","status":"canceled","billing_mode":{"type":"flexible","updated_at":1},"billing_cycle_anchor":{"type":"timestamp","timestamp":1}}`), []byte("null"))
+	f.Add("tollgate.snapshot.customer", []byte(`{"id":"cus_1","object":"customer","deleted":true}`), []byte("null"))
+	f.Add("tollgate.snapshot.checkout.session", []byte(`{"id":"cs_1","mode":"subscription","status":"open","client_reference_id":"u_1"}`), []byte("null"))
+	f.Add("tollgate.snapshot.entitlements.active_entitlement_summary", []byte(`{"customer":"cus_1","entitlements":{"data":[{"lookup_key":"a"}],"has_more":true}}`), []byte("null"))
 	f.Fuzz(func(t *testing.T, typ string, object, prev []byte) {
 		typJSON, err := json.Marshal(typ)
 		require.NoError(t, err)
@@ -190,9 +200,9 @@ func referenceDecode(pe stripeevent.Event) (decoded, error) {
 	if err != nil {
 		return d, err
 	}
-	switch pe.Type {
-	case "customer.created", "customer.updated", "customer.deleted":
-		c := &subscription.CustomerObject{ID: into[string](obj["id"], &err)}
+	switch strings.Replace(pe.Type, "tollgate.snapshot.", "snapshot.", 1) {
+	case "customer.created", "customer.updated", "customer.deleted", "snapshot.customer":
+		c := &subscription.CustomerObject{ID: into[string](obj["id"], &err), Deleted: into[bool](obj["deleted"], &err)}
 		md := into[map[string]json.RawMessage](obj["metadata"], &err)
 		for k, v := range md {
 			if s := into[*string](v, &err); s != nil {
@@ -209,7 +219,7 @@ func referenceDecode(pe stripeevent.Event) (decoded, error) {
 	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
 		"customer.subscription.paused", "customer.subscription.resumed",
 		"customer.subscription.pending_update_applied", "customer.subscription.pending_update_expired",
-		"customer.subscription.trial_will_end":
+		"customer.subscription.trial_will_end", "snapshot.subscription":
 		s := &subscription.SubscriptionObject{
 			ID: into[string](obj["id"], &err), Status: into[string](obj["status"], &err),
 			CancelAtPeriodEnd: into[bool](obj["cancel_at_period_end"], &err),
@@ -235,6 +245,22 @@ func referenceDecode(pe stripeevent.Event) (decoded, error) {
 			s.PauseResumesAt = into[int64](p["resumes_at"], &err)
 		}
 		var itemsEnd int64
+		var plan subscription.SubscriptionObject // the top-level plan of the oldest versions
+		if p, perr := members(obj["plan"]); perr == nil && p != nil {
+			plan.PriceIDs = append(plan.PriceIDs, into[string](p["id"], &err))
+			if err == nil {
+				var product string
+				if product, err = stripeevent.ID(p["product"]); product != "" {
+					plan.ProductIDs = append(plan.ProductIDs, product)
+				}
+			}
+		} else if err == nil {
+			var id string
+			if id, err = stripeevent.ID(obj["plan"]); id != "" {
+				plan.PriceIDs = append(plan.PriceIDs, id)
+			}
+		}
+		_, itemsSeen := obj["items"]
 		items := into[map[string]json.RawMessage](obj["items"], &err)
 		for _, raw := range into[[]json.RawMessage](items["data"], &err) {
 			item := into[map[string]json.RawMessage](raw, &err)
@@ -263,6 +289,9 @@ func referenceDecode(pe stripeevent.Event) (decoded, error) {
 			itemsEnd = max(itemsEnd, into[int64](item["current_period_end"], &err))
 		}
 		s.PriceIDs, s.ProductIDs = sortedSet(s.PriceIDs), sortedSet(s.ProductIDs)
+		if plan.PriceIDs = slices.DeleteFunc(plan.PriceIDs, func(id string) bool { return id == "" }); !itemsSeen && len(s.PriceIDs) == 0 && len(plan.PriceIDs) > 0 {
+			s.PriceIDs, s.ProductIDs = sortedSet(plan.PriceIDs), sortedSet(plan.ProductIDs)
+		}
 		if s.CurrentPeriodEnd == 0 {
 			s.CurrentPeriodEnd = itemsEnd
 		}
@@ -270,27 +299,29 @@ func referenceDecode(pe stripeevent.Event) (decoded, error) {
 			err = errors.New("no id or status")
 		}
 		d.Subscription = s
-	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+	case "checkout.session.completed", "checkout.session.async_payment_succeeded", "snapshot.checkout.session":
 		c := &subscription.CheckoutSession{
 			ID: into[string](obj["id"], &err), ClientReferenceID: into[string](obj["client_reference_id"], &err),
 		}
 		mode := into[string](obj["mode"], &err)
+		status := into[string](obj["status"], &err)
 		if err == nil {
 			c.SubscriptionID, err = stripeevent.ID(obj["subscription"])
 		}
-		if mode == "subscription" {
+		if mode == "subscription" && (status == "complete" || !stripeevent.IsSnapshot(pe.Type)) {
 			if err == nil && c.ID == "" {
 				err = errors.New("no id")
 			}
 			d.Checkout = c
 		}
-	case "entitlements.active_entitlement_summary.updated":
+	case "entitlements.active_entitlement_summary.updated", "snapshot.entitlements.active_entitlement_summary":
 		raw, ok := obj["entitlements"]
 		if !ok {
 			return d, errors.New("no entitlements")
 		}
 		s := &subscription.EntitlementSummary{}
 		list := into[map[string]json.RawMessage](raw, &err)
+		s.HasMore = into[bool](list["has_more"], &err)
 		for _, e := range into[[]json.RawMessage](list["data"], &err) {
 			if k := into[string](into[map[string]json.RawMessage](e, &err)["lookup_key"], &err); k != "" {
 				s.LookupKeys = append(s.LookupKeys, k)

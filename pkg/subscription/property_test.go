@@ -160,7 +160,7 @@ func (g *generator) lifecycle(id string, start int64) int64 {
 
 func generate(t testing.TB, seed uint64, customer string) *history {
 	r := rand.New(rand.NewPCG(seed, 0x7011a7e))
-	apis := []string{apiOld, apiV2024, apiBasil}
+	apis := []string{apiOld, apiV2024, apiBasil, apiClover, apiEndive}
 	g := &generator{t: t, r: r, h: newHistory(t, customer, apis[r.IntN(len(apis))])}
 	base := t0 + r.Int64N(1_000_000)
 	if r.IntN(10) < 8 {

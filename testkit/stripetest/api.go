@@ -16,9 +16,11 @@ import (
 	"time"
 )
 
-// API is a fake of the two list endpoints of the Stripe API that backfill and reconcile read,
-// GET /v1/events and GET /v1/subscriptions, served over real HTTP on loopback. Point
-// STRIPE_API_BASE at URL.
+// API is a fake of the Stripe API that backfill, reconcile and repair read, served over real
+// HTTP on loopback: the lists GET /v1/events, /v1/subscriptions and
+// /v1/entitlements/active_entitlements, and the retrieval of one subscription, customer or
+// Checkout Session by id (AddSubscription, AddCustomer, AddCheckoutSession; AddSubscription of
+// a known id replaces it). Point STRIPE_API_BASE at URL.
 //
 // It follows Stripe's list semantics: the answer is {"object":"list","data":[…],"has_more":…,
 // "url":…}, newest first (created descending; among objects of the same second, the one added
@@ -45,8 +47,12 @@ type API struct {
 	mu     sync.Mutex
 	events []apiObject // in the order added
 	subs   []apiObject
-	served int // requests answered so far, faults included
-	log    []APIRequest
+	// objects are customers and Checkout Sessions by path (GET /v1/customers/{id}, ...).
+	objects map[string]json.RawMessage
+	// entitlements are the active entitlements by customer.
+	entitlements map[string][]apiObject
+	served       int // requests answered so far, faults included
+	log          []APIRequest
 }
 
 // Faults choose which requests fail. Requests are counted from 1 over both endpoints, retries
@@ -155,7 +161,12 @@ func (a *API) AddSubscriptionFor(tb testing.TB, account string, obj map[string]a
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.subs = append(a.subs, apiObject{id: id, created: created, raw: raw, customer: customer, status: status, account: account})
+	o := apiObject{id: id, created: created, raw: raw, customer: customer, status: status, account: account}
+	if i := slices.IndexFunc(a.subs, func(s apiObject) bool { return s.id == id && s.account == account }); i >= 0 {
+		a.subs[i] = o // the subscription changed: Stripe has one state of each
+		return
+	}
+	a.subs = append(a.subs, o)
 }
 
 // Requests returns the requests answered so far, in order.
@@ -240,6 +251,12 @@ func (a *API) route(r *http.Request, n int) (int, []byte, http.Header) {
 			}
 			return subscriptionMatches(q, o)
 		})
+	case "/v1/entitlements/active_entitlements":
+		return a.activeEntitlements(q)
+	}
+	switch p := r.URL.Path; {
+	case strings.HasPrefix(p, "/v1/subscriptions/"), strings.HasPrefix(p, "/v1/customers/"), strings.HasPrefix(p, "/v1/checkout/sessions/"):
+		return a.retrieve(p)
 	default:
 		return apiError(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL (GET: "+r.URL.Path+").")
 	}

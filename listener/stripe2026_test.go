@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/stripetest"
+	"github.com/tollgate/tollgate/testkit/wait"
+)
+
+// Every API version from 2014 to 2026-11-18.endive, Accounts v2 customers and thin events
+// through the real listener and the real processor, with a fake Stripe API for the repairs:
+// each version's signup is applied, and a thin event's object is read from the API and applied.
+func TestPipelineEveryAPIVersionAndThinEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	db := pgtest.NewEmpty(t)
+	const key = "rk_test_stripe2026"
+	fake := stripetest.NewAPI(t, key, stripetest.Faults{})
+	runProcessorBinary(t, b.nats.URL(), db.URL, "STRIPE_API_KEY="+key, "STRIPE_API_BASE="+fake.URL)
+
+	periodEnd := time.Now().Add(30 * 24 * time.Hour).Unix()
+	at := time.Now().Add(-time.Hour).Unix()
+	deliver := func(version, typ string, obj map[string]any) {
+		at++
+		raw := stripetest.Event{ID: fmt.Sprintf("evt_v_%d", at), Type: typ, Created: at, APIVersion: version, Object: obj}.JSON(t)
+		resp := stripetest.Deliver(t, b.url, raw, testSecret)
+		require.Equal(t, http.StatusOK, resp.Status, "%s %s: %s", version, typ, resp.Body)
+	}
+	want := map[string]string{} // customer -> user
+	for i, version := range stripetest.APIVersions() {
+		owners := [][2]string{{fmt.Sprintf("cus_v%d", i), ""}}
+		if version >= "2025-09-30" {
+			owners = append(owners, [2]string{"", fmt.Sprintf("acct_1V%d", i)}) // Accounts v2: customer null
+		}
+		for _, o := range owners {
+			owner, sub, user := o[0]+o[1], "sub_v_"+o[0]+o[1], "u_"+o[0]+o[1]
+			deliver(version, "checkout.session.completed", stripetest.CheckoutIn(version, "cs_v_"+owner, o[0], o[1], user, sub))
+			deliver(version, "customer.subscription.created", stripetest.SubscriptionIn(version, sub, o[0], o[1], "incomplete", "price_pro", periodEnd))
+			deliver(version, "customer.subscription.updated", stripetest.SubscriptionIn(version, sub, o[0], o[1], "active", "price_pro", periodEnd))
+			want[owner] = user
+		}
+	}
+
+	// Stripe failed to create the events of sub_1SThinGenFail0001, and says so in a thin event;
+	// Stripe's current state is the only source.
+	thinSub := stripetest.SubscriptionIn("2023-10-16", "sub_1SThinGenFail0001", "cus_thin", "", "active", "price_pro", periodEnd)
+	fake.AddSubscription(t, thinSub, at)
+	fake.AddCustomer(t, map[string]any{"id": "cus_thin", "object": "customer", "metadata": map[string]any{"user_id": "u_thin"}})
+	thin := stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json")
+	thin = []byte(strings.Replace(string(thin), "2026-11-20T09:14:27.412Z", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), 1))
+	resp := stripetest.Deliver(t, b.url, thin, testSecret)
+	require.Equal(t, http.StatusOK, resp.Status, "a thin event is taken: %s", resp.Body)
+	want["cus_thin"] = "u_thin"
+
+	wait.For(t, 90*time.Second, "every version's customer and the repaired one are active with their user", func() bool {
+		for cus, user := range want {
+			got, err := entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: cus})
+			if err != nil || got.Status != "active" || got.UserID != user {
+				return false
+			}
+		}
+		return true
+	})
+	var deadLetters, open int
+	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM dead_letters`).Scan(&deadLetters))
+	require.Zero(t, deadLetters)
+	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs WHERE done_at IS NULL`).Scan(&open))
+	require.Zero(t, open)
+}

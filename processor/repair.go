@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/form"
+
+	"github.com/tollgate/tollgate/pkg/repair"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/pkg/subscription"
+)
+
+// How the processor repairs.
+const (
+	// repairEvery is how often the open repairs are looked at (done with a key, counted without).
+	repairEvery = 2 * time.Second
+	// repairBatch is the most repairs claimed at once.
+	repairBatch = 20
+)
+
+// errObjectNotFound is wrapped by objectReader errors for an object Stripe does not have (404).
+var errObjectNotFound = errors.New("no such object in Stripe")
+
+// objectReader reads objects from the Stripe API; stripeAPI is the real one.
+type objectReader interface {
+	// Object is the object's JSON as the API returns it (GET /v1/<objects>/{id}), of the
+	// Connect account when account is not "". An unknown object's error wraps errObjectNotFound.
+	Object(ctx context.Context, objectType, id, account string) (json.RawMessage, error)
+	// ActiveEntitlements are every active entitlement of customer (all pages).
+	ActiveEntitlements(ctx context.Context, customer, account string) ([]json.RawMessage, error)
+}
+
+// objectPaths are the API paths of the objects a repair reads.
+func objectPath(objectType, id string) (string, bool) {
+	base := map[string]string{
+		repair.ObjectSubscription:    "/v1/subscriptions/",
+		repair.ObjectCustomer:        "/v1/customers/",
+		repair.ObjectCheckoutSession: "/v1/checkout/sessions/",
+	}[objectType]
+	return base + url.PathEscape(id), base != ""
+}
+
+// Object implements objectReader.
+func (a *stripeAPI) Object(ctx context.Context, objectType, id, account string) (json.RawMessage, error) {
+	path, ok := objectPath(objectType, id)
+	if !ok {
+		return nil, fmt.Errorf("read %s %s: not an object Tollgate reads", objectType, id)
+	}
+	var v rawObject
+	if err := a.backend.CallRaw(http.MethodGet, path, a.key, nil, a.params(ctx, account), &v); err != nil {
+		return nil, apiReadError("read "+objectType+" "+id, err)
+	}
+	return json.RawMessage(v.LastResponse.RawJSON), nil
+}
+
+// ActiveEntitlements implements objectReader.
+func (a *stripeAPI) ActiveEntitlements(ctx context.Context, customer, account string) ([]json.RawMessage, error) {
+	var all []json.RawMessage
+	for after := ""; ; {
+		values := &form.Values{}
+		values.Add("customer", customer)
+		values.Add("limit", fmt.Sprint(apiPageSize))
+		if after != "" {
+			values.Add("starting_after", after)
+		}
+		page := &rawList{}
+		if err := a.backend.CallRaw(http.MethodGet, "/v1/entitlements/active_entitlements", a.key, values, a.params(ctx, account), page); err != nil {
+			return nil, apiReadError("list active entitlements of "+customer, err)
+		}
+		all = append(all, page.Data...)
+		if !page.HasMore || len(page.Data) == 0 {
+			return all, nil
+		}
+		after = idOf(page.Data[len(page.Data)-1])
+	}
+}
+
+func (a *stripeAPI) params(ctx context.Context, account string) *stripe.Params {
+	p := &stripe.Params{Context: ctx}
+	if account != "" {
+		p.StripeAccount = stripe.String(account)
+	}
+	return p
+}
+
+// rawObject is an answer kept as its raw JSON (LastResponse.RawJSON).
+type rawObject struct {
+	stripe.APIResource
+}
+
+func apiReadError(what string, err error) error {
+	var se *stripe.Error
+	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
+		return fmt.Errorf("%s: %w: %w", what, errObjectNotFound, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// snapshot builds the snapshot event of obj (an object of objectType read at fetched), with
+// the livemode and account of the repair's source, as stripeevent.Parse reads it.
+func snapshot(r repair.Repair, objectType, objectID string, obj json.RawMessage, fetched time.Time) (stripeevent.Event, error) {
+	env := map[string]any{
+		"id":       stripeevent.SnapshotIDPrefix + r.SourceEventID + "_" + objectID,
+		"object":   "event",
+		"type":     stripeevent.SnapshotType(objectType),
+		"created":  fetched.Unix(),
+		"livemode": r.Livemode,
+		"data":     map[string]any{"object": obj},
+		// Not Stripe's: what made Tollgate read the object.
+		"tollgate_repair": map[string]any{"reason": r.Reason, "source_event": r.SourceEventID},
+	}
+	if r.Account != "" {
+		env["account"] = r.Account
+	}
+	raw, err := json.Marshal(env)
+	if err != nil {
+		return stripeevent.Event{}, fmt.Errorf("snapshot of %s %s: %w", objectType, objectID, err)
+	}
+	ev, err := stripeevent.Parse(raw)
+	if err == nil {
+		err = stripeevent.Validate(ev, fetched)
+	}
+	if err != nil {
+		return stripeevent.Event{}, fmt.Errorf("snapshot of %s %s: %w", objectType, objectID, err)
+	}
+	return ev, nil
+}
+
+// snapshots reads what repair r needs from the API and returns its snapshot events, in the
+// order to publish them: a subscription's customer before the subscription (so the user is
+// known), a checkout session's subscription after the session. An object Stripe does not have
+// gives errObjectNotFound.
+func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func() time.Time) ([]stripeevent.Event, error) {
+	read := func(typ, id string) (stripeevent.Event, error) {
+		obj, err := api.Object(ctx, typ, id, r.Account)
+		if err != nil {
+			return stripeevent.Event{}, err
+		}
+		return snapshot(r, typ, id, obj, now())
+	}
+	withCustomer := func(sub stripeevent.Event) ([]stripeevent.Event, error) {
+		if !strings.HasPrefix(sub.CustomerID, "cus_") { // none, or an Accounts v2 acct_: the subscription says it all
+			return []stripeevent.Event{sub}, nil
+		}
+		cus, err := read(repair.ObjectCustomer, sub.CustomerID)
+		if err != nil {
+			return nil, err
+		}
+		return []stripeevent.Event{cus, sub}, nil
+	}
+	switch r.ObjectType {
+	case repair.ObjectSubscription:
+		sub, err := read(repair.ObjectSubscription, r.ObjectID)
+		if err != nil {
+			return nil, err
+		}
+		return withCustomer(sub)
+	case repair.ObjectCustomer:
+		cus, err := read(repair.ObjectCustomer, r.ObjectID)
+		if err != nil {
+			return nil, err
+		}
+		return []stripeevent.Event{cus}, nil
+	case repair.ObjectCheckoutSession:
+		cs, err := read(repair.ObjectCheckoutSession, r.ObjectID)
+		if err != nil {
+			return nil, err
+		}
+		out := []stripeevent.Event{cs}
+		d, err := subscription.Decode(cs)
+		if err != nil || d.Checkout == nil || d.Checkout.SubscriptionID == "" {
+			return out, nil // an odd session is stored as it is; the derivation reports it
+		}
+		sub, err := read(repair.ObjectSubscription, d.Checkout.SubscriptionID)
+		if err != nil {
+			return nil, err
+		}
+		more, err := withCustomer(sub)
+		return append(more, out...), err
+	case repair.ObjectEntitlementSummary:
+		ents, err := api.ActiveEntitlements(ctx, r.ObjectID, r.Account)
+		if err != nil {
+			return nil, err
+		}
+		obj, err := json.Marshal(map[string]any{
+			"object": repair.ObjectEntitlementSummary, "customer": r.ObjectID, "livemode": r.Livemode,
+			"entitlements": map[string]any{"object": "list", "data": ents, "has_more": false,
+				"url": "/v1/customer/" + r.ObjectID + "/entitlements"},
+		})
+		if err != nil {
+			return nil, err
+		}
+		ev, err := snapshot(r, repair.ObjectEntitlementSummary, r.ObjectID, obj, now())
+		return []stripeevent.Event{ev}, err
+	}
+	return nil, fmt.Errorf("repair %d: %w: %s", r.ID, errNotDerived, r.ObjectType)
+}
+
+// errNotDerived is wrapped by snapshots for an object Tollgate derives nothing from (an event
+// generation failure of an invoice or a payment intent, say): the subscription events it matters
+// to carry their own state.
+var errNotDerived = errors.New("not an object the derivation reads")
+
+// repairMetrics are the repairs' series on /metrics.
+type repairMetrics struct {
+	open       *prometheus.GaugeVec
+	done       *prometheus.CounterVec
+	incomplete prometheus.Gauge
+}
+
+func newRepairMetrics(reg prometheus.Registerer) *repairMetrics {
+	f := promauto.With(reg)
+	return &repairMetrics{
+		open: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_processor_repairs_open",
+			Help: "Repairs waiting to read their object from the Stripe API (all of them while STRIPE_API_KEY is unset), by object type.",
+		}, []string{"object"}),
+		done: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_processor_repairs_total",
+			Help: "Repair attempts, by outcome: applied (snapshots published), not_found (Stripe has no such object), not_derived (an object the derivation does not read), failed (retried).",
+		}, []string{"outcome"}),
+		incomplete: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_processor_entitlement_summaries_incomplete",
+			Help: "Customers whose latest entitlement summary had has_more and is not yet completed from the API (needs STRIPE_API_KEY).",
+		}),
+	}
+}
+
+// repairer does the open repairs: with an API, it reads their objects, publishes their
+// snapshot events into the stream (the one apply path: the consumer stores and derives them)
+// and closes them; without one it only counts and logs them, keeping every one.
+type repairer struct {
+	db      repairDB
+	api     objectReader // nil without STRIPE_API_KEY
+	js      eventPublisher
+	log     *slog.Logger
+	metrics *repairMetrics
+	now     func() time.Time
+	warned  int // the open count last logged without a key
+}
+
+// repairDB is what the repairer needs of Postgres.
+type repairDB interface {
+	repair.Querier
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// loop does the open repairs every `every` until ctx is done.
+func (r *repairer) loop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := r.runOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("repairs", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runOnce counts the open repairs and, with an API, does up to repairBatch of them; it returns
+// how many it closed.
+func (r *repairer) runOnce(ctx context.Context) (int, error) {
+	closed := 0
+	if r.api != nil {
+		n, err := r.batch(ctx)
+		closed = n
+		if err != nil {
+			return closed, err
+		}
+	}
+	open, err := repair.CountOpen(ctx, r.db)
+	if err != nil {
+		return closed, err
+	}
+	total := 0
+	r.metrics.open.Reset()
+	for typ, n := range open {
+		r.metrics.open.WithLabelValues(typ).Set(float64(n))
+		total += n
+	}
+	r.metrics.incomplete.Set(float64(open[repair.ObjectEntitlementSummary]))
+	if r.api == nil && total != r.warned {
+		r.warned = total
+		if total > 0 {
+			r.log.Warn("repairs are waiting for STRIPE_API_KEY: thin events, event generation failures and entitlement summaries with has_more need their objects read from the Stripe API; they are kept and done once a key is set",
+				"open", total, "by_object", open)
+		}
+	}
+	return closed, nil
+}
+
+// batch claims open repairs and does each: snapshots published, then closed, in the claim's
+// transaction. A repair that fails stays open with its error, for the next round.
+func (r *repairer) batch(ctx context.Context) (int, error) {
+	tx, err := r.db.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("repairs: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	claimed, err := repair.Claim(ctx, tx, repairBatch)
+	if err != nil || len(claimed) == 0 {
+		return 0, err
+	}
+	closed := 0
+	for _, rp := range claimed {
+		outcome, err := r.do(ctx, rp)
+		switch {
+		case err != nil:
+			r.metrics.done.WithLabelValues("failed").Inc()
+			r.log.Warn("repair failed; retrying later", "object", rp.ObjectType, "id", rp.ObjectID, "event", rp.SourceEventID, "error", err)
+			if err := repair.Failed(ctx, tx, rp.ID, err); err != nil {
+				return closed, err
+			}
+		default:
+			r.metrics.done.WithLabelValues(outcome).Inc()
+			// WARNING: closed only after every snapshot was acknowledged by JetStream (do
+			// returned): closing first would lose the repair if the publish then failed.
+			if err := repair.Done(ctx, tx, rp.ID, outcome); err != nil {
+				return closed, err
+			}
+			closed++
+			r.log.Info("repaired", "object", rp.ObjectType, "id", rp.ObjectID, "event", rp.SourceEventID, "reason", rp.Reason, "outcome", outcome)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("repairs: commit: %w", err)
+	}
+	return closed, nil
+}
+
+// do reads and publishes one repair's snapshots; its outcome is "applied" or "not_found".
+func (r *repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
+	evs, err := snapshots(ctx, r.api, rp, r.now)
+	switch {
+	case errors.Is(err, errObjectNotFound):
+		return "not_found", nil
+	case errors.Is(err, errNotDerived):
+		return "not_derived", nil
+	case err != nil:
+		return "", err
+	}
+	for _, ev := range evs {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		_, err := publishEvent(pctx, r.js, ev)
+		cancel()
+		if err != nil {
+			return "", err
+		}
+	}
+	return "applied", nil
+}
+
+// repairsOf are the repairs events ask for (repair.Needed).
+func repairsOf(events []stripeevent.Event) []repair.Repair {
+	var out []repair.Repair
+	for _, ev := range events {
+		if r, ok := repair.Needed(ev); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/repair"
+	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/testkit/stripetest"
+	"github.com/tollgate/tollgate/testkit/wait"
+)
+
+func openRepairs(t *testing.T, b *bundle) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs WHERE done_at IS NULL`).Scan(&n))
+	return n
+}
+
+// A thin event without STRIPE_API_KEY: the repair is kept and counted, never dropped; once a
+// key is configured it is done and the object applied.
+func TestRepairWaitsForAKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.start(t, testOptions(), b.db.URL)
+	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 3})
+	periodEnd := time.Now().Add(24 * time.Hour).Unix()
+	fake.AddSubscription(t, stripetest.SubscriptionIn("2023-10-16", "sub_1SThinUpdated0001", "cus_rep", "", "trialing", "price_pro", periodEnd), time.Now().Unix())
+	fake.AddCustomer(t, map[string]any{"id": "cus_rep", "object": "customer", "metadata": map[string]any{"user_id": "u_rep"}})
+
+	b.publish(t, stripetest.Fixture(t, "v2/v1.customer.subscription.updated.thin.json"))
+	wait.For(t, 10*time.Second, "the thin event is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
+
+	reg := prometheus.NewRegistry()
+	rep := &repairer{db: b.db.Pool, js: b.js, log: testLogger(t), metrics: newRepairMetrics(reg), now: time.Now}
+	for range 3 {
+		_, err := rep.runOnce(t.Context())
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1, openRepairs(t, b), "kept without a key")
+	require.InDelta(t, 1.0, counter(rep.metrics.open.WithLabelValues(repair.ObjectSubscription)), 0)
+
+	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{BaseDelay: time.Millisecond})
+	t.Cleanup(api.close)
+	rep.api = api
+	wait.For(t, 20*time.Second, "the repair is done", func() bool {
+		_, err := rep.runOnce(t.Context())
+		return err == nil && openRepairs(t, b) == 0
+	})
+	require.InDelta(t, 0.0, counter(rep.metrics.open.WithLabelValues(repair.ObjectSubscription)), 0)
+	wait.For(t, 20*time.Second, "the snapshots are applied", func() bool {
+		// The thin event's scope: live mode, its connected account.
+		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{Scope: scope.Scope{Livemode: true, Account: "acct_1ThinConnected01"}, ID: "cus_rep"})
+		return err == nil && got.Status == "trialing" && got.UserID == "u_rep"
+	})
+	var livemode bool
+	var account string
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(),
+		`SELECT livemode, account FROM pending_repairs`).Scan(&livemode, &account))
+	require.True(t, livemode)
+	require.Equal(t, "acct_1ThinConnected01", account)
+}
+
+// An entitlement summary with has_more is completed from the API; without a key it is counted
+// as incomplete.
+func TestRepairCompletesSummaryWithMore(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.start(t, testOptions(), b.db.URL)
+	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	data := make([]any, 10)
+	for i := range 12 {
+		key := fmt.Sprintf("feature_%02d", i)
+		fake.AddActiveEntitlement(t, "cus_more", key)
+		if i < 10 {
+			data[i] = map[string]any{"id": fmt.Sprintf("ent_%d", i), "object": "entitlements.active_entitlement", "lookup_key": key}
+		}
+	}
+	now := time.Now().Unix()
+	b.publish(t,
+		stripetest.Event{ID: "evt_more_sub", Type: "customer.subscription.created", Created: now - 1,
+			Object: stripetest.Subscription("sub_more", "cus_more", "active", "price_pro")}.JSON(t),
+		stripetest.Event{ID: "evt_more", Type: "entitlements.active_entitlement_summary.updated", Created: now,
+			Object: map[string]any{"object": "entitlements.active_entitlement_summary", "customer": "cus_more", "livemode": false,
+				"entitlements": map[string]any{"object": "list", "data": data, "has_more": true}}}.JSON(t))
+	wait.For(t, 10*time.Second, "the summary is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
+
+	rep := &repairer{db: b.db.Pool, js: b.js, log: testLogger(t), metrics: newRepairMetrics(prometheus.NewRegistry()), now: time.Now}
+	_, err := rep.runOnce(t.Context())
+	require.NoError(t, err)
+	require.InDelta(t, 1.0, counter(rep.metrics.incomplete), 0)
+
+	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
+	t.Cleanup(api.close)
+	rep.api = api
+	_, err = rep.runOnce(t.Context())
+	require.NoError(t, err)
+	require.InDelta(t, 0.0, counter(rep.metrics.incomplete), 0)
+	wait.For(t, 20*time.Second, "all 12 features are in the read model", func() bool {
+		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_more"})
+		return err == nil && slices.Contains(got.Features, "feature_11") && slices.Contains(got.Features, "feature_00")
+	})
+}

@@ -1,0 +1,51 @@
+package stripetest
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// ExternalEvent is one body of the shared external events: Name is its path under events/.
+type ExternalEvent struct {
+	Name string
+	Raw  []byte
+}
+
+// ExternalEventsDir is the directory of the external events (567 event bodies from other
+// projects' test suites; its README says what they are): $TOLLGATE_EXTERNAL_EVENTS, else
+// shared/external-events beside the repository's directory.
+func ExternalEventsDir(tb testing.TB) string {
+	tb.Helper()
+	if dir := os.Getenv("TOLLGATE_EXTERNAL_EVENTS"); dir != "" {
+		return dir
+	}
+	return filepath.Join(FixtureDir(tb), "..", "..", "..", "..", "shared", "external-events")
+}
+
+// ExternalEvents returns every body under events/ of ExternalEventsDir, sorted by name. It fails
+// the test, never skips it, when the directory is missing.
+func ExternalEvents(tb testing.TB) []ExternalEvent {
+	tb.Helper()
+	root := filepath.Join(ExternalEventsDir(tb), "events")
+	var out []ExternalEvent
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+			return err
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		out = append(out, ExternalEvent{Name: rel, Raw: raw})
+		return nil
+	})
+	if err != nil || len(out) == 0 {
+		tb.Fatalf("stripetest: external events in %s: %v (%d found; set TOLLGATE_EXTERNAL_EVENTS)", root, err, len(out))
+	}
+	slices.SortFunc(out, func(a, b ExternalEvent) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
