@@ -38,13 +38,17 @@ Commands:
                                [--rate 25] [--restart]
   reconcile                    compare the read model's subscriptions with Stripe's and print the
                                drift; exit 0 without drift, 2 with drift [--customer ID] [--rate 25]
+  explain ID                   print why a customer's (cus_…) or user's answer is what it is: every
+                               stored event in derivation order with the answer after it
+                               [--livemode=false] [--account acct_…]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
   help                         print this help (processor COMMAND -h for a command's flags)
 
 replay, dlq redrive, backfill and reconcile are safe while serve runs.
 Configuration comes from environment variables (HTTP_ADDR, NATS_URL, STREAM_REPLICAS, DATABASE_URL,
 USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
-BACKFILL_INTERVAL, BACKFILL_TYPES for backfill and reconcile); see the README.
+BACKFILL_INTERVAL, BACKFILL_TYPES for backfill and reconcile; ADMIN_TOKENS, NOTIFY_URLS,
+NOTIFY_SECRET); see the README.
 Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (whose own flag
 errors exit 1, so that its 2 always means drift).
 `
@@ -78,6 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backfillCmd(ctx, rest, getenv, stdout, stderr)
 	case "reconcile":
 		return reconcileCmd(ctx, rest, getenv, stdout, stderr)
+	case "explain": // issue 15
+		return explainCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
 		if addr == "" {

@@ -94,7 +94,9 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
-	srv := newHTTPServer(newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)), logger)
+	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started))
+	handler = withAdmin(handler, cfg.AdminTokens, pool, rules, logger) // issue 15: the admin API, when ADMIN_TOKENS is set
+	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
 
