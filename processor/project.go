@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -30,6 +31,7 @@ type projector struct {
 	cache   *eventCache // nil: decode every history from its payloads
 	log     *slog.Logger
 	metrics *metrics
+	notify  *notifier // issue 15: nil records no notifications
 }
 
 // projectionInput is what one apply works on.
@@ -76,12 +78,13 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 	}
 	var res projection
 	var decodedNow []decoded
+	var notes []outbox.Change
 	// WARNING: READ COMMITTED is required, not just allowed: each statement below must see what
 	// other transactions committed while this one waited for a lock. Under REPEATABLE READ a
 	// transaction that waited for a customer's lock would derive from a snapshot missing the
 	// events the lock holder just committed, and overwrite its newer row with an older one.
 	err := pgx.BeginTxFunc(ctx, p.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		res, decodedNow = projection{}, nil
+		res, decodedNow, notes = projection{}, nil, nil
 		n, err := eventstore.Append(ctx, tx, raw)
 		if err != nil {
 			return err
@@ -152,6 +155,11 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		if err := entitlement.RefreshUsers(ctx, tx, userIDs); err != nil {
 			return err
 		}
+		// issue 15: notifications are recorded in this transaction, under the user locks, after
+		// the user rows they describe were rebuilt.
+		if notes, err = p.notify.record(ctx, tx, userIDs); err != nil {
+			return err
+		}
 		res.Users = len(userIDs)
 		p.metrics.replay.Observe(time.Since(start).Seconds())
 		return nil
@@ -159,6 +167,7 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 	if err != nil {
 		return projection{}, err
 	}
+	p.notify.committed(notes) // issue 15: NATS, and wake the delivery
 	// Cached only now that the events they were read from are committed.
 	for _, d := range decodedNow {
 		p.cache.put(d)

@@ -91,7 +91,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		defer api.close()
 		sched = newScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, pool, logger, newBackfillMetrics(reg))
 	}
-	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
+	notify := newNotifier(pool, cfg.NotifyURLs, cfg.NotifySecret, nc, defaultNotifyOptions(), logger, reg) // issue 15
+	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m, notify: notify}
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started))
@@ -127,6 +128,9 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 				wg.Go(func() { sched.loop(runCtx) })
 			}
 			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
+			if len(cfg.NotifyURLs) > 0 { // issue 15: deliver the outbox
+				wg.Go(func() { notify.run(runCtx) })
+			}
 			runErr = cons.run(runCtx)
 		}
 	}
