@@ -90,6 +90,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			return err
 		}
 		res.Appended = n
+		// issue 15: what ?wait_for= waits for, in the transaction that applies it.
+		if err := entitlement.RecordMarks(ctx, tx, marksOf(events)); err != nil {
+			return err
+		}
 		if in.InTx != nil {
 			if err := in.InTx(ctx, tx); err != nil {
 				return err

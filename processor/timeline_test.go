@@ -82,6 +82,23 @@ func TestTimeline(t *testing.T) {
 		require.Equal(t, answerFields{Premium: u.Premium, Status: u.Status, Features: u.Features, UserID: &u.UserID}, last.After)
 		require.True(t, last.After.Premium) // cus_TL2 still pays
 	})
+	t.Run("read your writes marks", func(t *testing.T) {
+		for _, tc := range []struct {
+			id   string
+			user bool
+			key  string
+			want bool
+		}{
+			{"cs_test_cus_TL1_sub_TL1", true, "u_tl", true},
+			{"cs_test_cus_TL1_sub_TL1", false, "cus_TL1", true},
+			{"cs_test_cus_TL1_sub_TL1", false, "cus_TL2", false},
+			{"cs_test_nothing", true, "u_tl", false},
+		} {
+			ok, err := entitlement.Applied(t.Context(), b.db.Pool, tc.id, tc.user, tc.key)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, ok, "%+v", tc)
+		}
+	})
 	t.Run("errors", func(t *testing.T) {
 		code, _ := adminGet(t, h, "/admin/v1/customers/cus_none/timeline", "tok_a")
 		require.Equal(t, http.StatusNotFound, code)

@@ -110,10 +110,12 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	cancelFirst()
 
 	connConfig := listenConnConfig(pool)
+	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters) // issue 15
 	l := &notifyListener{
 		connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
 		cache:        c,
 		sw:           sw,
+		waits:        waits,
 		logger:       logger,
 		reconnectMax: opts.reconnectMax,
 	}
@@ -130,6 +132,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 		metrics:         m,
 		gatherer:        reg,
 		failOpenTimeout: opts.failOpenTimeout,
+		waits:           waits,
 	})
 	return a, nil
 }

@@ -23,6 +23,9 @@ func (s *server) userEntitlement(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.waitFor(c, userKey(id)); err != nil { // issue 15: read your writes
+		return err
+	}
 	return s.answer(c, userKey(id))
 }
 
@@ -30,6 +33,9 @@ func (s *server) userEntitlement(c echo.Context) error {
 func (s *server) customerEntitlement(c echo.Context) error {
 	id, err := pathID(c, "customer_id")
 	if err != nil {
+		return err
+	}
+	if err := s.waitFor(c, customerKey(id)); err != nil { // issue 15: read your writes
 		return err
 	}
 	return s.answer(c, customerKey(id))
