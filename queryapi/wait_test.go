@@ -114,7 +114,9 @@ func TestWaitForCheckoutClient(t *testing.T) {
 
 type fakeMarks struct{}
 
-func (fakeMarks) applied(context.Context, string, key) (bool, error) { return false, errors.New("never") }
+func (fakeMarks) applied(context.Context, string, key) (bool, error) {
+	return false, errors.New("never")
+}
 
 type off struct{}
 
