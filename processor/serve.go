@@ -129,7 +129,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			}
 			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
 			wg.Go(func() { pruneMarks(runCtx, pool, logger) }) // issue 15: read your writes
-			if len(cfg.NotifyURLs) > 0 {                       // issue 15: deliver the outbox
+			// issue 15: deliver the outbox
+			if len(cfg.NotifyURLs) > 0 {
 				wg.Go(func() { notify.run(runCtx) })
 			}
 			runErr = cons.run(runCtx)

@@ -73,6 +73,7 @@ type app struct {
 	pool    *pgxpool.Pool
 	cache   *cache
 	sw      *failOpenSwitch
+	waits   *waiters // issue 15: the ?wait_for= requests
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -111,6 +112,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 
 	connConfig := listenConnConfig(pool)
 	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters) // issue 15
+	a.waits = waits
 	l := &notifyListener{
 		connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
 		cache:        c,

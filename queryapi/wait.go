@@ -123,7 +123,8 @@ func waitParams(c echo.Context) (id string, timeout time.Duration, ok bool, err 
 		}
 		return "", 0, false, nil
 	}
-	if !(strings.HasPrefix(id, "evt_") || strings.HasPrefix(id, "cs_")) || len(id) > maxIDLength || !printableID(id) {
+	known := strings.HasPrefix(id, "evt_") || strings.HasPrefix(id, "cs_")
+	if !known || len(id) > maxIDLength || !printableID(id) {
 		return "", 0, false, fmt.Errorf("%w: wait_for must be an event id (evt_…) or a Checkout Session id (cs_…)", errInvalidParameter)
 	}
 	timeout = defaultWaitTimeout

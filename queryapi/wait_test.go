@@ -15,6 +15,12 @@ import (
 	"github.com/tollgate/tollgate/queryapi/client"
 )
 
+// waiting waits until a request of the instance waits for a write.
+func waiting(t *testing.T, b *bundle) {
+	t.Helper()
+	require.Eventually(t, func() bool { return b.app.waits.n.Load() > 0 }, 5*time.Second, 5*time.Millisecond)
+}
+
 // apply writes customer rows, their users and marks in one transaction, as the processor does.
 func apply(t *testing.T, b *bundle, marks []entitlement.Mark, cs ...entitlement.Customer) {
 	t.Helper()
@@ -77,7 +83,7 @@ func TestWaitFor(t *testing.T) {
 			rec := serveGet(t, b.srv, "/v1/users/u_42/entitlement?wait_for=cs_test_1&timeout=8s", testToken)
 			done <- rec.Result()
 		}()
-		time.Sleep(200 * time.Millisecond) //nolint:forbidigo // the request must be waiting before the write
+		waiting(t, b)
 		paid := premiumCustomer()
 		paid.LastEventID = "evt_2"
 		apply(t, b, []entitlement.Mark{{ID: "evt_2", CustomerID: "cus_123"}, {ID: "cs_test_1", CustomerID: "cus_123"}}, paid)
@@ -102,14 +108,21 @@ func TestWaitForCheckoutClient(t *testing.T) {
 	_, err := c.WaitForCheckout(ctx, "u_42", "cs_test_9")
 	require.ErrorIs(t, err, client.ErrNotFound, "unknown user after the wait")
 
+	type result struct {
+		e   client.Entitlement
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond) //nolint:forbidigo // the write lands while the client waits
-		c := premiumCustomer()
-		apply(t, cb.bundle, []entitlement.Mark{{ID: "cs_test_9", CustomerID: c.CustomerID}}, c)
+		e, err := c.WaitForCheckout(t.Context(), "u_42", "cs_test_9")
+		done <- result{e, err}
 	}()
-	e, err := c.WaitForCheckout(t.Context(), "u_42", "cs_test_9")
-	require.NoError(t, err)
-	require.True(t, e.Premium)
+	waiting(t, cb.bundle)
+	paid := premiumCustomer()
+	apply(t, cb.bundle, []entitlement.Mark{{ID: "cs_test_9", CustomerID: paid.CustomerID}}, paid)
+	r := <-done
+	require.NoError(t, r.err)
+	require.True(t, r.e.Premium)
 }
 
 type fakeMarks struct{}
