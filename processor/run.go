@@ -259,9 +259,12 @@ func openCommand(ctx context.Context, getenv func(string) string, stderr io.Writ
 		return commandDeps{}, err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	reg := prometheus.NewRegistry()
+	// issue 15: replay and redrive record the notifications of what they change, for serve to deliver.
+	notify := newNotifier(pool, cfg.NotifyURLs, cfg.NotifySecret, nil, defaultNotifyOptions(), logger, reg)
 	return commandDeps{
 		pool: pool,
-		proj: &projector{db: pool, rules: rules, log: logger, metrics: newMetrics(prometheus.NewRegistry())},
+		proj: &projector{db: pool, rules: rules, log: logger, metrics: newMetrics(reg), notify: notify},
 	}, nil
 }
 
