@@ -163,7 +163,9 @@ func TestNotificationsReachTheApp(t *testing.T) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			for _, u := range users {
-				t.Logf("%s: got %+v want %+v", u, s.latest[u].Data, final(u))
+				if got, w := s.latest[u].Data, final(u); got.Premium != w.Premium || got.Status != w.Status {
+					t.Logf("%s: got premium %t %s, want %t %s", u, got.Premium, got.Status, w.Premium, w.Status)
+				}
 			}
 			st, _ := outbox.Count(context.Background(), b.db.Pool)
 			t.Logf("outbox %+v, requests %d", st, s.n)
@@ -195,8 +197,9 @@ func TestNotificationsReachTheApp(t *testing.T) {
 		defer natsMu.Unlock()
 		return onNATS["tollgate.entitlements.live.u_ntlone"] >= 2
 	})
-	stats, err := outbox.Count(t.Context(), b.db.Pool)
-	require.NoError(t, err)
-	require.Zero(t, stats.Pending)
-	require.Zero(t, stats.Failed)
+	// Older notifications refused by the sink are still being retried; all end delivered.
+	wait.For(t, 30*time.Second, "every notification delivered", func() bool {
+		st, err := outbox.Count(t.Context(), b.db.Pool)
+		return err == nil && st.Pending == 0 && st.Failed == 0
+	})
 }
