@@ -203,3 +203,38 @@ func TestNotificationsReachTheApp(t *testing.T) {
 		return err == nil && st.Pending == 0 && st.Failed == 0
 	})
 }
+
+// A replay with changed rules changes answers: it records their notifications too, and a
+// second replay with the same rules records none.
+func TestReplayRecordsNotifications(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	k := newKit(t, "rn")
+	events := append(k.signup("cus_rn1", "u_rn", "sub_rn1", "price_1", t0),
+		k.subscription("customer.subscription.updated", "cus_rn1", "sub_rn1", "past_due", "price_1", t0+86400, map[string]any{"status": "active"}))
+	reg := prometheus.NewRegistry()
+	n := newNotifier(b.db.Pool, []string{"http://app.invalid/hooks"}, []byte("0123456789abcdef01234567"), nil, defaultNotifyOptions(), testLogger(t), reg)
+	proj := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(t), metrics: newMetrics(reg), notify: n}
+	var in []admitted
+	for _, raw := range events {
+		a, err := admit(raw)
+		require.NoError(t, err)
+		in = append(in, a)
+	}
+	_, err := proj.apply(t.Context(), projectionInput{Events: in})
+	require.NoError(t, err)
+	pending := func() int64 {
+		st, err := outbox.Count(t.Context(), b.db.Pool)
+		require.NoError(t, err)
+		return st.Pending
+	}
+	require.Equal(t, int64(1), pending(), "first appearance")
+
+	proj.rules.PastDueGrants = false
+	_, err = proj.apply(t.Context(), projectionInput{Customers: []string{"cus_rn1"}, RefreshAllUsers: true})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), pending(), "past_due no longer grants: a change")
+	_, err = proj.apply(t.Context(), projectionInput{Customers: []string{"cus_rn1"}, RefreshAllUsers: true})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), pending(), "the same rules again: no change")
+}
