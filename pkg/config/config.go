@@ -314,7 +314,7 @@ func (e *env) notifySecret(urls []string) []byte {
 	}
 	b64, ok := strings.CutPrefix(v, "whsec_")
 	key, err := base64.StdEncoding.DecodeString(b64)
-	if !ok || err != nil || len(key) < 24 {
+	if !ok || err != nil || len(key) < 24 || len(key) > 64 {
 		e.fail("NOTIFY_SECRET", "must be whsec_ followed by the base64 of a key of 24 to 64 bytes")
 		return nil
 	}
