@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
@@ -32,6 +33,7 @@ type projector struct {
 	cache   *eventCache // nil: decode every history from its payloads
 	log     *slog.Logger
 	metrics *metrics
+	notify  *notifier // issue 15: nil records no notifications
 }
 
 // projectionInput is what one apply works on.
@@ -82,12 +84,13 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 	}
 	var res projection
 	var decodedNow []decoded
+	var notes []outbox.Change
 	// WARNING: READ COMMITTED is required, not just allowed: each statement below must see what
 	// other transactions committed while this one waited for a lock. Under REPEATABLE READ a
 	// transaction that waited for a customer's lock would derive from a snapshot missing the
 	// events the lock holder just committed, and overwrite its newer row with an older one.
 	err := pgx.BeginTxFunc(ctx, p.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		res, decodedNow = projection{}, nil
+		res, decodedNow, notes = projection{}, nil, nil
 		n, err := eventstore.Append(ctx, tx, raw)
 		if err != nil {
 			return err
@@ -95,6 +98,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		res.Appended = n
 		// In the same transaction as the events: a repair an event asks for is never lost.
 		if err := repair.Enqueue(ctx, tx, repairsOf(raw)); err != nil {
+			return err
+		}
+		// issue 15: what ?wait_for= waits for, in the transaction that applies it.
+		if err := entitlement.RecordMarks(ctx, tx, marksOf(events)); err != nil {
 			return err
 		}
 		if in.InTx != nil {
@@ -162,6 +169,11 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		if err := entitlement.RefreshUsers(ctx, tx, userIDs); err != nil {
 			return err
 		}
+		// issue 15: notifications are recorded in this transaction, under the user locks, after
+		// the user rows they describe were rebuilt.
+		if notes, err = p.notify.record(ctx, tx, userIDs); err != nil {
+			return err
+		}
 		res.Users = len(userIDs)
 		p.metrics.replay.Observe(time.Since(start).Seconds())
 		return nil
@@ -169,6 +181,7 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 	if err != nil {
 		return projection{}, err
 	}
+	p.notify.committed(notes) // issue 15: NATS, and wake the delivery
 	// Cached only now that the events they were read from are committed.
 	for _, d := range decodedNow {
 		p.cache.put(d)

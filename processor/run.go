@@ -41,13 +41,17 @@ Commands:
                                drift; exit 0 without drift, 2 with drift [--customer ID] [--rate 25];
                                --repair applies each drifted subscription as snapshot events and
                                compares again [--wait 1m]
+  explain ID                   print why a customer's (cus_…) or user's answer is what it is: every
+                               stored event in derivation order with the answer after it
+                               [--livemode=false] [--account acct_…]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
   help                         print this help (processor COMMAND -h for a command's flags)
 
 replay, dlq redrive, backfill and reconcile are safe while serve runs.
 Configuration comes from environment variables (HTTP_ADDR, NATS_URL, STREAM_REPLICAS, DATABASE_URL,
 USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
-BACKFILL_INTERVAL, BACKFILL_TYPES for backfill, reconcile and repair); see the README.
+BACKFILL_INTERVAL, BACKFILL_TYPES for backfill, reconcile and repair; ADMIN_TOKENS, NOTIFY_URLS,
+NOTIFY_SECRET); see the README.
 Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (whose own flag
 errors exit 1, so that its 2 always means drift).
 `
@@ -81,6 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backfillCmd(ctx, rest, getenv, stdout, stderr)
 	case "reconcile":
 		return reconcileCmd(ctx, rest, getenv, stdout, stderr)
+	case "explain": // issue 15
+		return explainCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
 		if addr == "" {
@@ -256,9 +262,12 @@ func openCommand(ctx context.Context, getenv func(string) string, stderr io.Writ
 		return commandDeps{}, err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	reg := prometheus.NewRegistry()
+	// issue 15: replay and redrive record the notifications of what they change, for serve to deliver.
+	notify := newNotifier(pool, cfg.NotifyURLs, cfg.NotifySecret, nil, defaultNotifyOptions(), logger, reg)
 	return commandDeps{
 		pool: pool,
-		proj: &projector{db: pool, rules: rules, log: logger, metrics: newMetrics(prometheus.NewRegistry())},
+		proj: &projector{db: pool, rules: rules, log: logger, metrics: newMetrics(reg), notify: notify},
 	}, nil
 }
 

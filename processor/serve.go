@@ -91,7 +91,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		defer api.close()
 		sched = newScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, pool, logger, newBackfillMetrics(reg))
 	}
-	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m}
+	notify := newNotifier(pool, cfg.NotifyURLs, cfg.NotifySecret, nc, defaultNotifyOptions(), logger, reg) // issue 15
+	proj := &projector{db: pool, rules: rules, cache: newEventCache(defaultEventCacheSize), log: logger, metrics: m, notify: notify}
 	rep := &repairer{db: pool, js: js, log: logger, metrics: newRepairMetrics(reg), now: time.Now}
 	if cfg.Stripe.Key != "" {
 		api := newStripeAPI(cfg.Stripe, apiOptions{OnRetry: func(r retryInfo) {
@@ -103,7 +104,9 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	}
 	schema := newSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
-	srv := newHTTPServer(newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started)), logger)
+	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started))
+	handler = withAdmin(handler, cfg.AdminTokens, pool, rules, logger) // issue 15: the admin API, when ADMIN_TOKENS is set
+	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
 
@@ -135,6 +138,11 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			}
 			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
 			wg.Go(func() { rep.loop(runCtx, repairEvery) })
+			wg.Go(func() { pruneMarks(runCtx, pool, logger) }) // issue 15: read your writes
+			// issue 15: deliver the outbox
+			if len(cfg.NotifyURLs) > 0 {
+				wg.Go(func() { notify.run(runCtx) })
+			}
 			runErr = cons.run(runCtx)
 		}
 	}

@@ -73,6 +73,7 @@ type app struct {
 	pool    *pgxpool.Pool
 	cache   *cache
 	sw      *failOpenSwitch
+	waits   *waiters // issue 15: the ?wait_for= requests
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -120,6 +121,9 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	}
 	cancelFirst()
 
+	// issue 15: waiters are woken by the LISTEN session; a hot standby has none, so there a
+	// wait_for checks once and answers (nil waiters).
+	var waits *waiters
 	warm := func(ctx context.Context) { c.startWarm(ctx, db, opts.cache.Warm, opts.warmTimeout, logger) }
 	if opts.cache.Mode == config.CacheMaxAge {
 		// A hot standby refuses LISTEN: the cache serves without notifications, max age being the
@@ -129,10 +133,13 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 		go func() { defer a.wg.Done(); sw.run(bg) }()
 	} else {
 		connConfig := listenConnConfig(pool)
+		waits = newWaiters(dbMarks{q: pool}, defaultMaxWaiters)
+		a.waits = waits
 		l := &notifyListener{
 			connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
 			cache:        c,
 			sw:           sw,
+			waits:        waits,
 			logger:       logger,
 			reconnectMax: opts.reconnectMax,
 		}
@@ -154,6 +161,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 		metrics:         m,
 		gatherer:        reg,
 		failOpenTimeout: opts.failOpenTimeout,
+		waits:           waits,
 	})
 	return a, nil
 }

@@ -28,7 +28,11 @@ func (s *server) userEntitlement(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.answer(c, userKey(id).in(sc))
+	k := userKey(id).in(sc)
+	if err := s.waitFor(c, k); err != nil { // issue 15: read your writes
+		return err
+	}
+	return s.answer(c, k)
 }
 
 // customerEntitlement is GET /v1/customers/:customer_id/entitlement.
@@ -41,7 +45,11 @@ func (s *server) customerEntitlement(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.answer(c, customerKey(id).in(sc))
+	k := customerKey(id).in(sc)
+	if err := s.waitFor(c, k); err != nil { // issue 15: read your writes
+		return err
+	}
+	return s.answer(c, k)
 }
 
 // answer serves the read model's answer for k, or the fail-open grant while the switch is on.

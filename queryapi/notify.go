@@ -23,6 +23,7 @@ type notifyListener struct {
 	// warm, when set, is called once each session is established and the cache serves.
 	warm         func(ctx context.Context)
 	sw           interface{ poke() }
+	waits        *waiters // issue 15: woken after the cache dropped the key
 	logger       *slog.Logger
 	reconnectMax time.Duration
 }
@@ -88,6 +89,7 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 		}
 		if k, ok := parseKey(n.Payload); ok {
 			l.cache.invalidate(k)
+			l.waits.wake(k)
 			continue
 		}
 		// Any session may pg_notify any channel with any payload; Postgres has no channel
@@ -97,6 +99,7 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 		// truncating session already left is bounded by cacheMaxAge, like a lost notification.
 		if n.Payload == "*" && mayTruncate(ctx, conn, n.PID) {
 			l.cache.flush()
+			l.waits.wakeAll()
 			continue
 		}
 		l.logger.Debug("ignored a notification the read model's triggers do not send", "payload_bytes", len(n.Payload), "pid", n.PID)

@@ -30,6 +30,8 @@ type serverDeps struct {
 	livemode bool
 	// failOpenTimeout bounds the read of the real data behind a fail-open answer.
 	failOpenTimeout time.Duration
+	// waits are the ?wait_for= requests (issue 15); nil answers them without waiting.
+	waits *waiters
 }
 
 // server holds what the handlers need. Its methods are the handlers; routes.go maps them.

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -83,6 +84,12 @@ type Processor struct {
 	// BackfillTypes limits the scheduled backfill to these event types (at most
 	// MaxBackfillTypes, Stripe's limit); empty means every type.
 	BackfillTypes []string
+	// AdminTokens are ADMIN_TOKENS, the bearer tokens of the admin API; empty turns it off.
+	AdminTokens []string
+	// NotifyURLs are NOTIFY_URLS, where entitlement changes are POSTed; empty turns it off.
+	NotifyURLs []string
+	// NotifySecret is the key of NOTIFY_SECRET (whsec_ + base64), decoded; nil when unset.
+	NotifySecret []byte
 }
 
 // QueryAPI is the configuration of the query API.
@@ -179,7 +186,10 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 		Stripe:            e.stripeAPI(),
 		BackfillInterval:  e.duration("BACKFILL_INTERVAL", 0),
 		BackfillTypes:     e.list("BACKFILL_TYPES"),
+		AdminTokens:       e.list("ADMIN_TOKENS"),
+		NotifyURLs:        e.list("NOTIFY_URLS"),
 	}
+	c.NotifySecret = e.notifySecret(c.NotifyURLs)
 	if c.BackfillInterval > 0 && c.Stripe.Key == "" {
 		e.fail("BACKFILL_INTERVAL", "needs STRIPE_API_KEY to reach the Stripe API")
 	}
@@ -364,4 +374,28 @@ func (e *env) stripeAPI() StripeAPI {
 		}
 	}
 	return s
+}
+
+// notifySecret reads NOTIFY_SECRET, required with NOTIFY_URLS: "whsec_" and the base64 of the
+// key (Standard Webhooks), at least 24 bytes.
+func (e *env) notifySecret(urls []string) []byte {
+	for _, u := range urls {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			e.fail("NOTIFY_URLS", fmt.Sprintf("lists %q, not an http(s) URL", u))
+		}
+	}
+	v := strings.TrimSpace(e.getenv("NOTIFY_SECRET"))
+	if v == "" {
+		if len(urls) > 0 {
+			e.fail("NOTIFY_SECRET", "is required with NOTIFY_URLS: whsec_ followed by the base64 of the signing key")
+		}
+		return nil
+	}
+	b64, ok := strings.CutPrefix(v, "whsec_")
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if !ok || err != nil || len(key) < 24 || len(key) > 64 {
+		e.fail("NOTIFY_SECRET", "must be whsec_ followed by the base64 of a key of 24 to 64 bytes")
+		return nil
+	}
+	return key
 }

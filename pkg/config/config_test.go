@@ -193,3 +193,20 @@ func TestStreamReplicas(t *testing.T) {
 		})
 	}
 }
+
+func TestProcessorAdminAndNotify(t *testing.T) {
+	t.Parallel()
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	c, err := config.LoadProcessor(env(map[string]string{"ADMIN_TOKENS": "a, b", "NOTIFY_URLS": "https://app.example/hooks",
+		"NOTIFY_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, c.AdminTokens)
+	require.Equal(t, []string{"https://app.example/hooks"}, c.NotifyURLs)
+	require.Len(t, c.NotifySecret, 24)
+	_, err = config.LoadProcessor(env(map[string]string{"NOTIFY_URLS": "https://app.example/hooks"}))
+	require.ErrorContains(t, err, "NOTIFY_SECRET")
+	_, err = config.LoadProcessor(env(map[string]string{"NOTIFY_URLS": "ftp://x", "NOTIFY_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+	require.ErrorContains(t, err, "NOTIFY_URLS")
+	_, err = config.LoadProcessor(env(map[string]string{"NOTIFY_SECRET": "nope"}))
+	require.ErrorContains(t, err, "NOTIFY_SECRET")
+}

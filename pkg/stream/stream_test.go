@@ -94,3 +94,10 @@ func TestSubjectStaysShortWhateverTheInput(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, js.Conn().IsConnected())
 }
+
+func TestEntitlementSubjectOutsideTheStream(t *testing.T) {
+	t.Parallel()
+	s := stream.EntitlementSubject("live_acct_1", "u.4 2*>")
+	require.Equal(t, "tollgate.entitlements.live_acct_1.u_4_2__", s)
+	require.False(t, strings.HasPrefix(s, stream.SubjectPrefix+"."))
+}

@@ -60,6 +60,17 @@ const DefaultUserIDMetadataKey = "user_id"
 // State. Derive reads rules.UserIDMetadataKey only; the rest of the rules apply in
 // State.Entitlement. It does not modify events.
 func Derive(customerID string, events []Event, rules Rules) State {
+	history := historyOf(customerID, events)
+	f := newFold(customerID, rules)
+	for i := range history {
+		f.apply(&history[i])
+	}
+	return f.state()
+}
+
+// historyOf is the customer's history as Derive folds it: the events of customerID (or of no
+// customer), one per ID, in Order. It does not modify events.
+func historyOf(customerID string, events []Event) []Event {
 	history := make([]Event, 0, len(events))
 	for i := range events {
 		if c := events[i].CustomerID; c == "" || customerID == "" || c == customerID {
@@ -69,71 +80,87 @@ func Derive(customerID string, events []Event, rules Rules) State {
 	slices.SortFunc(history, compareCreatedID)
 	history = dedupe(history)
 	Order(history)
+	return history
+}
 
+// fold is the derivation's one copy of the rules: apply takes the history's events one at a time
+// in Order, state says what the events so far add up to. Derive and Explain both run it.
+type fold struct {
+	customerID      string
+	key             string // the user id metadata key
+	subs            map[string]*subscriptionState
+	metadataUser    string
+	checkoutUser    string
+	customerDeleted int64
+	summary         *EntitlementSummary
+	last            *Event
+}
+
+type subscriptionState struct {
+	object    *SubscriptionObject
+	deletedAt int64 // the first customer.subscription.deleted, 0 when none
+}
+
+func newFold(customerID string, rules Rules) *fold {
 	key := rules.UserIDMetadataKey
 	if key == "" {
 		key = DefaultUserIDMetadataKey
 	}
-	type subscriptionState struct {
-		object    *SubscriptionObject
-		deletedAt int64 // the first customer.subscription.deleted, 0 when none
-	}
-	var (
-		subs            map[string]*subscriptionState
-		metadataUser    string
-		checkoutUser    string
-		customerDeleted int64
-		summary         *EntitlementSummary
-	)
-	st := State{CustomerID: customerID}
-	for i := range history {
-		e := &history[i]
-		switch {
-		case e.Subscription != nil:
-			if subs == nil {
-				subs = make(map[string]*subscriptionState)
-			}
-			s := subs[e.Subscription.ID]
-			if s == nil {
-				s = &subscriptionState{}
-				subs[e.Subscription.ID] = s
-			}
-			s.object = e.Subscription
-			if e.Type == "customer.subscription.deleted" && s.deletedAt == 0 {
-				s.deletedAt = e.Created
-			}
-		case e.Customer != nil:
-			metadataUser = e.Customer.Metadata[key]
-			if (e.Type == "customer.deleted" || e.Customer.Deleted) && customerDeleted == 0 {
-				customerDeleted = e.Created
-			}
-		case e.Checkout != nil:
-			if e.Checkout.ClientReferenceID != "" {
-				checkoutUser = e.Checkout.ClientReferenceID
-			}
-		case e.EntitlementSummary != nil:
-			summary = e.EntitlementSummary
+	return &fold{customerID: customerID, key: key}
+}
+
+// apply folds one event, the next of the history in Order.
+func (f *fold) apply(e *Event) {
+	f.last = e
+	switch {
+	case e.Subscription != nil:
+		if f.subs == nil {
+			f.subs = make(map[string]*subscriptionState)
 		}
+		s := f.subs[e.Subscription.ID]
+		if s == nil {
+			s = &subscriptionState{}
+			f.subs[e.Subscription.ID] = s
+		}
+		s.object = e.Subscription
+		if e.Type == "customer.subscription.deleted" && s.deletedAt == 0 {
+			s.deletedAt = e.Created
+		}
+	case e.Customer != nil:
+		f.metadataUser = e.Customer.Metadata[f.key]
+		if (e.Type == "customer.deleted" || e.Customer.Deleted) && f.customerDeleted == 0 {
+			f.customerDeleted = e.Created
+		}
+	case e.Checkout != nil:
+		if e.Checkout.ClientReferenceID != "" {
+			f.checkoutUser = e.Checkout.ClientReferenceID
+		}
+	case e.EntitlementSummary != nil:
+		f.summary = e.EntitlementSummary
 	}
-	if len(history) > 0 {
-		last := &history[len(history)-1]
-		st.LastEventID, st.LastEventCreated = last.ID, last.Created
+}
+
+// state is the State of the events applied so far.
+func (f *fold) state() State {
+	st := State{CustomerID: f.customerID}
+	if f.last != nil {
+		st.LastEventID, st.LastEventCreated = f.last.ID, f.last.Created
 	}
-	st.UserID = metadataUser
+	st.UserID = f.metadataUser
 	if st.UserID == "" {
-		st.UserID = checkoutUser
+		st.UserID = f.checkoutUser
 	}
-	st.Deleted = customerDeleted != 0
-	if summary != nil {
-		st.EntitlementFeatures = slices.Clone(summary.LookupKeys)
+	st.Deleted = f.customerDeleted != 0
+	if f.summary != nil {
+		st.EntitlementFeatures = slices.Clone(f.summary.LookupKeys)
 	}
-	for _, s := range subs {
+	for _, s := range f.subs {
 		sub := subscriptionOf(s.object)
 		deletedAt := s.deletedAt
-		if deletedAt == 0 || (customerDeleted != 0 && customerDeleted < deletedAt) {
-			deletedAt = customerDeleted
+		if deletedAt == 0 || (f.customerDeleted != 0 && f.customerDeleted < deletedAt) {
+			deletedAt = f.customerDeleted
 		}
-		if s.deletedAt != 0 || customerDeleted != 0 {
+		if s.deletedAt != 0 || f.customerDeleted != 0 {
 			// As Stripe does: deleting a subscription or its customer cancels it for good, whatever
 			// a later event of the subscription says.
 			sub.Status = StatusCanceled

@@ -272,10 +272,14 @@ func (c *Client) fallback(userID string) Entitlement {
 }
 
 func (c *Client) fetch(ctx context.Context, userID string) (Entitlement, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	e, _, err := c.get(ctx, c.userURL(userID, url.Values{}), c.timeout)
+	return e, err
+}
+
+// userURL is the user endpoint of userID in the client's scope (WithLivemode, WithAccount), with
+// the query parameters q on top.
+func (c *Client) userURL(userID string, q url.Values) string {
 	u := c.base + "/v1/users/" + url.PathEscape(userID) + "/entitlement"
-	q := url.Values{}
 	if c.livemode != nil {
 		q.Set("livemode", fmt.Sprint(*c.livemode))
 	}
@@ -285,20 +289,27 @@ func (c *Client) fetch(ctx context.Context, userID string) (Entitlement, error) 
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
+	return u
+}
+
+// get asks for one answer within timeout; its header comes back too.
+func (c *Client) get(ctx context.Context, u string, timeout time.Duration) (Entitlement, http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return Entitlement{}, fmt.Errorf("queryapi: %w", err)
+		return Entitlement{}, nil, fmt.Errorf("queryapi: %w", err)
 	}
 	req.Header.Set("Authorization", c.auth)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.httpClient.Do(req)
 	if err != nil {
-		return Entitlement{}, fmt.Errorf("queryapi: %w", err)
+		return Entitlement{}, nil, fmt.Errorf("queryapi: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }() // read to the end below; nothing to report
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return Entitlement{}, fmt.Errorf("queryapi: read answer: %w", err)
+		return Entitlement{}, nil, fmt.Errorf("queryapi: read answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		apiErr := &Error{StatusCode: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
@@ -311,11 +322,11 @@ func (c *Client) fetch(ctx context.Context, userID string) (Entitlement, error) 
 		if json.Unmarshal(body, &eb) == nil && eb.Error.Code != "" {
 			apiErr.Code, apiErr.Message = eb.Error.Code, eb.Error.Message
 		}
-		return Entitlement{}, apiErr
+		return Entitlement{}, resp.Header, apiErr
 	}
 	var e Entitlement
 	if err := json.Unmarshal(body, &e); err != nil {
-		return Entitlement{}, fmt.Errorf("queryapi: decode answer: %w", err)
+		return Entitlement{}, nil, fmt.Errorf("queryapi: decode answer: %w", err)
 	}
-	return e, nil
+	return e, resp.Header, nil
 }

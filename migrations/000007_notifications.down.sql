@@ -1,0 +1,2 @@
+DROP TABLE notification_outbox;
+DROP TABLE notification_state;

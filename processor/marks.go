@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/tollgate/tollgate/pkg/entitlement"
+)
+
+// marksKeep is how long the read model remembers applied event and Checkout Session ids for
+// ?wait_for= (read your writes): a success page asks within seconds.
+const marksKeep = 24 * time.Hour
+
+// marksOf are the applied marks of a batch: each event of a customer, and each completed
+// Checkout Session, under its customer.
+func marksOf(events []admitted) []entitlement.Mark {
+	var out []entitlement.Mark
+	for _, a := range events {
+		c := a.event.CustomerID
+		if c == "" {
+			continue
+		}
+		k := scopeOf(a.event).Of(c)
+		out = append(out, entitlement.Mark{ID: a.event.ID, Customer: k})
+		if a.decoded.Checkout != nil && a.decoded.Checkout.ID != "" {
+			out = append(out, entitlement.Mark{ID: a.decoded.Checkout.ID, Customer: k})
+		}
+	}
+	return out
+}
+
+// pruneMarks deletes old marks hourly until ctx is done.
+func pruneMarks(ctx context.Context, q entitlement.Querier, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := entitlement.PruneMarks(ctx, q, marksKeep); err != nil && ctx.Err() == nil {
+			logger.Warn("prune applied marks", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
