@@ -145,10 +145,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			prev, existed := old[id]
 			changed := !existed || !prev.Same(row)
 			if existed && prev.UserID != "" && (changed || in.RefreshAllUsers) {
-				users[id.Scope.Of(prev.UserID)] = struct{}{} // the user the customer leaves, or keeps
+				users[id.Of(prev.UserID)] = struct{}{} // the user the customer leaves, or keeps
 			}
 			if row.UserID != "" && (changed || in.RefreshAllUsers) {
-				users[id.Scope.Of(row.UserID)] = struct{}{}
+				users[id.Of(row.UserID)] = struct{}{}
 			}
 			if changed {
 				rows = append(rows, row)

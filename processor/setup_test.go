@@ -239,7 +239,7 @@ func expect(tb testing.TB, rules subscription.Rules, raws ...[]byte) expected {
 		st := subscription.Derive(k.ID, events, rules)
 		out.customers[k] = entitlement.FromState(k.Scope, st, rules)
 		if st.UserID != "" {
-			uk := k.Scope.Of(st.UserID)
+			uk := k.Of(st.UserID)
 			u := out.users[uk]
 			u.CustomerIDs = append(u.CustomerIDs, k.ID)
 			out.users[uk] = u
