@@ -82,10 +82,10 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		ensured <- err
 	}()
 
-	go exitOnLost(serveCtx, conn, stop)
+	go natsconn.StopOnLost(serveCtx, conn, stop)
 
 	serveErr := httpx.Serve(serveCtx, srv, ln, shutdownTimeout)
-	lostErr := lost(serveCtx)
+	lostErr := natsconn.LostCause(serveCtx)
 	logger.Info("http server stopped; draining nats")
 	stop(nil)
 	ensureErr := <-ensured
@@ -97,28 +97,6 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		logger.Info("stopped")
 	}
 	return err
-}
-
-// exitOnLost stops the process (stop with natsconn.ErrLost) once the NATS connection closed for
-// good. nats.go reconnects by itself after a network failure, but a connection the server closed
-// on a protocol error stays closed, and a listener living on with it would answer every webhook
-// 503 while /healthz says ok. Exiting non-zero hands the restart to the supervisor (compose's
-// restart policy, Kubernetes), which rebuilds every NATS object from scratch: simpler and surer
-// than re-creating the connection, JetStream context and consumers in place.
-func exitOnLost(ctx context.Context, conn *natsconn.Conn, stop context.CancelCauseFunc) {
-	select {
-	case <-conn.Lost():
-		stop(natsconn.ErrLost)
-	case <-ctx.Done():
-	}
-}
-
-// lost is natsconn.ErrLost when that is why ctx ended, else nil.
-func lost(ctx context.Context) error {
-	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrLost) {
-		return cause
-	}
-	return nil
 }
 
 // ensureStream creates or updates the stream with opts (STREAM_REPLICAS), retrying with a capped

@@ -16,6 +16,7 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/tollgate/tollgate/pkg/httpx"
+	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 
@@ -116,7 +117,7 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 	// WARNING: the 200 is written by the caller only after this returns a PubAck, i.e. after
 	// JetStream stored the event. Answering before the publish returns (or publishing
 	// asynchronously) would tell Stripe to stop retrying an event that may be lost.
-	ack, err := publishEvent(ctx, s.js, ev) // the processor's backfill stores events the same way
+	ack, err := stream.Publish(ctx, s.js, ev) // the processor's backfill stores events the same way
 	s.metrics.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, ev, err

@@ -49,11 +49,6 @@ type eventSource interface {
 	Events(ctx context.Context, q eventQuery) iter.Seq2[json.RawMessage, error]
 }
 
-// eventPublisher is what storing an event needs of JetStream.
-type eventPublisher interface {
-	Publish(ctx context.Context, subject string, payload []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
-}
-
 // counts are a backfill's tallies. New events were in neither the event store nor JetStream's
 // duplicate window, and were published; AlreadyHad ones were in either (the event store, at any
 // age, or a received event not yet applied: PubAck.Duplicate). Skipped events could not be
@@ -76,7 +71,7 @@ type backfiller struct {
 	events eventSource
 	// received is the event store, asked which events of a page were never received.
 	received eventstore.Querier
-	js       eventPublisher
+	js       stream.Publisher
 	// store and key keep a checkpoint of the run; a nil store keeps none.
 	store *stateStore
 	key   string
@@ -218,7 +213,7 @@ func (r *backfillRun) publish(ctx context.Context, ev stripeevent.Event) error {
 	// the cursor moves past an event only after JetStream acknowledged it. Advancing it first
 	// would let a resumed run skip an event that was never stored.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	ack, err := publishEvent(pctx, r.js, ev)
+	ack, err := stream.Publish(pctx, r.js, ev)
 	cancel()
 	switch {
 	case errors.Is(err, nats.ErrMaxPayload):
@@ -232,21 +227,6 @@ func (r *backfillRun) publish(ctx context.Context, ev stripeevent.Event) error {
 		r.cp.Counts.New++
 	}
 	return nil
-}
-
-// publishEvent stores one event's raw bytes in the stream exactly as the listener's webhook
-// does: subject stream.Subject(customer, type), Nats-Msg-Id the event id, so JetStream drops the
-// same event again within its duplicate window (PubAck.Duplicate) and the event store applies it
-// once at any age. It returns once JetStream acknowledged the write, or with an error wrapping
-// the publish's (nats.ErrMaxPayload, context errors, ...).
-func publishEvent(ctx context.Context, js eventPublisher, ev stripeevent.Event) (*jetstream.PubAck, error) {
-	ack, err := js.Publish(ctx, stream.Subject(ev.CustomerID, ev.Type), ev.Raw,
-		jetstream.WithMsgID(ev.ID),
-		jetstream.WithExpectStream(stream.Name))
-	if err != nil {
-		return nil, fmt.Errorf("publish event %s: %w", ev.ID, err)
-	}
-	return ack, nil
 }
 
 func (b *backfiller) warnf(format string, args ...any) {

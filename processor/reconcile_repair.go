@@ -82,7 +82,7 @@ func repairDrift(ctx context.Context, cfg config.Processor, api objectReader, po
 		}
 		for _, ev := range evs {
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-			_, err := publishEvent(pctx, js, ev)
+			_, err := stream.Publish(pctx, js, ev)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", d.SubscriptionID, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/stripe/stripe-go/v76/form"
 
 	"github.com/tollgate/tollgate/pkg/repair"
+	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
@@ -244,7 +245,7 @@ func newRepairMetrics(reg prometheus.Registerer) *repairMetrics {
 type repairer struct {
 	db      repairDB
 	api     objectReader // nil without STRIPE_API_KEY
-	js      eventPublisher
+	js      stream.Publisher
 	log     *slog.Logger
 	metrics *repairMetrics
 	now     func() time.Time
@@ -357,7 +358,7 @@ func (r *repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
 	}
 	for _, ev := range evs {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-		_, err := publishEvent(pctx, r.js, ev)
+		_, err := stream.Publish(pctx, r.js, ev)
 		cancel()
 		if err != nil {
 			return "", err

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/tollgate/tollgate/pkg/stream"
 )
 
 const (
@@ -68,7 +70,7 @@ type scheduler struct {
 	interval time.Duration
 	types    []string
 	events   eventSource
-	js       eventPublisher
+	js       stream.Publisher
 	pool     *pgxpool.Pool
 	store    *stateStore
 	logger   *slog.Logger
@@ -77,7 +79,7 @@ type scheduler struct {
 }
 
 // newScheduler builds the scheduled backfill of one processor.
-func newScheduler(interval time.Duration, types []string, events eventSource, js eventPublisher, pool *pgxpool.Pool,
+func newScheduler(interval time.Duration, types []string, events eventSource, js stream.Publisher, pool *pgxpool.Pool,
 	logger *slog.Logger, m *backfillMetrics,
 ) *scheduler {
 	host, _ := os.Hostname()

@@ -121,7 +121,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		httpDone <- err
 	}()
 
-	go exitOnLost(runCtx, conn, stop)
+	go natsconn.StopOnLost(runCtx, conn, stop)
 
 	var wg sync.WaitGroup
 	var runErr error
@@ -149,7 +149,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	if runErr != nil && ctx.Err() != nil {
 		runErr = nil // stopped while starting: not a failure
 	}
-	lostErr := lost(runCtx)
+	lostErr := natsconn.LostCause(runCtx)
 	stop(nil)
 	logger.Info("consumer stopped; shutting down")
 	wg.Wait()
@@ -285,23 +285,4 @@ func migrateStream(ctx context.Context, js jetstream.JetStream, durable string, 
 	if err := stream.MigrateToWorkQueue(ctx, js, stream.Options{}, durable, time.Second, logger); err != nil && ctx.Err() == nil {
 		logger.Error("stream migration to a work queue failed; the limits stream stays in use", "error", err)
 	}
-}
-
-// exitOnLost stops the processor (stop with natsconn.ErrLost) once the NATS connection closed
-// for good: the consumer could never fetch again. The process exits non-zero and its supervisor
-// restarts it with a fresh connection and consumer; unacknowledged messages are redelivered.
-func exitOnLost(ctx context.Context, conn *natsconn.Conn, stop context.CancelCauseFunc) {
-	select {
-	case <-conn.Lost():
-		stop(natsconn.ErrLost)
-	case <-ctx.Done():
-	}
-}
-
-// lost is natsconn.ErrLost when that is why ctx ended, else nil.
-func lost(ctx context.Context) error {
-	if cause := context.Cause(ctx); errors.Is(cause, natsconn.ErrLost) {
-		return cause
-	}
-	return nil
 }

@@ -3,6 +3,7 @@
 package natsconn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,4 +144,26 @@ func (c *Conn) DrainWait(timeout time.Duration) error {
 		c.Close()
 		return fmt.Errorf("nats drain did not finish in %s", timeout)
 	}
+}
+
+// StopOnLost calls stop(ErrLost) once c's connection closed for good, or returns when ctx is
+// done. nats.go reconnects by itself after a network failure, but a connection the server closed
+// on a protocol error stays closed; a process living on with it would fail every publish or
+// fetch while /healthz says ok. Stopping with ErrLost makes the process exit non-zero, and its
+// supervisor restarts it with every NATS object built afresh: simpler and surer than re-creating
+// the connection, JetStream context and consumers in place. Run it in a goroutine.
+func StopOnLost(ctx context.Context, c *Conn, stop context.CancelCauseFunc) {
+	select {
+	case <-c.Lost():
+		stop(ErrLost)
+	case <-ctx.Done():
+	}
+}
+
+// LostCause is ErrLost when that is why ctx ended (StopOnLost), else nil.
+func LostCause(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLost) {
+		return cause
+	}
+	return nil
 }
