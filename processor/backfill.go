@@ -281,20 +281,13 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 	defer pool.Close()
 	store := &stateStore{db: pool}
 
-	nc, closed, err := connectCommandNATS(cfg.NATSURL, "tollgate-processor-backfill")
+	js, done, err := openCommandStream(ctx, cfg, "tollgate-processor-backfill")
 	if err != nil {
 		return err
 	}
-	defer closeNATS(nc, closed)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer done()
 	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	if _, err := stream.Ensure(setupCtx, js, stream.Options{Replicas: cfg.StreamReplicas}); err != nil {
-		return fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
-	}
 
 	key, params := checkpointKey(sc, o.Since, o.Undelivered, o.Types)
 	cp, found, err := store.loadCheckpoint(setupCtx, key)
@@ -465,6 +458,28 @@ func filters(o backfillOptions) string {
 		return ""
 	}
 	return ", " + strings.Join(f, ", ")
+}
+
+// openCommandStream connects an operator command to JetStream and makes sure the stream exists
+// (STREAM_REPLICAS as configured). done closes the connection once every publish was
+// acknowledged.
+func openCommandStream(ctx context.Context, cfg config.Processor, name string) (js jetstream.JetStream, done func(), err error) {
+	nc, closed, err := connectCommandNATS(cfg.NATSURL, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() { closeNATS(nc, closed) }
+	if js, err = jetstream.New(nc); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	if _, err := stream.Ensure(setupCtx, js, stream.Options{Replicas: cfg.StreamReplicas}); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
+	}
+	return js, done, nil
 }
 
 // connectCommandNATS connects an operator command: one attempt, failing fast with a message

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/pkg/backoff"
 	"github.com/tollgate/tollgate/pkg/config"
@@ -49,20 +48,11 @@ func reconcileOnce(ctx context.Context, api subscriptionSource, pool *pgxpool.Po
 // processor applies them as it applies every event; then it waits, up to wait, until the event
 // store holds them all. A subscription unknown to Stripe has nothing to read and is left as it is.
 func repairDrift(ctx context.Context, cfg config.Processor, api objectReader, pool *pgxpool.Pool, sc scope.Scope, drift []drift, wait time.Duration, say func(string, ...any)) error {
-	nc, closed, err := connectCommandNATS(cfg.NATSURL, "tollgate-processor-reconcile")
+	js, done, err := openCommandStream(ctx, cfg, "tollgate-processor-reconcile")
 	if err != nil {
 		return err
 	}
-	defer closeNATS(nc, closed)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	if _, err := stream.Ensure(setupCtx, js, stream.Options{Replicas: cfg.StreamReplicas}); err != nil {
-		return fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
-	}
+	defer done()
 	source := fmt.Sprintf("reconcile_%d", time.Now().UnixNano())
 	var ids []string
 	for _, d := range drift {
