@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/failopen"
+	"github.com/tollgate/tollgate/pkg/scope"
 )
 
 // chromiumPath finds the browser the console test drives; it fails the test, never skips it.
@@ -182,9 +183,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
-	// The pipeline.
-	html, _ = page(t, ctx, "#lag", nav("/admin/pipeline"), chromedp.WaitVisible(css("#pipeline")))
+	// The pipeline, with the last reconcile as `processor reconcile` records it.
+	require.NoError(t, recordReconcile(t.Context(), b.db.Pool, scope.Scope{}, reconcileReport{Customers: 2, Subscriptions: 2,
+		Drift: []drift{{CustomerID: "cus_CON1", SubscriptionID: "sub_CON1", Kind: "status", Stripe: "canceled", Tollgate: "active"}}}))
+	html, _ = page(t, ctx, "#pipeline", nav("/admin/pipeline"), chromedp.WaitVisible(css("#pipeline")))
 	contains(t, html, "0 pending")
+	contains(t, html, "1 drift in 1 customers")
 	shot(t, ctx, dir, "pipeline")
 
 	// A change without the CSRF token is refused, with the cookie.
