@@ -33,7 +33,7 @@ import (
 )
 
 //go:embed templates/*.html
-var consoleTemplates embed.FS //nolint:gochecknoglobals // embedded, read-only
+var consoleTemplates embed.FS
 
 const (
 	consoleCookie = "tollgate_admin"
@@ -231,6 +231,11 @@ func (c *console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 }
 
+// scopeURL is scopeQuery for an href of a template, which would otherwise escape its = and &.
+func scopeURL(sc scope.Scope) template.URL {
+	return template.URL(scopeQuery(sc)) //nolint:gosec // G203: url.Values.Encode escaped it
+}
+
 // searchHit is one search result.
 type searchHit struct {
 	Kind, ID, Scope, Href, Why string
@@ -395,7 +400,7 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 		CanRepair  bool
 		Subs       int
 		ScopeQuery template.URL
-	}{ID: id, ScopeQuery: template.URL(scopeQuery(sc)), Scope: sc.String(), Scopes: scopeLinks("/admin/customers/"+url.PathEscape(id), keys, sc), CanRepair: c.CanRepair}
+	}{ID: id, ScopeQuery: scopeURL(sc), Scope: sc.String(), Scopes: scopeLinks("/admin/customers/"+url.PathEscape(id), keys, sc), CanRepair: c.CanRepair}
 	cu, err := entitlement.GetCustomer(ctx, c.Pool, sc.Of(id))
 	switch {
 	case err == nil:
@@ -454,7 +459,7 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 		CustomerIDs []string
 		ScopeQuery  template.URL
 		Events      []pageEvent
-	}{ID: id, Scope: sc.String(), Scopes: scopeLinks("/admin/users/"+url.PathEscape(id), keys, sc), ScopeQuery: template.URL(scopeQuery(sc))} //nolint:gosec // built by url.Values.Encode
+	}{ID: id, Scope: sc.String(), Scopes: scopeLinks("/admin/users/"+url.PathEscape(id), keys, sc), ScopeQuery: scopeURL(sc)}
 	u, err := entitlement.GetUser(ctx, c.Pool, sc.Of(id))
 	switch {
 	case err == nil:
@@ -613,21 +618,22 @@ func (c *console) setFailOpen(r *http.Request) (string, string, error) {
 
 // pipelineView is what /admin/pipeline shows; a part that could not be read names its error.
 type pipelineView struct {
-	Pending, AckPending uint64
-	ConsumerErr         string
-	StreamMsgs, Bytes   uint64
-	MaxBytes            int64
-	OldestUnapplied     string
-	StreamErr           string
-	DeadLetters         int64
-	Notify              outbox.Stats
-	NotifyErr           string
-	Repairs             map[string]int
-	RepairsErr          string
-	Backfill            *scheduledState
-	BackfillErr         string
-	Reconcile           *reconcileState
-	ReconcileErr        string
+	Pending           uint64
+	AckPending        int
+	ConsumerErr       string
+	StreamMsgs, Bytes uint64
+	MaxBytes          int64
+	OldestUnapplied   string
+	StreamErr         string
+	DeadLetters       int64
+	Notify            outbox.Stats
+	NotifyErr         string
+	Repairs           map[string]int
+	RepairsErr        string
+	Backfill          *scheduledState
+	BackfillErr       string
+	Reconcile         *reconcileState
+	ReconcileErr      string
 }
 
 func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
@@ -638,7 +644,7 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	if c.JS != nil {
 		if cons, err := c.JS.Consumer(ctx, stream.Name, defaultConsumerOptions().Durable); err == nil {
 			if info, err := cons.Info(ctx); err == nil {
-				p.Pending, p.AckPending = info.NumPending, uint64(info.NumAckPending)
+				p.Pending, p.AckPending = info.NumPending, info.NumAckPending
 			} else {
 				p.ConsumerErr = err.Error()
 			}

@@ -64,7 +64,7 @@ func shot(t *testing.T, ctx context.Context, dir, name string) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, file), png, 0o600))
 	if out := os.Getenv("TOLLGATE_SCREENSHOTS"); out != "" {
 		require.NoError(t, os.MkdirAll(out, 0o750))
-		require.NoError(t, os.WriteFile(filepath.Join(out, file), png, 0o644)) //nolint:gosec // screenshots for the docs
+		require.NoError(t, os.WriteFile(filepath.Join(out, file), png, 0o644))
 	}
 }
 
