@@ -285,6 +285,9 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 			return err
 		}
 	}
+	if err := recordReconcile(ctx, pool, sc, r); err != nil { // the console shows the last one
+		say("could not record this run for the console: %v", err)
+	}
 	if len(r.Drift) > 0 {
 		return fmt.Errorf("reconcile: %w in %s (table on stdout)", errDrift, plural(r.driftCustomers(), "customer"))
 	}

@@ -106,6 +106,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.check, consumerCheck(&started))
 	handler = withAdmin(handler, cfg.AdminTokens, pool, rules, logger) // issue 15: the admin API, when ADMIN_TOKENS is set
+	handler = withConsole(handler, consoleDeps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.api != nil, Rules: rules, Log: logger})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))

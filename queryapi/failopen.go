@@ -13,11 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tollgate/tollgate/pkg/failopen"
+
 	"github.com/tollgate/tollgate/pkg/config"
 )
 
-// failOpenName is the row of the switches table (migrations/000002) this switch lives in.
-const failOpenName = "fail_open"
 
 // rowQuerier reads one row: a pool, a connection or a transaction.
 type rowQuerier interface {
@@ -141,36 +141,17 @@ func (f *failOpenSwitch) run(ctx context.Context) {
 }
 
 // errNoSwitch means the switches table has no fail_open row (migrations not applied).
-var errNoSwitch = errors.New("the switches table has no fail_open row: apply the migrations (processor migrate)")
+var errNoSwitch = failopen.ErrNoSwitch
 
+// readFailOpen and setFailOpen go through pkg/failopen, which owns the switch's statements.
 func readFailOpen(ctx context.Context, q rowQuerier) (switchStatus, error) {
-	var st switchStatus
-	err := q.QueryRow(ctx, `SELECT enabled, updated_at FROM switches WHERE name = $1`, failOpenName).Scan(&st.On, &st.Since)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return switchStatus{}, errNoSwitch
-	}
-	if err != nil {
-		return switchStatus{}, fmt.Errorf("read the fail-open switch: %w", err)
-	}
-	st.Since = st.Since.UTC()
-	return st, nil
+	st, err := failopen.Read(ctx, q)
+	return switchStatus{On: st.On, Since: st.Since}, err
 }
 
-// setFailOpen flips the switch. Since moves only when the state changes, so turning on a switch
-// that is already on keeps the time it went on. UPDATE only: the operator's role needs no INSERT.
 func setFailOpen(ctx context.Context, q rowQuerier, on bool) (switchStatus, error) {
-	var st switchStatus
-	err := q.QueryRow(ctx, `UPDATE switches SET enabled = $2,
-			updated_at = CASE WHEN enabled = $2 THEN updated_at ELSE now() END
-		WHERE name = $1 RETURNING enabled, updated_at`, failOpenName, on).Scan(&st.On, &st.Since)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return switchStatus{}, errNoSwitch
-	}
-	if err != nil {
-		return switchStatus{}, fmt.Errorf("set the fail-open switch: %w", err)
-	}
-	st.Since = st.Since.UTC()
-	return st, nil
+	st, err := failopen.Set(ctx, q, on)
+	return switchStatus{On: st.On, Since: st.Since}, err
 }
 
 // failOpenCommand is `queryapi fail-open on|off|status`. It needs DATABASE_URL only, and a

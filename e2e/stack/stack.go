@@ -48,6 +48,7 @@ type Stack struct {
 	opts          Options
 	WebhookSecret string // the generated dev signing secret
 	Token         string // the generated dev API token
+	AdminToken    string // the generated dev admin token (ADMIN_TOKENS: admin API and console)
 	NATSURL       string
 	DatabaseURL   string
 	EmbeddedNATS  bool
@@ -108,6 +109,9 @@ func (st *Stack) start(ctx context.Context) error {
 	if st.Token, err = persistentSecret(filepath.Join(opts.DataDir, "api-token"), "tg_dev_"); err != nil {
 		return err
 	}
+	if st.AdminToken, err = persistentSecret(filepath.Join(opts.DataDir, "admin-token"), "tg_admin_"); err != nil {
+		return err
+	}
 	if err := st.startNATS(ctx); err != nil {
 		return err
 	}
@@ -138,6 +142,9 @@ func (st *Stack) serviceEnv(service, addr string) map[string]string {
 	}
 	if service == Listener {
 		delete(env, "DATABASE_URL") // the listener never connects to Postgres
+	}
+	if service == Processor {
+		env["ADMIN_TOKENS"] = st.AdminToken // the admin API and the console at /admin/
 	}
 	if service == QueryAPI {
 		// A development stack answers from test mode, which `stripe listen` forwards and the

@@ -65,8 +65,8 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}
 	envFile := filepath.Join(dataDir, "stack.env")
 	if err := os.WriteFile(envFile, fmt.Appendf(nil,
-		"LISTENER_URL=%s\nQUERYAPI_URL=%s\nPROCESSOR_URL=%s\nSTRIPE_WEBHOOK_SECRET=%s\nQUERYAPI_TOKEN=%s\n",
-		st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.WebhookSecret, st.Token), 0o600); err != nil {
+		"LISTENER_URL=%s\nQUERYAPI_URL=%s\nPROCESSOR_URL=%s\nSTRIPE_WEBHOOK_SECRET=%s\nQUERYAPI_TOKEN=%s\nADMIN_TOKEN=%s\n",
+		st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.WebhookSecret, st.Token, st.AdminToken), 0o600); err != nil {
 		_ = st.Stop()
 		return fmt.Errorf("write %s: %w", envFile, err)
 	}
@@ -77,6 +77,7 @@ Tollgate is running (Ctrl-C stops it).
   webhooks   %[1]s/webhooks/stripe
   queries    %[2]s/v1/users/{user_id}/entitlement
   processor  %[3]s/metrics
+  console    %[3]s/admin/   (sign in with the admin token %[5]s)
 
 Forward Stripe test-mode events (Stripe CLI), then restart with the whsec_ it prints:
   stripe listen --forward-to %[1]s/webhooks/stripe
@@ -88,7 +89,7 @@ Ask for an entitlement:
 See the whole flow with signed demo events, in another terminal:
   make demo
 
-`, st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.Token)
+`, st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.Token, st.AdminToken)
 
 	select {
 	case <-ctx.Done():
