@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -187,26 +188,36 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []sc
 	if len(missing) == 0 {
 		return out, envelopes, nil
 	}
-	stored, err := eventstore.Payloads(ctx, tx, missing)
-	if err != nil {
-		return nil, nil, err
-	}
-	decodedNow := make([]decoded, len(stored))
-	parallel(len(stored), func(i int) {
-		r := stored[i]
-		// The store keeps the first copy of an id: the batch's copy stands for it only when the
-		// bytes are the same.
-		if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
-			decodedNow[i] = decoded{id: r.ID, event: a.decoded, ok: true}
-		} else {
-			decodedNow[i] = p.decodeStored(r.Customer, r.ID, r.Payload)
+	// Payloads are read in pages, so that a scratch derivation of a long history (a late event,
+	// a replay) holds at most a page of raw payloads at a time, besides the decoded events.
+	decodedNow := make([]decoded, 0, len(missing))
+	for page := range slices.Chunk(missing, payloadPage) {
+		stored, err := eventstore.Payloads(ctx, tx, page)
+		if err != nil {
+			return nil, nil, err
 		}
-	})
-	for i, r := range stored {
-		out[r.Customer].add(decodedNow[i])
+		decodedPage := make([]decoded, len(stored))
+		parallel(len(stored), func(i int) {
+			r := stored[i]
+			// The store keeps the first copy of an id: the batch's copy stands for it only when the
+			// bytes are the same.
+			if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
+				decodedPage[i] = decoded{id: r.ID, event: a.decoded, ok: true}
+			} else {
+				decodedPage[i] = p.decodeStored(r.Customer, r.ID, r.Payload)
+			}
+		})
+		for i, r := range stored {
+			out[r.Customer].add(decodedPage[i])
+		}
+		decodedNow = append(decodedNow, decodedPage...)
 	}
 	return out, append(decodedNow, envelopes...), nil
 }
+
+// payloadPage is how many payloads loadHistories reads per statement: at 2-8 KB each, at most
+// ~8 MB of raw JSON in memory at once.
+const payloadPage = 1000
 
 // parallel calls fn(i) for every i in [0, n), spread over the available CPUs: decoding a long
 // history is CPU work that Postgres is not waiting on.
