@@ -62,7 +62,7 @@ func BenchmarkReplay(b *testing.B) {
 				p := &projector{db: db.Pool, rules: subscription.DefaultRules(), log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry())}
 				if cache == "warm" {
 					p.cache = newEventCache(defaultEventCacheSize)
-					_, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}})
+					_, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
 					require.NoError(b, err)
 				}
 				b.ResetTimer()
@@ -71,7 +71,7 @@ func BenchmarkReplay(b *testing.B) {
 					_, err := db.Pool.Exec(ctx, `DELETE FROM customer_entitlements`)
 					require.NoError(b, err)
 					b.StartTimer()
-					res, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}})
+					res, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
 					require.NoError(b, err)
 					require.Equal(b, 1, res.Changed)
 				}

@@ -5,6 +5,7 @@ import (
 	"container/list"
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -15,9 +16,11 @@ import (
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
-// defaultEventCacheSize bounds the decoded events serve keeps in memory: 0.5 to 1 KB each
-// (measured ~600 bytes for a mix of subscription and invoice events), so at most ~100 MB.
-const defaultEventCacheSize = 100_000
+// defaultEventCacheSize bounds the memory of the decoded events serve keeps, in bytes as
+// estimated by decodedSize: 64 MiB. Since checkpoints (issue 12) a batch decodes only the events
+// after its customers' checkpoints, so the cache mostly spares re-reading the same-second tails
+// and the events of a late delivery's scratch derivation.
+const defaultEventCacheSize = 64 << 20
 
 // eventCache keeps decoded stored events by event id, least recently used out first. An entry
 // never goes stale: the store keeps the first copy of an event id forever and Decode is pure, so
@@ -26,9 +29,13 @@ const defaultEventCacheSize = 100_000
 // payload (2-8 KB of JSON) costs far more than loading its id, deriving and writing together
 // (a 1,000-event history: ~25 ms cold, ~2.5 ms cached); with the cache a batch parses only the
 // events it has not seen. A nil *eventCache caches nothing.
+//
+// The bound is in bytes, not entries: a decoded subscription event with many prices is ten times
+// an invoice event, and a bound in entries let one long history fill hundreds of megabytes.
 type eventCache struct {
 	mu    sync.Mutex
-	max   int
+	max   int // bytes, as decodedSize estimates them
+	size  int
 	order *list.List // of decoded, front is the most recently used
 	byID  map[string]*list.Element
 }
@@ -41,8 +48,52 @@ type decoded struct {
 	ok    bool
 }
 
-func newEventCache(size int) *eventCache {
-	return &eventCache{max: size, order: list.New(), byID: make(map[string]*list.Element, size)}
+// newEventCache returns a cache of at most maxBytes of decoded events (decodedSize).
+func newEventCache(maxBytes int) *eventCache {
+	return &eventCache{max: maxBytes, order: list.New(), byID: make(map[string]*list.Element)}
+}
+
+// decodedSize estimates the heap a cached decoded event holds: the entry, list element and map
+// slot overhead, the Event struct and its objects, and their strings. It errs high rather than
+// low (string headers and map buckets are counted at their full size).
+func decodedSize(d decoded) int {
+	const (
+		entry  = 48 + 16 + 48 + 96 // map slot, string header, list.Element, decoded without event
+		event  = 112               // subscription.Event
+		sub    = 360               // subscription.SubscriptionObject
+		object = 64                // customer, checkout or summary object
+		str    = 16                // a string header
+	)
+	e := &d.event
+	n := entry + event + len(d.id) + len(e.ID) + len(e.Type) + len(e.CustomerID)
+	strs := func(ss []string) {
+		for _, s := range ss {
+			n += str + len(s)
+		}
+	}
+	if o := e.Subscription; o != nil {
+		// twice: the object and, for most updates, the prior state it links from
+		n += 2 * (sub + len(o.ID) + len(o.CustomerID) + len(o.Status) + len(o.PauseBehavior))
+		strs(o.PriceIDs)
+		strs(o.ProductIDs)
+		strs(o.PriceIDs)
+		strs(o.ProductIDs)
+	}
+	if o := e.Customer; o != nil {
+		n += 2 * (object + len(o.ID))
+		for k, v := range o.Metadata {
+			n += 2 * (2*str + len(k) + len(v) + 16)
+		}
+	}
+	if o := e.Checkout; o != nil {
+		n += object + len(o.ID) + len(o.ClientReferenceID) + len(o.SubscriptionID)
+	}
+	if o := e.EntitlementSummary; o != nil {
+		n += 2 * object
+		strs(o.LookupKeys)
+		strs(o.LookupKeys)
+	}
+	return n
 }
 
 func (c *eventCache) get(id string) (decoded, bool) {
@@ -69,10 +120,16 @@ func (c *eventCache) put(d decoded) {
 		c.order.MoveToFront(e)
 		return
 	}
+	size := decodedSize(d)
+	if size > c.max {
+		return
+	}
 	c.byID[d.id] = c.order.PushFront(d)
-	for c.order.Len() > c.max {
+	c.size += size
+	for c.size > c.max {
 		old := c.order.Remove(c.order.Back()).(decoded) //nolint:forcetypeassert // only decoded values are stored
 		delete(c.byID, old.id)
+		c.size -= decodedSize(old)
 	}
 }
 
@@ -90,8 +147,9 @@ func (h *history) add(d decoded) {
 	}
 }
 
-// loadHistories reads the stored histories of the customers from the event store: the envelopes
-// of all their events, then the payloads of those not in the cache whose object the derivation
+// loadHistories reads the stored histories of the customers from the event store, each after
+// its bound in after (the customer's checkpoint, or math.MinInt64 for the whole history): the
+// envelopes of those events, then the payloads of those not in the cache whose object the derivation
 // reads. A payload identical to an
 // event of this batch (fresh) reuses the batch's decoding; any other is parsed and decoded. The
 // newly decoded events come back too, for the cache once the transaction has committed. Only
@@ -101,11 +159,11 @@ func (h *history) add(d decoded) {
 // A stored event that no longer parses or decodes (the store only takes events that did, so only
 // a stricter version of the code can meet one) is left out and reported: failing the customer
 // instead would block every later event of the customer.
-func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []scope.Key, fresh map[string]admitted) (map[scope.Key]*history, []decoded, error) {
+func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []scope.Key, after []int64, fresh map[string]admitted) (map[scope.Key]*history, []decoded, error) {
 	out := make(map[scope.Key]*history, len(customers))
 	var missing []string
 	var envelopes []decoded
-	err := eventstore.ForEachEnvelope(ctx, tx, customers, func(e eventstore.Envelope) error {
+	err := eventstore.ForEachEnvelopeAfter(ctx, tx, customers, after, func(e eventstore.Envelope) error {
 		h := out[e.Customer]
 		if h == nil {
 			h = &history{}
@@ -130,26 +188,36 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []sc
 	if len(missing) == 0 {
 		return out, envelopes, nil
 	}
-	stored, err := eventstore.Payloads(ctx, tx, missing)
-	if err != nil {
-		return nil, nil, err
-	}
-	decodedNow := make([]decoded, len(stored))
-	parallel(len(stored), func(i int) {
-		r := stored[i]
-		// The store keeps the first copy of an id: the batch's copy stands for it only when the
-		// bytes are the same.
-		if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
-			decodedNow[i] = decoded{id: r.ID, event: a.decoded, ok: true}
-		} else {
-			decodedNow[i] = p.decodeStored(r.Customer, r.ID, r.Payload)
+	// Payloads are read in pages, so that a scratch derivation of a long history (a late event,
+	// a replay) holds at most a page of raw payloads at a time, besides the decoded events.
+	decodedNow := make([]decoded, 0, len(missing))
+	for page := range slices.Chunk(missing, payloadPage) {
+		stored, err := eventstore.Payloads(ctx, tx, page)
+		if err != nil {
+			return nil, nil, err
 		}
-	})
-	for i, r := range stored {
-		out[r.Customer].add(decodedNow[i])
+		decodedPage := make([]decoded, len(stored))
+		parallel(len(stored), func(i int) {
+			r := stored[i]
+			// The store keeps the first copy of an id: the batch's copy stands for it only when the
+			// bytes are the same.
+			if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
+				decodedPage[i] = decoded{id: r.ID, event: a.decoded, ok: true}
+			} else {
+				decodedPage[i] = p.decodeStored(r.Customer, r.ID, r.Payload)
+			}
+		})
+		for i, r := range stored {
+			out[r.Customer].add(decodedPage[i])
+		}
+		decodedNow = append(decodedNow, decodedPage...)
 	}
 	return out, append(decodedNow, envelopes...), nil
 }
+
+// payloadPage is how many payloads loadHistories reads per statement: at 2-8 KB each, at most
+// ~8 MB of raw JSON in memory at once.
+const payloadPage = 1000
 
 // parallel calls fn(i) for every i in [0, n), spread over the available CPUs: decoding a long
 // history is CPU work that Postgres is not waiting on.

@@ -18,13 +18,16 @@ type metrics struct {
 	replay        prometheus.Histogram
 	changed       prometheus.Counter
 	undecodable   prometheus.Counter
-	pending       prometheus.Gauge
-	ackPending    prometheus.Gauge
-	deadLetters   prometheus.Gauge
-	paused        prometheus.Gauge
-	streamBytes   prometheus.Gauge
-	streamLimit   prometheus.Gauge
-	oldestAge     prometheus.Gauge
+	// checkpointMisses counts customers derived from scratch because an event of the batch was
+	// not after their checkpoint (late deliveries, backfills).
+	checkpointMisses prometheus.Counter
+	pending          prometheus.Gauge
+	ackPending       prometheus.Gauge
+	deadLetters      prometheus.Gauge
+	paused           prometheus.Gauge
+	streamBytes      prometheus.Gauge
+	streamLimit      prometheus.Gauge
+	oldestAge        prometheus.Gauge
 }
 
 // eventTypeLabel bounds the type label of events_total: the types the derivation reads and the
@@ -104,6 +107,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		undecodable: f.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_processor_unreadable_stored_events_total",
 			Help: "Stored events the current code cannot parse or decode, left out of derivations (see the logs).",
+		}),
+		checkpointMisses: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_checkpoint_misses_total",
+			Help: "Customers derived from their whole history because an event arrived at or before their checkpoint.",
 		}),
 		pending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_processor_consumer_pending",

@@ -93,7 +93,7 @@ func (b *bundle) startNotifying(tb testing.TB, url string, key []byte) func() {
 	opts := defaultNotifyOptions()
 	opts.Backoff, opts.Poll = backoff.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}, 50*time.Millisecond
 	n := newNotifier(pool, []string{url}, key, conn.Conn, opts, log, reg)
-	proj := &projector{db: pool, rules: b.rules, cache: newEventCache(100), log: log, metrics: m, notify: n}
+	proj := &projector{db: pool, rules: b.rules, cache: newEventCache(100 << 10), log: log, metrics: m, notify: n}
 	c, err := newConsumer(tb.Context(), js, pool, proj, testOptions(), log, m)
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ type projector struct {
 	log     *slog.Logger
 	metrics *metrics
 	notify  *notifier // issue 15: nil records no notifications
+	// fullDerive turns checkpoints off (issue 12): every customer is derived from its whole
+	// history and no checkpoint is read or written. The benchmark's baseline.
+	fullDerive bool
 }
 
 // projectionInput is what one apply works on.
@@ -46,6 +50,9 @@ type projectionInput struct {
 	// RefreshAllUsers rebuilds the user rows of every re-derived customer, not only of those
 	// whose row changed (replay uses it to repair the user table too).
 	RefreshAllUsers bool
+	// FromScratch derives every customer from its whole history, ignoring stored checkpoints,
+	// and rewrites them (replay: a rules or code change must not trust the old fold).
+	FromScratch bool
 	// InTx, when set, runs inside the transaction after the append (redrive deletes the dead
 	// letter there, so the event leaves dead_letters exactly when it is applied).
 	InTx func(ctx context.Context, tx pgx.Tx) error
@@ -120,8 +127,15 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		if err := lockKeys(ctx, tx, "customer:", customers); err != nil {
 			return err
 		}
+		// issue 12: under the same locks, the checkpoints the last holder wrote; a customer
+		// resumes from its own unless a new event is not after it (a late delivery or a
+		// backfill), which derives it from scratch and writes a new one.
+		checkpoints, after, err := p.loadCheckpoints(ctx, tx, customers, events, in.FromScratch)
+		if err != nil {
+			return err
+		}
 		var histories map[scope.Key]*history
-		histories, decodedNow, err = p.loadHistories(ctx, tx, customers, fresh)
+		histories, decodedNow, err = p.loadHistories(ctx, tx, customers, after, fresh)
 		if err != nil {
 			return err
 		}
@@ -130,15 +144,27 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			return err
 		}
 		var rows []entitlement.Customer
+		var saves []entitlement.Checkpoint
 		users := make(map[scope.Key]struct{})
 		for _, id := range customers {
 			h := histories[id]
-			if h == nil {
+			cp, resumed := checkpoints[id]
+			if h == nil && !resumed {
 				continue // replay of a customer without events: nothing to derive
 			}
-			row, err := p.derive(id, h.events)
+			if h == nil {
+				h = &history{} // nothing after the checkpoint (a duplicate delivery)
+			}
+			var cpIn *subscription.Checkpoint
+			if resumed {
+				cpIn = &cp
+			}
+			row, next, err := p.derive(id, cpIn, h.events)
 			if err != nil {
 				return err
+			}
+			if !p.fullDerive && (!resumed || next.Created != cp.Created) {
+				saves = append(saves, entitlement.Checkpoint{Customer: id, State: next})
 			}
 			res.Derived++
 			res.Skipped += h.skipped
@@ -155,6 +181,9 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			}
 		}
 		if err := entitlement.SaveCustomers(ctx, tx, rows); err != nil {
+			return err
+		}
+		if err := entitlement.SaveCheckpoints(ctx, tx, saves); err != nil {
 			return err
 		}
 		res.Changed = len(rows)
@@ -190,19 +219,73 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 	return res, nil
 }
 
-// derive folds one customer's decoded history into its read-model row. A panic (a bug some
-// history triggers) is returned as an error wrapping errDerivePanic.
-func (p *projector) derive(customer scope.Key, events []subscription.Event) (row entitlement.Customer, err error) {
+// derive folds one customer's decoded history into its read-model row: events are the events
+// after cp, or the whole history when cp is nil, and next is the checkpoint to store. A panic (a
+// bug some history triggers) is returned as an error wrapping errDerivePanic.
+func (p *projector) derive(customer scope.Key, cp *subscription.Checkpoint, events []subscription.Event) (row entitlement.Customer, next subscription.Checkpoint, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: customer %s (%s): %v", errDerivePanic, customer.ID, customer.Scope, r)
 		}
 	}()
 	start := time.Now()
-	state := subscription.Derive(customer.ID, events, p.rules)
+	var state subscription.State
+	if p.fullDerive {
+		state = subscription.Derive(customer.ID, events, p.rules)
+	} else if state, next, err = subscription.Resume(customer.ID, cp, events, p.rules); err != nil {
+		// loadCheckpoints only resumes from valid checkpoints older than every tail event.
+		return entitlement.Customer{}, next, fmt.Errorf("derive customer %s (%s): %w", customer.ID, customer.Scope, err)
+	}
 	row = entitlement.FromState(customer.Scope, state, p.rules)
 	p.metrics.derive.Observe(time.Since(start).Seconds())
-	return row, nil
+	return row, next, nil
+}
+
+// loadCheckpoints reads the customers' stored checkpoints and says, for each customer in
+// order, after which created its events must be loaded: the checkpoint's T when the customer
+// resumes from it, math.MinInt64 (the whole history) when it has none, the checkpoint is of
+// another fold or rules, an event of this batch is not after it, or scratch is asked for. Only
+// the checkpoints resumed from are in the map.
+func (p *projector) loadCheckpoints(ctx context.Context, tx pgx.Tx, customers []scope.Key, events []admitted, scratch bool) (map[scope.Key]subscription.Checkpoint, []int64, error) {
+	after := make([]int64, len(customers))
+	for i := range after {
+		after[i] = math.MinInt64
+	}
+	if scratch || p.fullDerive {
+		return nil, after, nil
+	}
+	stored, err := entitlement.LoadCheckpoints(ctx, tx, customers, subscription.CheckpointVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := p.rules.UserIDMetadataKey
+	if key == "" {
+		key = subscription.DefaultUserIDMetadataKey
+	}
+	oldest := make(map[scope.Key]int64, len(events))
+	for _, a := range events {
+		if a.event.CustomerID == "" {
+			continue
+		}
+		k := scopeOf(a.event).Of(a.event.CustomerID)
+		if o, ok := oldest[k]; !ok || a.event.Created < o {
+			oldest[k] = a.event.Created
+		}
+	}
+	out := make(map[scope.Key]subscription.Checkpoint, len(stored))
+	for i, k := range customers {
+		cp, ok := stored[k]
+		if !ok || cp.UserIDMetadataKey != key {
+			continue
+		}
+		if o, ok := oldest[k]; ok && o <= cp.Created {
+			p.metrics.checkpointMisses.Inc()
+			continue // a late event: from scratch
+		}
+		out[k] = cp
+		after[i] = cp.Created
+	}
+	return out, after, nil
 }
 
 // lockKeys takes a transaction-scoped advisory lock on prefix+key for each key, in the order of

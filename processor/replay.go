@@ -37,7 +37,7 @@ func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOp
 		if len(keys) == 0 {
 			return fmt.Errorf("replay: customer %s has no stored events", o.Customer)
 		}
-		res, err := applyRetrying(ctx, p, projectionInput{Customers: keys, RefreshAllUsers: true}, stderr)
+		res, err := applyRetrying(ctx, p, projectionInput{Customers: keys, RefreshAllUsers: true, FromScratch: true}, stderr)
 		if err != nil {
 			return fmt.Errorf("replay customer %s: %w", o.Customer, err)
 		}
@@ -69,7 +69,7 @@ func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOp
 		if len(ids) == 0 {
 			break
 		}
-		res, err := applyRetrying(ctx, p, projectionInput{Customers: ids, RefreshAllUsers: true}, stderr)
+		res, err := applyRetrying(ctx, p, projectionInput{Customers: ids, RefreshAllUsers: true, FromScratch: true}, stderr)
 		if err != nil {
 			return fmt.Errorf("replay stopped after %d of %d customers (%d entitlements changed), at customers %s to %s; run it again: %w",
 				done, total, changed, ids[0], ids[len(ids)-1], err)

@@ -16,6 +16,14 @@ const (
 	envelopesSQL = `SELECT e.livemode, coalesce(e.account, ''), e.customer_id, e.id, e.type, e.created
 		FROM unnest($1::boolean[], $2::text[], $3::text[]) AS k(livemode, account, customer_id)
 		JOIN stripe_events e ON e.customer_id = k.customer_id AND e.livemode = k.livemode AND coalesce(e.account, '') = k.account`
+	// envelopesAfterSQL is envelopesSQL for the events after a checkpoint (issue 12): the
+	// created bound is part of the index condition (stripe_events_customer_history ends in
+	// created, id; LATERAL with OFFSET 0, which Postgres cannot flatten, keeps it a per-customer index lookup, never a merge over the whole
+	// index), so a customer with 100,000 stored events reads only its tail.
+	envelopesAfterSQL = `SELECT e.livemode, coalesce(e.account, ''), e.customer_id, e.id, e.type, e.created
+		FROM unnest($1::boolean[], $2::text[], $3::text[], $4::bigint[]) AS k(livemode, account, customer_id, after)
+		CROSS JOIN LATERAL (SELECT * FROM stripe_events s WHERE s.customer_id = k.customer_id AND s.livemode = k.livemode
+			AND coalesce(s.account, '') = k.account AND s.created > k.after OFFSET 0) e`
 	payloadsSQL = `SELECT livemode, coalesce(account, ''), customer_id, id, payload FROM stripe_events WHERE id = ANY($1)`
 )
 
@@ -42,6 +50,25 @@ func ForEachEnvelope(ctx context.Context, q Querier, customers []scope.Key, fn f
 	var e Envelope
 	if _, err := pgx.ForEachRow(rows, []any{&e.Customer.Livemode, &e.Customer.Account, &e.Customer.ID, &e.ID, &e.Type, &e.Created}, func() error { return fn(e) }); err != nil {
 		return fmt.Errorf("load history ids: %w", err)
+	}
+	return nil
+}
+
+// ForEachEnvelopeAfter is ForEachEnvelope for the events of customers[i] with created >
+// after[i] only (the tail after a checkpoint; math.MinInt64 for a whole history). after must be
+// as long as customers.
+func ForEachEnvelopeAfter(ctx context.Context, q Querier, customers []scope.Key, after []int64, fn func(Envelope) error) error {
+	if len(after) != len(customers) {
+		return fmt.Errorf("load history tails: %d bounds for %d customers", len(after), len(customers))
+	}
+	livemode, account, id := scope.Columns(customers)
+	rows, err := q.Query(ctx, envelopesAfterSQL, livemode, account, id, after)
+	if err != nil {
+		return fmt.Errorf("load history tails: %w", err)
+	}
+	var e Envelope
+	if _, err := pgx.ForEachRow(rows, []any{&e.Customer.Livemode, &e.Customer.Account, &e.Customer.ID, &e.ID, &e.Type, &e.Created}, func() error { return fn(e) }); err != nil {
+		return fmt.Errorf("load history tails: %w", err)
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
 	queries := map[string]struct{ prepare, args string }{
 		"payloads":  {`PREPARE payloads(text[]) AS ` + payloadsSQL, `('{evt_%[1]s,cus_%[1]s}')`},
 		"envelopes": {`PREPARE envelopes(boolean[], text[], text[]) AS ` + envelopesSQL, `('{false,true}', '{"",""}', '{evt_%[1]s,cus_%[1]s}')`},
+		"tails":     {`PREPARE tails(boolean[], text[], text[], bigint[]) AS ` + envelopesAfterSQL, `('{false,true}', '{"",""}', '{evt_%[1]s,cus_%[1]s}', '{100,-9223372036854775808}')`},
 	}
 	for name, q := range queries {
 		_, err := conn.Exec(ctx, q.prepare)
@@ -48,5 +49,10 @@ func TestHistoryQueriesUseIndexesAsTheStoreGrows(t *testing.T) {
 	for name, q := range queries {
 		plan := pgtest.Explain(t, conn, `EXECUTE `+name+fmt.Sprintf(q.args, "1"))
 		require.NotContains(t, plan, "Seq Scan", "%s:\n%s", name, plan)
+		if name == "tails" {
+			// The bound is in the index condition, not a filter over the whole history.
+			require.Contains(t, plan, "stripe_events_customer_history", plan)
+			require.Regexp(t, `Index Cond: .*created > `, plan)
+		}
 	}
 }

@@ -13,16 +13,31 @@ import (
 // to have distinct IDs (Derive removes duplicates before ordering). Order is the only function in
 // Tollgate that orders events; everything that needs a history in order calls it.
 func Order(events []Event) {
+	orderAfter(nil, events)
+}
+
+// orderAfter is Order for events that come after done: done are the history's earlier events,
+// each of an earlier second than every one of events (a checkpoint keeps only the last event of
+// each followed object, which is all the tie-break reads of them). events end up in the order
+// they have in Order(done + events); done is not modified.
+func orderAfter(done, events []Event) {
 	slices.SortFunc(events, compareCreatedID)
-	for i := 0; i < len(events); {
+	all := events
+	if len(done) > 0 {
+		all = append(slices.Clone(done), events...)
+	}
+	for i := len(done); i < len(all); {
 		j := i + 1
-		for j < len(events) && events[j].Created == events[i].Created {
+		for j < len(all) && all[j].Created == all[i].Created {
 			j++
 		}
 		if j-i > 1 {
-			orderSecond(events[:i], events[i:j])
+			orderSecond(all[:i], all[i:j])
 		}
 		i = j
+	}
+	if len(done) > 0 {
+		copy(events, all[len(done):])
 	}
 }
 
