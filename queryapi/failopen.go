@@ -18,7 +18,6 @@ import (
 	"github.com/tollgate/tollgate/pkg/config"
 )
 
-
 // rowQuerier reads one row: a pool, a connection or a transaction.
 type rowQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
