@@ -318,6 +318,9 @@ func (p *Process) Restart(ctx context.Context) (*Process, error) {
 	return p.stack.startProcess(ctx, p.service, p.Name, p.env)
 }
 
+// Pid is the process id of the running binary (for /proc/<pid>/status and the like).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
