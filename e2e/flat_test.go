@@ -47,10 +47,16 @@ type flatEnv struct {
 func (e *flatEnv) flatEvent(customer string, i int) (id string, raw []byte) {
 	id = fmt.Sprintf("evt_flat_%s_%06d", strings.TrimPrefix(customer, "cus_"), i)
 	ev := stripetest.Event{ID: id, Created: e.base + int64(i)}
-	if i%2 == 0 {
+	switch {
+	case i == 0:
+		// Only the stored history names the user: an answer with it proves the history was read.
+		ev.Type = "customer.created"
+		ev.Object = map[string]any{"id": customer, "object": "customer",
+			"metadata": map[string]any{"user_id": "u_" + strings.TrimPrefix(customer, "cus_")}}
+	case i%2 == 0:
 		ev.Type = "customer.subscription.updated"
 		ev.Object = stripetest.Subscription("sub_"+strings.TrimPrefix(customer, "cus_"), customer, "active", "price_premium")
-	} else {
+	default:
 		ev.Type = "invoice.paid"
 		ev.Object = map[string]any{"id": fmt.Sprintf("in_%s_%d", strings.TrimPrefix(customer, "cus_"), i), "object": "invoice",
 			"customer": customer, "subscription": "sub_" + strings.TrimPrefix(customer, "cus_"), "status": "paid"}
@@ -77,6 +83,12 @@ func (e *flatEnv) seed(customer string, n int) {
 
 // lastEventID is the query API's last_event_id of customer, "" while it has none.
 func (e *flatEnv) lastEventID(customer string) string {
+	id, _ := e.answer(customer)
+	return id
+}
+
+// answer is the query API's last_event_id and user_id of customer, "" while absent.
+func (e *flatEnv) answer(customer string) (lastEventID, userID string) {
 	req, err := http.NewRequestWithContext(e.ctx, http.MethodGet,
 		e.st.URL(stack.QueryAPI)+"/v1/customers/"+customer+"/entitlement?livemode=false", nil)
 	require.NoError(e.t, err)
@@ -87,16 +99,20 @@ func (e *flatEnv) lastEventID(customer string) string {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
 	if resp.StatusCode != http.StatusOK {
-		return ""
+		return "", ""
 	}
 	var m struct {
 		LastEventID *string `json:"last_event_id"`
+		UserID      *string `json:"user_id"`
 	}
 	require.NoError(e.t, json.Unmarshal(b, &m))
-	if m.LastEventID == nil {
-		return ""
+	if m.LastEventID != nil {
+		lastEventID = *m.LastEventID
 	}
-	return *m.LastEventID
+	if m.UserID != nil {
+		userID = *m.UserID
+	}
+	return lastEventID, userID
 }
 
 // send delivers event i of customer through the listener and returns how long after the
@@ -205,6 +221,8 @@ func TestFlatCost(t *testing.T) {
 	firstID, acked := e.deliver(long, flatHistory)
 	wait.For(t, 60*time.Second, "the long customer's first event in the query API", func() bool { return e.lastEventID(long) == firstID })
 	t.Logf("first event of the long customer (from scratch): %.1f ms", ms(time.Since(acked)))
+	_, user := e.answer(long)
+	require.Equal(t, "u_flatlong", user, "the answer derives from the 20,000 stored events, not the webhook alone")
 	longLat := e.sendMany(long, flatHistory+1, flatSends)
 	freshLat := e.sendMany(fresh, 0, flatSends)
 	lm, lp, fm, fp := quantile(longLat, 0.5), quantile(longLat, 0.9), quantile(freshLat, 0.5), quantile(freshLat, 0.9)
