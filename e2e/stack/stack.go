@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,6 +39,8 @@ type Options struct {
 	QueryAPIAddr  string            // default :8081
 	ProcessorAddr string            // default :8082
 	Env           map[string]string // extra variables for every service (PAST_DUE_GRANTS, PLANS_FILE, ...)
+	// ProcessorEnv are extra variables for the processor only (NOTIFY_URLS, NOTIFY_SECRET, ...).
+	ProcessorEnv map[string]string
 	// ExtraWebhookSecrets are accepted besides the generated dev secret (e.g. the one `stripe listen` prints).
 	ExtraWebhookSecrets []string
 	Log                 io.Writer // every service's log lines, prefixed by its name; default os.Stderr
@@ -145,6 +148,7 @@ func (st *Stack) serviceEnv(service, addr string) map[string]string {
 	}
 	if service == Processor {
 		env["ADMIN_TOKENS"] = st.AdminToken // the admin API and the console at /admin/
+		maps.Copy(env, st.opts.ProcessorEnv)
 	}
 	if service == QueryAPI {
 		// A development stack answers from test mode, which `stripe listen` forwards and the
