@@ -14,15 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/e2e/natsproc"
 	"github.com/tollgate/tollgate/e2e/stack"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 	"github.com/tollgate/tollgate/testkit/wait"
 )
@@ -187,23 +184,9 @@ func vmRSS(t *testing.T, pid int) int64 {
 func TestFlatCost(t *testing.T) {
 	t.Parallel()
 	binDir, natsBin := buildBinaries(t)
-	nats := natsproc.Start(t, natsBin)
-	dbName := fmt.Sprintf("tollgate_flat_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), pgtest.ServerURL()); err == nil {
-			_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
-			_ = conn.Close(context.Background())
-		}
-	})
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	st, _ := startSharedStack(t, binDir, natsBin, "flat", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{
-		BinDir: binDir, DataDir: t.TempDir(), NATSURL: nats.URL(), DatabaseURL: pgtest.URLFor(t, dbName),
-		ListenerAddr: addr(), QueryAPIAddr: addr(), ProcessorAddr: addr(), Log: servicesLog(t),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Stop() })
 	db, err := pgxpool.New(ctx, st.DatabaseURL)
 	require.NoError(t, err)
 	t.Cleanup(db.Close)

@@ -19,16 +19,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/e2e/natsproc"
 	"github.com/tollgate/tollgate/e2e/scenario"
 	"github.com/tollgate/tollgate/e2e/stack"
-	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/wait"
 )
 
@@ -329,27 +326,12 @@ func setupNotify(t *testing.T, binDir, natsBin string, sink *notifySink) *crashE
 	t.Helper()
 	seed := crashSeed(t)
 	e := &crashEnv{http: &http.Client{Timeout: 10 * time.Second}}
-	e.nats = natsproc.Start(t, natsBin)
-	dbName := fmt.Sprintf("tollgate_notify_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), pgtest.ServerURL()); err == nil {
-			_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
-			_ = conn.Close(context.Background())
-		}
-	})
-	dbURL := pgtest.URLFor(t, dbName)
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	e.st, e.nats = startSharedStack(t, binDir, natsBin, "notify",
+		map[string]string{"NOTIFY_URLS": sink.srv.URL + "/hooks", "NOTIFY_SECRET": sink.secret})
+	dbURL := e.st.DatabaseURL
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var err error
-	e.st, err = stack.Start(ctx, stack.Options{
-		BinDir: binDir, DataDir: t.TempDir(), NATSURL: e.nats.URL(), DatabaseURL: dbURL,
-		ListenerAddr: addr(), QueryAPIAddr: addr(), ProcessorAddr: addr(), Log: servicesLog(t),
-		ProcessorEnv: map[string]string{"NOTIFY_URLS": sink.srv.URL + "/hooks", "NOTIFY_SECRET": sink.secret},
-	})
-	require.NoError(t, err, "start the stack")
-	t.Cleanup(func() { _ = e.st.Stop() })
-
 	e.db, err = pgxpool.New(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(e.db.Close)

@@ -28,23 +28,9 @@ import (
 func TestScopesThroughTheServices(t *testing.T) {
 	t.Parallel()
 	binDir, natsBin := buildBinaries(t)
-	nats := natsproc.Start(t, natsBin)
-	dbName := fmt.Sprintf("tollgate_scopes_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), pgtest.ServerURL()); err == nil {
-			_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
-			_ = conn.Close(context.Background())
-		}
-	})
-	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	st, _ := startSharedStack(t, binDir, natsBin, "scopes", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := stack.Start(ctx, stack.Options{
-		BinDir: binDir, DataDir: t.TempDir(), NATSURL: nats.URL(), DatabaseURL: pgtest.URLFor(t, dbName),
-		ListenerAddr: addr(), QueryAPIAddr: addr(), ProcessorAddr: addr(), Log: servicesLog(t),
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Stop() })
 
 	send := func(sc scope.Scope, ev scenario.Event) {
 		t.Helper()
@@ -118,4 +104,30 @@ func TestScopesThroughTheServices(t *testing.T) {
 	status, m = get("/v1/users/u_scope1/entitlement?livemode=maybe")
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Contains(t, fmt.Sprint(m["error"]), "livemode")
+}
+
+// startSharedStack starts a nats-server process and the three services on free ports, in a fresh
+// database of the shared Postgres (dropped in t.Cleanup), with processorEnv added to the
+// processor's environment. Everything stops in t.Cleanup.
+func startSharedStack(t *testing.T, binDir, natsBin, name string, processorEnv map[string]string) (*stack.Stack, *natsproc.Server) {
+	t.Helper()
+	nats := natsproc.Start(t, natsBin)
+	dbName := fmt.Sprintf("tollgate_%s_%d", name, time.Now().UnixNano())
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), pgtest.ServerURL()); err == nil {
+			_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
+			_ = conn.Close(context.Background())
+		}
+	})
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st, err := stack.Start(ctx, stack.Options{
+		BinDir: binDir, DataDir: t.TempDir(), NATSURL: nats.URL(), DatabaseURL: pgtest.URLFor(t, dbName),
+		ListenerAddr: addr(), QueryAPIAddr: addr(), ProcessorAddr: addr(), Log: servicesLog(t),
+		ProcessorEnv: processorEnv,
+	})
+	require.NoError(t, err, "start the stack")
+	t.Cleanup(func() { _ = st.Stop() })
+	return st, nats
 }
