@@ -4,48 +4,24 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
-// corpus is every event body of pkg/testdata/stripe-events and of the shared external events
-// (../shared/external-events beside the repository, or $TOLLGATE_EXTERNAL_EVENTS) that Parse
-// accepts: the payloads the listener takes.
+// corpus is every real event body (stripetest.Corpus) that Parse accepts: the payloads the
+// listener takes.
 func corpus(tb testing.TB) [][]byte {
 	tb.Helper()
-	dir := os.Getenv("TOLLGATE_EXTERNAL_EVENTS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "external-events")
-	}
-	local, err := filepath.Glob(filepath.Join("..", "testdata", "stripe-events", "*.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var external []string
-	err = filepath.WalkDir(filepath.Join(dir, "events"), func(path string, _ os.DirEntry, err error) error {
-		if strings.HasSuffix(path, ".json") {
-			external = append(external, path)
-		}
-		return err
-	})
-	if err != nil {
-		tb.Fatalf("the external events (set TOLLGATE_EXTERNAL_EVENTS to their folder): %v", err)
-	}
+	all := stripetest.Corpus(tb)
 	var out [][]byte
-	for _, name := range append(local, external...) {
-		raw, err := os.ReadFile(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
+	for _, raw := range all {
 		if _, err := stripeevent.Parse(raw); err == nil {
 			out = append(out, raw)
 		}
 	}
-	tb.Logf("%d of %d bodies are events Parse accepts", len(out), len(local)+len(external))
+	tb.Logf("%d of %d bodies are events Parse accepts", len(out), len(all))
 	return out
 }
 

@@ -4,43 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
-// objectCorpus is every event of pkg/testdata/stripe-events and of the shared external events
-// (../shared/external-events beside the repository, or $TOLLGATE_EXTERNAL_EVENTS) whose object
-// Decode reads, parsed.
+// objectCorpus is every real event (stripetest.Corpus) whose object Decode reads, parsed.
 func objectCorpus(tb testing.TB) []stripeevent.Event {
 	tb.Helper()
-	dir := os.Getenv("TOLLGATE_EXTERNAL_EVENTS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "external-events")
-	}
-	names, err := filepath.Glob(filepath.Join("..", "testdata", "stripe-events", "*.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	err = filepath.WalkDir(filepath.Join(dir, "events"), func(path string, _ os.DirEntry, err error) error {
-		if strings.HasSuffix(path, ".json") {
-			names = append(names, path)
-		}
-		return err
-	})
-	if err != nil {
-		tb.Fatalf("the external events (set TOLLGATE_EXTERNAL_EVENTS to their folder): %v", err)
-	}
+	all := stripetest.Corpus(tb)
 	var out []stripeevent.Event
-	for _, name := range names {
-		raw, err := os.ReadFile(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
+	for _, raw := range all {
 		pe, err := stripeevent.Parse(raw)
 		if err != nil || !subscription.ReadsObject(pe.Type) {
 			continue
@@ -49,7 +25,7 @@ func objectCorpus(tb testing.TB) []stripeevent.Event {
 			out = append(out, pe)
 		}
 	}
-	tb.Logf("%d of %d bodies are events whose object Decode reads", len(out), len(names))
+	tb.Logf("%d of %d bodies are events whose object Decode reads", len(out), len(all))
 	return out
 }
 

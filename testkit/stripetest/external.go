@@ -49,3 +49,25 @@ func ExternalEvents(tb testing.TB) []ExternalEvent {
 	slices.SortFunc(out, func(a, b ExternalEvent) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// Corpus is every event body of the captured fixtures (pkg/testdata/stripe-events/*.json) and of
+// the external events, in that order: the real payloads the JSON benchmarks read.
+func Corpus(tb testing.TB) [][]byte {
+	tb.Helper()
+	names, err := filepath.Glob(filepath.Join(FixtureDir(tb), "*.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := make([][]byte, 0, len(names)+600)
+	for _, name := range names {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, raw)
+	}
+	for _, e := range ExternalEvents(tb) {
+		out = append(out, e.Raw)
+	}
+	return out
+}
