@@ -354,13 +354,9 @@ func pretty(v any) string {
 }
 
 // customerAnswer is the query API's customer answer (the contract's shape).
-func customerAnswer(cu entitlement.Customer, failOpen bool) outbox.Answer {
-	a := outbox.Answer{UserID: cu.UserID, CustomerIDs: []string{cu.CustomerID}, Livemode: cu.Scope.Livemode,
-		Premium: cu.Premium, Status: cu.Status, Features: cu.Features, Subscriptions: cu.Subscriptions,
-		LastEventID: &cu.LastEventID, LastEventCreated: &cu.LastEventCreated, UpdatedAt: &cu.UpdatedAt, FailOpen: failOpen}
-	if cu.Scope.Account != "" {
-		a.Account = &cu.Scope.Account
-	}
+func customerAnswer(cu entitlement.Customer, failOpen bool) entitlement.Answer {
+	a := entitlement.CustomerAnswer(cu)
+	a.FailOpen = failOpen
 	if failOpen {
 		a.Premium = true
 	}

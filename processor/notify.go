@@ -107,9 +107,9 @@ func (n *notifier) committed(changes []outbox.Change) {
 	}
 	if n.nc != nil {
 		for _, c := range changes {
-			if err := n.nc.Publish(stream.EntitlementSubject(outbox.Token(c.Scope), c.Body.Data.UserID), c.Raw); err != nil {
+			if err := n.nc.Publish(stream.EntitlementSubject(outbox.Token(c.Scope), *c.Body.Data.UserID), c.Raw); err != nil {
 				n.metrics.dropped.Inc()
-				n.logger.Warn("publish entitlement change on NATS failed (best effort)", "user", c.Body.Data.UserID, "error", err)
+				n.logger.Warn("publish entitlement change on NATS failed (best effort)", "user", *c.Body.Data.UserID, "error", err)
 				continue
 			}
 			n.metrics.published.Inc()

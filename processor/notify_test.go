@@ -66,13 +66,13 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	key := b.Data.UserID + "#" + strconv.FormatInt(b.Sequence, 10)
+	key := *b.Data.UserID + "#" + strconv.FormatInt(b.Sequence, 10)
 	if prev, ok := s.ids[key]; ok && prev != id {
 		s.unstable++
 	}
 	s.ids[key] = id
-	if old, ok := s.latest[b.Data.UserID]; !ok || b.Sequence > old.Sequence {
-		s.latest[b.Data.UserID] = b
+	if old, ok := s.latest[*b.Data.UserID]; !ok || b.Sequence > old.Sequence {
+		s.latest[*b.Data.UserID] = b
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -154,9 +154,9 @@ func TestNotificationsReachTheApp(t *testing.T) {
 	final := func(user string) outbox.Answer {
 		u, err := entitlement.GetUser(context.Background(), b.db.Pool, scope.Key{ID: user}) // test mode
 		if err != nil {
-			return outbox.Answer{UserID: user, CustomerIDs: []string{}, Status: "none", Features: []string{}}
+			return outbox.Answer{UserID: &user, CustomerIDs: []string{}, Status: "none", Features: []string{}}
 		}
-		return outbox.Answer{UserID: user, CustomerIDs: u.CustomerIDs, Premium: u.Premium, Status: u.Status, Features: u.Features}
+		return outbox.Answer{UserID: &user, CustomerIDs: u.CustomerIDs, Premium: u.Premium, Status: u.Status, Features: u.Features}
 	}
 	users := []string{"u_ntlone"}
 	for k := range want.users {

@@ -70,7 +70,7 @@ func TestCacheWarmYieldsToInvalidations(t *testing.T) {
 	c := newCache(g, modeNotify, time.Hour, 1<<20, testMetrics(t))
 	c.setListening(true)
 	t.Cleanup(c.wait)
-	stale, err := newAnswer(entitlementView{Premium: false})
+	stale, err := newAnswer(entitlement.Answer{Premium: false})
 	require.NoError(t, err)
 	w := &gatedWarmer{started: make(chan struct{}), release: make(chan struct{})}
 	for i := range 200 {
@@ -141,12 +141,12 @@ func TestCacheSizeEstimate(t *testing.T) {
 	close(g.release)
 	c := newCache(g, modeNotify, time.Hour, 1<<30, testMetrics(t))
 	c.setListening(true)
-	row, err := json.Marshal(userView(benchUser("u_0")))
+	row, err := json.Marshal(entitlement.UserAnswer(benchUser("u_0")))
 	require.NoError(t, err)
 	before := heapInUse()
 	answers := make([]keyedAnswer, n)
 	for i := range answers {
-		var v entitlementView
+		var v entitlement.Answer
 		require.NoError(t, json.Unmarshal(row, &v)) // fresh strings, like a scan
 		id := fmt.Sprintf("u_%d", 1_000_000+i)
 		v.UserID = &id

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
@@ -190,7 +191,7 @@ func (g *gatedReader) read(ctx context.Context, _ key) (*answer, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return newAnswer(entitlementView{Premium: premium})
+	return newAnswer(entitlement.Answer{Premium: premium})
 }
 
 func (g *gatedReader) set(premium bool) {

@@ -84,12 +84,12 @@ func (s *server) answer(c echo.Context, k key) error {
 // minimal body naming the requested id, status "none". Either way features is never empty: a
 // grant without any subscription's features gets ["premium"], the feature of a granting
 // subscription without a plan mapping.
-func failOpenView(k key, a *answer) entitlementView {
-	var v entitlementView
+func failOpenView(k key, a *answer) entitlement.Answer {
+	var v entitlement.Answer
 	if a != nil && a.found {
 		v = a.view
 	} else {
-		v = entitlementView{CustomerIDs: []string{}, Livemode: k.scope.Livemode, Account: accountOf(k.scope),
+		v = entitlement.Answer{CustomerIDs: []string{}, Livemode: k.scope.Livemode, Account: entitlement.AccountOf(k.scope),
 			Status: "none", Subscriptions: []entitlement.Subscription{}}
 		id := k.id
 		if k.user {

@@ -75,7 +75,7 @@ func TestOpenAPIDocumentsEveryField(t *testing.T) {
 	t.Parallel()
 	doc := loadOpenAPI(t)
 	s := doc.Components.Schemas
-	requireSchemaMatches(t, s, "Entitlement", reflect.TypeFor[entitlementView]())
+	requireSchemaMatches(t, s, "Entitlement", reflect.TypeFor[entitlement.Answer]())
 	requireSchemaMatches(t, s, "Subscription", reflect.TypeFor[entitlement.Subscription]())
 	requireSchemaMatches(t, s, "Error", reflect.TypeFor[httpx.ErrorBody]())
 	requireSchemaMatches(t, s, "Ready", reflect.TypeFor[readyBody]())

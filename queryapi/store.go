@@ -97,77 +97,15 @@ func (k key) String() string {
 	return customerPrefix + k.scope.Of(k.id).String()
 }
 
-// entitlementView is the answer for a user or a customer, as GET /v1/.../entitlement serves it
-// (openapi.json's Entitlement; the client package decodes it into its own Entitlement).
-type entitlementView struct {
-	UserID           *string                    `json:"user_id"`
-	CustomerIDs      []string                   `json:"customer_ids"`
-	Livemode         bool                       `json:"livemode"`
-	Account          *string                    `json:"account"` // null for the platform
-	Premium          bool                       `json:"premium"`
-	Status           string                     `json:"status"`
-	Features         []string                   `json:"features"`
-	Subscriptions    []entitlement.Subscription `json:"subscriptions"`
-	LastEventID      *string                    `json:"last_event_id"`
-	LastEventCreated *time.Time                 `json:"last_event_created"`
-	UpdatedAt        *time.Time                 `json:"updated_at"`
-	FailOpen         bool                       `json:"fail_open"`
-}
-
-// userView is the answer for a user's row.
-func userView(u entitlement.User) entitlementView {
-	return entitlementView{
-		UserID:           &u.UserID,
-		CustomerIDs:      u.CustomerIDs,
-		Livemode:         u.Scope.Livemode,
-		Account:          accountOf(u.Scope),
-		Premium:          u.Premium,
-		Status:           u.Status,
-		Features:         u.Features,
-		Subscriptions:    u.Subscriptions,
-		LastEventID:      &u.LastEventID,
-		LastEventCreated: &u.LastEventCreated,
-		UpdatedAt:        &u.UpdatedAt,
-	}
-}
-
-// customerView is the answer for a customer's row: user_id null while no user is known.
-func customerView(c entitlement.Customer) entitlementView {
-	v := entitlementView{
-		CustomerIDs:      []string{c.CustomerID},
-		Livemode:         c.Scope.Livemode,
-		Account:          accountOf(c.Scope),
-		Premium:          c.Premium,
-		Status:           c.Status,
-		Features:         c.Features,
-		Subscriptions:    c.Subscriptions,
-		LastEventID:      &c.LastEventID,
-		LastEventCreated: &c.LastEventCreated,
-		UpdatedAt:        &c.UpdatedAt,
-	}
-	if c.UserID != "" {
-		v.UserID = &c.UserID
-	}
-	return v
-}
-
-// accountOf is the answer's account: the connected account's id, null for the platform.
-func accountOf(sc scope.Scope) *string {
-	if sc.Account == "" {
-		return nil
-	}
-	return &sc.Account
-}
-
 // answer is what the read model says for a key: not found, or a view with its JSON encoding
 // prepared once, so a cached answer is served without encoding.
 type answer struct {
 	found bool
-	view  entitlementView
+	view  entitlement.Answer
 	body  []byte
 }
 
-func newAnswer(v entitlementView) (*answer, error) {
+func newAnswer(v entitlement.Answer) (*answer, error) {
 	v = normalize(v)
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -178,7 +116,7 @@ func newAnswer(v entitlementView) (*answer, error) {
 
 // normalize holds the contract whatever the rows contain: times in UTC, [] rather than null
 // for every list.
-func normalize(v entitlementView) entitlementView {
+func normalize(v entitlement.Answer) entitlement.Answer {
 	v.CustomerIDs = nonNil(v.CustomerIDs)
 	v.Features = nonNil(v.Features)
 	subs := make([]entitlement.Subscription, len(v.Subscriptions))
@@ -223,16 +161,16 @@ type dbReader struct {
 func (r dbReader) read(ctx context.Context, k key) (*answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	var v entitlementView
+	var v entitlement.Answer
 	var err error
 	if k.user {
 		var u entitlement.User
 		u, err = entitlement.GetUser(ctx, r.q, k.scope.Of(k.id))
-		v = userView(u)
+		v = entitlement.UserAnswer(u)
 	} else {
 		var c entitlement.Customer
 		c, err = entitlement.GetCustomer(ctx, r.q, k.scope.Of(k.id))
-		v = customerView(c)
+		v = entitlement.CustomerAnswer(c)
 	}
 	if errors.Is(err, entitlement.ErrNotFound) {
 		return &answer{}, nil
@@ -256,14 +194,14 @@ func (r dbReader) recent(ctx context.Context, limit int) ([]keyedAnswer, error) 
 	}
 	out := make([]keyedAnswer, 0, len(users)+len(customers))
 	for _, u := range users {
-		a, err := newAnswer(userView(u))
+		a, err := newAnswer(entitlement.UserAnswer(u))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, keyedAnswer{userKey(u.UserID).in(u.Scope), a})
 	}
 	for _, c := range customers {
-		a, err := newAnswer(customerView(c))
+		a, err := newAnswer(entitlement.CustomerAnswer(c))
 		if err != nil {
 			return nil, err
 		}

@@ -31,21 +31,8 @@ func Token(s scope.Scope) string {
 	return t
 }
 
-// Answer is the query API's answer for a user (the contract's shape), as a notification carries it.
-type Answer struct {
-	UserID           string                     `json:"user_id"`
-	CustomerIDs      []string                   `json:"customer_ids"`
-	Livemode         bool                       `json:"livemode"`
-	Account          *string                    `json:"account"`
-	Premium          bool                       `json:"premium"`
-	Status           string                     `json:"status"`
-	Features         []string                   `json:"features"`
-	Subscriptions    []entitlement.Subscription `json:"subscriptions"`
-	LastEventID      *string                    `json:"last_event_id"`
-	LastEventCreated *time.Time                 `json:"last_event_created"`
-	UpdatedAt        *time.Time                 `json:"updated_at"`
-	FailOpen         bool                       `json:"fail_open"`
-}
+// Answer is the query API's answer for a user, as a notification carries it.
+type Answer = entitlement.Answer
 
 // Body is a notification's JSON body.
 type Body struct {
@@ -63,19 +50,9 @@ type Change struct {
 	Raw   []byte // Body encoded, exactly as POSTed
 }
 
-func answerOf(u entitlement.User, sc scope.Scope) Answer {
-	a := Answer{UserID: u.UserID, CustomerIDs: u.CustomerIDs, Livemode: sc.Livemode, Premium: u.Premium,
-		Status: u.Status, Features: u.Features, Subscriptions: u.Subscriptions,
-		LastEventID: &u.LastEventID, LastEventCreated: &u.LastEventCreated, UpdatedAt: &u.UpdatedAt}
-	if sc.Account != "" {
-		a.Account = &sc.Account
-	}
-	return a
-}
-
 // gone is the answer of a user who lost its last customer.
 func gone(userID string, sc scope.Scope) Answer {
-	a := Answer{UserID: userID, CustomerIDs: []string{}, Livemode: sc.Livemode, Status: "none",
+	a := Answer{UserID: &userID, CustomerIDs: []string{}, Livemode: sc.Livemode, Status: "none",
 		Features: []string{}, Subscriptions: []entitlement.Subscription{}}
 	if sc.Account != "" {
 		a.Account = &sc.Account
@@ -110,7 +87,7 @@ func Record(ctx context.Context, q entitlement.Querier, users []scope.Key, urls 
 		case err != nil:
 			return nil, err
 		default:
-			a = answerOf(u, sc)
+			a = entitlement.UserAnswer(u)
 		}
 		d := digest(a)
 		var seq int64
