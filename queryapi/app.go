@@ -121,9 +121,10 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	}
 	cancelFirst()
 
-	// issue 15: waiters are woken by the LISTEN session; a hot standby has none, so there a
-	// wait_for checks once and answers (nil waiters).
-	var waits *waiters
+	// issue 15: waiters are woken by the LISTEN session; a hot standby has none, so there
+	// they poll the replica's marks.
+	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters, c)
+	a.waits = waits
 	warm := func(ctx context.Context) { c.startWarm(ctx, db, opts.cache.Warm, opts.warmTimeout, logger) }
 	if opts.cache.Mode == config.CacheMaxAge {
 		// A hot standby refuses LISTEN: the cache serves without notifications, max age being the
@@ -133,8 +134,6 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 		go func() { defer a.wg.Done(); sw.run(bg) }()
 	} else {
 		connConfig := listenConnConfig(pool)
-		waits = newWaiters(dbMarks{q: pool}, defaultMaxWaiters)
-		a.waits = waits
 		l := &notifyListener{
 			connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
 			cache:        c,

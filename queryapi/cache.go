@@ -291,6 +291,9 @@ func (c *cache) setListening(on bool) {
 // listening reports whether the cache serves from memory.
 func (c *cache) listening() bool { return c.enabled.Load() }
 
+// notified reports whether change notifications reach the cache now (mode notify, session up).
+func (c *cache) notified() bool { return c.mode == modeNotify && c.enabled.Load() }
+
 // state is the cache as /readyz names it: "listening" (mode notify, session up), "max-age"
 // (serving without notifications) or "off".
 func (c *cache) state() string {

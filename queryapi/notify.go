@@ -35,6 +35,7 @@ func (l *notifyListener) run(ctx context.Context) {
 	for {
 		established, err := l.session(ctx)
 		l.cache.setListening(false)
+		l.waits.wakeAll() // nothing will wake them now: they check again and poll
 		if ctx.Err() != nil {
 			return
 		}

@@ -26,6 +26,8 @@ const (
 	defaultMaxWaiters = 1000
 	// waitHeader says an answer was given because the wait timed out.
 	waitHeader = "Tollgate-Wait"
+	// waitPoll is how often a waiter checks again while no notification can wake it.
+	waitPoll = 100 * time.Millisecond
 )
 
 // Errors of ?wait_for=; errorHandler maps them.
@@ -45,18 +47,28 @@ func (m dbMarks) applied(ctx context.Context, id string, k key) (bool, error) {
 	return entitlement.Applied(ctx, m.q, id, k.user, k.scope.Of(k.id))
 }
 
-// waiters are the requests waiting for a key's next change notification. A nil *waiters holds
-// nobody: wait_for then checks once and answers.
+// waiters are the requests waiting for a key's next change notification.
 type waiters struct {
 	marks markReader
 	max   int64
+	// fresh is the cache the answers are served from: while it is not notified nothing wakes a
+	// waiter (each polls), and a wait that found its mark drops the key from it.
+	fresh freshness
+	poll  time.Duration
 	n     atomic.Int64
 	mu    sync.Mutex
 	byKey map[key][]chan struct{}
 }
 
-func newWaiters(marks markReader, maxWaiters int) *waiters {
-	return &waiters{marks: marks, max: int64(maxWaiters), byKey: make(map[key][]chan struct{})}
+// freshness is what the waiters need of the cache.
+type freshness interface {
+	notified() bool
+	invalidate(k key)
+}
+
+func newWaiters(marks markReader, maxWaiters int, fresh freshness) *waiters {
+	return &waiters{marks: marks, max: int64(maxWaiters), fresh: fresh, poll: waitPoll,
+		byKey: make(map[key][]chan struct{})}
 }
 
 // watch registers for the next notification of k; cancel forgets it.
@@ -156,10 +168,6 @@ func (s *server) waitFor(c echo.Context, k key) error {
 		return err
 	}
 	w := s.waits
-	if w == nil {
-		c.Response().Header().Set(waitHeader, "timeout")
-		return nil
-	}
 	if w.n.Add(1) > w.max {
 		w.n.Add(-1)
 		c.Response().Header().Set("Retry-After", "1")
@@ -172,13 +180,23 @@ func (s *server) waitFor(c echo.Context, k key) error {
 		// WARNING: watch before checking: a change committed between the check and the watch
 		// would otherwise go unnoticed until the timeout.
 		ch, forget := w.watch(k)
+		polling := !w.fresh.notified()
 		done, err := w.marks.applied(ctx, id, k)
 		if err == nil && done {
 			forget()
+			// WARNING: the mark can be seen before the notification that drops the key's old
+			// answer arrives (or, in mode max-age, before the entry expires): read it again.
+			w.fresh.invalidate(k)
 			return nil
+		}
+		var tick <-chan time.Time
+		if polling {
+			tick = time.After(w.poll)
 		}
 		select {
 		case <-ch:
+		case <-tick:
+			forget()
 		case <-ctx.Done():
 			forget()
 			if c.Request().Context().Err() != nil {
