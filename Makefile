@@ -41,7 +41,7 @@ vet: ## gofmt check and go vet of every module
 
 .PHONY: lint
 lint: vet ## golangci-lint v2 (.golangci.yml) over every module, fetched from the module proxy
-	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && go run $(GOLANGCI) run ./...) || exit 1; done
+	@for m in $(MODULES); do echo "lint $$m"; (cd $$m && go run $(GOLANGCI) run --allow-parallel-runners ./...) || exit 1; done
 
 .PHONY: bench
 bench: bench-micro bench-e2e ## every benchmark: the packages' figures, then the end-to-end table
