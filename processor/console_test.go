@@ -155,6 +155,25 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Re-derive.
 	html, _ = page(t, ctx, "#flash", chromedp.Click(css("#replay")), chromedp.WaitVisible(css("#flash")))
 	contains(t, html, "re-derived")
+	// Without STRIPE_API_KEY there is no repair button, and a forged repair (the page's own CSRF
+	// token, posted by a script of the page) is refused with the reason and changes nothing.
+	html, _ = page(t, ctx, "main", nav("/admin/customers/cus_CON1?livemode=false"), chromedp.WaitVisible(css("#timeline")))
+	require.NotContains(t, html, `id="repair"`)
+	require.NotContains(t, html, "/repair")
+	contains(t, html, "Repair from Stripe needs <code>STRIPE_API_KEY</code>")
+	html, loc = page(t, ctx, "main", chromedp.Evaluate[chromedp.Void](`(() => {
+		const f = document.getElementById('replay-form').cloneNode(true);
+		f.action = '/admin/customers/cus_CON1/repair?livemode=false';
+		document.body.appendChild(f);
+		f.submit();
+	})()`), chromedp.WaitVisible(css("#error")))
+	require.Contains(t, loc, "/admin/customers/cus_CON1?livemode=false&failed=")
+	contains(t, html, "repair needs STRIPE_API_KEY on the processor")
+	contains(t, html, `"premium": true`)
+	var repairs int
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&repairs))
+	require.Zero(t, repairs, "a repair without a key enqueues nothing")
+	shot(t, ctx, dir, "repair-without-key")
 	// The user page.
 	html, _ = page(t, ctx, "html", nav("/admin/users/u_con?livemode=false"), chromedp.WaitVisible(css("#timeline")))
 	for _, raw := range events {

@@ -2,9 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -181,21 +186,171 @@ func deref(t reflect.Type) reflect.Type {
 	return t
 }
 
-// Both entitlement operations document the scope parameters the handlers read.
-func TestOpenAPIDocumentsTheScopeParameters(t *testing.T) {
+// Both entitlement operations document exactly the query parameters the handlers read (found in
+// the package's source, so a new one fails here until it is documented and given a row), and the
+// handlers refuse an invalid value of each with 400 invalid_parameter naming it.
+func TestOpenAPIDocumentsEveryQueryParameter(t *testing.T) {
 	t.Parallel()
+	// Each parameter the handlers accept, with a query they refuse because of it.
+	params := []struct{ name, invalid string }{
+		{"livemode", "livemode=maybe"},
+		{"account", "account=cus_123"},
+		{"wait_for", "wait_for=sub_123"},
+		{"timeout", "wait_for=evt_123&timeout=11s"},
+	}
+	names := make([]string, len(params))
+	for i, p := range params {
+		names[i] = p.name
+	}
+	require.ElementsMatch(t, handlerQueryParameters(t), names, "the query parameters the code reads: give each a row here and a parameter in openapi.json")
+
 	doc := loadOpenAPI(t)
+	var raw struct {
+		Components struct {
+			Parameters map[string]openAPIParameter `json:"parameters"`
+			Responses  map[string]struct {
+				Headers map[string]json.RawMessage `json:"headers"`
+			} `json:"responses"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(openAPIDocument, &raw))
+	b := startInstance(t, nil, "postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=1")
 	for _, path := range []string{"/v1/users/{user_id}/entitlement", "/v1/customers/{customer_id}/entitlement"} {
 		var op struct {
-			Parameters []struct {
+			Parameters []openAPIParameter `json:"parameters"`
+			Responses  map[string]struct {
 				Ref string `json:"$ref"`
-			} `json:"parameters"`
+			} `json:"responses"`
 		}
 		require.NoError(t, json.Unmarshal(doc.Paths[path]["get"], &op), path)
-		var refs []string
+		var documented []string
 		for _, p := range op.Parameters {
-			refs = append(refs, p.Ref)
+			if p.Ref != "" {
+				ref, ok := raw.Components.Parameters[strings.TrimPrefix(p.Ref, "#/components/parameters/")]
+				require.True(t, ok, "%s: no parameter %s", path, p.Ref)
+				p = ref
+			}
+			if p.In != "query" {
+				continue
+			}
+			require.False(t, p.Required, "%s: %s is optional", path, p.Name)
+			require.NotEmpty(t, p.Description, "%s: %s", path, p.Name)
+			require.NotEmpty(t, p.Schema, "%s: %s", path, p.Name)
+			documented = append(documented, p.Name)
 		}
-		require.Subset(t, refs, []string{"#/components/parameters/Livemode", "#/components/parameters/Account"}, path)
+		require.ElementsMatch(t, names, documented, "%s: the documented query parameters", path)
+
+		// The answers wait_for adds: Tollgate-Wait on 200 and 404, 400 for a bad value, 503 with
+		// Retry-After past the waiters' bound (TestWaitForIsBounded).
+		headers := func(status string) map[string]json.RawMessage {
+			r, ok := op.Responses[status]
+			require.True(t, ok, "%s: no %s answer", path, status)
+			return raw.Components.Responses[strings.TrimPrefix(r.Ref, "#/components/responses/")].Headers
+		}
+		require.Contains(t, headers("200"), waitHeader, path)
+		require.Contains(t, headers("404"), waitHeader, path)
+		require.Contains(t, headers("503"), "Retry-After", path)
+		headers("400")
+
+		for _, p := range params {
+			url := strings.NewReplacer("{user_id}", "u_1", "{customer_id}", "cus_1").Replace(path) + "?" + p.invalid
+			rec := b.get(t, url, testToken)
+			require.Equal(t, http.StatusBadRequest, rec.Code, url)
+			var body httpx.ErrorBody
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), url)
+			require.Equal(t, "invalid_parameter", body.Error.Code, url)
+			require.Contains(t, body.Error.Message, p.name, url)
+		}
 	}
+}
+
+// openAPIParameter is a parameter object, or a $ref to one.
+type openAPIParameter struct {
+	Ref         string          `json:"$ref"`
+	Name        string          `json:"name"`
+	In          string          `json:"in"`
+	Required    bool            `json:"required"`
+	Description string          `json:"description"`
+	Schema      json.RawMessage `json:"schema"`
+}
+
+// handlerQueryParameters are the query parameter names the package's (non-test) source reads:
+// the literals of c.QueryParam("…"), and the literal keys of q["…"], q.Get("…") and q.Has("…")
+// where q is assigned from c.QueryParams() or r.URL.Query() in the same function.
+func handlerQueryParameters(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	seen := map[string]bool{}
+	literal := func(e ast.Expr) (string, bool) {
+		lit, ok := e.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return "", false
+		}
+		v, err := strconv.Unquote(lit.Value)
+		return v, err == nil
+	}
+	isValuesCall := func(e ast.Expr) bool {
+		call, ok := e.(*ast.CallExpr)
+		if !ok {
+			return false
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		return ok && (sel.Sel.Name == "QueryParams" || sel.Sel.Name == "Query")
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		require.NoError(t, err)
+		for _, decl := range f.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if !ok || fn.Body == nil {
+				continue
+			}
+			values := map[string]bool{} // the function's variables holding the query
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				if as, ok := n.(*ast.AssignStmt); ok && len(as.Lhs) == len(as.Rhs) {
+					for i, rhs := range as.Rhs {
+						if id, ok := as.Lhs[i].(*ast.Ident); ok && isValuesCall(rhs) {
+							values[id.Name] = true
+						}
+					}
+				}
+				return true
+			})
+			isValues := func(e ast.Expr) bool {
+				id, ok := e.(*ast.Ident)
+				return isValuesCall(e) || ok && values[id.Name]
+			}
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.CallExpr:
+					sel, ok := n.Fun.(*ast.SelectorExpr)
+					if !ok || len(n.Args) != 1 {
+						break
+					}
+					if sel.Sel.Name == "QueryParam" || (sel.Sel.Name == "Get" || sel.Sel.Name == "Has") && isValues(sel.X) {
+						if v, ok := literal(n.Args[0]); ok {
+							seen[v] = true
+						}
+					}
+				case *ast.IndexExpr:
+					if isValues(n.X) {
+						if v, ok := literal(n.Index); ok {
+							seen[v] = true
+						}
+					}
+				}
+				return true
+			})
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for v := range seen {
+		out = append(out, v)
+	}
+	return out
 }
