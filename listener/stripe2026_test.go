@@ -38,7 +38,7 @@ func TestPipelineEveryAPIVersionAndThinEvents(t *testing.T) {
 	want := map[string]string{} // customer -> user
 	for i, version := range stripetest.APIVersions() {
 		owners := [][2]string{{fmt.Sprintf("cus_v%d", i), ""}}
-		if version >= "2025-09-30" {
+		if stripetest.AccountsV2(version) {
 			owners = append(owners, [2]string{"", fmt.Sprintf("acct_1V%d", i)}) // Accounts v2: customer null
 		}
 		for _, o := range owners {
