@@ -50,8 +50,8 @@ var decoderReads = map[string][]string{ //nolint:gochecknoglobals // a test tabl
 	"subscription": {"id", "object", "customer", "customer_account", "status", "cancel_at_period_end", "current_period_end",
 		"trial_end", "ended_at", "cancel_at", "canceled_at", "latest_invoice", "pause_collection", "items", "items.data",
 		"items.data[].price", "items.data[].price.id", "items.data[].price.product", "items.data[].current_period_end", "plan"},
-	"checkout.session":                        {"id", "object", "customer", "customer_account", "mode", "status", "client_reference_id", "subscription"},
-	"invoice":                                 {"id", "object", "customer", "customer_account", "parent.subscription_details.subscription"},
+	"checkout.session": {"id", "object", "customer", "customer_account", "mode", "status", "client_reference_id", "subscription"},
+	"invoice":          {"id", "object", "customer", "customer_account", "parent.subscription_details.subscription"},
 	"entitlements.active_entitlement_summary": {"object", "customer", "entitlements.data[].lookup_key", "entitlements.has_more"},
 }
 
