@@ -38,7 +38,7 @@ func TestPipelineEveryAPIVersionAndThinEvents(t *testing.T) {
 	want := map[string]string{} // customer -> user
 	for i, version := range stripetest.APIVersions() {
 		owners := [][2]string{{fmt.Sprintf("cus_v%d", i), ""}}
-		if version >= "2025-09-30" {
+		if stripetest.AccountsV2(version) {
 			owners = append(owners, [2]string{"", fmt.Sprintf("acct_1V%d", i)}) // Accounts v2: customer null
 		}
 		for _, o := range owners {
@@ -55,6 +55,8 @@ func TestPipelineEveryAPIVersionAndThinEvents(t *testing.T) {
 	thinSub := stripetest.SubscriptionIn("2023-10-16", "sub_1SThinGenFail0001", "cus_thin", "", "active", "price_pro", periodEnd)
 	fake.AddSubscription(t, thinSub, at)
 	fake.AddCustomer(t, map[string]any{"id": "cus_thin", "object": "customer", "metadata": map[string]any{"user_id": "u_thin"}})
+	// The notification names no object; the event behind it does, in data.impact.related_object.
+	fake.AddV2Event(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.event.json"))
 	thin := stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json")
 	thin = []byte(strings.Replace(string(thin), "2026-11-20T09:14:27.412Z", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), 1))
 	resp := stripetest.Deliver(t, b.url, thin, testSecret)

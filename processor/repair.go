@@ -49,6 +49,7 @@ func objectPath(objectType, id string) (string, bool) {
 		repair.ObjectSubscription:    "/v1/subscriptions/",
 		repair.ObjectCustomer:        "/v1/customers/",
 		repair.ObjectCheckoutSession: "/v1/checkout/sessions/",
+		repair.ObjectEvent:           "/v2/core/events/",
 	}[objectType]
 	return base + url.PathEscape(id), base != ""
 }
@@ -141,8 +142,9 @@ func snapshot(r repair.Repair, objectType, objectID string, obj json.RawMessage,
 
 // snapshots reads what repair r needs from the API and returns its snapshot events, in the
 // order to publish them: a subscription's customer before the subscription (so the user is
-// known), a checkout session's subscription after the session. An object Stripe does not have
-// gives errObjectNotFound.
+// known), a checkout session's subscription after the session. A v2 event (an event generation
+// failure whose notification names no object) is read first for the object its data names. An
+// object Stripe does not have gives errObjectNotFound.
 func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func() time.Time) ([]stripeevent.Event, error) {
 	read := func(typ, id string) (stripeevent.Event, error) {
 		obj, err := api.Object(ctx, typ, id, r.Account)
@@ -162,6 +164,24 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 		return []stripeevent.Event{cus, sub}, nil
 	}
 	switch r.ObjectType {
+	case repair.ObjectEvent:
+		raw, err := api.Object(ctx, repair.ObjectEvent, r.ObjectID, r.Account)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := stripeevent.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("repair %d: read event %s: %w", r.ID, r.ObjectID, err)
+		}
+		if !ev.Thin || ev.RelatedObject.ID == "" || ev.RelatedObject.Type == repair.ObjectEvent {
+			return nil, fmt.Errorf("repair %d: %w: event %s names no object", r.ID, errNotDerived, r.ObjectID)
+		}
+		named := r
+		named.ObjectType, named.ObjectID = ev.RelatedObject.Type, ev.RelatedObject.ID
+		if ev.RelatedContext != "" {
+			named.Account = ev.RelatedContext
+		}
+		return snapshots(ctx, api, named, now)
 	case repair.ObjectSubscription:
 		sub, err := read(repair.ObjectSubscription, r.ObjectID)
 		if err != nil {

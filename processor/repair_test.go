@@ -108,3 +108,42 @@ func TestRepairCompletesSummaryWithMore(t *testing.T) {
 		return err == nil && slices.Contains(got.Features, "feature_11") && slices.Contains(got.Features, "feature_00")
 	})
 }
+
+// Stripe's notification of an event generation failure names no object: the repair reads the
+// event (GET /v2/core/events/{id}), whose data.impact.related_object names the subscription,
+// then the subscription and its customer.
+func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.start(t, testOptions(), b.db.URL)
+	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	periodEnd := time.Now().Add(24 * time.Hour).Unix()
+	fake.AddSubscription(t, stripetest.SubscriptionIn("2026-03-25.dahlia", "sub_1SThinGenFail0001", "cus_gen", "", "active", "price_pro", periodEnd), time.Now().Unix())
+	fake.AddCustomer(t, map[string]any{"id": "cus_gen", "object": "customer", "metadata": map[string]any{"user_id": "u_gen"}})
+	fake.AddV2Event(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.event.json"))
+
+	b.publish(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json"))
+	wait.For(t, 10*time.Second, "the notification is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
+
+	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
+	t.Cleanup(api.close)
+	rep := &repairer{db: b.db.Pool, api: api, js: b.js, log: testLogger(t), metrics: newRepairMetrics(prometheus.NewRegistry()), now: time.Now}
+	wait.For(t, 20*time.Second, "the repair is done", func() bool {
+		_, err := rep.runOnce(t.Context())
+		return err == nil && openRepairs(t, b) == 0
+	})
+	wait.For(t, 20*time.Second, "the subscription the event names is applied", func() bool {
+		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_gen"})
+		return err == nil && got.Status == "active" && got.UserID == "u_gen"
+	})
+	var objectType, outcome string
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT object_type, outcome FROM pending_repairs`).Scan(&objectType, &outcome))
+	require.Equal(t, repair.ObjectEvent, objectType)
+	require.Equal(t, "applied", outcome)
+	var paths []string
+	for _, r := range fake.Requests() {
+		paths = append(paths, r.Path)
+	}
+	require.Equal(t, []string{"/v2/core/events/evt_test_65RNmHaDQzxIKXQFcY016RNlzWjTsQabf9NSJmrE3bbsqL",
+		"/v1/subscriptions/sub_1SThinGenFail0001", "/v1/customers/cus_gen"}, paths)
+}

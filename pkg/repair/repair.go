@@ -24,6 +24,10 @@ const (
 	ObjectCustomer           = "customer"
 	ObjectCheckoutSession    = "checkout.session"
 	ObjectEntitlementSummary = "entitlements.active_entitlement_summary"
+	// ObjectEvent is a v2 event to retrieve first (GET /v2/core/events/{id}): the notification
+	// of an event generation failure names no object; the event names it in
+	// data.impact.related_object.
+	ObjectEvent = "v2.core.event"
 )
 
 // EventGenerationFailureResolved is the thin event Stripe sends when it failed to create events
@@ -52,15 +56,22 @@ type Repair struct {
 
 // Needed says which repair ev asks for, and whether it asks for one: a thin event naming a
 // subscription, customer or checkout session, every event generation failure (whatever its
-// related object), and an entitlement summary whose entitlements has_more. Other thin events
-// (a v1.billing.meter.* and the like) concern nothing Tollgate derives. ev must come from
-// stripeevent.Parse.
+// related object; one that names none, as Stripe's notification does, asks for the event itself,
+// ObjectEvent, whose data names it), and an entitlement summary whose entitlements has_more.
+// Other thin events (a v1.billing.meter.* and the like) concern nothing Tollgate derives. ev
+// must come from stripeevent.Parse.
 func Needed(ev stripeevent.Event) (Repair, bool) {
 	r := Repair{Livemode: ev.Livemode, Account: ev.Account, SourceEventID: ev.ID}
 	if ev.Thin {
 		r.ObjectType, r.ObjectID, r.Reason = ev.RelatedObject.Type, ev.RelatedObject.ID, ReasonThinEvent
+		if ev.RelatedContext != "" {
+			r.Account = ev.RelatedContext
+		}
 		if ev.Type == EventGenerationFailureResolved {
 			r.Reason = ReasonGenerationFail
+			if r.ObjectID == "" {
+				r.ObjectType, r.ObjectID = ObjectEvent, ev.ID
+			}
 		}
 		switch {
 		case r.ObjectID == "":

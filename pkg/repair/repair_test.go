@@ -18,10 +18,20 @@ func TestNeeded(t *testing.T) {
 		want   repair.Repair
 		wanted bool
 	}{
-		{name: "event generation failure of a subscription",
+		{name: "event generation failure notification: the event is read first",
 			raw: stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json"),
+			want: repair.Repair{ObjectType: repair.ObjectEvent, ObjectID: "evt_test_65RNmHaDQzxIKXQFcY016RNlzWjTsQabf9NSJmrE3bbsqL", Reason: repair.ReasonGenerationFail,
+				SourceEventID: "evt_test_65RNmHaDQzxIKXQFcY016RNlzWjTsQabf9NSJmrE3bbsqL"}, wanted: true},
+		{name: "event generation failure retrieved: its subscription",
+			raw: stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.event.json"),
 			want: repair.Repair{ObjectType: "subscription", ObjectID: "sub_1SThinGenFail0001", Reason: repair.ReasonGenerationFail,
 				SourceEventID: "evt_test_65RNmHaDQzxIKXQFcY016RNlzWjTsQabf9NSJmrE3bbsqL"}, wanted: true},
+		{name: "event generation failure retrieved: a connected account's customer",
+			raw: []byte(`{"id":"evt_g","object":"v2.core.event","type":"v2.core.health.event_generation_failure.resolved","created":"2026-11-20T09:14:27Z",
+				"livemode":true,"context":null,"data":{"impact":{"context":"acct_1Imp","event_type":"customer.updated",
+				"related_object":{"id":"cus_1","type":"customer","url":"/v1/customers/cus_1"}}}}`),
+			want: repair.Repair{ObjectType: "customer", ObjectID: "cus_1", Reason: repair.ReasonGenerationFail, Livemode: true,
+				Account: "acct_1Imp", SourceEventID: "evt_g"}, wanted: true},
 		{name: "thin subscription event keeps livemode and context",
 			raw: stripetest.Fixture(t, "v2/v1.customer.subscription.updated.thin.json"),
 			want: repair.Repair{ObjectType: "subscription", ObjectID: "sub_1SThinUpdated0001", Reason: repair.ReasonThinEvent, Livemode: true,

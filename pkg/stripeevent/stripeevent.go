@@ -40,6 +40,10 @@ type Event struct {
 	// created in Unix seconds, and Account its context.
 	Thin          bool
 	RelatedObject RelatedObject
+	// RelatedContext is the connected account the related object belongs to when the event
+	// says so apart from its own context: data.impact.context of a retrieved
+	// v2.core.health.event_generation_failure.resolved event. "" otherwise.
+	RelatedContext string
 }
 
 // Snapshot events are synthetic events Tollgate makes from an object read from the API: id
@@ -62,6 +66,12 @@ const ThinObject = "v2.core.event"
 // RelatedObject is a thin event's related_object: the object the event is about. Type is
 // Stripe's name of its kind ("subscription", "customer", "checkout.session", ...); all are ""
 // when the event names none.
+//
+// Stripe's v2 spec puts it at the top level of the events that have one (v1.* thin events),
+// but v2.core.health.event_generation_failure.resolved has none there: its notification names
+// no object at all, and the event retrieved from GET /v2/core/events/{id} names the object it
+// failed to create events for in data.impact.related_object. Parse reads that one when the
+// top level has none.
 type RelatedObject struct {
 	ID, Type, URL string
 }
@@ -95,6 +105,8 @@ func read(raw []byte) (Event, error) {
 	var objectType, objectID, customer, customerAccount string
 	var createdText string
 	var createdIsText bool
+	var impact RelatedObject // data.impact.related_object of a v2 event (event generation failure)
+	var impactContext string
 	err := stripejson.Object(raw, func(dec *stripejson.Decoder, key []byte) error {
 		var err error
 		switch string(key) {
@@ -150,6 +162,11 @@ func read(raw []byte) (Event, error) {
 						ev.PreviousAttributes = v
 					}
 					return err
+				case "impact":
+					if dec.PeekKind() != '{' {
+						return dec.SkipValue() // not a v2 event's impact; nothing Tollgate reads
+					}
+					return readImpact(dec, &impact, &impactContext)
 				default:
 					return dec.SkipValue()
 				}
@@ -179,6 +196,9 @@ func read(raw []byte) (Event, error) {
 		// A thin event's data (when a retrieved one carries it) is not a v1 object: it names no
 		// customer. Its related object may be the customer itself.
 		ev.Object, ev.PreviousAttributes = nil, nil
+		if ev.RelatedObject == (RelatedObject{}) {
+			ev.RelatedObject, ev.RelatedContext = impact, impactContext
+		}
 		if ev.RelatedObject.Type == "customer" {
 			ev.CustomerID = ev.RelatedObject.ID
 		}
@@ -242,6 +262,26 @@ func readRelated(dec *stripejson.Decoder, r *RelatedObject) error {
 			return dec.SkipValue()
 		}
 		return err
+	})
+}
+
+// readImpact reads data.impact of a v2 event: its related_object and its context (the connected
+// account the lost event was for; absent or null for the platform's own).
+func readImpact(dec *stripejson.Decoder, r *RelatedObject, context *string) error {
+	return stripejson.Members(dec, func(key []byte) error {
+		switch string(key) {
+		case "related_object":
+			return readRelated(dec, r)
+		case "context":
+			if stripejson.IsNull(dec) {
+				return dec.SkipValue()
+			}
+			var err error
+			*context, err = stripejson.String(dec)
+			return err
+		default:
+			return dec.SkipValue()
+		}
 	})
 }
 

@@ -152,7 +152,8 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":{"id":"cus_1"}}}}`))
-	for _, name := range []string{"v2/v2.core.health.event_generation_failure.resolved.json", "v2/v1.customer.updated.thin.json"} {
+	for _, name := range []string{"v2/v2.core.health.event_generation_failure.resolved.json",
+		"v2/v2.core.health.event_generation_failure.resolved.event.json", "v2/v1.customer.updated.thin.json"} {
 		b, err := os.ReadFile(filepath.Join("..", "testdata", "stripe-events", name))
 		if err != nil {
 			f.Fatal(err)
@@ -223,9 +224,15 @@ func TestParseThinEvents(t *testing.T) {
 		wantAccount  string
 		wantCustomer string
 		wantRelated  stripeevent.RelatedObject
+		wantRelCtx   string
 		wantLive     bool
 	}{
-		{name: "event generation failure resolved", file: "v2/v2.core.health.event_generation_failure.resolved.json",
+		// Stripe's notification of an event generation failure names no object (no
+		// related_object: stripe-go's V2CoreHealthEventGenerationFailureResolvedEventNotification).
+		{name: "event generation failure resolved, the notification", file: "v2/v2.core.health.event_generation_failure.resolved.json",
+			wantType: "v2.core.health.event_generation_failure.resolved", wantCreated: 1795166067},
+		// The event retrieved from /v2/core/events/{id} names it in data.impact.related_object.
+		{name: "event generation failure resolved, the event retrieved", file: "v2/v2.core.health.event_generation_failure.resolved.event.json",
 			wantType: "v2.core.health.event_generation_failure.resolved", wantCreated: 1795166067,
 			wantRelated: stripeevent.RelatedObject{ID: "sub_1SThinGenFail0001", Type: "subscription", URL: "/v1/subscriptions/sub_1SThinGenFail0001"}},
 		{name: "thin subscription updated with context", file: "v2/v1.customer.subscription.updated.thin.json",
@@ -246,7 +253,44 @@ func TestParseThinEvents(t *testing.T) {
 			require.Equal(t, tt.wantAccount, ev.Account)
 			require.Equal(t, tt.wantCustomer, ev.CustomerID)
 			require.Equal(t, tt.wantRelated, ev.RelatedObject)
+			require.Equal(t, tt.wantRelCtx, ev.RelatedContext)
 			require.Equal(t, tt.wantLive, ev.Livemode)
+			require.Nil(t, ev.Object)
+		})
+	}
+}
+
+// TestParseGenerationFailureImpact reads the object of a retrieved event generation failure
+// from data.impact (with the connected account it names), whatever the order of its keys, and
+// keeps a top-level related_object, where one is sent, over it.
+func TestParseGenerationFailureImpact(t *testing.T) {
+	t.Parallel()
+	const head = `"id":"evt_g","object":"v2.core.event","type":"v2.core.health.event_generation_failure.resolved","created":"2026-11-20T09:14:27Z"`
+	tests := map[string]struct {
+		raw         string
+		wantRelated stripeevent.RelatedObject
+		wantCtx     string
+	}{
+		"impact of a connected account, data first": {
+			raw:         `{"data":{"alert_id":"a","impact":{"context":"acct_1Imp","event_type":"invoice.paid","related_object":{"id":"in_1","type":"invoice","url":"/v1/invoices/in_1"}}},` + head + `}`,
+			wantRelated: stripeevent.RelatedObject{ID: "in_1", Type: "invoice", URL: "/v1/invoices/in_1"}, wantCtx: "acct_1Imp"},
+		"impact with a null context": {
+			raw:         `{` + head + `,"data":{"impact":{"context":null,"related_object":{"id":"cus_1","type":"customer","url":"/v1/customers/cus_1"}}}}`,
+			wantRelated: stripeevent.RelatedObject{ID: "cus_1", Type: "customer", URL: "/v1/customers/cus_1"}},
+		"a top-level related_object wins": {
+			raw:         `{` + head + `,"related_object":{"id":"sub_top","type":"subscription","url":"/v1/subscriptions/sub_top"},"data":{"impact":{"related_object":{"id":"in_1","type":"invoice","url":"/v1/invoices/in_1"}}}}`,
+			wantRelated: stripeevent.RelatedObject{ID: "sub_top", Type: "subscription", URL: "/v1/subscriptions/sub_top"}},
+		"no impact": {raw: `{` + head + `,"data":{"alert_id":"a"}}`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ev, err := stripeevent.Parse([]byte(tt.raw))
+			require.NoError(t, err)
+			require.True(t, ev.Thin)
+			require.Equal(t, tt.wantRelated, ev.RelatedObject)
+			require.Equal(t, tt.wantCtx, ev.RelatedContext)
+			require.Empty(t, ev.Account, "the event's own context is the platform's")
 			require.Nil(t, ev.Object)
 		})
 	}

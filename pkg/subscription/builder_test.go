@@ -26,8 +26,8 @@ const (
 	apiOld    = "2020-03-02" // the version of the captured fixtures in ../testdata/stripe-events
 	apiV2024  = "2024-06-20"
 	apiBasil  = "2025-03-31.basil"  // current_period_* moved to subscription items
-	apiClover = "2025-09-30.clover" // billing_mode object, Discount.source, customer_account
-	apiEndive = "2026-11-18.endive" // billing_cycle_anchor an object
+	apiClover = "2025-09-30.clover" // billing_mode object; customer_account only from 2025-12-15.clover
+	apiEndive = "2026-11-18.endive" // the newest; rendered as the newest spec at hand (2026-07-29.dahlia)
 	day       = int64(86400)
 	month     = 30 * day
 	t0        = int64(1750000000) // 2025-06-15T15:06:40Z
@@ -173,19 +173,18 @@ func (s sub) object(api string) map[string]any {
 		o["current_period_start"] = nullable(s.periodStart)
 		o["current_period_end"] = nullable(s.periodEnd)
 	}
-	// The shapes of later versions, which Decode must skip: billing_mode an object (from
-	// 2025-06-30.basil), Discount.source.coupon and customer_account (clover), a
-	// billing_cycle_anchor object (endive).
+	// The shapes of later versions, which Decode must skip, as stripe/openapi's spec has them:
+	// billing_mode an object (from 2025-06-30.basil), customer_account (from
+	// 2025-12-15.clover), discounts as ids (expandable). billing_cycle_anchor stays an integer
+	// on the object in every spec (endive's object form is the update and resume parameter's).
 	if api >= "2025-06-30" {
-		o["billing_mode"] = map[string]any{"type": "flexible", "updated_at": s.created}
+		o["billing_mode"] = map[string]any{"type": "flexible", "flexible": map[string]any{"proration_discounts": "included"}, "updated_at": s.created}
 	}
-	if api >= "2025-09-30" {
+	if api >= "2025-12-15" {
 		o["customer_account"] = nil
-		o["discounts"] = []any{map[string]any{"id": "di_1Gen", "object": "discount",
-			"source": map[string]any{"type": "coupon", "coupon": "coupon_gen"}}}
 	}
-	if api >= "2026-09-30" {
-		o["billing_cycle_anchor"] = map[string]any{"type": "timestamp", "timestamp": s.created}
+	if basil {
+		o["discounts"] = []any{"di_1Gen"}
 	}
 	if len(s.items) == 1 && api < "2025-03-31" {
 		o["plan"] = planObject(s.items[0])

@@ -15,13 +15,14 @@ import (
 
 // TestEveryAPIVersion derives a checkout, a subscription's creation, an update and its
 // cancellation in the shape of each API version from 2014 to 2026-11-18.endive, for a classic
-// customer and (from clover, Accounts v2) a customer that is an Account with customer: null.
+// customer and (from 2025-12-15.clover, Accounts v2) a customer that is an Account with
+// customer: null.
 func TestEveryAPIVersion(t *testing.T) {
 	t.Parallel()
 	const periodEnd = int64(1795000000)
 	for _, version := range stripetest.APIVersions() {
 		customers := []struct{ customer, account string }{{customer: "cus_Ver"}}
-		if version >= "2025-09-30" {
+		if stripetest.AccountsV2(version) {
 			customers = append(customers, struct{ customer, account string }{account: "acct_1VerAccountsV2"})
 		}
 		for _, c := range customers {
@@ -65,6 +66,49 @@ func TestEveryAPIVersion(t *testing.T) {
 				require.False(t, st.Entitlement(subscription.DefaultRules()).Premium)
 			})
 		}
+	}
+}
+
+// TestShapesOutsideTheSpecAreTolerated feeds shapes that no stripe/openapi spec at hand gives
+// (up to 2026-07-29.dahlia) but that were claimed for Stripe's objects, so that they cannot
+// fail an event if Stripe does send them: billing_cycle_anchor as an object (endive's changelog
+// makes the update and resume parameter an object, not the Subscription's field), billing_mode as
+// a string (never in the GA spec), expanded discounts with source.coupon, and customer_account
+// on a version before 2025-12-15.clover.
+func TestShapesOutsideTheSpecAreTolerated(t *testing.T) {
+	t.Parallel()
+	const periodEnd = int64(1795000000)
+	tests := map[string]struct {
+		version string
+		edit    func(s map[string]any)
+		owner   string
+	}{
+		"billing_cycle_anchor an object": {version: "2026-11-18.endive", owner: "cus_Tol", edit: func(s map[string]any) {
+			s["billing_cycle_anchor"] = map[string]any{"type": "timestamp", "timestamp": periodEnd - 30*86400}
+		}},
+		"billing_mode a string": {version: "2025-04-30.basil", owner: "cus_Tol", edit: func(s map[string]any) { s["billing_mode"] = "classic" }},
+		"expanded discounts with source.coupon": {version: "2025-09-30.clover", owner: "cus_Tol", edit: func(s map[string]any) {
+			s["discounts"] = []any{map[string]any{"id": "di_1Tol", "object": "discount",
+				"source": map[string]any{"type": "coupon", "coupon": "coupon_25off"}}}
+		}},
+		"customer_account before the spec has it": {version: "2025-09-30.clover", owner: "acct_1TolEarly", edit: func(s map[string]any) {
+			s["customer"], s["customer_account"] = nil, "acct_1TolEarly"
+		}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := stripetest.SubscriptionIn(tt.version, "sub_1Tol", "cus_Tol", "", "active", "price_1Tol", periodEnd)
+			tt.edit(s)
+			raw := stripetest.Event{ID: "evt_tol", Type: "customer.subscription.updated", Created: 1790000000,
+				APIVersion: tt.version, Object: s}.JSON(t)
+			events := decodeAll(t, [][]byte{raw})
+			require.Equal(t, tt.owner, events[0].CustomerID)
+			st := subscription.Derive(tt.owner, events, subscription.DefaultRules())
+			require.Len(t, st.Subscriptions, 1)
+			require.Equal(t, "active", st.Subscriptions[0].Status)
+			require.Equal(t, time.Unix(periodEnd, 0).UTC(), *st.Subscriptions[0].CurrentPeriodEnd)
+		})
 	}
 }
 

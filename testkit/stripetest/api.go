@@ -255,7 +255,8 @@ func (a *API) route(r *http.Request, n int) (int, []byte, http.Header) {
 		return a.activeEntitlements(q)
 	}
 	switch p := r.URL.Path; {
-	case strings.HasPrefix(p, "/v1/subscriptions/"), strings.HasPrefix(p, "/v1/customers/"), strings.HasPrefix(p, "/v1/checkout/sessions/"):
+	case strings.HasPrefix(p, "/v1/subscriptions/"), strings.HasPrefix(p, "/v1/customers/"), strings.HasPrefix(p, "/v1/checkout/sessions/"),
+		strings.HasPrefix(p, "/v2/core/events/"):
 		return a.retrieve(p)
 	default:
 		return apiError(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL (GET: "+r.URL.Path+").")

@@ -45,6 +45,17 @@ func (a *API) AddActiveEntitlement(tb testing.TB, customer, lookupKey string) {
 	a.entitlements[customer] = append(a.entitlements[customer], apiObject{id: id, created: int64(-n), raw: raw})
 }
 
+// AddV2Event makes a v2 event (raw, "object": "v2.core.event", with its data) retrievable at
+// GET /v2/core/events/{id}, as Stripe serves the event behind a thin notification.
+func (a *API) AddV2Event(tb testing.TB, raw []byte) {
+	tb.Helper()
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		tb.Fatalf("stripetest: AddV2Event: %v", err)
+	}
+	a.addObject(tb, "/v2/core/events/", obj)
+}
+
 func (a *API) addObject(tb testing.TB, prefix string, obj map[string]any) {
 	tb.Helper()
 	id, _ := obj["id"].(string)
@@ -77,6 +88,9 @@ func (a *API) retrieve(path string) (int, []byte, http.Header) {
 	noun := "customer"
 	if strings.HasPrefix(path, "/v1/checkout/sessions/") {
 		noun = "checkout.session"
+	}
+	if strings.HasPrefix(path, "/v2/core/events/") {
+		noun = "event"
 	}
 	return apiError(http.StatusNotFound, "invalid_request_error", "resource_missing",
 		"No such "+noun+": '"+path[strings.LastIndexByte(path, '/')+1:]+"'")
