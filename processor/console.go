@@ -503,8 +503,10 @@ func (c *console) replayCustomer(r *http.Request) (string, string, error) {
 	return customerPage(r), "re-derived: " + strings.TrimSpace(out.String()), err
 }
 
-// repairCustomer enqueues a repair from Stripe of the customer and each of its subscriptions in
-// the page's scope; the repairer applies them as snapshot events.
+// repairCustomer enqueues a repair from Stripe of the customer and every subscription Stripe
+// lists for it, in the page's scope (one repair.ObjectCustomerSubscriptions): a subscription
+// whose events were all lost is unknown here and is found only so. The repairer applies them as
+// snapshot events.
 func (c *console) repairCustomer(r *http.Request) (string, string, error) {
 	to := customerPage(r)
 	if !c.CanRepair {
@@ -514,22 +516,12 @@ func (c *console) repairCustomer(r *http.Request) (string, string, error) {
 	if !ok {
 		return to, "", fmt.Errorf("%s is invalid", param)
 	}
-	id := r.PathValue("id")
-	source := fmt.Sprintf("tgconsole_%d", time.Now().UnixNano())
-	rs := []repair.Repair{{ObjectType: repair.ObjectCustomer, ObjectID: id, Livemode: sc.Livemode, Account: sc.Account,
-		SourceEventID: source, Reason: consoleReasonRepair}}
-	cu, err := entitlement.GetCustomer(r.Context(), c.Pool, sc.Of(id))
-	if err != nil && !errors.Is(err, entitlement.ErrNotFound) {
-		return to, "", err
-	}
-	for _, s := range cu.Subscriptions {
-		rs = append(rs, repair.Repair{ObjectType: repair.ObjectSubscription, ObjectID: s.ID, Livemode: sc.Livemode,
-			Account: sc.Account, SourceEventID: source, Reason: consoleReasonRepair})
-	}
+	rs := []repair.Repair{{ObjectType: repair.ObjectCustomerSubscriptions, ObjectID: r.PathValue("id"), Livemode: sc.Livemode,
+		Account: sc.Account, SourceEventID: fmt.Sprintf("tgconsole_%d", time.Now().UnixNano()), Reason: consoleReasonRepair}}
 	if err := repair.Enqueue(r.Context(), c.Pool, rs); err != nil {
 		return to, "", err
 	}
-	return to, fmt.Sprintf("repair enqueued: the customer and %s (see open repairs on the pipeline page)", plural(len(cu.Subscriptions), "subscription")), nil
+	return to, "repair enqueued: the customer and every subscription Stripe has for it (see open repairs on the pipeline page)", nil
 }
 
 func (c *console) deadLetters(w http.ResponseWriter, r *http.Request, v view) {

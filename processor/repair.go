@@ -41,6 +41,9 @@ type objectReader interface {
 	Object(ctx context.Context, objectType, id, account string) (json.RawMessage, error)
 	// ActiveEntitlements are every active entitlement of customer (all pages).
 	ActiveEntitlements(ctx context.Context, customer, account string) ([]json.RawMessage, error)
+	// CustomerSubscriptions are every subscription of customer (cus_… or acct_…), any status
+	// (all pages).
+	CustomerSubscriptions(ctx context.Context, customer, account string) ([]json.RawMessage, error)
 }
 
 // objectPaths are the API paths of the objects a repair reads.
@@ -69,17 +72,40 @@ func (a *stripeAPI) Object(ctx context.Context, objectType, id, account string) 
 
 // ActiveEntitlements implements objectReader.
 func (a *stripeAPI) ActiveEntitlements(ctx context.Context, customer, account string) ([]json.RawMessage, error) {
+	values := &form.Values{}
+	values.Add("customer", customer)
+	return a.listAll(ctx, "/v1/entitlements/active_entitlements", values, account, "active entitlements of "+customer)
+}
+
+// CustomerSubscriptions implements objectReader.
+func (a *stripeAPI) CustomerSubscriptions(ctx context.Context, customer, account string) ([]json.RawMessage, error) {
+	values := &form.Values{}
+	if strings.HasPrefix(customer, "acct_") {
+		values.Add("customer_account", customer) // Accounts v2
+	} else {
+		values.Add("customer", customer)
+	}
+	values.Add("status", "all")
+	return a.listAll(ctx, "/v1/subscriptions", values, account, "subscriptions of "+customer)
+}
+
+// listAll reads every page of a list, its items undecoded.
+func (a *stripeAPI) listAll(ctx context.Context, path string, filters *form.Values, account, what string) ([]json.RawMessage, error) {
 	var all []json.RawMessage
 	for after := ""; ; {
 		values := &form.Values{}
-		values.Add("customer", customer)
+		for k, vs := range filters.ToValues() {
+			for _, v := range vs {
+				values.Add(k, v)
+			}
+		}
 		values.Add("limit", fmt.Sprint(apiPageSize))
 		if after != "" {
 			values.Add("starting_after", after)
 		}
 		page := &rawList{}
-		if err := a.backend.CallRaw(http.MethodGet, "/v1/entitlements/active_entitlements", a.key, values, a.params(ctx, account), page); err != nil {
-			return nil, apiReadError("list active entitlements of "+customer, err)
+		if err := a.backend.CallRaw(http.MethodGet, path, a.key, values, a.params(ctx, account), page); err != nil {
+			return nil, apiReadError("list "+what, err)
 		}
 		all = append(all, page.Data...)
 		if !page.HasMore || len(page.Data) == 0 {
@@ -194,6 +220,27 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 			return nil, err
 		}
 		return []stripeevent.Event{cus}, nil
+	case repair.ObjectCustomerSubscriptions:
+		out := []stripeevent.Event{}
+		if strings.HasPrefix(r.ObjectID, "cus_") { // an acct_ customer has no customer object
+			cus, err := read(repair.ObjectCustomer, r.ObjectID)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cus)
+		}
+		subs, err := api.CustomerSubscriptions(ctx, r.ObjectID, r.Account)
+		if err != nil {
+			return nil, err
+		}
+		for _, obj := range subs {
+			ev, err := snapshot(r, repair.ObjectSubscription, idOf(obj), obj, now())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ev)
+		}
+		return out, nil
 	case repair.ObjectCheckoutSession:
 		cs, err := read(repair.ObjectCheckoutSession, r.ObjectID)
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/pkg/subscription"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 	"github.com/tollgate/tollgate/testkit/wait"
 )
@@ -146,4 +148,52 @@ func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
 	}
 	require.Equal(t, []string{"/v2/core/events/evt_test_65RNmHaDQzxIKXQFcY016RNlzWjTsQabf9NSJmrE3bbsqL",
 		"/v1/subscriptions/sub_1SThinGenFail0001", "/v1/customers/cus_gen"}, paths)
+}
+
+// An operator's repair of a customer reads the customer and lists every subscription Stripe has
+// for it, in the repair's account; an Accounts v2 customer (acct_…) has no customer object and
+// its subscriptions are listed by customer_account.
+func TestRepairOfACustomerListsItsSubscriptions(t *testing.T) {
+	t.Parallel()
+	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	fake.AddCustomer(t, map[string]any{"id": "cus_all", "object": "customer", "metadata": map[string]any{"user_id": "u_all"}})
+	fake.AddSubscription(t, stripetest.Subscription("sub_old", "cus_all", "canceled", "price_1"), 1_700_000_000)
+	fake.AddSubscription(t, stripetest.Subscription("sub_new", "cus_all", "active", "price_1"), 1_700_000_100)
+	fake.AddSubscription(t, stripetest.Subscription("sub_other", "cus_other", "active", "price_1"), 1_700_000_200)
+	v2 := stripetest.Subscription("sub_v2", "", "active", "price_1")
+	delete(v2, "customer")
+	v2["customer_account"] = "acct_1V2Customer"
+	fake.AddSubscription(t, v2, 1_700_000_300)
+	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
+	t.Cleanup(api.close)
+
+	objects := func(customer string) []string {
+		t.Helper()
+		evs, err := snapshots(t.Context(), api, repair.Repair{ObjectType: repair.ObjectCustomerSubscriptions, ObjectID: customer,
+			SourceEventID: "tgconsole_1", Reason: "operator console"}, time.Now)
+		require.NoError(t, err)
+		var out []string
+		for _, ev := range evs {
+			d, err := subscription.Decode(ev)
+			require.NoError(t, err)
+			switch {
+			case d.Customer != nil:
+				out = append(out, ev.Type+" "+d.Customer.ID)
+			case d.Subscription != nil:
+				out = append(out, ev.Type+" "+d.Subscription.ID+" "+d.Subscription.CustomerID)
+			}
+		}
+		return out
+	}
+	require.Equal(t, []string{stripeevent.SnapshotType("customer") + " cus_all",
+		stripeevent.SnapshotType("subscription") + " sub_new cus_all",
+		stripeevent.SnapshotType("subscription") + " sub_old cus_all"}, objects("cus_all"), "the customer first, then every subscription, any status")
+	require.Equal(t, []string{stripeevent.SnapshotType("subscription") + " sub_v2 acct_1V2Customer"}, objects("acct_1V2Customer"))
+	var lists []string
+	for _, r := range fake.Requests() {
+		if r.Path == "/v1/subscriptions" {
+			lists = append(lists, r.Query.Get("customer")+r.Query.Get("customer_account")+" "+r.Query.Get("status"))
+		}
+	}
+	require.Equal(t, []string{"cus_all all", "acct_1V2Customer all"}, lists)
 }

@@ -28,6 +28,10 @@ const (
 	// of an event generation failure names no object; the event names it in
 	// data.impact.related_object.
 	ObjectEvent = "v2.core.event"
+	// ObjectCustomerSubscriptions is an operator's repair of a customer (cus_…, or an Accounts v2
+	// acct_…): the customer object and every subscription Stripe lists for it (status=all),
+	// including any Tollgate never heard of because its events were lost.
+	ObjectCustomerSubscriptions = "customer.subscriptions"
 )
 
 // EventGenerationFailureResolved is the thin event Stripe sends when it failed to create events

@@ -89,6 +89,8 @@ type apiObject struct {
 	raw      json.RawMessage
 	typ      string // event type
 	customer string // subscription's customer
+	// customerAccount is a subscription's Accounts v2 customer_account.
+	customerAccount string
 	status   string // subscription's status
 	// delivered is an event's delivery_success: false while webhooks are pending or failed.
 	delivered bool
@@ -155,13 +157,14 @@ func (a *API) AddSubscriptionFor(tb testing.TB, account string, obj map[string]a
 	}
 	id, _ := obj["id"].(string)
 	customer, _ := obj["customer"].(string)
+	customerAccount, _ := obj["customer_account"].(string)
 	status, _ := obj["status"].(string)
-	if id == "" || customer == "" || status == "" {
-		tb.Fatalf("stripetest: AddSubscription: the object needs an id, a customer and a status")
+	if id == "" || (customer == "" && customerAccount == "") || status == "" {
+		tb.Fatalf("stripetest: AddSubscription: the object needs an id, a customer (or customer_account) and a status")
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	o := apiObject{id: id, created: created, raw: raw, customer: customer, status: status, account: account}
+	o := apiObject{id: id, created: created, raw: raw, customer: customer, customerAccount: customerAccount, status: status, account: account}
 	if i := slices.IndexFunc(a.subs, func(s apiObject) bool { return s.id == id && s.account == account }); i >= 0 {
 		a.subs[i] = o // the subscription changed: Stripe has one state of each
 		return
@@ -266,7 +269,7 @@ func (a *API) route(r *http.Request, n int) (int, []byte, http.Header) {
 // The parameters each list endpoint knows (Stripe's, of those the fake may see).
 const (
 	eventParams        = `^(limit|starting_after|ending_before|created(\[(gt|gte|lt|lte)\])?|delivery_success|type|types\[\d*\]|expand\[\d*\])$`
-	subscriptionParams = `^(limit|starting_after|ending_before|created(\[(gt|gte|lt|lte)\])?|status|customer|price|plan|collection_method|test_clock|expand\[\d*\])$`
+	subscriptionParams = `^(limit|starting_after|ending_before|created(\[(gt|gte|lt|lte)\])?|status|customer|customer_account|price|plan|collection_method|test_clock|expand\[\d*\])$`
 )
 
 // list answers a list request over objs (in the order added) with Stripe's pagination. match
@@ -393,6 +396,9 @@ func subscriptionMatches(q url.Values, o apiObject) (bool, string) {
 	}
 	if c := q.Get("customer"); c != "" {
 		ok = ok && o.customer == c
+	}
+	if c := q.Get("customer_account"); c != "" {
+		ok = ok && o.customerAccount == c
 	}
 	switch s := q.Get("status"); s {
 	case "all":
