@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/e2e/freeport"
+	"github.com/tollgate/tollgate/testkit/freeport"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 

@@ -137,7 +137,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			if sched != nil { // the stream exists now; a run in progress stops with the consumer
 				wg.Go(func() { sched.loop(runCtx) })
 			}
-			wg.Go(func() { migrateStream(runCtx, js, opts.Durable, logger) })
+			wg.Go(func() { migrateStream(runCtx, js, stream.Options{Replicas: cfg.StreamReplicas}, opts.Durable, logger) })
 			wg.Go(func() { rep.loop(runCtx, repairEvery) })
 			wg.Go(func() { pruneMarks(runCtx, pool, logger) }) // issue 15: read your writes
 			// issue 15: deliver the outbox
@@ -281,9 +281,11 @@ func watchSchema(ctx context.Context, s *schemaCheck) {
 
 // migrateStream converts a stream of an earlier release (limits retention) into the work queue
 // once the consumer, running meanwhile, has applied what it holds (stream.MigrateToWorkQueue).
+// The work queue gets streamOpts (STREAM_REPLICAS), else the old stream's settings: Ensure
+// leaves a limits stream as it is, so the migration is where STREAM_REPLICAS=3 reaches it.
 // A failed attempt is logged and tried again at the next start; the old stream keeps working.
-func migrateStream(ctx context.Context, js jetstream.JetStream, durable string, logger *slog.Logger) {
-	if err := stream.MigrateToWorkQueue(ctx, js, stream.Options{}, durable, time.Second, logger); err != nil && ctx.Err() == nil {
+func migrateStream(ctx context.Context, js jetstream.JetStream, streamOpts stream.Options, durable string, logger *slog.Logger) {
+	if err := stream.MigrateToWorkQueue(ctx, js, streamOpts, durable, time.Second, logger); err != nil && ctx.Err() == nil {
 		logger.Error("stream migration to a work queue failed; the limits stream stays in use", "error", err)
 	}
 }

@@ -25,7 +25,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/tollgate/tollgate/e2e/freeport"
+	"github.com/tollgate/tollgate/testkit/freeport"
 )
 
 // readyTimeout bounds the wait for JetStream to answer after a (re)start, store recovery

@@ -26,7 +26,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tollgate/tollgate/e2e/freeport"
+	"github.com/tollgate/tollgate/testkit/freeport"
 )
 
 // readyTimeout bounds the wait for a started server to accept connections (crash recovery

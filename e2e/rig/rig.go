@@ -17,9 +17,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tollgate/tollgate/e2e/freeport"
 	"github.com/tollgate/tollgate/e2e/natsproc"
 	"github.com/tollgate/tollgate/e2e/stack"
+	"github.com/tollgate/tollgate/testkit/freeport"
 )
 
 // Options say how to set the rig up.

@@ -69,7 +69,9 @@ func Config(opts Options) jetstream.StreamConfig {
 	// exists yet (a listener started before any processor loses nothing), and it refuses a
 	// second consumer over the same subjects, which would steal events from the processor.
 	// Dedupe does not need the messages: the server keeps the Nats-Msg-Ids of the last
-	// DuplicateWindow whether or not their messages are still stored. No MaxAge: an unapplied
+	// DuplicateWindow whether or not their messages are still stored, while it runs (a
+	// restarted server, or a replica that becomes leader, rebuilds them from the messages it
+	// holds; the event store's primary key dedupes the rest). No MaxAge: an unapplied
 	// event is never dropped for its age.
 	return jetstream.StreamConfig{
 		Name:        Name,

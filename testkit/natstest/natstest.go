@@ -52,7 +52,9 @@ func StartWithOptions(tb testing.TB, configure func(*server.Options)) *Server {
 
 func (s *Server) start(tb testing.TB) {
 	tb.Helper()
-	srv, err := server.NewServer(s.opts)
+	// A copy: the server keeps reading its options, and StartWithOptions and StartCluster pin
+	// ports and routes in s.opts for the next start.
+	srv, err := server.NewServer(s.opts.Clone())
 	if err != nil {
 		tb.Fatalf("natstest: new server: %v", err)
 	}
@@ -63,6 +65,9 @@ func (s *Server) start(tb testing.TB) {
 	}
 	s.srv = srv
 }
+
+// Name is the server's name (ServerName; "" unless set, as StartCluster does).
+func (s *Server) Name() string { return s.opts.ServerName }
 
 // URL is the client URL of the server.
 func (s *Server) URL() string { return s.srv.ClientURL() }
@@ -85,7 +90,18 @@ func (s *Server) Restart(tb testing.TB) {
 // Connect opens a client connection that is closed in t.Cleanup.
 func (s *Server) Connect(tb testing.TB) *nats.Conn {
 	tb.Helper()
-	nc, err := nats.Connect(s.URL())
+	return connect(tb, s.URL())
+}
+
+// JetStream opens a connection and returns its JetStream context.
+func (s *Server) JetStream(tb testing.TB) jetstream.JetStream {
+	tb.Helper()
+	return newJetStream(tb, s.Connect(tb))
+}
+
+func connect(tb testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		tb.Fatalf("natstest: connect: %v", err)
 	}
@@ -93,10 +109,9 @@ func (s *Server) Connect(tb testing.TB) *nats.Conn {
 	return nc
 }
 
-// JetStream opens a connection and returns its JetStream context.
-func (s *Server) JetStream(tb testing.TB) jetstream.JetStream {
+func newJetStream(tb testing.TB, nc *nats.Conn) jetstream.JetStream {
 	tb.Helper()
-	js, err := jetstream.New(s.Connect(tb))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		tb.Fatalf("natstest: jetstream: %v", err)
 	}

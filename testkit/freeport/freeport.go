@@ -1,5 +1,6 @@
 // Package freeport hands out loopback ports for the services the end-to-end tests start as
-// processes of their own. A port the kernel picks for ":0" comes from the ephemeral range,
+// processes of their own, and for the route ports of natstest's clusters (each node must be
+// configured with the others' before any starts). Test code only. A port the kernel picks for ":0" comes from the ephemeral range,
 // where, once closed, it can be taken as the source port of any outgoing connection (to
 // Postgres, to NATS) before the service binds it; under load that made a service fail to
 // start now and then. These ports come from below that range (20000-32767), are checked to

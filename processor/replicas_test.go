@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/testkit/natstest"
+	"github.com/tollgate/tollgate/testkit/wait"
+)
+
+// A processor of a one-node (R1) install restarted on a three-node cluster with
+// STREAM_REPLICAS=3 raises the stream, and the durable consumer, which sets no replicas of its
+// own, follows it to R3 with its position; the loss of the consumer's leader then loses no
+// delivery. A limits stream of an earlier release gets the three replicas from the migration.
+func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
+	t.Parallel()
+	c := natstest.StartCluster(t, 3)
+	js := c.JetStream(t)
+	ctx := t.Context()
+	log := testLogger(t)
+	opts := testOptions()
+
+	cons, err := startConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
+	require.NoError(t, err)
+	waitConsumerReplicas(t, cons, 1)
+	for i := range 5 {
+		_, err := js.Publish(ctx, stream.Subject("cus_1", "invoice.paid"), []byte("{}"), jetstream.WithMsgID(fmt.Sprint("evt_", i)))
+		require.NoError(t, err)
+	}
+	fetchAck(t, cons, 2) // applied
+
+	cons, err = startConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
+	require.NoError(t, err)
+	info := waitConsumerReplicas(t, cons, 3)
+	require.EqualValues(t, 3, info.NumPending, "the consumer kept its position")
+	require.Zero(t, info.NumAckPending)
+	s, err := js.Stream(ctx, stream.Name)
+	require.NoError(t, err)
+	require.Equal(t, 3, s.CachedInfo().Config.Replicas)
+
+	// A processor starting without STREAM_REPLICAS keeps R3, its consumer too.
+	cons, err = startConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
+	require.NoError(t, err)
+	waitConsumerReplicas(t, cons, 3)
+
+	old := info.Cluster.Leader
+	c.Node(t, old).Shutdown()
+	wait.For(t, 30*time.Second, "a new consumer leader", func() bool {
+		i, err := cons.jsConsumer().Info(ctx)
+		return err == nil && i.Cluster != nil && i.Cluster.Leader != "" && i.Cluster.Leader != old
+	})
+	require.Equal(t, []string{"evt_2", "evt_3", "evt_4"}, fetchAck(t, cons, 3))
+	c.Restart(t, c.Node(t, old))
+
+	// An earlier release's limits stream at R1: the start leaves it to the migration, which
+	// creates the work queue with STREAM_REPLICAS; the consumer is created again on it.
+	require.NoError(t, js.DeleteStream(ctx, stream.Name))
+	legacy := stream.Config(stream.Options{Replicas: 1})
+	legacy.Retention, legacy.MaxAge = jetstream.LimitsPolicy, 30*24*time.Hour
+	_, err = js.CreateStream(ctx, legacy)
+	require.NoError(t, err)
+	cons, err = startConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
+	require.NoError(t, err)
+	migrateStream(ctx, js, stream.Options{Replicas: 3}, opts.Durable, log)
+	s, err = js.Stream(ctx, stream.Name)
+	require.NoError(t, err)
+	require.False(t, stream.Legacy(s.CachedInfo().Config))
+	require.Equal(t, 3, s.CachedInfo().Config.Replicas, "the work queue has STREAM_REPLICAS")
+	require.NoError(t, cons.ensure(ctx))
+	waitConsumerReplicas(t, cons, 3)
+}
+
+// waitConsumerReplicas waits until the durable consumer has the replicas, every one current.
+func waitConsumerReplicas(t *testing.T, c *consumer, replicas int) *jetstream.ConsumerInfo {
+	t.Helper()
+	var info *jetstream.ConsumerInfo
+	wait.For(t, 30*time.Second, fmt.Sprintf("consumer at R%d", replicas), func() bool {
+		var err error
+		if info, err = c.jsConsumer().Info(t.Context()); err != nil || info.Cluster == nil || info.Cluster.Leader == "" ||
+			len(info.Cluster.Replicas) != replicas-1 {
+			return false
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return false
+			}
+		}
+		return true
+	})
+	return info
+}
+
+// fetchAck fetches n messages, acknowledges them and returns their ids.
+func fetchAck(t *testing.T, c *consumer, n int) []string {
+	t.Helper()
+	var ids []string
+	for len(ids) < n {
+		batch, err := c.jsConsumer().Fetch(n-len(ids), jetstream.FetchMaxWait(time.Second))
+		require.NoError(t, err)
+		for m := range batch.Messages() {
+			require.NoError(t, m.DoubleAck(t.Context()))
+			ids = append(ids, m.Headers().Get(nats.MsgIdHdr))
+		}
+	}
+	return ids
+}
