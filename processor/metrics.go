@@ -27,13 +27,13 @@ type metrics struct {
 	// derivedEvents counts the events folded by derivations (the tails after checkpoints, or
 	// whole histories).
 	derivedEvents prometheus.Counter
-	pending          prometheus.Gauge
-	ackPending       prometheus.Gauge
-	deadLetters      prometheus.Gauge
-	paused           prometheus.Gauge
-	streamBytes      prometheus.Gauge
-	streamLimit      prometheus.Gauge
-	oldestAge        prometheus.Gauge
+	pending       prometheus.Gauge
+	ackPending    prometheus.Gauge
+	deadLetters   prometheus.Gauge
+	paused        prometheus.Gauge
+	streamBytes   prometheus.Gauge
+	streamLimit   prometheus.Gauge
+	oldestAge     prometheus.Gauge
 }
 
 // eventTypeLabel bounds the type label of events_total: the types the derivation reads and the
