@@ -7,6 +7,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/testkit/pgtest"
 )
 
 // TestCheckpointsKeepTheAnswer applies a population's events one batch at a time, as the
@@ -42,7 +46,7 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 	require.Positive(t, testutil.ToFloat64(m.checkpointMisses), "some events arrived before their customer's checkpoint")
 
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints`).Scan(&n))
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(DISTINCT (livemode, account, customer_id)) FROM customer_checkpoints`).Scan(&n))
 	require.Equal(t, len(want.customers), n)
 
 	// A checkpoint that lies is trusted by the consumer, never by replay.
@@ -54,4 +58,83 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE state->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
 	require.Zero(t, bogus, "replay rewrites every checkpoint")
 	requireReadModel(t, b.db.Pool, want)
+}
+
+// TestLateEventResumesFromARung: a long customer (3,000 stored events, then new events one at a
+// time as the consumer applies them) keeps a ladder of checkpoints within subscription.LadderMax,
+// and a late event a few events back, or a thousand back, re-derives from the newest rung before
+// it: the events derived are about the distance (derived_events_total), not the history, the
+// rung resume is counted, and the answer is the derivation from scratch (a replay of the customer
+// changes nothing).
+func TestLateEventResumesFromARung(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	k := newKit(t, "l")
+	const customer, stored = "cus_ladder", 3000
+	key := scope.Key{ID: customer}
+	at := storeHistory(t, db, k, customer, stored)
+	m := newMetrics(prometheus.NewRegistry())
+	p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize), log: testLogger(t), metrics: m}
+	apply := func(ev admitted) {
+		t.Helper()
+		_, err := p.apply(t.Context(), projectionInput{Events: []admitted{ev}})
+		require.NoError(t, err)
+	}
+	checkpoints := func() int {
+		t.Helper()
+		var n int
+		require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE customer_id = $1`, customer).Scan(&n))
+		require.LessOrEqual(t, n, subscription.LadderMax)
+		return n
+	}
+	derived := func() int { return int(testutil.ToFloat64(m.derivedEvents)) }
+	sameAsScratch := func() {
+		t.Helper()
+		res, err := p.apply(t.Context(), projectionInput{Customers: []scope.Key{key}, FromScratch: true})
+		require.NoError(t, err)
+		require.Equal(t, 1, res.Derived)
+		require.Zero(t, res.Changed, "the derivation from scratch gives the same row")
+	}
+
+	at += 60
+	apply(newEvent(t, k, customer, at)) // the first event: from scratch, with a whole ladder
+	require.Equal(t, stored+1, derived())
+	require.Greater(t, checkpoints(), 5, "the scratch derivation leaves rungs")
+	var times []int64
+	for range 200 {
+		at += 60
+		times = append(times, at)
+		apply(newEvent(t, k, customer, at))
+		checkpoints()
+	}
+	require.Zero(t, testutil.ToFloat64(m.checkpointRungResumes))
+
+	// 5 events back: between the 6th and 5th newest events.
+	start := derived()
+	apply(newEvent(t, k, customer, times[len(times)-6]+30))
+	require.InDelta(t, 1, testutil.ToFloat64(m.checkpointRungResumes), 0)
+	require.Zero(t, testutil.ToFloat64(m.checkpointMisses))
+	late := derived() - start
+	require.GreaterOrEqual(t, late, 6, "the late event and the 5 after it")
+	require.LessOrEqual(t, late, 4*6+2*subscription.LadderBaseStep, "derived from a rung near the head, not the %d events", stored+200)
+	sameAsScratch()
+
+	// About 1,000 events back, into the bulk-stored history (two events a month there, the
+	// last month about stored/2).
+	start = derived()
+	apply(newEvent(t, k, customer, t0+41+(stored/2-(1000-200)/2)*30*86400+3600))
+	require.InDelta(t, 2, testutil.ToFloat64(m.checkpointRungResumes), 0)
+	late = derived() - start
+	require.GreaterOrEqual(t, late, 990)
+	require.LessOrEqual(t, late, 4*1010+2*subscription.LadderBaseStep)
+	sameAsScratch()
+
+	// New events after the late ones resume from the newest checkpoint again.
+	start = derived()
+	at += 60
+	apply(newEvent(t, k, customer, at))
+	require.Less(t, derived()-start, 10)
+	require.InDelta(t, 2, testutil.ToFloat64(m.checkpointRungResumes), 0)
+	n := checkpoints()
+	t.Logf("late events derived %d events; %d checkpoints stored", late, n)
 }

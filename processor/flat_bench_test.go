@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
@@ -181,6 +182,68 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 			}
 			b.StopTimer()
 			reportLatencies(b, p, took)
+		})
+	}
+}
+
+// BenchmarkLateEvent is the cost of one late event (issue 12, the ladder of checkpoints): a
+// customer has n stored events, then live ones; each op applies a new event at the head (timed
+// apart, new-ms-median) and then one that arrives late, 10 events before the newest (the timed
+// op: ms-median, ms-p99). derive=checkpoint resumes the late event from the newest rung before
+// it; derive=full, the baseline, derives the whole history for both, as a late event did before
+// the ladder (from scratch). derived-events/op is how many events the late event's derivation
+// folded (derived_events_total).
+func BenchmarkLateEvent(b *testing.B) {
+	const back = 10
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			db := pgtest.New(b)
+			k := newKit(b, "l")
+			customer := "cus_late"
+			at := storeHistory(b, db, k, customer, n)
+			for _, mode := range []string{"checkpoint", "full"} {
+				b.Run("derive="+mode, func(b *testing.B) {
+					ctx := context.Background()
+					m := newMetrics(prometheus.NewRegistry())
+					p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
+						log: testLogger(b), metrics: m, fullDerive: mode == "full"}
+					apply := func(at int64) time.Duration {
+						start := time.Now()
+						res, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, customer, at)}})
+						took := time.Since(start)
+						require.NoError(b, err)
+						require.Equal(b, int64(1), res.Appended)
+						return took
+					}
+					// Live events after the history, so that a late event has newer ones: the
+					// first is the scratch derivation that writes the ladder.
+					var times []int64
+					for range back + 2 {
+						at += 60
+						times = append(times, at)
+						apply(at)
+					}
+					took := make([]time.Duration, 0, b.N)
+					heads := make([]time.Duration, 0, b.N)
+					var derived float64
+					b.ResetTimer()
+					for range b.N {
+						b.StopTimer()
+						at += 60
+						times = append(times, at)
+						heads = append(heads, apply(at))
+						before := testutil.ToFloat64(m.derivedEvents)
+						b.StartTimer()
+						took = append(took, apply(times[len(times)-1-back]+30)) // after the 11th newest: 10 events back
+						b.StopTimer()
+						derived += testutil.ToFloat64(m.derivedEvents) - before
+					}
+					slices.Sort(heads)
+					b.ReportMetric(float64(heads[len(heads)/2].Microseconds())/1000, "new-ms-median")
+					b.ReportMetric(derived/float64(b.N), "derived-events/op")
+					reportLatencies(b, p, took)
+				})
+			}
 		})
 	}
 }

@@ -19,7 +19,7 @@ import (
 // defaultEventCacheSize bounds the memory of the decoded events serve keeps, in bytes as
 // estimated by decodedSize: 64 MiB. Since checkpoints (issue 12) a batch decodes only the events
 // after its customers' checkpoints, so the cache mostly spares re-reading the same-second tails
-// and the events of a late delivery's scratch derivation.
+// and the events after the rung a late delivery resumes from.
 const defaultEventCacheSize = 64 << 20
 
 // eventCache keeps decoded stored events by event id, least recently used out first. An entry

@@ -19,15 +19,21 @@ type metrics struct {
 	changed       prometheus.Counter
 	undecodable   prometheus.Counter
 	// checkpointMisses counts customers derived from scratch because an event of the batch was
-	// not after their checkpoint (late deliveries, backfills).
+	// not after any of their checkpoints (late deliveries, backfills).
 	checkpointMisses prometheus.Counter
-	pending          prometheus.Gauge
-	ackPending       prometheus.Gauge
-	deadLetters      prometheus.Gauge
-	paused           prometheus.Gauge
-	streamBytes      prometheus.Gauge
-	streamLimit      prometheus.Gauge
-	oldestAge        prometheus.Gauge
+	// checkpointRungResumes counts customers resumed from an older rung of their ladder because
+	// an event of the batch was not after their newest checkpoint.
+	checkpointRungResumes prometheus.Counter
+	// derivedEvents counts the events folded by derivations (the tails after checkpoints, or
+	// whole histories).
+	derivedEvents prometheus.Counter
+	pending       prometheus.Gauge
+	ackPending    prometheus.Gauge
+	deadLetters   prometheus.Gauge
+	paused        prometheus.Gauge
+	streamBytes   prometheus.Gauge
+	streamLimit   prometheus.Gauge
+	oldestAge     prometheus.Gauge
 }
 
 // eventTypeLabel bounds the type label of events_total: the types the derivation reads and the
@@ -110,7 +116,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		checkpointMisses: f.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_processor_checkpoint_misses_total",
-			Help: "Customers derived from their whole history because an event arrived at or before their checkpoint.",
+			Help: "Customers derived from their whole history because an event arrived at or before every checkpoint of theirs.",
+		}),
+		checkpointRungResumes: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_checkpoint_rung_resumes_total",
+			Help: "Customers re-derived from an older checkpoint of their ladder because an event arrived at or before their newest checkpoint.",
+		}),
+		derivedEvents: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_processor_derived_events_total",
+			Help: "Events folded by derivations: the events after each customer's checkpoint, or its whole history.",
 		}),
 		pending: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_processor_consumer_pending",

@@ -128,9 +128,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			return err
 		}
 		// issue 12: under the same locks, the checkpoints the last holder wrote; a customer
-		// resumes from its own unless a new event is not after it (a late delivery or a
-		// backfill), which derives it from scratch and writes a new one.
-		checkpoints, after, err := p.loadCheckpoints(ctx, tx, customers, events, in.FromScratch)
+		// resumes from the newest one before its oldest new event (the newest of all, or an
+		// older rung of its ladder for a late delivery or a backfill), or from scratch when none
+		// is before it, and its ladder is rewritten from there.
+		ladders, after, err := p.loadLadders(ctx, tx, customers, events, in.FromScratch)
 		if err != nil {
 			return err
 		}
@@ -144,27 +145,23 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			return err
 		}
 		var rows []entitlement.Customer
-		var saves []entitlement.Checkpoint
+		var saves []entitlement.LadderUpdate
 		users := make(map[scope.Key]struct{})
 		for _, id := range customers {
 			h := histories[id]
-			cp, resumed := checkpoints[id]
-			if h == nil && !resumed {
+			ladder := ladders[id]
+			if h == nil && ladder.From == nil {
 				continue // replay of a customer without events: nothing to derive
 			}
 			if h == nil {
 				h = &history{} // nothing after the checkpoint (a duplicate delivery)
 			}
-			var cpIn *subscription.Checkpoint
-			if resumed {
-				cpIn = &cp
-			}
-			row, next, err := p.derive(id, cpIn, h.events)
+			row, cps, err := p.derive(id, ladder.From, h.events)
 			if err != nil {
 				return err
 			}
-			if !p.fullDerive && (!resumed || next.Created != cp.Created) {
-				saves = append(saves, entitlement.Checkpoint{Customer: id, State: next})
+			if u, ok := ladderUpdate(id, ladder, cps); ok && !p.fullDerive {
+				saves = append(saves, u)
 			}
 			res.Derived++
 			res.Skipped += h.skipped
@@ -183,7 +180,8 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		if err := entitlement.SaveCustomers(ctx, tx, rows); err != nil {
 			return err
 		}
-		if err := entitlement.SaveCheckpoints(ctx, tx, saves); err != nil {
+		// Under the customer locks, with the rows they were derived with.
+		if err := entitlement.SaveLadders(ctx, tx, saves); err != nil {
 			return err
 		}
 		res.Changed = len(rows)
@@ -220,9 +218,10 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 }
 
 // derive folds one customer's decoded history into its read-model row: events are the events
-// after cp, or the whole history when cp is nil, and next is the checkpoint to store. A panic (a
-// bug some history triggers) is returned as an error wrapping errDerivePanic.
-func (p *projector) derive(customer scope.Key, cp *subscription.Checkpoint, events []subscription.Event) (row entitlement.Customer, next subscription.Checkpoint, err error) {
+// after cp, or the whole history when cp is nil, and cps are the new checkpoints of its ladder
+// (subscription.Ladder.Resume; none with fullDerive). A panic (a bug some history triggers) is
+// returned as an error wrapping errDerivePanic.
+func (p *projector) derive(customer scope.Key, cp *subscription.Checkpoint, events []subscription.Event) (row entitlement.Customer, cps []subscription.Checkpoint, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: customer %s (%s): %v", errDerivePanic, customer.ID, customer.Scope, r)
@@ -232,35 +231,65 @@ func (p *projector) derive(customer scope.Key, cp *subscription.Checkpoint, even
 	var state subscription.State
 	if p.fullDerive {
 		state = subscription.Derive(customer.ID, events, p.rules)
-	} else if state, next, err = subscription.Resume(customer.ID, cp, events, p.rules); err != nil {
-		// loadCheckpoints only resumes from valid checkpoints older than every tail event.
-		return entitlement.Customer{}, next, fmt.Errorf("derive customer %s (%s): %w", customer.ID, customer.Scope, err)
+	} else if state, cps, err = (subscription.Ladder{}).Resume(customer.ID, cp, events, p.rules); err != nil {
+		// loadLadders only resumes from valid checkpoints older than every tail event.
+		return entitlement.Customer{}, nil, fmt.Errorf("derive customer %s (%s): %w", customer.ID, customer.Scope, err)
 	}
 	row = entitlement.FromState(customer.Scope, state, p.rules)
 	p.metrics.derive.Observe(time.Since(start).Seconds())
-	return row, next, nil
+	p.metrics.derivedEvents.Add(float64(len(events)))
+	return row, cps, nil
 }
 
-// loadCheckpoints reads the customers' stored checkpoints and says, for each customer in
-// order, after which created its events must be loaded: the checkpoint's T when the customer
-// resumes from it, math.MinInt64 (the whole history) when it has none, the checkpoint is of
-// another fold or rules, an event of this batch is not after it, or scratch is asked for. Only
-// the checkpoints resumed from are in the map.
-func (p *projector) loadCheckpoints(ctx context.Context, tx pgx.Tx, customers []scope.Key, events []admitted, scratch bool) (map[scope.Key]subscription.Checkpoint, []int64, error) {
+// ladderUpdate is what a derivation from ladder.From (nil: from scratch) that returned cps
+// changes of the customer's stored checkpoints: those after From go (they no longer hold every
+// event up to their T, or are rewritten), cps come in, and the rungs up to From plus cps are
+// thinned to the ladder (subscription.Ladder.Thin). ok is false when nothing changes (nothing
+// after the newest checkpoint: a duplicate delivery).
+func ladderUpdate(id scope.Key, ladder entitlement.Ladder, cps []subscription.Checkpoint) (u entitlement.LadderUpdate, ok bool) {
+	u = entitlement.LadderUpdate{Customer: id, After: math.MinInt64}
+	var rungs []subscription.Rung
+	if ladder.From != nil {
+		if len(cps) == 0 {
+			return u, false
+		}
+		u.After = ladder.From.Created
+		for _, r := range ladder.Rungs {
+			if r.Created <= u.After {
+				rungs = append(rungs, r)
+			}
+		}
+	}
+	older := len(rungs)
+	for i := range cps {
+		rungs = append(rungs, subscription.RungOf(&cps[i]))
+	}
+	keep := subscription.Ladder{}.Thin(rungs)
+	for i, r := range rungs {
+		switch {
+		case i < older && !keep[i]:
+			u.Drop = append(u.Drop, r.Created)
+		case i >= older && keep[i]:
+			u.Save = append(u.Save, cps[i-older])
+		}
+	}
+	return u, true
+}
+
+// loadLadders reads the customers' stored checkpoints and says, for each customer in order,
+// after which created its events must be loaded: the T of the newest checkpoint before the
+// customer's oldest event in this batch (the newest of all for a customer without one, e.g. a
+// replay), or math.MinInt64 (the whole history) when it has none before it, its checkpoint is of
+// another fold or rules, or scratch is asked for. Ladders without a From are derived from
+// scratch. A resume from an older rung counts in checkpointRungResumes, a customer whose
+// checkpoints are all too new in checkpointMisses.
+func (p *projector) loadLadders(ctx context.Context, tx pgx.Tx, customers []scope.Key, events []admitted, scratch bool) (map[scope.Key]entitlement.Ladder, []int64, error) {
 	after := make([]int64, len(customers))
 	for i := range after {
 		after[i] = math.MinInt64
 	}
 	if scratch || p.fullDerive {
 		return nil, after, nil
-	}
-	stored, err := entitlement.LoadCheckpoints(ctx, tx, customers, subscription.CheckpointVersion)
-	if err != nil {
-		return nil, nil, err
-	}
-	key := p.rules.UserIDMetadataKey
-	if key == "" {
-		key = subscription.DefaultUserIDMetadataKey
 	}
 	oldest := make(map[scope.Key]int64, len(events))
 	for _, a := range events {
@@ -272,20 +301,39 @@ func (p *projector) loadCheckpoints(ctx context.Context, tx pgx.Tx, customers []
 			oldest[k] = a.event.Created
 		}
 	}
-	out := make(map[scope.Key]subscription.Checkpoint, len(stored))
+	before := make([]int64, len(customers))
 	for i, k := range customers {
-		cp, ok := stored[k]
-		if !ok || cp.UserIDMetadataKey != key {
-			continue
+		before[i] = math.MaxInt64
+		if o, ok := oldest[k]; ok {
+			before[i] = o
 		}
-		if o, ok := oldest[k]; ok && o <= cp.Created {
-			p.metrics.checkpointMisses.Inc()
-			continue // a late event: from scratch
-		}
-		out[k] = cp
-		after[i] = cp.Created
 	}
-	return out, after, nil
+	ladders, err := entitlement.LoadLadders(ctx, tx, customers, before, subscription.CheckpointVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := p.rules.UserIDMetadataKey
+	if key == "" {
+		key = subscription.DefaultUserIDMetadataKey
+	}
+	for i, k := range customers {
+		l, ok := ladders[k]
+		switch {
+		case !ok:
+			continue
+		case l.From == nil:
+			p.metrics.checkpointMisses.Inc() // a late event before every checkpoint: from scratch
+		case l.From.UserIDMetadataKey != key:
+			l.From = nil
+		default:
+			if !l.Newest() {
+				p.metrics.checkpointRungResumes.Inc()
+			}
+			after[i] = l.From.Created
+		}
+		ladders[k] = l
+	}
+	return ladders, after, nil
 }
 
 // lockKeys takes a transaction-scoped advisory lock on prefix+key for each key, in the order of

@@ -10,7 +10,9 @@ import (
 // CheckpointVersion is the version of the Checkpoint encoding and of the fold it stores. Change
 // it whenever the fold, the tie-break or the encoding changes: a checkpoint of another version is
 // refused by Resume (ErrCheckpointInvalid), so the customer is derived from scratch again.
-const CheckpointVersion = 1
+//
+// Version 2 (the ladder) added Events.
+const CheckpointVersion = 2
 
 // Sentinel errors of Resume.
 var (
@@ -18,7 +20,7 @@ var (
 	// another user id metadata key (the one rule the fold reads).
 	ErrCheckpointInvalid = errors.New("checkpoint of another fold version or rules")
 	// ErrBeforeCheckpoint means a tail event is not newer than the checkpoint (a late delivery
-	// or a backfill): the history must be derived from scratch.
+	// or a backfill): the history must be derived from an older checkpoint or from scratch.
 	ErrBeforeCheckpoint = errors.New("event at or before the checkpoint")
 )
 
@@ -31,8 +33,11 @@ type Checkpoint struct {
 	Version           int    `json:"version"`
 	UserIDMetadataKey string `json:"user_id_metadata_key"`
 	// Created is T: the checkpoint holds every event with created <= T and no other.
-	Created int64     `json:"created"`
-	Fold    foldState `json:"fold"`
+	Created int64 `json:"created"`
+	// Events is how many events it folded: the customer's distinct events with created <= T.
+	// The ladder spaces checkpoints by it (Ladder.Thin).
+	Events int64     `json:"events"`
+	Fold   foldState `json:"fold"`
 }
 
 type foldState struct {
@@ -124,38 +129,72 @@ func (s subObject) object() *SubscriptionObject {
 // gives Derive(c, h, r) whenever every event of h[k:] is newer than cp.Created. It returns
 // ErrCheckpointInvalid for a checkpoint of another version or user id metadata key and
 // ErrBeforeCheckpoint when a tail event has Created <= cp.Created; the caller then derives from
-// scratch. Resume is pure and modifies neither cp nor tail.
+// an older checkpoint or from scratch. Resume is pure and modifies neither cp nor tail.
 func Resume(customerID string, cp *Checkpoint, tail []Event, rules Rules) (State, Checkpoint, error) {
+	state, cps, err := Ladder{}.Resume(customerID, cp, tail, rules)
+	if err != nil {
+		return State{}, Checkpoint{}, err
+	}
+	if len(cps) == 0 {
+		return state, *cp, nil // nothing after cp: it stays the newest
+	}
+	return state, cps[len(cps)-1], nil
+}
+
+// Resume is the package's Resume that also returns the rungs the ladder l wants (see Thin)
+// between cp and the new newest checkpoint: cps are the new checkpoints in Created order, each after
+// cp.Created, the last one the newest (the one Resume returns); cps is empty when the tail has
+// nothing after cp's T in a second before its newest (cp stays the newest). A rung's T is the end
+// of a second whose events it all folded (the second of the last event before it), never the
+// newest event's second, so every checkpoint in cps has the same contract as Resume's: resuming
+// from it with the events after its Created gives Derive of the whole history. A rung is taken at
+// the first second boundary of each ladder bucket (relative to the new newest checkpoint's
+// Events) after cp's, so l.Thin of the customer's older rungs plus cps keeps the oldest of each
+// bucket. The errors are Resume's; it is pure and modifies neither cp nor tail.
+func (l Ladder) Resume(customerID string, cp *Checkpoint, tail []Event, rules Rules) (State, []Checkpoint, error) {
 	f := newFold(customerID, rules)
 	heads := make(map[objectKey]*Event)
 	var done []Event
-	var next Checkpoint
+	var base int64
 	if cp != nil {
 		if cp.Version != CheckpointVersion || cp.UserIDMetadataKey != f.key {
-			return State{}, Checkpoint{}, ErrCheckpointInvalid
+			return State{}, nil, ErrCheckpointInvalid
 		}
 		for i := range tail {
 			if tail[i].Created <= cp.Created {
-				return State{}, Checkpoint{}, ErrBeforeCheckpoint
+				return State{}, nil, ErrBeforeCheckpoint
 			}
 		}
 		done = f.restore(cp)
 		for i := range done {
 			heads[keyOf(&done[i])] = &done[i]
 		}
-		next = *cp
+		base = cp.Events
 	}
 	history := historyOf(customerID, tail)
 	orderAfter(done, history)
+	var out []Checkpoint
 	if n := len(history); n > 0 {
 		t := history[n-1].Created - 1
-		snapshot := func() { next = f.checkpoint(t, heads) }
+		head := base + int64(firstAfter(history, t))
+		var last ladderBucket
+		haveLast := cp != nil
+		if haveLast {
+			last = l.bucketOf(base, head)
+		}
 		taken := cp != nil && t == cp.Created
 		for i := range history {
 			e := &history[i]
+			folded := base + int64(i)
 			if !taken && e.Created > t {
-				snapshot()
+				out = append(out, f.checkpoint(t, folded, heads))
 				taken = true
+			} else if !taken && i > 0 && e.Created != history[i-1].Created {
+				// The end of the second of history[i-1], before t: a rung if it opens a bucket.
+				if b := l.bucketOf(folded, head); !haveLast || b != last {
+					out = append(out, f.checkpoint(history[i-1].Created, folded, heads))
+					last, haveLast = b, true
+				}
 			}
 			f.apply(e)
 			if k := keyOf(e); k != (objectKey{}) {
@@ -163,17 +202,29 @@ func Resume(customerID string, cp *Checkpoint, tail []Event, rules Rules) (State
 			}
 		}
 		if !taken {
-			snapshot()
+			out = append(out, f.checkpoint(t, base+int64(n), heads))
 		}
 	} else if cp == nil {
-		next = f.checkpoint(0, heads) // an empty history: a checkpoint of nothing
+		out = append(out, f.checkpoint(0, 0, heads)) // an empty history: a checkpoint of nothing
 	}
-	return f.state(), next, nil
+	return f.state(), out, nil
 }
 
-// checkpoint is the fold's state as a Checkpoint at t, with the tie-break's heads.
-func (f *fold) checkpoint(t int64, heads map[objectKey]*Event) Checkpoint {
-	cp := Checkpoint{Version: CheckpointVersion, UserIDMetadataKey: f.key, Created: t}
+// firstAfter is the index of the first event of history (in Created order) with Created > t.
+func firstAfter(history []Event, t int64) int {
+	i, _ := slices.BinarySearchFunc(history, t, func(e Event, t int64) int {
+		if e.Created <= t {
+			return -1
+		}
+		return 1
+	})
+	return i
+}
+
+// checkpoint is the fold's state as a Checkpoint at t after events events, with the tie-break's
+// heads.
+func (f *fold) checkpoint(t, events int64, heads map[objectKey]*Event) Checkpoint {
+	cp := Checkpoint{Version: CheckpointVersion, UserIDMetadataKey: f.key, Created: t, Events: events}
 	s := &cp.Fold
 	s.MetadataUser, s.CheckoutUser, s.CustomerDeleted = f.metadataUser, f.checkoutUser, f.customerDeleted
 	if f.summary != nil {

@@ -1,0 +1,41 @@
+package migrations_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate/tollgate/testkit/pgtest"
+)
+
+// 000010 keeps several checkpoints a customer (the ladder); down keeps each customer's newest.
+func TestCheckpointLadderMigration(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	exec := func(sql string) {
+		t.Helper()
+		_, err := db.Pool.Exec(ctx, sql)
+		require.NoError(t, err)
+	}
+	migrateTo(t, db, 9)
+	exec(`INSERT INTO customer_checkpoints (livemode, customer_id, checkpoint_created, version, state) VALUES (false, 'cus_1', 5, 1, '{}')`)
+	migrateTo(t, db, 10)
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM customer_checkpoints`).Scan(&n))
+	require.Zero(t, n, "version 1 rows are dropped")
+	exec(`INSERT INTO customer_checkpoints (livemode, customer_id, checkpoint_created, events, version, state) VALUES
+		(false, 'cus_1', 5, 10, 2, '{}'), (false, 'cus_1', 9, 20, 2, '{}'), (true, 'cus_1', 3, 1, 2, '{}'), (false, 'cus_2', 1, 1, 2, '{}')`)
+	migrateTo(t, db, 9)
+	rows, err := db.Pool.Query(ctx, `SELECT customer_id || ' ' || livemode || ' ' || checkpoint_created FROM customer_checkpoints ORDER BY 1`)
+	require.NoError(t, err)
+	var got []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		got = append(got, s)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"cus_1 false 9", "cus_1 true 3", "cus_2 false 1"}, got)
+}
