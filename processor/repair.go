@@ -63,11 +63,30 @@ func (a *stripeAPI) Object(ctx context.Context, objectType, id, account string) 
 	if !ok {
 		return nil, fmt.Errorf("read %s %s: not an object Tollgate reads", objectType, id)
 	}
+	params := a.params(ctx, account)
+	if objectType == repair.ObjectEvent {
+		params = v2Params(ctx, account)
+	}
 	var v rawObject
-	if err := a.backend.CallRaw(http.MethodGet, path, a.key, nil, a.params(ctx, account), &v); err != nil {
+	if err := a.backend.CallRaw(http.MethodGet, path, a.key, nil, params, &v); err != nil {
 		return nil, apiReadError("read "+objectType+" "+id, err)
 	}
 	return json.RawMessage(v.LastResponse.RawJSON), nil
+}
+
+// v2APIVersion is the Stripe-Version of the v2 requests (GET /v2/core/events/{id}): stripe-go
+// v76 pins 2023-10-16, older than the v2 API (2024-09-30.acacia); a thin event's own payload is
+// unversioned, so any version that serves v2 reads it the same.
+const v2APIVersion = "2025-09-30.clover"
+
+// v2Params are the parameters of a v2 request: its API version, and a connected account named
+// by Stripe-Context (the v2 API's header; Stripe-Account is v1's).
+func v2Params(ctx context.Context, account string) *stripe.Params {
+	p := &stripe.Params{Context: ctx, Headers: http.Header{"Stripe-Version": {v2APIVersion}}}
+	if account != "" {
+		p.Headers.Set("Stripe-Context", account)
+	}
+	return p
 }
 
 // ActiveEntitlements implements objectReader.

@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stripe/stripe-go/v76"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/config"
@@ -145,6 +147,12 @@ func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
 	var paths []string
 	for _, r := range fake.Requests() {
 		paths = append(paths, r.Path)
+		if strings.HasPrefix(r.Path, "/v2/") {
+			require.Equal(t, v2APIVersion, r.Version, "a v2 request names a version that serves v2")
+			require.Empty(t, r.Account, "v2 names an account with Stripe-Context, not Stripe-Account")
+		} else {
+			require.Equal(t, stripe.APIVersion, r.Version)
+		}
 	}
 	require.Equal(t, []string{"/v2/core/events/evt_test_65RNmHaDQzxIKXQFcY016RNlzWjTsQabf9NSJmrE3bbsqL",
 		"/v1/subscriptions/sub_1SThinGenFail0001", "/v1/customers/cus_gen"}, paths)

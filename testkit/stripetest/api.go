@@ -79,8 +79,10 @@ type APIRequest struct {
 	Query  url.Values
 	// Account is the Stripe-Account header: the connected account the request was made for.
 	Account string
-	Status  int
-	At      time.Time
+	// Version and Context are the Stripe-Version and Stripe-Context (the v2 API's account) headers.
+	Version, Context string
+	Status           int
+	At               time.Time
 }
 
 type apiObject struct {
@@ -91,7 +93,7 @@ type apiObject struct {
 	customer string // subscription's customer
 	// customerAccount is a subscription's Accounts v2 customer_account.
 	customerAccount string
-	status   string // subscription's status
+	status          string // subscription's status
 	// delivered is an event's delivery_success: false while webhooks are pending or failed.
 	delivered bool
 	// account is the connected account whose lists hold it ("" for the platform's).
@@ -211,7 +213,8 @@ func (a *API) answer(r *http.Request) (int, []byte, http.Header) {
 	a.served++
 	n := a.served
 	status, body, header := a.route(r, n)
-	a.log = append(a.log, APIRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Account: r.Header.Get("Stripe-Account"), Status: status, At: time.Now()})
+	a.log = append(a.log, APIRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Account: r.Header.Get("Stripe-Account"),
+		Version: r.Header.Get("Stripe-Version"), Context: r.Header.Get("Stripe-Context"), Status: status, At: time.Now()})
 	return status, body, header
 }
 
