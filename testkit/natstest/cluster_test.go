@@ -2,11 +2,13 @@ package natstest_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/testkit/natstest"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 // The cluster holds an R3 stream, and a node shut down and restarted rejoins it.
@@ -19,7 +21,11 @@ func TestCluster(t *testing.T) {
 	require.NotNil(t, s.CachedInfo().Cluster)
 	leader := c.Node(t, s.CachedInfo().Cluster.Leader)
 	leader.Shutdown()
-	_, err = js.Publish(t.Context(), "s", []byte("x"))
-	require.NoError(t, err, "two of three nodes are a quorum")
+	// Until the two left elect a leader (about 5 s) a publish times out, as a listener's would
+	// (503, and Stripe retries): the quorum takes it once they have.
+	wait.For(t, 30*time.Second, "a publish to the two nodes left (a quorum)", func() bool {
+		_, err := js.Publish(t.Context(), "s", []byte("x"))
+		return err == nil
+	})
 	c.Restart(t, leader)
 }
