@@ -124,8 +124,8 @@ func (b *bench) checksSpread(ctx context.Context, r *rig.Rig, users []string) {
 }
 
 // fillUsers writes n premium users with one customer each straight into the read model (the
-// processor's path would take minutes for 180,000), in the shape the processor writes, and
-// returns their ids.
+// processor's path would take minutes for 180,000), in the shape the processor writes and in the
+// scope the bench's query API answers (test mode, the platform), and returns their ids.
 func (b *bench) fillUsers(ctx context.Context, databaseURL string, n int) ([]string, error) {
 	if n <= 0 {
 		return nil, nil
@@ -140,13 +140,13 @@ func (b *bench) fillUsers(ctx context.Context, databaseURL string, n int) ([]str
 		'status', 'active', 'price_ids', jsonb_build_array('price_pro_monthly'), 'product_ids', jsonb_build_array('prod_pro'),
 		'current_period_end', '2026-12-22T10:00:00Z', 'cancel_at_period_end', false, 'trial_end', null, 'ended_at', null))`
 	for _, stmt := range []string{
-		`INSERT INTO customer_entitlements (customer_id, user_id, premium, status, features, subscriptions,
+		`INSERT INTO customer_entitlements (livemode, account, customer_id, user_id, premium, status, features, subscriptions,
 			last_event_id, last_event_created)
-		SELECT 'cus_' || $2 || i, 'u_' || $2 || i, true, 'active', '{premium}', ` + subs + `, 'evt_' || $2 || i, now()
+		SELECT false, '', 'cus_' || $2 || i, 'u_' || $2 || i, true, 'active', '{premium}', ` + subs + `, 'evt_' || $2 || i, now()
 		FROM generate_series(0, $1::int - 1) AS i`,
-		`INSERT INTO user_entitlements (user_id, customer_ids, premium, status, features, subscriptions,
+		`INSERT INTO user_entitlements (livemode, account, user_id, customer_ids, premium, status, features, subscriptions,
 			last_event_id, last_event_created)
-		SELECT 'u_' || $2 || i, ARRAY['cus_' || $2 || i], true, 'active', '{premium}', ` + subs + `, 'evt_' || $2 || i, now()
+		SELECT false, '', 'u_' || $2 || i, ARRAY['cus_' || $2 || i], true, 'active', '{premium}', ` + subs + `, 'evt_' || $2 || i, now()
 		FROM generate_series(0, $1::int - 1) AS i`,
 	} {
 		if _, err := conn.Exec(ctx, stmt, n, prefix); err != nil {
