@@ -100,7 +100,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 }
 
 // ensureStream creates or updates the stream with opts (STREAM_REPLICAS), retrying with a capped
-// exponential backoff until it succeeds, ctx is done or timeout passed.
+// exponential backoff until it succeeds, ctx is done or timeout passed. A work-queue stream of a
+// development build (stream.ErrWorkQueue) fails at once.
 func ensureStream(ctx context.Context, js jetstream.JetStream, opts stream.Options, logger *slog.Logger, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -115,6 +116,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, opts stream.Optio
 		if err == nil {
 			logger.Info("stream ready", "stream", stream.Name, "attempt", attempt)
 			return nil
+		}
+		if errors.Is(err, stream.ErrWorkQueue) {
+			return err // retrying cannot help: the operator must remove the stream
 		}
 		logger.Warn("stream not ready yet; retrying", "stream", stream.Name, "attempt", attempt, "retry_in", backoff.String(), "error", err)
 		t := time.NewTimer(backoff)

@@ -17,7 +17,7 @@ import (
 // A processor of a one-node (R1) install restarted on a three-node cluster with
 // STREAM_REPLICAS=3 raises the stream, and the durable consumer, which sets no replicas of its
 // own, follows it to R3 with its position; the loss of the consumer's leader then loses no
-// delivery. A limits stream of an earlier release gets the three replicas from the migration.
+// delivery. A limits stream of an earlier release (MaxAge 30 days) is updated in place to R3.
 func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	t.Parallel()
 	c := natstest.StartCluster(t, 3)
@@ -58,22 +58,61 @@ func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	require.Equal(t, []string{"evt_2", "evt_3", "evt_4"}, fetchAck(t, cons, 3))
 	c.Restart(t, c.Node(t, old))
 
-	// An earlier release's limits stream at R1: the start leaves it to the migration, which
-	// creates the work queue with STREAM_REPLICAS; the consumer is created again on it.
+	// An earlier release's limits stream at R1, MaxAge 30 days: the start updates it in place
+	// to STREAM_REPLICAS and MaxAge 0, with what it holds; the consumer is created again on it.
 	require.NoError(t, js.DeleteStream(ctx, stream.Name))
-	legacy := stream.Config(stream.Options{Replicas: 1})
-	legacy.Retention, legacy.MaxAge = jetstream.LimitsPolicy, 30*24*time.Hour
-	_, err = js.CreateStream(ctx, legacy)
+	earlier := stream.Config(stream.Options{Replicas: 1})
+	earlier.MaxAge = 30 * 24 * time.Hour
+	_, err = js.CreateStream(ctx, earlier)
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, stream.Subject("cus_1", "invoice.paid"), []byte("{}"), jetstream.WithMsgID("evt_5"))
 	require.NoError(t, err)
 	cons, err = startConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
 	require.NoError(t, err)
-	migrateStream(ctx, js, stream.Options{Replicas: 3}, opts.Durable, log)
 	s, err = js.Stream(ctx, stream.Name)
 	require.NoError(t, err)
-	require.False(t, stream.Legacy(s.CachedInfo().Config))
-	require.Equal(t, 3, s.CachedInfo().Config.Replicas, "the work queue has STREAM_REPLICAS")
-	require.NoError(t, cons.ensure(ctx))
+	require.Equal(t, 3, s.CachedInfo().Config.Replicas, "the stream has STREAM_REPLICAS")
+	require.Zero(t, s.CachedInfo().Config.MaxAge)
 	waitConsumerReplicas(t, cons, 3)
+	require.Equal(t, []string{"evt_5"}, fetchAck(t, cons, 1))
+}
+
+// A processor starting on an earlier release's limits stream (MaxAge 30 days) without
+// STREAM_REPLICAS updates it in place to MaxAge 0, keeping its replicas and size; on a
+// work-queue stream of a development build it consumes (draining it is the first step of its
+// removal) and leaves the stream as it is.
+func TestStartConsumerOnEarlierStreams(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		retention jetstream.RetentionPolicy
+		maxAge    time.Duration
+	}{
+		{"earlier release", jetstream.LimitsPolicy, 30 * 24 * time.Hour},
+		{"development build", jetstream.WorkQueuePolicy, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			js := natstest.Start(t).JetStream(t)
+			ctx := t.Context()
+			cfg := stream.Config(stream.Options{MaxBytes: 1 << 30})
+			cfg.Retention, cfg.MaxAge = tt.retention, tt.maxAge
+			_, err := js.CreateStream(ctx, cfg)
+			require.NoError(t, err)
+			_, err = js.Publish(ctx, stream.Subject("cus_1", "invoice.paid"), []byte("{}"), jetstream.WithMsgID("evt_1"))
+			require.NoError(t, err)
+
+			cons, err := startConsumer(ctx, js, stream.Options{}, nil, nil, testOptions(), testLogger(t), nil)
+			require.NoError(t, err)
+			s, err := js.Stream(ctx, stream.Name)
+			require.NoError(t, err)
+			got := s.CachedInfo().Config
+			require.Zero(t, got.MaxAge)
+			require.Equal(t, tt.retention, got.Retention)
+			require.EqualValues(t, 1<<30, got.MaxBytes, "the operator's size limit kept")
+			require.Equal(t, []string{"evt_1"}, fetchAck(t, cons, 1))
+		})
+	}
 }
 
 // waitConsumerReplicas waits until the durable consumer has the replicas, every one current.

@@ -137,7 +137,6 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			if sched != nil { // the stream exists now; a run in progress stops with the consumer
 				wg.Go(func() { sched.loop(runCtx) })
 			}
-			wg.Go(func() { migrateStream(runCtx, js, stream.Options{Replicas: cfg.StreamReplicas}, opts.Durable, logger) })
 			wg.Go(func() { rep.loop(runCtx, repairEvery) })
 			wg.Go(func() { pruneMarks(runCtx, pool, logger) }) // issue 15: read your writes
 			// issue 15: deliver the outbox
@@ -189,8 +188,10 @@ func migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error
 
 // startConsumer makes sure the stream exists (creating it with the default settings only when
 // it is missing: its owner, the listener, may have tuned it; updating it only when streamOpts sets
-// replicas, STREAM_REPLICAS, that it does not have) and creates the durable consumer, retrying
-// with a capped backoff until it succeeds, ctx is done or startTimeout passed.
+// replicas, STREAM_REPLICAS, that it does not have, or when it is an earlier release's with a
+// MaxAge) and creates the durable consumer, retrying with a capped backoff until it succeeds, ctx
+// is done or startTimeout passed. On a work-queue stream of a development build it consumes
+// without updating it (stream.ErrWorkQueue): draining it is the first step of its removal.
 func startConsumer(ctx context.Context, js jetstream.JetStream, streamOpts stream.Options, pool *pgxpool.Pool, proj *projector,
 	opts consumerOptions, logger *slog.Logger, m *metrics) (*consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -202,8 +203,12 @@ func startConsumer(ctx context.Context, js jetstream.JetStream, streamOpts strea
 			s, err := js.Stream(actx, stream.Name)
 			switch {
 			case errors.Is(err, jetstream.ErrStreamNotFound),
-				err == nil && streamOpts.Replicas > 0 && s.CachedInfo().Config.Replicas != streamOpts.Replicas:
-				if _, err := stream.Ensure(actx, js, streamOpts); err != nil {
+				err == nil && streamOpts.Replicas > 0 && s.CachedInfo().Config.Replicas != streamOpts.Replicas,
+				err == nil && s.CachedInfo().Config.MaxAge != 0:
+				_, err := stream.Ensure(actx, js, streamOpts)
+				if errors.Is(err, stream.ErrWorkQueue) {
+					logger.Warn("stream not updated", "error", err)
+				} else if err != nil {
 					return nil, err
 				}
 			case err != nil:
@@ -225,21 +230,27 @@ func startConsumer(ctx context.Context, js jetstream.JetStream, streamOpts strea
 	}
 }
 
-// watchMetrics samples the consumer's pending counts and the dead letters for /metrics.
+// watchMetrics samples the consumer's pending counts, the stream and the dead letters for /metrics.
 func watchMetrics(ctx context.Context, c *consumer, db eventstore.Querier, m *metrics, logger *slog.Logger) {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	for {
 		qctx, cancel := context.WithTimeout(ctx, watchEvery)
-		if info, err := c.jsConsumer().Info(qctx); err == nil {
-			m.pending.Set(float64(info.NumPending))
-			m.ackPending.Set(float64(info.NumAckPending))
+		cinfo, err := c.jsConsumer().Info(qctx)
+		if err == nil {
+			m.pending.Set(float64(cinfo.NumPending))
+			m.ackPending.Set(float64(cinfo.NumAckPending))
 		} else if ctx.Err() == nil {
 			logger.Debug("consumer info", "error", err)
 		}
 		if s, err := c.js.Stream(qctx, stream.Name); err == nil {
-			if info, err := s.Info(qctx); err == nil {
-				observeStream(m, info, time.Now())
+			observeStream(m, s.CachedInfo())
+			if cinfo != nil {
+				if oldest, err := oldestUnapplied(qctx, s, cinfo.AckFloor.Stream); err == nil {
+					m.oldestAge.Set(ageAt(oldest, time.Now()))
+				} else if ctx.Err() == nil {
+					logger.Debug("oldest unapplied event", "error", err)
+				}
 			}
 		}
 		if n, err := eventstore.CountDeadLetters(qctx, db); err == nil {
@@ -254,15 +265,33 @@ func watchMetrics(ctx context.Context, c *consumer, db eventstore.Querier, m *me
 	}
 }
 
-// observeStream sets the stream's gauges from its info.
-func observeStream(m *metrics, info *jetstream.StreamInfo, now time.Time) {
+// observeStream sets the stream's size gauges from its info.
+func observeStream(m *metrics, info *jetstream.StreamInfo) {
 	m.streamBytes.Set(float64(info.State.Bytes))
 	m.streamLimit.Set(float64(info.Config.MaxBytes))
-	age := 0.0
-	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
-		age = max(now.Sub(info.State.FirstTime).Seconds(), 0)
+}
+
+// oldestUnapplied is when the oldest unapplied event was stored: the first message of the stream
+// above the consumer's ack floor (every message at or below it is acknowledged; the purge after
+// each batch may leave a few of them in the stream, so its first message would overstate the
+// age). It is the zero time when there is none.
+func oldestUnapplied(ctx context.Context, s jetstream.Stream, ackFloor uint64) (time.Time, error) {
+	msg, err := s.GetMsg(ctx, ackFloor+1, jetstream.WithGetMsgSubject(stream.AllSubjects))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return time.Time{}, nil
+	case err != nil:
+		return time.Time{}, fmt.Errorf("oldest unapplied event: %w", err)
 	}
-	m.oldestAge.Set(age)
+	return msg.Time, nil
+}
+
+// ageAt is the age in seconds at now of an event stored at stored, 0 for the zero time.
+func ageAt(stored, now time.Time) float64 {
+	if stored.IsZero() {
+		return 0
+	}
+	return max(now.Sub(stored).Seconds(), 0)
 }
 
 // watchSchema re-reads the schema version periodically, for readiness.
@@ -276,16 +305,5 @@ func watchSchema(ctx context.Context, s *schemaCheck) {
 		case <-t.C:
 			s.refresh()
 		}
-	}
-}
-
-// migrateStream converts a stream of an earlier release (limits retention) into the work queue
-// once the consumer, running meanwhile, has applied what it holds (stream.MigrateToWorkQueue).
-// The work queue gets streamOpts (STREAM_REPLICAS), else the old stream's settings: Ensure
-// leaves a limits stream as it is, so the migration is where STREAM_REPLICAS=3 reaches it.
-// A failed attempt is logged and tried again at the next start; the old stream keeps working.
-func migrateStream(ctx context.Context, js jetstream.JetStream, streamOpts stream.Options, durable string, logger *slog.Logger) {
-	if err := stream.MigrateToWorkQueue(ctx, js, streamOpts, durable, time.Second, logger); err != nil && ctx.Err() == nil {
-		logger.Error("stream migration to a work queue failed; the limits stream stays in use", "error", err)
 	}
 }

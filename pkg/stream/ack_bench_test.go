@@ -15,9 +15,10 @@ import (
 
 // BenchmarkAckSyncAlways is what a drain costs the stream under `sync_interval: always`: 20,000
 // stored 3 KB events fetched 1,000 at a time and acknowledged one by one, as the processor does.
-// retention=workqueue is the stream as stream.Config makes it: each ack removes a message, and
-// the server fsyncs each removal. retention=limits+purge is the alternative measured beside it:
-// acks only move the consumer, and one purge up to its ack floor per batch removes the batch.
+// retention=workqueue is the stream of a development build (WorkQueuePolicy): each ack removes a
+// message, and the server fsyncs each removal. retention=limits+purge is the stream as
+// stream.Config makes it: acks only move the consumer, and one purge up to its ack floor per
+// batch removes the batch (what the processor does).
 // msgs/s counts from the first fetch until every message is acknowledged (and, for limits+purge,
 // purged).
 func BenchmarkAckSyncAlways(b *testing.B) {
@@ -37,8 +38,8 @@ func ackDrain(b *testing.B, workQueue bool) {
 	js := natstest.StartWithOptions(b, func(o *server.Options) { o.SyncAlways = true }).JetStream(b)
 	ctx := context.Background()
 	cfg := stream.Config(stream.Options{})
-	if !workQueue {
-		cfg.Retention = jetstream.LimitsPolicy
+	if workQueue {
+		cfg.Retention = jetstream.WorkQueuePolicy
 	}
 	st, err := js.CreateStream(ctx, cfg)
 	if err != nil {

@@ -2,8 +2,6 @@ package stream_test
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -36,8 +34,8 @@ func TestEnsureRaisesReplicasOnCluster(t *testing.T) {
 	for i := range 10 {
 		publish(t, js, i, false)
 	}
-	// The processor applied (acked) the first three: they left the work queue, their ids stay
-	// in the window.
+	// The processor applied (acked) the first three and purged them up to its ack floor: they
+	// left the stream, their ids stay in the window.
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream.Name, jetstream.ConsumerConfig{Durable: "p", AckPolicy: jetstream.AckExplicitPolicy})
 	require.NoError(t, err)
 	batch, err := cons.Fetch(3)
@@ -46,6 +44,10 @@ func TestEnsureRaisesReplicasOnCluster(t *testing.T) {
 		require.NoError(t, m.DoubleAck(ctx))
 	}
 	require.NoError(t, batch.Error())
+	ci, err := cons.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, ci.AckFloor.Stream)
+	require.NoError(t, s.Purge(ctx, jetstream.WithPurgeSequence(ci.AckFloor.Stream+1)))
 	stored := []int{3, 4, 5, 6, 7, 8, 9}
 
 	began := time.Now()
@@ -79,7 +81,7 @@ func TestEnsureRaisesReplicasOnCluster(t *testing.T) {
 	requireStored(t, js, stored)
 	// A stored event's id is still a duplicate. An applied one's (evt_1) is not asked: a server
 	// rebuilds its dedupe ids from the messages it stores, so a new leader, like one node
-	// restarted, has forgotten the ids of messages the work queue removed (the event store's
+	// restarted, has forgotten the ids of messages purged (the event store's
 	// primary key makes such a republish a no-op).
 	publish(t, js, 5, true)
 	publish(t, js, 10, false)
@@ -100,50 +102,29 @@ func TestEnsureRaisesReplicasOnCluster(t *testing.T) {
 	requireConsumerReplicas(t, js, "p", 1)
 }
 
-// The migration of an earlier release's limits stream on a cluster with STREAM_REPLICAS=3: Ensure
-// leaves the legacy R1 stream as it is (changing it while MigrateToWorkQueue has closed it
-// could reopen it), and the migration creates the work queue with the three replicas.
-func TestMigrateLegacyStreamOnCluster(t *testing.T) {
+// An earlier release's limits stream (MaxAge 30 days) at R1 on a cluster with STREAM_REPLICAS=3:
+// Ensure updates it in place, to R3 and MaxAge 0, with every message it holds.
+func TestEnsureUpdatesAnEarlierReleaseStreamOnCluster(t *testing.T) {
 	t.Parallel()
 	c := natstest.StartCluster(t, 3)
 	js := c.JetStream(t)
 	ctx := t.Context()
-	legacy := stream.Config(stream.Options{})
-	legacy.Retention, legacy.MaxAge = jetstream.LimitsPolicy, 30*24*time.Hour
-	_, err := js.CreateStream(ctx, legacy)
+	earlier := stream.Config(stream.Options{})
+	earlier.MaxAge = 30 * 24 * time.Hour
+	_, err := js.CreateStream(ctx, earlier)
 	require.NoError(t, err)
 	for i := range 5 {
 		publish(t, js, i, false)
 	}
-	s, err := stream.Ensure(ctx, js, stream.Options{Replicas: 3})
+	_, err = stream.Ensure(ctx, js, stream.Options{Replicas: 3})
 	require.NoError(t, err)
-	require.True(t, stream.Legacy(s.CachedInfo().Config))
-	require.Equal(t, 1, s.CachedInfo().Config.Replicas)
-
-	cons, err := js.CreateOrUpdateConsumer(ctx, stream.Name, jetstream.ConsumerConfig{Durable: "p", AckPolicy: jetstream.AckExplicitPolicy})
-	require.NoError(t, err)
-	migrated := make(chan error, 1)
-	go func() {
-		migrated <- stream.MigrateToWorkQueue(ctx, js, stream.Options{Replicas: 3}, "p", 10*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	}()
-	for applied := 0; applied < 5; {
-		batch, err := cons.Fetch(5, jetstream.FetchMaxWait(time.Second))
-		require.NoError(t, err)
-		for m := range batch.Messages() {
-			require.NoError(t, m.DoubleAck(ctx))
-			applied++
-		}
-	}
-	select {
-	case err := <-migrated:
-		require.NoError(t, err)
-	case <-time.After(replicatedWithin):
-		t.Fatal("migration did not finish after every event was applied")
-	}
 	info := waitReplicated(t, js, 3)
-	require.False(t, stream.Legacy(info.Config))
+	require.Zero(t, info.Config.MaxAge)
+	require.Equal(t, jetstream.LimitsPolicy, info.Config.Retention)
+	requireStored(t, js, []int{0, 1, 2, 3, 4})
+	publish(t, js, 4, true)
 	publish(t, js, 5, false)
-	requireStored(t, js, []int{5})
+	requireStored(t, js, []int{0, 1, 2, 3, 4, 5})
 }
 
 func eventID(i int) string { return fmt.Sprint("evt_", i) }

@@ -1,7 +1,7 @@
 package stream
 
 // EntitlementsPrefix starts the subjects entitlement changes are published on (core NATS, best
-// effort). It lies outside AllSubjects, so the STRIPE_EVENTS work queue never captures them.
+// effort). It lies outside AllSubjects, so the STRIPE_EVENTS stream never captures them.
 const EntitlementsPrefix = "tollgate.entitlements"
 
 // EntitlementSubject is the subject a user's entitlement changes are published on:

@@ -35,10 +35,10 @@ const (
 	// memory (roughly 100 bytes an event). Past the window the event store's primary key is the
 	// permanent dedupe.
 	DuplicateWindow = 72 * time.Hour
-	// DefaultMaxBytes caps the stream's disk use. The stream is a work queue (see Config): it
-	// holds only events the processor has not applied yet, so it fills only while the processor
-	// is down or failing for long. It then discards NEW messages: publishes fail, the listener
-	// answers 503 and Stripe retries, rather than unapplied events being dropped silently.
+	// DefaultMaxBytes caps the stream's disk use. The stream holds only events the processor
+	// has not applied yet (see Config), so it fills only while the processor is down or failing
+	// for long. It then discards NEW messages: publishes fail, the listener answers 503 and
+	// Stripe retries, rather than unapplied events being dropped silently.
 	DefaultMaxBytes = 10 << 30
 )
 
@@ -63,22 +63,29 @@ func Config(opts Options) jetstream.StreamConfig {
 	case opts.MaxBytes < 0:
 		opts.MaxBytes = -1
 	}
-	// WorkQueuePolicy: a message leaves the stream once the processor's durable consumer acked
-	// it (applied and committed, or dead-lettered), so applied events never fill the stream; the
-	// event store is the history. Unlike InterestPolicy it keeps messages while no consumer
-	// exists yet (a listener started before any processor loses nothing), and it refuses a
-	// second consumer over the same subjects, which would steal events from the processor.
+	// LimitsPolicy, purged by the processor up to its durable consumer's ack floor after each
+	// batch (and when idle): every message at or below the floor is acknowledged (applied and
+	// committed, or dead-lettered), so the stream holds what is not yet applied plus at most the
+	// batch in flight; the event store is the history.
+	//
+	// Not WorkQueuePolicy, which removes each message on its ack: under `sync_interval: always`
+	// (docker-compose.yml, the bench; durability against power loss) nats-server fsyncs every
+	// removal, so every ack cost an fsync. Measured in one run: BenchmarkAckSyncAlways, 1,575
+	// msgs/s as a work queue, 27,356 msgs/s with limits and one purge per batch of 1,000; the
+	// processor's drain benchmark with SyncAlways, 1,378 events/s as a work queue. A purge is
+	// one removal (one fsync) per batch. Not InterestPolicy either: it drops messages published
+	// while no consumer exists yet (a listener started before any processor would lose events).
+	//
 	// Dedupe does not need the messages: the server keeps the Nats-Msg-Ids of the last
-	// DuplicateWindow whether or not their messages are still stored, while it runs (a
-	// restarted server, or a replica that becomes leader, rebuilds them from the messages it
-	// holds; the event store's primary key dedupes the rest). No MaxAge: an unapplied
-	// event is never dropped for its age.
+	// DuplicateWindow whatever is purged, while it runs (a restarted server, or a replica that
+	// becomes leader, rebuilds them from the messages it still holds); the event store's primary
+	// key dedupes the rest. No MaxAge: an unapplied event is never dropped for its age.
 	return jetstream.StreamConfig{
 		Name:        Name,
 		Description: "Stripe webhook events accepted by the Tollgate listener and not yet applied by the processor, raw bytes, Nats-Msg-Id = event id",
 		Subjects:    []string{AllSubjects},
 		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
+		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxBytes:    opts.MaxBytes,
 		Duplicates:  DuplicateWindow,
@@ -89,20 +96,26 @@ func Config(opts Options) jetstream.StreamConfig {
 	}
 }
 
-// Ensure creates the stream or updates it to Config(opts). It is idempotent and safe to call from
-// every process at start.
+// ErrWorkQueue is returned by Ensure for a stream with work-queue retention, which only a
+// development build of Tollgate created: nats-server refuses to change a stream's retention to
+// or from a work queue, so it cannot be updated in place.
+var ErrWorkQueue = errors.New("stream " + Name + " is a work queue (a development build of Tollgate): " +
+	"let the processor drain it, stop the listener, delete it (`nats stream rm " + Name + "`) and start again: Tollgate recreates it")
+
+// Ensure creates the stream or updates it in place to Config(opts), keeping the operator's
+// replicas and size limit where opts leaves them unset (see Options). It is idempotent and safe
+// to call from every process at start, concurrently: the update only relaxes limits or sets what
+// the operator asked for, and never removes a message. A stream of an earlier release (limits
+// retention, MaxAge 30 days, 10 GiB) is updated in place: MaxAge 0, the rest unchanged.
 //
-// A stream of an earlier release (LimitsPolicy, 30 days) cannot be changed to a work queue in
-// place: nats-server refuses to change a stream's retention. Ensure then leaves it as it is and
-// returns it (Legacy reports it): the listener goes on publishing to it and the processor
-// converts it with MigrateToWorkQueue once it has applied what it holds.
+// A work-queue stream (ErrWorkQueue) is returned as it is with the error.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts Options) (jetstream.Stream, error) {
 	existing, err := js.Stream(ctx, Name)
 	switch {
 	case err == nil:
 		cfg := existing.CachedInfo().Config
-		if Legacy(cfg) {
-			return existing, nil
+		if cfg.Retention == jetstream.WorkQueuePolicy {
+			return existing, ErrWorkQueue
 		}
 		opts = keepOperatorSettings(opts, cfg)
 	case !errors.Is(err, jetstream.ErrStreamNotFound):
