@@ -80,7 +80,7 @@ func (b *bundle) msgCount(t *testing.T) uint64 {
 	t.Helper()
 	info, err := b.stream(t).Info(t.Context())
 	require.NoError(t, err)
-	// The stream is a work queue: applied events leave it, so count what was ever stored (each
+	// A processor purges applied events from the stream, so count what was ever stored (each
 	// test has a stream of its own, numbered from 1).
 	return info.State.LastSeq
 }

@@ -8,11 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/pkg/backoff"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/pkg/backoff"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
@@ -109,6 +108,11 @@ type consumer struct {
 	metrics *metrics
 }
 
+// purgeEvery is how often the consumer checks, besides after each batch, whether its ack floor
+// moved past the last purge. Acks are asynchronous, so the floor may lag the batch that moved
+// it; the check catches up and empties the stream once traffic stops.
+const purgeEvery = time.Second
+
 // errCrashed is returned by run when the crash hook of tests stopped it.
 var errCrashed = errors.New("consumer stopped by the crash hook")
 
@@ -164,7 +168,15 @@ type batch struct {
 // (commit, then acknowledgments); a batch fetched ahead is released untouched (Nak: JetStream
 // redelivers it at once, to another instance if there is one) and nothing more is fetched. Fetch
 // errors (NATS unreachable) are retried with a backoff. The only error is errCrashed (tests).
+// Meanwhile purgeLoop removes the applied events from the stream after each batch.
 func (c *consumer) run(ctx context.Context) error {
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	settled := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.purgeLoop(purgeCtx, settled) })
+	defer wg.Wait()
+	defer stopPurge()
+
 	var ahead chan batch // the fetch running in the background, nil when none
 	wait := time.Duration(0)
 	for {
@@ -190,6 +202,10 @@ func (c *consumer) run(ctx context.Context) error {
 				<-ahead // killed: the batch fetched ahead is left unsettled too
 				return err
 			}
+			select {
+			case settled <- struct{}{}:
+			default: // a purge is already due
+			}
 			if !ok {
 				c.release(<-ahead)
 				ahead = nil
@@ -209,6 +225,63 @@ func (c *consumer) run(ctx context.Context) error {
 		}
 		sleep(ctx, wait)
 	}
+}
+
+// purgeLoop purges the stream after each settled batch (a value on settled) and every purgeEvery,
+// until ctx is done.
+func (c *consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
+	t := time.NewTicker(purgeEvery)
+	defer t.Stop()
+	var purged uint64 // the ack floor of the last purge
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-settled:
+		case <-t.C:
+		}
+		purged = c.purge(ctx, purged)
+	}
+}
+
+// purge removes from the stream every message at or below the durable consumer's ack floor, if
+// the floor is not the last purge's (purged), and returns the floor purged to. Every message at
+// or below the ack floor is acknowledged (applied and committed, or dead-lettered), whatever
+// other instances share the consumer and whatever waits for a delayed redelivery, so a purge
+// never removes an unapplied event. A failure is logged and counted, not returned: it only
+// delays the removal until the next purge.
+func (c *consumer) purge(ctx context.Context, purged uint64) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := c.jsConsumer().Info(ctx)
+	if err != nil {
+		c.purgeFailed(ctx, err)
+		return purged
+	}
+	// A floor below the last purge's: the consumer or the stream was recreated; start over.
+	floor := info.AckFloor.Stream
+	if floor == 0 || floor == purged {
+		return floor
+	}
+	s, err := c.js.Stream(ctx, stream.Name)
+	if err == nil {
+		// WARNING: purge below the ack floor (sequence floor+1 is kept), never past it: a
+		// message above it may be unapplied, and a purged message is gone.
+		err = s.Purge(ctx, jetstream.WithPurgeSequence(floor+1))
+	}
+	if err != nil {
+		c.purgeFailed(ctx, err)
+		return purged
+	}
+	return floor
+}
+
+func (c *consumer) purgeFailed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return // stopping
+	}
+	c.metrics.purgeErrors.Inc()
+	c.log.Warn("could not purge applied events from the stream; the next purge removes them", "error", err)
 }
 
 // fetchBatch fetches the next batch and reads each message: its JetStream metadata and admit.

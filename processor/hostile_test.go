@@ -7,17 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/pkg/eventstore"
-	"github.com/tollgate/tollgate/pkg/scope"
-
-	"github.com/tollgate/tollgate/testkit/wait"
-
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 // Hostile events the listener lets through (a year-10000 or INT64_MAX period end inside the
@@ -103,8 +101,8 @@ func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
 }
 
 // A stream far smaller than what passes through it never refuses a publish while the processor
-// keeps up: applied events leave the work queue. (Under limits retention of 30 days the 65th
-// KiB was refused, and the listener answered 503 to every webhook.)
+// keeps up: applied events are purged after each batch. (Under limits retention of 30 days and no
+// purge the 65th KiB was refused, and the listener answered 503 to every webhook.)
 func TestSmallStreamNeverFillsWhileTheProcessorKeepsUp(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -133,9 +131,68 @@ func TestSmallStreamNeverFillsWhileTheProcessorKeepsUp(t *testing.T) {
 		})
 	}
 	b.drained(t, testOptions().Durable, 10*time.Second)
-	s, err := b.js.Stream(t.Context(), stream.Name)
-	require.NoError(t, err)
-	require.Zero(t, s.CachedInfo().State.Msgs, "applied events left the stream")
+	wait.For(t, 5*purgeEvery, "applied events purged from the stream", func() bool {
+		s, err := b.js.Stream(t.Context(), stream.Name)
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
 	require.Zero(t, counter(in.metrics.outcomes.WithLabelValues("dead_letter")))
+	require.Zero(t, counter(in.metrics.purgeErrors))
 	require.Greater(t, published, 20*limit-1)
+}
+
+// The purge after each batch removes what is applied and never an event that is not: an event
+// waiting for its delayed redelivery stays in the stream, with every event after it, and is the
+// oldest unapplied one; once it is applied the stream empties.
+func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	k := newKit(t, "pk")
+	opts := testOptions()
+	opts.PoisonRetryDelay = time.Hour
+	opts.fault = func(ev stripeevent.Event) error {
+		if ev.CustomerID == "cus_pk1" {
+			return errors.New("held back by the test")
+		}
+		return nil
+	}
+	in := b.start(t, opts, b.db.URL)
+
+	b.publish(t, k.signup("cus_pk0", "u_pk0", "sub_pk0", "price_basic", t0)...)
+	b.drained(t, opts.Durable, 10*time.Second)
+	held0 := b.publish(t, k.signup("cus_pk1", "u_pk1", "sub_pk1", "price_basic", t0)...)
+	after := b.publish(t, k.signup("cus_pk2", "u_pk2", "sub_pk2", "price_basic", t0)...)
+	s := b.stream(t)
+	var info *jetstream.StreamInfo
+	wait.For(t, 10*time.Second, "everything but cus_pk1's events applied and purged below them", func() bool {
+		var err error
+		info, err = s.Info(t.Context())
+		return err == nil && info.State.Msgs == uint64(held0+after) && counter(in.metrics.outcomes.WithLabelValues("ack")) == float64(info.State.LastSeq)-float64(held0)
+	})
+	first, err := s.GetMsg(t.Context(), info.State.FirstSeq)
+	require.NoError(t, err)
+	ev, err := stripeevent.Parse(first.Data)
+	require.NoError(t, err)
+	require.Equal(t, "cus_pk1", ev.CustomerID, "the first message left is the held event")
+
+	cons := in.consumer.jsConsumer()
+	ci, err := cons.Info(t.Context())
+	require.NoError(t, err)
+	oldest, err := oldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
+	require.NoError(t, err)
+	require.Equal(t, first.Time, oldest)
+	require.Positive(t, ageAt(oldest, time.Now().Add(time.Minute)))
+
+	// Applied at last: a consumer created again delivers what the stream holds at once.
+	require.NoError(t, in.stop())
+	require.NoError(t, b.js.DeleteConsumer(t.Context(), stream.Name, opts.Durable))
+	in = b.start(t, testOptions(), b.db.URL)
+	wait.For(t, 10*time.Second, "the stream empties", func() bool {
+		i, err := s.Info(t.Context())
+		return err == nil && i.State.Msgs == 0
+	})
+	ci, err = in.consumer.jsConsumer().Info(t.Context())
+	require.NoError(t, err)
+	oldest, err = oldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
+	require.NoError(t, err)
+	require.Zero(t, ageAt(oldest, time.Now()))
 }

@@ -34,6 +34,7 @@ type metrics struct {
 	streamBytes   prometheus.Gauge
 	streamLimit   prometheus.Gauge
 	oldestAge     prometheus.Gauge
+	purgeErrors   prometheus.Counter
 }
 
 // eventTypeLabel bounds the type label of events_total: the types the derivation reads and the
@@ -68,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"type"}),
 		streamBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_stream_bytes",
-			Help: "Bytes the JetStream stream holds now: events not yet applied (a work queue: applied events leave it).",
+			Help: "Bytes the JetStream stream holds now: events not yet applied, plus at most the last batch (applied events are purged after each batch).",
 		}),
 		streamLimit: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_stream_max_bytes",
@@ -76,7 +77,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		oldestAge: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_stream_oldest_unapplied_age_seconds",
-			Help: "Age of the oldest event in the stream, i.e. not yet applied (0 when empty). Alert above a few minutes.",
+			Help: "Age of the oldest event not yet applied: the first in the stream above the processor consumer's ack floor (0 when none). Alert above a few minutes.",
+		}),
+		purgeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "tollgate_stream_purge_errors_total",
+			Help: "Failed purges of applied events from the stream. Harmless alone (the next purge removes them); rising steadily, the stream fills with applied events.",
 		}),
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_processor_messages_total",
