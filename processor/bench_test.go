@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/subscription"
 	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/testkit/pgtest"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 // history is a customer's life of n realistic events: the signup, then a month of
@@ -81,27 +82,26 @@ func BenchmarkReplay(b *testing.B) {
 	}
 }
 
-// drainFixture is the stream of a migration-sized burst: customers × 5 events (the signup of
-// each customer), published once for all sub-benchmarks.
+// drainFixture is a migration-sized burst: customers × 5 events (the signup of each customer),
+// built once for all sub-benchmarks and published into a fresh stream for each drain (a drain
+// purges what it applied).
 type drainFixture struct {
-	ns     *natstest.Server
-	js     jetstream.JetStream
-	events int
-	bytes  int
+	customers int
+	msgs      []drainMsg
+	bytes     int
 }
 
-// newDrainFixture publishes the burst. With shuffled, the events of all customers are mixed at
+type drainMsg struct {
+	subject, id string
+	raw         []byte
+}
+
+// newDrainFixture builds the burst. With shuffled, the events of all customers are mixed at
 // random (every batch touches ~a batch's worth of customers whose histories keep growing: the
 // expensive case); otherwise each customer's events are published together, as a backfill in
 // time order would.
 func newDrainFixture(b *testing.B, customers int, shuffled bool) *drainFixture {
 	b.Helper()
-	ns := natstest.StartWithOptions(b, func(o *server.Options) { o.SyncAlways = false })
-	js := ns.JetStream(b)
-	ctx := context.Background()
-	_, err := stream.Ensure(ctx, js, stream.Options{})
-	require.NoError(b, err)
-
 	// One customer's signup is built once and re-keyed per customer with byte replacements.
 	const tmpl = "Q7tmpl"
 	k := newKit(b, tmpl)
@@ -120,18 +120,34 @@ func newDrainFixture(b *testing.B, customers int, shuffled bool) *drainFixture {
 		r := rand.New(rand.NewPCG(7, 7))
 		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	}
-	f := &drainFixture{ns: ns, js: js, events: len(order)}
-	start := time.Now()
-	var futures []jetstream.PubAckFuture
-	for i, m := range order {
+	f := &drainFixture{customers: customers, msgs: make([]drainMsg, 0, len(order))}
+	for _, m := range order {
 		raw := bytes.ReplaceAll(signup[m.event], []byte(tmpl), fmt.Appendf(nil, "%06d", m.customer))
 		f.bytes += len(raw)
 		ev, err := stripeevent.Parse(raw)
 		require.NoError(b, err)
-		fut, err := js.PublishAsync(stream.Subject(ev.CustomerID, ev.Type), raw, jetstream.WithMsgID(ev.ID))
+		f.msgs = append(f.msgs, drainMsg{subject: stream.Subject(ev.CustomerID, ev.Type), id: ev.ID, raw: raw})
+	}
+	return f
+}
+
+// publish starts an embedded NATS server, with every write fsynced when syncAlways (nats-server's
+// `sync_interval: always`, what docker-compose.yml runs) or fsynced every two minutes (its
+// default) otherwise, and publishes the burst into the stream.
+func (f *drainFixture) publish(b *testing.B, syncAlways bool) (*natstest.Server, jetstream.JetStream) {
+	b.Helper()
+	ns := natstest.StartWithOptions(b, func(o *server.Options) { o.SyncAlways = syncAlways })
+	js := ns.JetStream(b)
+	ctx := context.Background()
+	_, err := stream.Ensure(ctx, js, stream.Options{})
+	require.NoError(b, err)
+	start := time.Now()
+	var futures []jetstream.PubAckFuture
+	for i, m := range f.msgs {
+		fut, err := js.PublishAsync(m.subject, m.raw, jetstream.WithMsgID(m.id))
 		require.NoError(b, err)
 		futures = append(futures, fut)
-		if len(futures) == 4000 || i == len(order)-1 {
+		if len(futures) == 4000 || i == len(f.msgs)-1 {
 			for _, fut := range futures {
 				select {
 				case <-fut.Ok():
@@ -144,14 +160,15 @@ func newDrainFixture(b *testing.B, customers int, shuffled bool) *drainFixture {
 			futures = futures[:0]
 		}
 	}
-	b.Logf("published %d events (%d MB) over %d customers in %s", f.events, f.bytes>>20, customers, time.Since(start).Round(time.Millisecond))
-	return f
+	b.Logf("published %d events (%d MB) over %d customers in %s", len(f.msgs), f.bytes>>20, f.customers, time.Since(start).Round(time.Millisecond))
+	return ns, js
 }
 
 // BenchmarkDrain times a processor draining a burst of 100,000 events over 20,000 customers from
-// JetStream into Postgres: from the consumer's start until the stream is fully acknowledged.
-// It is for `make bench` (go test -run '^$' -bench Drain -benchtime 1x): publishing the burst
-// takes a while.
+// JetStream into Postgres: from the consumer's start until the stream is fully acknowledged and
+// purged. sync=always runs nats-server with `sync_interval: always` (docker-compose.yml, the
+// e2e bench), sync=default with its default. It is for `make bench` (go test -run '^$' -bench
+// Drain -benchtime 1x): publishing the burst takes a while, longest with sync=always.
 func BenchmarkDrain(b *testing.B) {
 	const customers = 20_000
 	for _, order := range []string{"shuffled", "grouped"} {
@@ -159,8 +176,12 @@ func BenchmarkDrain(b *testing.B) {
 			f := newDrainFixture(b, customers, order == "shuffled")
 			for _, batch := range []int{500, 1000} { // 250 was slower in both orders (5,400 and 5,800 events/s)
 				b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-					for i := range b.N {
-						f.drain(b, fmt.Sprintf("bench-%s-%d-%d", order, batch, i), batch)
+					for _, fsync := range []string{"always", "default"} {
+						b.Run("sync="+fsync, func(b *testing.B) {
+							for i := range b.N {
+								f.drain(b, fmt.Sprintf("bench-%s-%d-%d", order, batch, i), batch, fsync == "always")
+							}
+						})
 					}
 				})
 			}
@@ -168,26 +189,32 @@ func BenchmarkDrain(b *testing.B) {
 	}
 }
 
-func (f *drainFixture) drain(b *testing.B, durable string, batch int) {
+func (f *drainFixture) drain(b *testing.B, durable string, batch int, syncAlways bool) {
 	b.Helper()
 	b.StopTimer()
 	ctx := context.Background()
+	ns, js := f.publish(b, syncAlways)
 	db := pgtest.New(b)
-	bb := &bundle{nats: f.ns, js: f.js, db: db, rules: subscription.DefaultRules()}
+	bb := &bundle{nats: ns, js: js, db: db, rules: subscription.DefaultRules()}
 	opts := defaultConsumerOptions()
 	opts.Durable, opts.BatchSize = durable, batch
 	b.StartTimer()
 	start := time.Now()
 	in := bb.start(b, opts, db.URL)
 	bb.drained(b, durable, 10*time.Minute)
+	wait.For(b, time.Minute, "the stream purged", func() bool {
+		s, err := js.Stream(ctx, stream.Name)
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
 	elapsed := time.Since(start)
 	b.StopTimer()
 	require.NoError(b, in.stop())
-	require.Equal(b, f.events, storedEvents(b, db.Pool))
+	events := len(f.msgs)
+	require.Equal(b, events, storedEvents(b, db.Pool))
 	var rows int
 	require.NoError(b, db.Pool.QueryRow(ctx, `SELECT count(*) FROM customer_entitlements`).Scan(&rows))
-	require.Equal(b, f.events/5, rows)
-	b.ReportMetric(float64(f.events)/elapsed.Seconds(), "events/s")
+	require.Equal(b, events/5, rows)
+	b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(elapsed.Seconds(), "s/drain")
 	b.StartTimer()
 }
