@@ -630,9 +630,10 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	defer cancel()
 	var p pipelineView
 	if c.JS != nil {
+		var ackFloor uint64 // every message at or below it is applied (or dead-lettered)
 		if cons, err := c.JS.Consumer(ctx, stream.Name, defaultConsumerOptions().Durable); err == nil {
 			if info, err := cons.Info(ctx); err == nil {
-				p.Pending, p.AckPending = info.NumPending, info.NumAckPending
+				p.Pending, p.AckPending, ackFloor = info.NumPending, info.NumAckPending, info.AckFloor.Stream
 			} else {
 				p.ConsumerErr = err.Error()
 			}
@@ -643,8 +644,10 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 			info := s.CachedInfo()
 			p.StreamMsgs, p.Bytes, p.MaxBytes = info.State.Msgs, info.State.Bytes, info.Config.MaxBytes
 			p.OldestUnapplied = "none"
-			if info.State.Msgs > 0 {
-				p.OldestUnapplied = info.State.FirstTime.UTC().Format(time.RFC3339) + " (" + time.Since(info.State.FirstTime).Round(time.Second).String() + " ago)"
+			if oldest, err := oldestUnapplied(ctx, s, ackFloor); err != nil {
+				p.OldestUnapplied = err.Error()
+			} else if !oldest.IsZero() {
+				p.OldestUnapplied = oldest.UTC().Format(time.RFC3339) + " (" + time.Since(oldest).Round(time.Second).String() + " ago)"
 			}
 		} else {
 			p.StreamErr = err.Error()
