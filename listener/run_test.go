@@ -318,6 +318,26 @@ func TestEnsureStreamRetriesUntilJetStreamIsUp(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A work-queue stream of a development build cannot be updated: ensureStream fails at once with
+// the fix instead of retrying for its whole bound, and leaves the stream as it is.
+func TestEnsureStreamRefusesAWorkQueueAtOnce(t *testing.T) {
+	t.Parallel()
+	js := natstest.Start(t).JetStream(t)
+	wq := stream.Config(stream.Options{})
+	wq.Retention = jetstream.WorkQueuePolicy
+	_, err := js.CreateStream(t.Context(), wq)
+	require.NoError(t, err)
+
+	began := time.Now()
+	err = ensureStream(t.Context(), js, stream.Options{}, slog.New(slog.DiscardHandler), time.Minute)
+	require.ErrorIs(t, err, stream.ErrWorkQueue)
+	require.ErrorContains(t, err, "nats stream rm STRIPE_EVENTS")
+	require.Less(t, time.Since(began), 10*time.Second, "not retried")
+	s, err := js.Stream(t.Context(), stream.Name)
+	require.NoError(t, err)
+	require.Equal(t, jetstream.WorkQueuePolicy, s.CachedInfo().Config.Retention)
+}
+
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
