@@ -258,7 +258,9 @@ func (c *consumer) purge(ctx context.Context, purged uint64) uint64 {
 		c.purgeFailed(ctx, err)
 		return purged
 	}
-	// A floor below the last purge's: the consumer or the stream was recreated; start over.
+	// Nothing acknowledged yet, or nothing since the last purge. (A floor below the last
+	// purge's means the consumer or the stream was recreated: purging to it is a harmless
+	// no-op, and the next floors count from it.)
 	floor := info.AckFloor.Stream
 	if floor == 0 || floor == purged {
 		return floor
