@@ -153,7 +153,7 @@ func TestPurgeToAckFloorKeepsUnappliedAndDedupe(t *testing.T) {
 	ci, err = cons.Info(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, ci.AckFloor.Stream, "the purge did not move the consumer")
-	require.EqualValues(t, 1, ci.NumAckPending)
+	require.Equal(t, 1, ci.NumAckPending)
 }
 
 // A stream of the earlier landed release (limits retention, MaxAge 30 days, 10 GiB) is updated
