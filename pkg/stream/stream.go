@@ -72,9 +72,10 @@ func Config(opts Options) jetstream.StreamConfig {
 	// (docker-compose.yml, the bench; durability against power loss) nats-server fsyncs every
 	// removal, so every ack cost an fsync. Measured in one run: BenchmarkAckSyncAlways, 1,575
 	// msgs/s as a work queue, 27,356 msgs/s with limits and one purge per batch of 1,000; the
-	// processor's drain benchmark with SyncAlways, 1,378 events/s as a work queue, 4,749 purged. A purge is
-	// one removal (one fsync) per batch. Not InterestPolicy either: it drops messages published
-	// while no consumer exists yet (a listener started before any processor would lose events).
+	// processor's drain benchmark with SyncAlways, 1,378 events/s as a work queue, 4,749 purged.
+	// A purge is one removal (one fsync) per batch. Not InterestPolicy either: it drops messages
+	// published while no consumer exists yet (a listener started before any processor would
+	// lose events).
 	//
 	// Dedupe does not need the messages: the server keeps the Nats-Msg-Ids of the last
 	// DuplicateWindow whatever is purged, while it runs (a restarted server, or a replica that
