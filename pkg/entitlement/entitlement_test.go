@@ -64,6 +64,30 @@ func TestUserIsTheUnionOfItsCustomers(t *testing.T) {
 	require.ErrorIs(t, err, entitlement.ErrNotFound, "u_2 was not refreshed")
 }
 
+// GetUsers reads many users in one round trip, each exactly as GetUser does; a user without a
+// row is absent.
+func TestGetUsers(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	save(t, db, []string{"u_1", "u_2"},
+		customer("cus_a", "u_1", "active", true, []string{"pro"}, 100),
+		customer("cus_b", "u_2", "canceled", false, []string{}, 200),
+	)
+	keys := []scope.Key{{ID: "u_2"}, {ID: "u_none"}, {ID: "u_1"}, {ID: "u_1", Scope: scope.Scope{Livemode: true}}}
+	got, err := entitlement.GetUsers(ctx, db.Pool, keys)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	for _, k := range []scope.Key{{ID: "u_1"}, {ID: "u_2"}} {
+		want, err := entitlement.GetUser(ctx, db.Pool, k)
+		require.NoError(t, err)
+		require.Equal(t, want, got[k])
+	}
+	empty, err := entitlement.GetUsers(ctx, db.Pool, nil)
+	require.NoError(t, err)
+	require.Empty(t, empty)
+}
+
 func TestUserMovesWhenTheCustomerChangesUser(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)

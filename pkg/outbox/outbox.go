@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -76,40 +75,55 @@ func digest(a Answer) string {
 // the users' locks. It returns what it recorded, to publish once the transaction committed. With
 // no URLs it still advances the sequences (NATS subscribers see them).
 func Record(ctx context.Context, q entitlement.Querier, users []scope.Key, urls []string, now time.Time) ([]Change, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	// Three round trips for the whole batch of users, whatever its size: their rows, their last
+	// notified state, then every write (a drain applies a thousand users per transaction).
+	rows, err := entitlement.GetUsers(ctx, q, users)
+	if err != nil {
+		return nil, err
+	}
+	type state struct {
+		seq    int64
+		digest string
+	}
+	last := make(map[scope.Key]state, len(users))
+	livemode, account, ids := scope.Columns(users)
+	stateRows, err := q.Query(ctx, `SELECT livemode, account, user_id, sequence, digest FROM notification_state
+		WHERE (livemode, account, user_id) IN (SELECT * FROM unnest($1::boolean[], $2::text[], $3::text[]))`, livemode, account, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read notification state of %d users: %w", len(users), err)
+	}
+	var sk scope.Key
+	var st state
+	if _, err := pgx.ForEachRow(stateRows, []any{&sk.Livemode, &sk.Account, &sk.ID, &st.seq, &st.digest}, func() error {
+		last[sk] = st
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read notification state of %d users: %w", len(users), err)
+	}
 	var out []Change
+	b := &pgx.Batch{}
 	for _, k := range users {
 		sc, id := k.Scope, k.ID
-		var a Answer
-		u, err := entitlement.GetUser(ctx, q, k)
-		switch {
-		case errors.Is(err, entitlement.ErrNotFound):
-			a = gone(id, sc)
-		case err != nil:
-			return nil, err
-		default:
+		a := gone(id, sc)
+		if u, ok := rows[k]; ok {
 			a = entitlement.UserAnswer(u)
 		}
 		d := digest(a)
-		var seq int64
-		var last string
-		err = q.QueryRow(ctx, `SELECT sequence, digest FROM notification_state WHERE livemode = $1 AND account = $2 AND user_id = $3`,
-			sc.Livemode, sc.Account, id).Scan(&seq, &last)
+		prev, notified := last[k]
 		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			if len(a.CustomerIDs) == 0 {
-				continue // never notified and not there: nothing to say
-			}
-		case err != nil:
-			return nil, fmt.Errorf("read notification state of user %s: %w", id, err)
-		case last == d:
+		case !notified && len(a.CustomerIDs) == 0:
+			continue // never notified and not there: nothing to say
+		case notified && prev.digest == d:
 			continue
 		}
-		seq++
+		seq := prev.seq + 1
 		c := Change{ID: messageID(sc, id, seq), Scope: sc, Body: Body{Type: "entitlement.updated", Timestamp: now.UTC().Truncate(time.Millisecond), Sequence: seq, Data: a}}
 		if c.Raw, err = json.Marshal(c.Body); err != nil {
 			return nil, fmt.Errorf("encode notification of user %s: %w", id, err)
 		}
-		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO notification_state (livemode, account, user_id, sequence, digest) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (livemode, account, user_id) DO UPDATE SET sequence = excluded.sequence, digest = excluded.digest`,
 			sc.Livemode, sc.Account, id, seq, d)
@@ -117,10 +131,12 @@ func Record(ctx context.Context, q entitlement.Querier, users []scope.Key, urls 
 			b.Queue(`INSERT INTO notification_outbox (id, url, livemode, account, user_id, sequence, body) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 				c.ID, url, sc.Livemode, sc.Account, id, seq, c.Raw)
 		}
-		if err := q.SendBatch(ctx, b).Close(); err != nil {
-			return nil, fmt.Errorf("record notification of user %s: %w", id, err)
-		}
 		out = append(out, c)
+	}
+	if b.Len() > 0 {
+		if err := q.SendBatch(ctx, b).Close(); err != nil {
+			return nil, fmt.Errorf("record notifications of %d users: %w", len(out), err)
+		}
 	}
 	return out, nil
 }
