@@ -244,36 +244,15 @@ func (c *consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
 	}
 }
 
-// purge removes from the stream every message at or below the durable consumer's ack floor, if
-// the floor is not the last purge's (purged), and returns the floor purged to. Every message at
-// or below the ack floor is acknowledged (applied and committed, or dead-lettered), whatever
-// other instances share the consumer and whatever waits for a delayed redelivery, so a purge
-// never removes an unapplied event. A failure is logged and counted, not returned: it only
-// delays the removal until the next purge.
+// purge removes the applied events from the stream (stream.PurgeApplied) and returns the ack
+// floor purged to. A failure is logged and counted, not returned: it only delays the removal
+// until the next purge.
 func (c *consumer) purge(ctx context.Context, purged uint64) uint64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	info, err := c.jsConsumer().Info(ctx)
+	floor, err := stream.PurgeApplied(ctx, c.js, c.jsConsumer(), purged)
 	if err != nil {
 		c.purgeFailed(ctx, err)
-		return purged
-	}
-	// Nothing acknowledged yet, or nothing since the last purge. (A floor below the last
-	// purge's means the consumer or the stream was recreated: purging to it is a harmless
-	// no-op, and the next floors count from it.)
-	floor := info.AckFloor.Stream
-	if floor == 0 || floor == purged {
-		return floor
-	}
-	s, err := c.js.Stream(ctx, stream.Name)
-	if err == nil {
-		// WARNING: purge below the ack floor (sequence floor+1 is kept), never past it: a
-		// message above it may be unapplied, and a purged message is gone.
-		err = s.Purge(ctx, jetstream.WithPurgeSequence(floor+1))
-	}
-	if err != nil {
-		c.purgeFailed(ctx, err)
-		return purged
 	}
 	return floor
 }

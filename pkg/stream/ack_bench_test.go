@@ -62,6 +62,7 @@ func ackDrain(b *testing.B, workQueue bool) {
 	}
 	b.StartTimer()
 	start := time.Now()
+	var purged uint64
 	for got := 0; got < n; {
 		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
@@ -74,11 +75,7 @@ func ackDrain(b *testing.B, workQueue bool) {
 			got++
 		}
 		if !workQueue {
-			info, err := cons.Info(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := st.Purge(ctx, jetstream.WithPurgeSequence(info.AckFloor.Stream+1)); err != nil {
+			if purged, err = stream.PurgeApplied(ctx, js, cons, purged); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -93,11 +90,7 @@ func ackDrain(b *testing.B, workQueue bool) {
 			break
 		}
 		if !workQueue {
-			ci, err := cons.Info(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := st.Purge(ctx, jetstream.WithPurgeSequence(ci.AckFloor.Stream+1)); err != nil {
+			if purged, err = stream.PurgeApplied(ctx, js, cons, purged); err != nil {
 				b.Fatal(err)
 			}
 		}
