@@ -353,9 +353,8 @@ func pretty(v any) string {
 	return string(b)
 }
 
-// customerAnswer is the query API's customer answer (the contract's shape).
-func customerAnswer(cu entitlement.Customer, failOpen bool) entitlement.Answer {
-	a := entitlement.CustomerAnswer(cu)
+// withFailOpen is the answer as the query API gives it while the fail-open switch is as given.
+func withFailOpen(a entitlement.Answer, failOpen bool) entitlement.Answer {
 	a.FailOpen = failOpen
 	if failOpen {
 		a.Premium = true
@@ -394,16 +393,14 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 		UserID     string
 		Events     []pageEvent
 		CanRepair  bool
-		Subs       int
 		ScopeQuery template.URL
 	}{ID: id, ScopeQuery: scopeURL(sc), Scope: sc.String(), Scopes: scopeLinks("/admin/customers/"+url.PathEscape(id), keys, sc), CanRepair: c.CanRepair}
 	cu, err := entitlement.GetCustomer(ctx, c.Pool, sc.Of(id))
 	switch {
 	case err == nil:
 		data.Found = true
-		data.Answer = pretty(customerAnswer(cu, fo.On))
+		data.Answer = pretty(withFailOpen(entitlement.CustomerAnswer(cu), fo.On))
 		data.UserID = cu.UserID
-		data.Subs = len(cu.Subscriptions)
 	case !errors.Is(err, entitlement.ErrNotFound):
 		c.fail(w, v, err)
 		return
@@ -460,11 +457,7 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	switch {
 	case err == nil:
 		data.Found = true
-		a := customerAnswer(entitlement.Customer{Scope: sc, UserID: u.UserID, Premium: u.Premium, Status: u.Status,
-			Features: u.Features, Subscriptions: u.Subscriptions, LastEventID: u.LastEventID,
-			LastEventCreated: u.LastEventCreated, UpdatedAt: u.UpdatedAt}, fo.On)
-		a.CustomerIDs = u.CustomerIDs
-		data.Answer = pretty(a)
+		data.Answer = pretty(withFailOpen(entitlement.UserAnswer(u), fo.On))
 		data.CustomerIDs = u.CustomerIDs
 	case !errors.Is(err, entitlement.ErrNotFound):
 		c.fail(w, v, err)
