@@ -178,9 +178,11 @@ func deliver(client *http.Client, url string, body []byte, header string) error 
 // limit, verify the signature, answer 200. It stores nothing.
 func baselineHandler(cfg config.Listener) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(w, r, cfg.MaxBodyBytes)
+		budget := &byteBudget{limit: maxBodiesInFlight * cfg.MaxBodyBytes}
+		body, reserved, err := readBody(w, r, cfg.MaxBodyBytes, budget)
+		defer budget.release(reserved)
 		if err == nil {
-			err = verifySignature(body, r.Header.Get("Stripe-Signature"), cfg.WebhookSecrets, cfg.WebhookTolerance)
+			_, err = verifySignature(body, r.Header.Get("Stripe-Signature"), cfg.WebhookSecrets, cfg.WebhookTolerance)
 		}
 		if err != nil {
 			status, code, msg := refusal(err)

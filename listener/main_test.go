@@ -149,3 +149,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// unbound is STRIPE_WEBHOOK_SECRETS of bare whsec_… entries, which sign either mode.
+func unbound(secrets ...string) []config.WebhookSecret {
+	out := make([]config.WebhookSecret, len(secrets))
+	for i, s := range secrets {
+		out[i] = config.WebhookSecret{Secret: s}
+	}
+	return out
+}

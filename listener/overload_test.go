@@ -28,7 +28,7 @@ func headersOnly(t *testing.T, b *bundle, n int) {
 		_, err = fmt.Fprintf(c, "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nStripe-Signature: t=1,v1=00\r\nContent-Length: 1000000\r\n\r\n{")
 		require.NoError(t, err)
 	}
-	wait.For(t, 10*time.Second, "the listener holds every connection's body", func() bool { return len(b.srv.bodySlots) == n })
+	wait.For(t, 10*time.Second, "the listener holds every connection's body", func() bool { return b.srv.budget.used.Load() == int64(n*bodyChunk) })
 }
 
 func heapInUse() uint64 {
@@ -50,12 +50,11 @@ func TestWebhookBodyMemoryGrowsAsRead(t *testing.T) {
 	require.Less(t, grew, int64(20<<20), "100 headers-only connections must not reserve 100 MB (grew %d bytes)", grew)
 }
 
-// Past maxBodiesInFlight a webhook is refused at once with 503 overloaded and Retry-After, and
-// served again once the bodies in flight finish.
+// Past the body budget a webhook is refused at once with 503 overloaded and Retry-After.
 func TestWebhookOverloaded(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.srv.bodySlots = make(chan struct{}, 3) // before any request reaches the server
+	b.srv.budget = &byteBudget{limit: 3 * bodyChunk} // before any request reaches the server
 	headersOnly(t, b, 3)
 
 	_, _, raw := newEvent(t)

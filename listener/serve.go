@@ -39,7 +39,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return err
 	}
 
-	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-listener", "webhooks get 503 until it is back", logger)
+	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-listener", "webhooks get 503 until it is back", logger, natsconn.Creds(cfg.NATSCreds)...)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ type natsConn interface {
 
 // server is the listener's HTTP handler. It is safe for concurrent use.
 type server struct {
-	secrets        []string
+	secrets        []config.WebhookSecret
 	tolerance      time.Duration
 	maxBodyBytes   int64
 	publishTimeout time.Duration
@@ -27,7 +27,7 @@ type server struct {
 	js             jetstream.JetStream
 	logger         *slog.Logger
 	metrics        *metrics
-	bodySlots      chan struct{} // one per body being read or handled: see maxBodiesInFlight
+	budget         *byteBudget // the bytes of bodies being read or handled: see maxBodiesInFlight
 	handler        http.Handler
 }
 
@@ -43,7 +43,7 @@ func newServer(cfg config.Listener, nc natsConn, js jetstream.JetStream, logger 
 		js:             js,
 		logger:         logger,
 		metrics:        newMetrics(reg),
-		bodySlots:      make(chan struct{}, maxBodiesInFlight),
+		budget:         &byteBudget{limit: maxBodiesInFlight * cfg.MaxBodyBytes},
 	}
 	s.handler = s.routes(reg)
 	return s

@@ -1,20 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stripe/stripe-go/v76/webhook"
 
+	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
@@ -33,12 +36,52 @@ var (
 	errTooOld           = errors.New("signature timestamp outside tolerance")
 	errNATSDown         = errors.New("nats: not connected")
 	errOverloaded       = errors.New("too many webhook bodies in flight")
+	errSlowBody         = errors.New("body arrived too slowly")
+	errLivemodeMismatch = errors.New("signed only by secrets bound to the other mode")
 )
 
-// maxBodiesInFlight bounds the bodies being read or handled at once, and with MAX_BODY_BYTES
-// the memory spent before a signature is checked (128 MiB at the default 1 MiB). Past it a
-// webhook gets 503 overloaded at once, with Retry-After, rather than queueing.
+// maxBodiesInFlight times MAX_BODY_BYTES is the budget of the bodies being read or handled at
+// once (128 MiB at the default 1 MiB): the memory spent before a signature is checked. A body is
+// charged for the bytes buffered for it as they arrive (bodyChunk at a time), not for the
+// connection: a client that sends headers and then trickles holds a few KiB, not a full slot,
+// so no number of slow clients takes the room Stripe's deliveries need. Past the budget a webhook
+// gets 503 overloaded at once, with Retry-After, rather than queueing.
 const maxBodiesInFlight = 128
+
+// bodyChunk is the first reservation of a body and the smallest step it grows by.
+const bodyChunk = 4 << 10
+
+// A body must arrive at a minimum pace: within bodyGrace, plus one second per minBodyRate bytes
+// received, and never later than maxBodyTime after the handler began reading it. Stripe sends a
+// whole body at once from a data centre; a client trickling a byte every few seconds is cut off
+// after bodyGrace with 408 and its reservation is released. The deadline is the connection's
+// read deadline, so a Read blocked on a silent client returns as soon as it passes.
+const (
+	bodyGrace   = 5 * time.Second
+	minBodyRate = 64 << 10 // bytes per second
+	maxBodyTime = 30 * time.Second
+)
+
+// byteBudget is a bound on bytes held at once; reserve and release are safe for concurrent use.
+type byteBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// reserve takes n bytes of the budget and reports whether they were free.
+func (b *byteBudget) reserve(n int64) bool {
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+func (b *byteBudget) release(n int64) { b.used.Add(-n) }
 
 type webhookAnswer struct {
 	Received  bool `json:"received"`
@@ -50,7 +93,7 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
 
-	ack, ev, err := s.acceptBounded(w, r)
+	ack, ev, err := s.accept(w, r)
 	if err != nil {
 		status, code, msg := refusal(err)
 		if status == http.StatusServiceUnavailable {
@@ -75,26 +118,16 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, webhookAnswer{Received: true, Duplicate: ack.Duplicate})
 }
 
-// acceptBounded is accept within a slot of bodySlots, or errOverloaded when none is free.
-func (s *server) acceptBounded(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
-	select {
-	case s.bodySlots <- struct{}{}:
-		defer func() { <-s.bodySlots }()
-	default:
-		w.Header().Set("Connection", "close")
-		return nil, stripeevent.Event{}, fmt.Errorf("%w (%d)", errOverloaded, cap(s.bodySlots))
-	}
-	return s.accept(w, r)
-}
-
 // accept reads, verifies and stores one webhook. It returns JetStream's acknowledgment, or an
 // error for refusal to map. ev is filled as far as it was parsed, for logs.
 func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
-	body, err := readBody(w, r, s.bodyLimit())
+	body, reserved, err := readBody(w, r, s.bodyLimit(), s.budget)
+	defer s.budget.release(reserved) // the body is held until the publish returned
 	if err != nil {
 		return nil, stripeevent.Event{}, err
 	}
-	if err := verifySignature(body, r.Header.Get("Stripe-Signature"), s.secrets, s.tolerance); err != nil {
+	signers, err := verifySignature(body, r.Header.Get("Stripe-Signature"), s.secrets, s.tolerance)
+	if err != nil {
 		return nil, stripeevent.Event{}, err
 	}
 	// stripeevent reads only the envelope every API version shares: any api_version is taken.
@@ -106,6 +139,16 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 	// year-10000 created) are refused here, with the field named, and nothing is published.
 	if err := stripeevent.Validate(ev, time.Now()); err != nil {
 		return nil, stripeevent.Event{}, err
+	}
+	// Snapshot events are made by the processor from objects it fetched with its own key; one
+	// arriving here is a forgery however well signed, and would be applied as if fetched.
+	if err := stripeevent.ValidateFromStripe(ev); err != nil {
+		return nil, ev, err
+	}
+	// A Stripe endpoint belongs to one mode: a test endpoint's secret (often handled loosely)
+	// must not sign a live event.
+	if !signers.allow(ev.Livemode) {
+		return nil, ev, fmt.Errorf("%w: the event has livemode %t and %s", errLivemodeMismatch, ev.Livemode, signers)
 	}
 
 	if !s.nc.IsConnected() {
@@ -136,75 +179,171 @@ func (s *server) bodyLimit() int64 {
 	return limit
 }
 
-// readBody reads the whole body, refusing more than limit bytes. A Content-Length over the limit
-// is refused before a byte is read. The buffer grows as bytes arrive, never from the
-// Content-Length, which is the client's claim: connections that send only headers would
-// otherwise reserve a megabyte each before any signature is checked.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads the whole body, refusing more than limit bytes, and returns it with the bytes
+// of budget reserved for it, which the caller releases once done with the body (also on error).
+// A Content-Length over the limit is refused before a byte is read. The buffer grows as bytes
+// arrive, never from the Content-Length, which is the client's claim, and every growth is
+// reserved from budget first (errOverloaded when it is spent). The body must arrive at the pace
+// of bodyGrace and minBodyRate (errSlowBody otherwise, and the connection is closed).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, budget *byteBudget) (body []byte, reserved int64, err error) {
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close") // the unread body is not worth draining
-		return nil, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
+		return nil, 0, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, 4096))
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return nil, fmt.Errorf("%w: over the limit of %d bytes", errTooLarge, limit)
+	first := int64(bodyChunk)
+	if r.ContentLength >= 0 && r.ContentLength < first {
+		first = r.ContentLength + 1 // room for the EOF read
+	}
+	if !budget.reserve(first) {
+		w.Header().Set("Connection", "close")
+		return nil, 0, fmt.Errorf("%w (%d bytes buffered)", errOverloaded, budget.used.Load())
+	}
+	reserved = first
+	buf := make([]byte, 0, first)
+
+	rc := http.NewResponseController(w)
+	start := time.Now()
+	deadline := func(received int) time.Time {
+		d := bodyGrace + time.Duration(received)*time.Second/minBodyRate
+		return start.Add(min(d, maxBodyTime))
+	}
+	// ErrNotSupported (a handler not served by net/http's server) leaves the server's timeouts.
+	_ = rc.SetReadDeadline(deadline(0))
+	// WARNING: the deadline must be lifted once the body is read: net/http reads the connection
+	// in the background while the handler runs, and a deadline passing during the publish would
+	// cancel the request's context and lose a 200 for a stored event.
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+
+	src := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			grow := max(int64(cap(buf)), bodyChunk)
+			grow = min(grow, limit+1-int64(cap(buf))) // never past limit+1: one byte more is an error anyway
+			if grow <= 0 {
+				grow = 1
+			}
+			if !budget.reserve(grow) {
+				w.Header().Set("Connection", "close")
+				return nil, reserved, fmt.Errorf("%w (%d bytes buffered)", errOverloaded, budget.used.Load())
+			}
+			reserved += grow
+			buf = append(buf, make([]byte, grow)...)[:len(buf)]
 		}
-		return nil, fmt.Errorf("%w: %w", errUnreadable, err)
+		n, rerr := src.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr == io.EOF {
+			return buf, reserved, nil
+		}
+		if rerr != nil {
+			if mbe := (*http.MaxBytesError)(nil); errors.As(rerr, &mbe) {
+				return nil, reserved, fmt.Errorf("%w: over the limit of %d bytes", errTooLarge, limit)
+			}
+			if ne := net.Error(nil); errors.As(rerr, &ne) && ne.Timeout() {
+				w.Header().Set("Connection", "close")
+				return nil, reserved, fmt.Errorf("%w: %d bytes in %s (at least %d bytes/s after %s are needed)",
+					errSlowBody, len(buf), time.Since(start).Round(time.Millisecond), minBodyRate, bodyGrace)
+			}
+			return nil, reserved, fmt.Errorf("%w: %w", errUnreadable, rerr)
+		}
+		if n > 0 {
+			_ = rc.SetReadDeadline(deadline(len(buf)))
+		}
 	}
-	return buf.Bytes(), nil
+}
+
+// signers are the modes of the configured secrets whose signature matched a payload.
+type signers struct{ unbound, live, test bool }
+
+// allow reports whether one of the matching secrets may sign an event of that mode.
+func (s signers) allow(livemode bool) bool {
+	return s.unbound || (livemode && s.live) || (!livemode && s.test)
+}
+
+func (s signers) String() string {
+	switch {
+	case s.live && s.test:
+		return "was signed by secrets bound to live and to test"
+	case s.live:
+		return "was signed only by secrets bound to live (live:whsec_…)"
+	default:
+		return "was signed only by secrets bound to test (test:whsec_…)"
+	}
 }
 
 // verifySignature checks the Stripe-Signature header against every secret (several during a
-// rotation) with stripe-go's webhook package. It returns nil when one secret signed payload
-// within tolerance, an error wrapping errTooOld when one secret signed it but too long ago, and
-// one wrapping errInvalidSignature otherwise.
+// rotation) with stripe-go's webhook package. It returns the modes of the secrets that signed
+// payload within tolerance, an error wrapping errTooOld when one secret signed it but too long
+// ago (or too far ahead), and one wrapping errInvalidSignature otherwise, a header with more than
+// one t= included.
 //
 // It verifies the signature only. webhook.ConstructEvent* would also decode the body into
 // stripe-go's Event, which fails on events of API versions before 2017-05-25 ("request" was a
 // string) and would refuse them; stripeevent.Parse decodes any version.
-func verifySignature(payload []byte, header string, secrets []string, tolerance time.Duration) error {
+func verifySignature(payload []byte, header string, secrets []config.WebhookSecret, tolerance time.Duration) (signers, error) {
 	if tolerance <= 0 {
 		tolerance = webhook.DefaultTolerance // as ConstructEventOptions does with a zero Tolerance
 	}
+	// stripe-go verifies the MAC with the last t= while signatureTime reads the first: with two,
+	// a signature made for a far-future time would pass a tolerance check of the present.
+	// Stripe sends exactly one.
+	ts, count := signatureTime(header)
+	if count > 1 {
+		return signers{}, fmt.Errorf("%w: the header has %d t= timestamps; Stripe sends one", errInvalidSignature, count)
+	}
+	var by signers
+	signedLongAgo := false
 	last := errors.New("no secret configured")
 	for _, secret := range secrets {
-		err := webhook.ValidatePayloadWithTolerance(payload, header, secret, tolerance)
+		err := webhook.ValidatePayloadWithTolerance(payload, header, secret.Secret, tolerance)
 		switch {
 		case err == nil:
-			// stripe-go bounds only the age: a timestamp far ahead would be accepted (and a
-			// captured signature stay replayable for years).
-			if ts, ok := signatureTime(header); ok && ts.After(time.Now().Add(tolerance)) {
-				return fmt.Errorf("%w (%s): signed %s in the future", errTooOld, tolerance, time.Until(ts).Round(time.Second))
+			switch secret.Mode {
+			case config.ModeLive:
+				by.live = true
+			case config.ModeTest:
+				by.test = true
+			default:
+				by.unbound = true
 			}
-			return nil
+			continue
 		case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader):
-			return fmt.Errorf("%w: %w", errInvalidSignature, err) // the same for every secret
+			return signers{}, fmt.Errorf("%w: %w", errInvalidSignature, err) // the same for every secret
 		case errors.Is(err, webhook.ErrTooOld):
 			// stripe-go checks the age before the signature: an old timestamp counts only when
 			// the signature itself is good, else it is just a bad signature.
-			if webhook.ValidatePayloadIgnoringTolerance(payload, header, secret) == nil {
-				return fmt.Errorf("%w (%s)", errTooOld, tolerance)
+			if webhook.ValidatePayloadIgnoringTolerance(payload, header, secret.Secret) == nil {
+				signedLongAgo = true
 			}
 			err = webhook.ErrNoValidSignature
 		}
 		last = err
 	}
-	return fmt.Errorf("%w: no configured secret matches (%w)", errInvalidSignature, last)
+	switch {
+	case by != signers{}:
+		// stripe-go bounds only the age: a timestamp far ahead would be accepted (and a
+		// captured signature stay replayable for years).
+		if count == 1 && ts.After(time.Now().Add(tolerance)) {
+			return signers{}, fmt.Errorf("%w (%s): signed %s in the future", errTooOld, tolerance, time.Until(ts).Round(time.Second))
+		}
+		return by, nil
+	case signedLongAgo:
+		return signers{}, fmt.Errorf("%w (%s)", errTooOld, tolerance)
+	}
+	return signers{}, fmt.Errorf("%w: no configured secret matches (%w)", errInvalidSignature, last)
 }
 
-// signatureTime reads the t= of a Stripe-Signature header.
-func signatureTime(header string) (time.Time, bool) {
+// signatureTime reads the t= of a Stripe-Signature header and counts the t= parts (an
+// unparseable one gives the zero time).
+func signatureTime(header string) (ts time.Time, count int) {
 	for part := range strings.SplitSeq(header, ",") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return time.Time{}, false
+			count++
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && count == 1 {
+				ts = time.Unix(n, 0)
 			}
-			return time.Unix(n, 0), true
 		}
 	}
-	return time.Time{}, false
+	return ts, count
 }
 
 // refusal is the one map from a refused webhook's error to its HTTP status, contract code and
@@ -217,6 +356,10 @@ func refusal(err error) (status int, code, message string) {
 		return http.StatusRequestEntityTooLarge, "payload_too_large", "the event is larger than the NATS server's max_payload"
 	case errors.Is(err, errOverloaded):
 		return http.StatusServiceUnavailable, "overloaded", "too many webhooks in flight; retry later"
+	case errors.Is(err, errSlowBody):
+		return http.StatusRequestTimeout, "request_timeout", err.Error()
+	case errors.Is(err, errLivemodeMismatch):
+		return http.StatusBadRequest, "livemode_mismatch", err.Error()
 	case errors.Is(err, errInvalidSignature):
 		return http.StatusBadRequest, "invalid_signature", err.Error()
 	case errors.Is(err, errTooOld):

@@ -54,7 +54,7 @@ func TestWebhookSignatures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := setupWith(t, setupOptions{config: func(c *config.Listener) { c.WebhookSecrets = tt.secrets }})
+			b := setupWith(t, setupOptions{config: func(c *config.Listener) { c.WebhookSecrets = unbound(tt.secrets...) }})
 			_, _, raw := newEvent(t)
 			resp := stripetest.Post(t, b.url, raw, stripetest.Sign(raw, tt.sign...))
 			require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))

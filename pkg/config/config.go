@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -42,9 +44,11 @@ const (
 
 // Listener is the configuration of the listener.
 type Listener struct {
-	HTTPAddr         string
-	NATSURL          string
-	WebhookSecrets   []string
+	HTTPAddr string
+	NATSURL  string
+	// NATSCreds is NATS_CREDS, the path of a NATS credentials file; "" when unset.
+	NATSCreds        string
+	WebhookSecrets   []WebhookSecret
 	WebhookTolerance time.Duration
 	MaxBodyBytes     int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgment before answering 503.
@@ -52,6 +56,34 @@ type Listener struct {
 	// StreamReplicas is STREAM_REPLICAS: the replicas the stream is created or updated with
 	// (1..5); 0 when unset, so an existing stream keeps the operator's setting.
 	StreamReplicas int
+}
+
+// WebhookSecret is one entry of STRIPE_WEBHOOK_SECRETS: an endpoint's signing secret and, when
+// the entry was written live:whsec_… or test:whsec_…, the one Stripe mode it may sign.
+type WebhookSecret struct {
+	Secret string // whsec_…
+	// Mode is ModeLive or ModeTest for a bound entry, ModeAny for a bare whsec_… (it signs
+	// events of either mode, as before binding existed).
+	Mode string
+}
+
+// Modes of a WebhookSecret.
+const (
+	ModeAny  = ""
+	ModeLive = "live"
+	ModeTest = "test"
+)
+
+// Signs reports whether the secret may sign an event of that mode.
+func (w WebhookSecret) Signs(livemode bool) bool {
+	switch w.Mode {
+	case ModeLive:
+		return livemode
+	case ModeTest:
+		return !livemode
+	default:
+		return true
+	}
 }
 
 // StripeAPI is how the processor's backfill and reconcile reach Stripe's API.
@@ -69,8 +101,10 @@ func (s StripeAPI) Livemode() bool {
 
 // Processor is the configuration of the processor.
 type Processor struct {
-	HTTPAddr    string
-	NATSURL     string
+	HTTPAddr string
+	NATSURL  string
+	// NATSCreds is NATS_CREDS, as in Listener.
+	NATSCreds   string
 	DatabaseURL string
 	// StreamReplicas is STREAM_REPLICAS, as in Listener.
 	StreamReplicas    int
@@ -130,13 +164,14 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 	c := Listener{
 		HTTPAddr:         e.str("HTTP_ADDR", DefaultListenerAddr),
 		NATSURL:          e.natsURL(),
-		WebhookSecrets:   e.list("STRIPE_WEBHOOK_SECRETS"),
+		NATSCreds:        e.natsCreds(),
+		WebhookSecrets:   e.webhookSecrets(),
 		WebhookTolerance: e.duration("STRIPE_WEBHOOK_TOLERANCE", DefaultWebhookTolerance),
 		MaxBodyBytes:     e.positiveInt("MAX_BODY_BYTES", DefaultMaxBodyBytes),
 		PublishTimeout:   e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout),
 		StreamReplicas:   e.streamReplicas(),
 	}
-	if len(c.WebhookSecrets) == 0 {
+	if len(e.list("STRIPE_WEBHOOK_SECRETS")) == 0 {
 		e.fail("STRIPE_WEBHOOK_SECRETS", "is required: the comma-separated whsec_… signing secrets of your Stripe endpoint")
 	}
 	if c.WebhookTolerance == 0 {
@@ -145,13 +180,29 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 	if c.PublishTimeout == 0 {
 		e.fail("PUBLISH_TIMEOUT", "must be positive, such as 5s (0 would answer 503 to every webhook)")
 	}
-	for _, s := range c.WebhookSecrets {
-		if !strings.HasPrefix(s, "whsec_") {
-			e.fail("STRIPE_WEBHOOK_SECRETS", "every secret must start with whsec_ (Stripe's endpoint signing secret)")
-			break
-		}
-	}
 	return c, e.err()
+}
+
+// webhookSecrets reads STRIPE_WEBHOOK_SECRETS: whsec_…, live:whsec_… or test:whsec_… entries.
+func (e *env) webhookSecrets() []WebhookSecret {
+	var out []WebhookSecret
+	for _, entry := range e.list("STRIPE_WEBHOOK_SECRETS") {
+		w := WebhookSecret{Secret: entry}
+		if mode, secret, ok := strings.Cut(entry, ":"); ok {
+			w = WebhookSecret{Secret: secret, Mode: mode}
+			if mode != ModeLive && mode != ModeTest {
+				// The entry is not echoed: it holds a secret.
+				e.fail("STRIPE_WEBHOOK_SECRETS", fmt.Sprintf("entry %d is bound to %q: write live:whsec_… or test:whsec_…", len(out)+1, mode))
+				return nil
+			}
+		}
+		if !strings.HasPrefix(w.Secret, "whsec_") {
+			e.fail("STRIPE_WEBHOOK_SECRETS", "every secret must start with whsec_ (Stripe's endpoint signing secret), optionally bound to a mode: live:whsec_… or test:whsec_…")
+			return nil
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // LoadBackfill reads what `processor backfill` and `processor reconcile` need: NATS_URL,
@@ -161,6 +212,7 @@ func LoadBackfill(getenv func(string) string) (Processor, error) {
 	e := env{getenv: getenv}
 	c := Processor{
 		NATSURL:        e.natsURL(),
+		NATSCreds:      e.natsCreds(),
 		DatabaseURL:    e.databaseURL(),
 		StreamReplicas: e.streamReplicas(),
 		Stripe:         e.stripeAPI(),
@@ -178,6 +230,7 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 	c := Processor{
 		HTTPAddr:          e.str("HTTP_ADDR", DefaultProcessorAddr),
 		NATSURL:           e.natsURL(),
+		NATSCreds:         e.natsCreds(),
 		DatabaseURL:       e.databaseURL(),
 		StreamReplicas:    e.streamReplicas(),
 		UserIDMetadataKey: e.str("USER_ID_METADATA_KEY", DefaultUserIDMetadataKey),
@@ -330,6 +383,23 @@ func (e *env) boolean(name string, def bool) bool {
 	return b
 }
 
+// natsCreds reads NATS_CREDS, the path of a .creds file (user JWT and nkey seed), and checks
+// that it can be read: a typo fails at start, naming the variable, rather than as an
+// authorization error on every reconnect.
+func (e *env) natsCreds() string {
+	v := e.str("NATS_CREDS", "")
+	if v == "" {
+		return ""
+	}
+	f, err := os.Open(v)
+	if err != nil {
+		e.fail("NATS_CREDS", fmt.Sprintf("=%q cannot be read: %v", v, err))
+		return v
+	}
+	_ = f.Close()
+	return v
+}
+
 func (e *env) natsURL() string {
 	v := e.str("NATS_URL", DefaultNATSURL)
 	for _, p := range strings.Split(v, ",") {
@@ -369,8 +439,13 @@ func (e *env) databaseURL() string {
 func (e *env) stripeAPI() StripeAPI {
 	s := StripeAPI{Key: e.str("STRIPE_API_KEY", ""), Base: e.str("STRIPE_API_BASE", "")}
 	if s.Base != "" {
-		if u, err := url.Parse(s.Base); err != nil || u.Host == "" {
-			e.fail("STRIPE_API_BASE", fmt.Sprintf("=%q is not a URL like http://127.0.0.1:12111", s.Base))
+		u, err := url.Parse(s.Base)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+			e.fail("STRIPE_API_BASE", fmt.Sprintf("=%q is not a URL like https://api.stripe.com or http://127.0.0.1:12111", redactURL(s.Base)))
+		case u.Scheme == "http" && !isLoopback(u.Hostname()):
+			// The API key travels in every request's Authorization header.
+			e.fail("STRIPE_API_BASE", fmt.Sprintf("=%q is plain http to a host that is not loopback: the API key would travel in clear; use https", redactURL(s.Base)))
 		}
 	}
 	return s
@@ -398,4 +473,22 @@ func (e *env) notifySecret(urls []string) []byte {
 		return nil
 	}
 	return key
+}
+
+// isLoopback reports whether host (a URL's Hostname) is this machine: localhost or a loopback IP.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactURL is raw without the password of its userinfo, for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
 }

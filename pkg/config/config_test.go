@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +20,41 @@ func TestLoadListenerDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := config.LoadListener(getenv(map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a, whsec_b ,"}))
 	require.NoError(t, err)
-	require.Equal(t, []string{"whsec_a", "whsec_b"}, c.WebhookSecrets)
+	require.Equal(t, []config.WebhookSecret{{Secret: "whsec_a"}, {Secret: "whsec_b"}}, c.WebhookSecrets)
 	require.Equal(t, ":8080", c.HTTPAddr)
 	require.Equal(t, "nats://127.0.0.1:4222", c.NATSURL)
 	require.Equal(t, 5*time.Minute, c.WebhookTolerance)
 	require.Equal(t, int64(1048576), c.MaxBodyBytes)
+}
+
+// Entries bound to a mode sign only that mode; bare ones either, as before binding existed.
+func TestLoadListenerBoundSecrets(t *testing.T) {
+	t.Parallel()
+	creds := filepath.Join(t.TempDir(), "listener.creds")
+	require.NoError(t, os.WriteFile(creds, []byte("creds"), 0o600))
+	c, err := config.LoadListener(getenv(map[string]string{"STRIPE_WEBHOOK_SECRETS": "live:whsec_l, test:whsec_t, whsec_any", "NATS_CREDS": creds}))
+	require.NoError(t, err)
+	require.Equal(t, []config.WebhookSecret{{Secret: "whsec_l", Mode: config.ModeLive}, {Secret: "whsec_t", Mode: config.ModeTest}, {Secret: "whsec_any"}}, c.WebhookSecrets)
+	require.Equal(t, creds, c.NATSCreds)
+	require.True(t, c.WebhookSecrets[0].Signs(true))
+	require.False(t, c.WebhookSecrets[0].Signs(false))
+	require.False(t, c.WebhookSecrets[1].Signs(true))
+	require.True(t, c.WebhookSecrets[1].Signs(false))
+	require.True(t, c.WebhookSecrets[2].Signs(true))
+	require.True(t, c.WebhookSecrets[2].Signs(false))
+}
+
+// STRIPE_API_BASE may be plain http only to this machine (stripe-mock, a test's fake).
+func TestStripeAPIBaseLoopback(t *testing.T) {
+	t.Parallel()
+	for _, base := range []string{"https://api.stripe.com", "http://127.0.0.1:12111", "http://localhost:12111", "http://[::1]:12111", "https://10.0.0.5"} {
+		c, err := config.LoadProcessor(getenv(map[string]string{"STRIPE_API_BASE": base}))
+		require.NoError(t, err, base)
+		require.Equal(t, base, c.Stripe.Base)
+	}
+	_, err := config.LoadProcessor(getenv(map[string]string{"STRIPE_API_BASE": "http://user:pa55word@stripe.internal"}))
+	require.ErrorContains(t, err, "STRIPE_API_BASE")
+	require.NotContains(t, err.Error(), "pa55word")
 }
 
 func TestLoadListenerErrorsNameTheVariable(t *testing.T) {
@@ -39,6 +71,9 @@ func TestLoadListenerErrorsNameTheVariable(t *testing.T) {
 		{"zero publish timeout", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "PUBLISH_TIMEOUT": "0"}, "PUBLISH_TIMEOUT must be positive"},
 		{"bad body size", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES"},
 		{"bad nats", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "NATS_URL": "nats://a:1,::"}, "NATS_URL"},
+		{"bound to no mode", map[string]string{"STRIPE_WEBHOOK_SECRETS": "staging:whsec_a"}, `STRIPE_WEBHOOK_SECRETS entry 1 is bound to "staging"`},
+		{"bound, not whsec", map[string]string{"STRIPE_WEBHOOK_SECRETS": "live:sk_live_1"}, "STRIPE_WEBHOOK_SECRETS every secret must start with whsec_"},
+		{"unreadable creds", map[string]string{"STRIPE_WEBHOOK_SECRETS": "whsec_a", "NATS_CREDS": "/nonexistent/listener.creds"}, `NATS_CREDS ="/nonexistent/listener.creds" cannot be read`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +119,9 @@ func TestLoadProcessorBackfillErrorsNameTheVariable(t *testing.T) {
 		{"bad interval", map[string]string{"STRIPE_API_KEY": "rk_test_1", "BACKFILL_INTERVAL": "hourly"}, "BACKFILL_INTERVAL"},
 		{"too many backfill types", map[string]string{"BACKFILL_TYPES": strings.Repeat("customer.updated,", 21)}, "BACKFILL_TYPES lists 21 event types; Stripe filters on at most 20"},
 		{"bad API base", map[string]string{"STRIPE_API_BASE": "localhost"}, "STRIPE_API_BASE"},
+		{"plain http API base", map[string]string{"STRIPE_API_BASE": "http://api.stripe.com"}, "STRIPE_API_BASE =\"http://api.stripe.com\" is plain http to a host that is not loopback"},
+		{"plain http to a LAN address", map[string]string{"STRIPE_API_BASE": "http://10.0.0.5:12111"}, "the API key would travel in clear"},
+		{"unreadable creds", map[string]string{"NATS_CREDS": "/nonexistent/processor.creds"}, "NATS_CREDS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,14 +33,15 @@ type Conn struct {
 // While disconnected, publishes and requests fail at once instead of being buffered
 // (ReconnectBufSize -1): a webhook gets a fast 503 rather than waiting out its publish timeout,
 // and a pull request is never replayed to a fetch that gave up long ago. name identifies the
-// client to the server; whileDown ends the warning logged on a disconnection.
-func Connect(url, name, whileDown string, logger *slog.Logger) (*Conn, error) {
+// client to the server; whileDown ends the warning logged on a disconnection. extra are more
+// options, such as Creds's; a user and password may also be in url.
+func Connect(url, name, whileDown string, logger *slog.Logger, extra ...nats.Option) (*Conn, error) {
 	c := &Conn{closed: make(chan struct{}), lost: make(chan struct{})}
-	nc, err := nats.Connect(url,
+	opts := append([]nats.Option{
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			logger.Info("nats connected", "url", nc.ConnectedUrlRedacted())
@@ -68,12 +69,23 @@ func Connect(url, name, whileDown string, logger *slog.Logger) (*Conn, error) {
 			}
 			close(c.closed)
 		}),
-	)
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, &redactedError{msg: fmt.Sprintf("NATS_URL %s: %s", Redact(url), userinfo.ReplaceAllString(err.Error(), "://$1:xxxxx@")), err: err}
 	}
 	c.Conn = nc
 	return c, nil
+}
+
+// Creds is the option that authenticates with the credentials file at path (NATS_CREDS: a user
+// JWT and its nkey seed, for servers run with decentralised auth); none when path is "". The
+// file is read at every (re)connect, so a rotated file is picked up without a restart.
+func Creds(path string) []nats.Option {
+	if path == "" {
+		return nil
+	}
+	return []nats.Option{nats.UserCredentials(path)}
 }
 
 // Lost is closed when the connection closed without Close or DrainWait of this Conn: the

@@ -50,7 +50,7 @@ type Event struct {
 // SnapshotIDPrefix + a unique suffix, type SnapshotType(object), data.object the object.
 const (
 	SnapshotIDPrefix   = "tgsnap_"
-	snapshotTypePrefix = "tollgate.snapshot."
+	snapshotTypePrefix = ReservedTypePrefix + "snapshot."
 )
 
 // SnapshotType is the type of a snapshot event of a Stripe object kind ("subscription",

@@ -3,6 +3,7 @@ package stripeevent
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -67,3 +68,30 @@ func badToken(s string) string {
 	}
 	return ""
 }
+
+// ReservedTypePrefix starts the type of every event Tollgate makes itself (its snapshot events,
+// SnapshotType); Stripe's types never do.
+const ReservedTypePrefix = "tollgate."
+
+// ErrReserved is wrapped, together with ErrInvalid, by the error of ValidateFromStripe: the event
+// claims to be one of Tollgate's own.
+var ErrReserved = errors.New("reserved for Tollgate's own events")
+
+// ValidateFromStripe refuses an event that arrived from outside but claims to be one Tollgate
+// made itself: a type starting ReservedTypePrefix or an id starting SnapshotIDPrefix. Only the
+// processor's repair path makes those (from an object it fetched from the API with its own key),
+// so one in a webhook is a forgery, however well signed. The error wraps ErrInvalid and
+// ErrReserved and names the field.
+func ValidateFromStripe(ev Event) error {
+	switch {
+	case strings.HasPrefix(ev.Type, ReservedTypePrefix):
+		return fmt.Errorf("%w: %w: type %q starts with %q", ErrInvalid, ErrReserved, ev.Type, ReservedTypePrefix)
+	case strings.HasPrefix(ev.ID, SnapshotIDPrefix):
+		return fmt.Errorf("%w: %w: id %q starts with %q", ErrInvalid, ErrReserved, ev.ID, SnapshotIDPrefix)
+	}
+	return nil
+}
+
+// IsOwn reports whether ev carries an id or type that only Tollgate's own events may carry (see
+// ValidateFromStripe).
+func IsOwn(ev Event) bool { return ValidateFromStripe(ev) != nil }

@@ -53,3 +53,31 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateFromStripe(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, id, typ, field string // field "" when accepted
+	}{
+		{"a Stripe event", "evt_1", "customer.subscription.updated", ""},
+		{"a thin event", "evt_2", "v1.customer.subscription.updated", ""},
+		{"a snapshot type", "evt_3", "tollgate.snapshot.subscription", "type"},
+		{"any tollgate. type", "evt_4", "tollgate.anything", "type"},
+		{"a snapshot id", "tgsnap_1", "customer.subscription.updated", "id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := stripeevent.ValidateFromStripe(stripeevent.Event{ID: tt.id, Type: tt.typ})
+			require.Equal(t, tt.field != "", stripeevent.IsOwn(stripeevent.Event{ID: tt.id, Type: tt.typ}))
+			if tt.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, stripeevent.ErrInvalid)
+			require.ErrorIs(t, err, stripeevent.ErrReserved)
+			require.ErrorContains(t, err, tt.field+" ")
+		})
+	}
+	require.True(t, stripeevent.IsOwn(stripeevent.Event{ID: stripeevent.SnapshotIDPrefix + "x", Type: stripeevent.SnapshotType("customer")}))
+}
