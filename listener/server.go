@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/tollgate/tollgate/pkg/config"
 )
@@ -45,6 +46,14 @@ func newServer(cfg config.Listener, nc natsConn, js jetstream.JetStream, logger 
 		metrics:        newMetrics(reg),
 		budget:         &byteBudget{limit: maxBodiesInFlight * cfg.MaxBodyBytes},
 	}
+	promauto.With(reg).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_listener_body_bytes_reserved",
+		Help: "Bytes reserved for webhook bodies being read or handled, out of tollgate_listener_body_bytes_budget.",
+	}, func() float64 { return float64(s.budget.used.Load()) })
+	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_listener_body_bytes_budget",
+		Help: "The most bytes webhook bodies may hold at once before a signature is checked; past it a webhook gets 503 overloaded.",
+	}).Set(float64(s.budget.limit))
 	s.handler = s.routes(reg)
 	return s
 }

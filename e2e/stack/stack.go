@@ -43,7 +43,10 @@ type Options struct {
 	ProcessorEnv map[string]string
 	// ExtraWebhookSecrets are accepted besides the generated dev secret (e.g. the one `stripe listen` prints).
 	ExtraWebhookSecrets []string
-	Log                 io.Writer // every service's log lines, prefixed by its name; default os.Stderr
+	// WebhookSecretMode binds the generated dev secret to one Stripe mode ("test" or "live"), so
+	// that it signs only that mode's events; "" leaves it unbound (either mode).
+	WebhookSecretMode string
+	Log               io.Writer // every service's log lines, prefixed by its name; default os.Stderr
 }
 
 // Stack is a running Tollgate.
@@ -138,7 +141,11 @@ func (st *Stack) start(ctx context.Context) error {
 
 // serviceEnv is the environment the stack gives a service serving on addr.
 func (st *Stack) serviceEnv(service, addr string) map[string]string {
-	secrets := strings.Join(append([]string{st.WebhookSecret}, st.opts.ExtraWebhookSecrets...), ",")
+	dev := st.WebhookSecret
+	if st.opts.WebhookSecretMode != "" {
+		dev = st.opts.WebhookSecretMode + ":" + dev
+	}
+	secrets := strings.Join(append([]string{dev}, st.opts.ExtraWebhookSecrets...), ",")
 	env := map[string]string{
 		"HTTP_ADDR": addr, "NATS_URL": st.NATSURL, "DATABASE_URL": st.DatabaseURL,
 		"STRIPE_WEBHOOK_SECRETS": secrets, "QUERYAPI_TOKENS": st.Token,

@@ -47,6 +47,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		QueryAPIAddr:        getenv("QUERYAPI_ADDR"),
 		ProcessorAddr:       getenv("PROCESSOR_ADDR"),
 		ExtraWebhookSecrets: extra,
+		WebhookSecretMode:   "test", // the dev secret signs only test-mode events, as `stripe listen` forwards
 		Log:                 stderr,
 	}
 	if v := getenv("QUERYAPI_LIVEMODE"); v != "" { // default false: test mode, as stripe listen sends
