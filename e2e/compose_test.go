@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,6 +27,28 @@ var contractVars = map[string][]string{ //nolint:gochecknoglobals // test table
 
 var contractPorts = map[string]string{"listener": "8080", "queryapi": "8081", "processor": "8082"} //nolint:gochecknoglobals // test table
 
+// composePasswords are the passwords compose requires (no default), with the values the tests
+// give them.
+var composePasswords = map[string]string{ //nolint:gochecknoglobals // test table
+	"POSTGRES_PASSWORD":       "pg-super-test",
+	"PROCESSOR_DB_PASSWORD":   "pg-processor-test",
+	"QUERYAPI_DB_PASSWORD":    "pg-queryapi-test",
+	"OPERATOR_DB_PASSWORD":    "pg-operator-test",
+	"NATS_LISTENER_PASSWORD":  "nats-listener-test",
+	"NATS_PROCESSOR_PASSWORD": "nats-processor-test",
+}
+
+// composeEnv is the environment the compose tests load the file with, without the names in omit.
+func composeEnv(omit ...string) []string {
+	env := []string{"STRIPE_WEBHOOK_SECRETS=whsec_test", "QUERYAPI_TOKENS=tok_test"}
+	for k, v := range composePasswords {
+		if !slices.Contains(omit, k) {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
@@ -38,7 +61,7 @@ func loadCompose(t *testing.T) *types.Project {
 	root := repoRoot(t)
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
 		cli.WithWorkingDirectory(root),
-		cli.WithEnv([]string{"STRIPE_WEBHOOK_SECRETS=whsec_test", "QUERYAPI_TOKENS=tok_test"}),
+		cli.WithEnv(composeEnv()),
 		cli.WithInterpolation(true),
 	)
 	require.NoError(t, err)
@@ -59,7 +82,6 @@ func TestComposeMatchesContract(t *testing.T) {
 		t.Run("health/"+name, func(t *testing.T) {
 			require.NotNil(t, svc.HealthCheck, "every service has a health check")
 			require.NotEmpty(t, svc.HealthCheck.Test)
-			require.NotEmpty(t, svc.Ports, "every service publishes its port")
 		})
 	}
 
@@ -110,6 +132,43 @@ func TestComposeRefusesMissingSecrets(t *testing.T) {
 	require.NoError(t, err)
 	_, err = opts.LoadProject(context.Background())
 	require.ErrorContains(t, err, "STRIPE_WEBHOOK_SECRETS")
+
+	// No password has a default: without one, compose refuses to start and names it.
+	for name := range composePasswords {
+		opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+			cli.WithWorkingDirectory(root), cli.WithEnv(composeEnv(name)), cli.WithInterpolation(true))
+		require.NoError(t, err)
+		_, err = opts.LoadProject(context.Background())
+		require.ErrorContains(t, err, name, "compose without %s", name)
+	}
+}
+
+// Nothing internal is reachable from outside: NATS, Postgres and the processor's port are
+// published on 127.0.0.1 only (or not at all), NATS monitoring not at all; only the listener and
+// the query API are published on every interface.
+func TestComposePublishesNothingInternal(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	public := map[string]bool{"listener": true, "queryapi": true}
+	for name, svc := range p.Services {
+		for _, port := range svc.Ports {
+			if public[name] {
+				continue
+			}
+			require.Equal(t, "127.0.0.1", port.HostIP, "%s publishes %s on every interface", name, port.Published)
+		}
+		for _, port := range svc.Ports {
+			require.NotEqual(t, uint32(8222), port.Target, "NATS monitoring is never published")
+		}
+	}
+	for _, svc := range []string{"listener", "queryapi"} {
+		require.NotEmpty(t, p.Services[svc].Ports, "%s is published", svc)
+	}
+	require.Contains(t, p.Configs["nats_conf"].Content, `http: "127.0.0.1:8222"`, "monitoring answers the container's health check only")
+	// No password in the file has a default value.
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "docker-compose.yml"))
+	require.NoError(t, err)
+	require.NotRegexp(t, `PASSWORD:-`, string(raw))
 }
 
 // oneShot reports a service that runs once and exits (postgres-grants): no port, no health check.

@@ -27,9 +27,11 @@ import (
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
-	writeTimeout      = 10 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 15 * time.Second
+	// writeTimeout is above maxWaitTimeout: a wait_for held for its whole 10 s still has time to
+	// read the answer and write it (a write timeout of 10 s once cut such answers off empty).
+	writeTimeout    = maxWaitTimeout + 10*time.Second
+	idleTimeout     = 2 * time.Minute
+	shutdownTimeout = 15 * time.Second
 )
 
 // options are the tuning knobs of one instance. Only cache comes from environment variables
@@ -123,7 +125,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 
 	// issue 15: waiters are woken by the LISTEN session; a hot standby has none, so there
 	// they poll the replica's marks.
-	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters, c)
+	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters, len(cfg.Tokens), c)
 	a.waits = waits
 	warm := func(ctx context.Context) { c.startWarm(ctx, db, opts.cache.Warm, opts.warmTimeout, logger) }
 	if opts.cache.Mode == config.CacheMaxAge {

@@ -25,12 +25,31 @@ func newTokenSet(tokens []string) tokenSet {
 
 // valid reports whether token is one of the set.
 func (s tokenSet) valid(token string) bool {
+	_, ok := s.match(token)
+	return ok
+}
+
+// match is the index of token in the set (the order of QUERYAPI_TOKENS), without an early exit:
+// the index is selected in constant time as well.
+func (s tokenSet) match(token string) (int, bool) {
 	d := sha256.Sum256([]byte(token))
-	match := 0
+	match, index := 0, 0
 	for i := range s.digests {
-		match |= subtle.ConstantTimeCompare(d[:], s.digests[i][:])
+		eq := subtle.ConstantTimeCompare(d[:], s.digests[i][:])
+		match |= eq
+		index = subtle.ConstantTimeSelect(eq, i, index)
 	}
-	return match == 1
+	return index, match == 1
+}
+
+// tokenIndexKey is the echo.Context key of the index of the request's token (set by
+// requireToken): what the wait_for share is counted by.
+const tokenIndexKey = "tollgate.token_index"
+
+// tokenIndex is the index of the token requireToken accepted, 0 when none did.
+func tokenIndex(c echo.Context) int {
+	i, _ := c.Get(tokenIndexKey).(int)
+	return i
 }
 
 // bearerToken is the token of an "Authorization: Bearer <token>" header; the scheme is
@@ -49,9 +68,14 @@ func requireToken(tokens tokenSet) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			token, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
-			if !ok || !tokens.valid(token) {
+			if !ok {
 				return errUnauthorized
 			}
+			i, ok := tokens.match(token)
+			if !ok {
+				return errUnauthorized
+			}
+			c.Set(tokenIndexKey, i)
 			return next(c)
 		}
 	}

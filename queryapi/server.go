@@ -7,6 +7,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate/tollgate/pkg/httpx"
 )
 
 // failOpenState says whether the fail-open switch is on (failOpenSwitch).
@@ -47,7 +49,17 @@ func newServer(d serverDeps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.logger)
+	e.Use(jsonHeaders)
 	e.Use(d.metrics.observe(d.logger))
 	addRoutes(e, s)
 	return e
+}
+
+// jsonHeaders sets httpx.JSONHeaders on every answer, before the handler or the error handler
+// writes it: every answer of the query API is JSON, or /metrics, which needs no caching either.
+func jsonHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		httpx.JSONHeaders(c.Response().Header())
+		return next(c)
+	}
 }

@@ -22,7 +22,9 @@ import (
 const (
 	defaultWaitTimeout = 5 * time.Second
 	maxWaitTimeout     = 10 * time.Second
-	// defaultMaxWaiters bounds the requests waiting at once; past it, 503 overloaded.
+	// defaultMaxWaiters bounds the requests waiting at once; past it, 503 overloaded. Each
+	// token of QUERYAPI_TOKENS may hold at most its fair share of them (see waiters.share), so
+	// one client (a leaked token, a retry loop) cannot keep another's Checkout pages waiting.
 	defaultMaxWaiters = 1000
 	// waitHeader says an answer was given because the wait timed out.
 	waitHeader = "Tollgate-Wait"
@@ -51,6 +53,10 @@ func (m dbMarks) applied(ctx context.Context, id string, k key) (bool, error) {
 type waiters struct {
 	marks markReader
 	max   int64
+	// share is the most waiters one token may hold: max divided among the tokens, rounded up.
+	share  int64
+	heldMu sync.Mutex
+	held   map[int]int64 // waiters by token index
 	// fresh is the cache the answers are served from: while it is not notified nothing wakes a
 	// waiter (each polls), and a wait that found its mark drops the key from it.
 	fresh freshness
@@ -66,9 +72,37 @@ type freshness interface {
 	invalidate(k key)
 }
 
-func newWaiters(marks markReader, maxWaiters int, fresh freshness) *waiters {
-	return &waiters{marks: marks, max: int64(maxWaiters), fresh: fresh, poll: waitPoll,
-		byKey: make(map[key][]chan struct{})}
+// newWaiters bounds the waiters at maxWaiters in all, and each of tokens tokens at its fair share
+// of them.
+func newWaiters(marks markReader, maxWaiters, tokens int, fresh freshness) *waiters {
+	share := int64(maxWaiters)
+	if tokens > 1 {
+		share = (int64(maxWaiters) + int64(tokens) - 1) / int64(tokens)
+	}
+	return &waiters{marks: marks, max: int64(maxWaiters), share: share, held: make(map[int]int64),
+		fresh: fresh, poll: waitPoll, byKey: make(map[key][]chan struct{})}
+}
+
+// enter counts one more waiter of token; false, counting nothing, when the token holds its share
+// or all waiters are taken. leave undoes it.
+func (w *waiters) enter(token int) bool {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	if w.held[token] >= w.share || w.n.Load() >= w.max {
+		return false
+	}
+	w.held[token]++
+	w.n.Add(1)
+	return true
+}
+
+func (w *waiters) leave(token int) {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	if w.held[token]--; w.held[token] <= 0 {
+		delete(w.held, token)
+	}
+	w.n.Add(-1)
 }
 
 // watch registers for the next notification of k; cancel forgets it.
@@ -168,12 +202,12 @@ func (s *server) waitFor(c echo.Context, k key) error {
 		return err
 	}
 	w := s.waits
-	if w.n.Add(1) > w.max {
-		w.n.Add(-1)
+	token := tokenIndex(c)
+	if !w.enter(token) {
 		c.Response().Header().Set("Retry-After", "1")
 		return errOverloaded
 	}
-	defer w.n.Add(-1)
+	defer w.leave(token)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), timeout)
 	defer cancel()
 	for {
@@ -214,7 +248,7 @@ func classifyWait(err error) (status int, code, message string, ok bool) {
 	case errors.Is(err, errInvalidParameter):
 		return http.StatusBadRequest, "invalid_parameter", err.Error(), true
 	case errors.Is(err, errOverloaded):
-		return http.StatusServiceUnavailable, "overloaded", "too many requests wait_for at once; retry", true
+		return http.StatusServiceUnavailable, "overloaded", "too many requests wait_for at once (in all, or with this token: each token may hold its share); retry", true
 	}
 	return 0, "", "", false
 }

@@ -166,7 +166,7 @@ func (off) On() bool { return false }
 func TestWaitForIsBounded(t *testing.T) {
 	t.Parallel()
 	srv := newServer(serverDeps{failOpen: off{}, tokens: []string{testToken}, logger: slog.New(slog.DiscardHandler),
-		metrics: testMetrics(t), waits: newWaiters(fakeMarks{}, 0, nil)})
+		metrics: testMetrics(t), waits: newWaiters(fakeMarks{}, 0, 1, nil)})
 	rec := serveGet(t, srv, "/v1/users/u_42/entitlement?wait_for=evt_1&timeout=1s", testToken)
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	require.Equal(t, "1", rec.Header().Get("Retry-After"))

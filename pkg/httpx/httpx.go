@@ -25,16 +25,25 @@ type ErrorDetail struct {
 	Message string `json:"message,omitempty"`
 }
 
-// WriteJSON answers status with v as JSON. Encoding errors are not reported: the status line is
-// already sent and v is expected to be a plain struct or map.
+// WriteJSON answers status with v as JSON, with the headers of JSONHeaders. Encoding errors are
+// not reported: the status line is already sent and v is expected to be a plain struct or map.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encode answer"}}`)
 	}
+	JSONHeaders(w.Header())
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// JSONHeaders sets what every JSON answer of the three services carries: nosniff, so that no
+// browser renders an answer that echoes an id as HTML, and no-store, so that no proxy or browser
+// cache keeps an entitlement (or an error naming one) for another request.
+func JSONHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
 }
 
 // WriteError answers status with the contract's error body.
