@@ -135,6 +135,8 @@ func requireError(t *testing.T, resp stripetest.Response, status int, code strin
 	t.Helper()
 	require.Equal(t, status, resp.Status, string(resp.Body))
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	require.Contains(t, string(resp.Body), `{"error":{"code":"`+code+`","message":"`)
 }
 

@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/testkit/stripetest"
+	"github.com/tollgate/tollgate/testkit/wait"
 )
 
 const (
@@ -93,4 +96,40 @@ func TestWebhookRefusesTwoTimestamps(t *testing.T) {
 	requireError(t, resp, http.StatusBadRequest, "invalid_signature")
 	require.Contains(t, string(resp.Body), "2 t= timestamps")
 	require.Zero(t, b.msgCount(t))
+}
+
+// NATS_CREDS: the listener connects with a .creds file to a server run with decentralised auth
+// and stores a webhook; a user and password in NATS_URL work too, and the password never reaches
+// the log.
+func TestRunNATSCredentials(t *testing.T) {
+	t.Parallel()
+	t.Run("creds file", func(t *testing.T) {
+		t.Parallel()
+		ns, creds := natstest.StartWithCreds(t)
+		l := startWith(t, ns.URL(), map[string]string{"NATS_CREDS": creds})
+		deliverStored(t, l)
+	})
+	t.Run("user and password in the URL", func(t *testing.T) {
+		t.Parallel()
+		ns := natstest.StartWithOptions(t, func(o *natsserver.Options) {
+			o.Users = []*natsserver.User{{Username: "listener", Password: "s3cret-pw"}}
+		})
+		u := strings.Replace(ns.URL(), "nats://", "nats://listener:s3cret-pw@", 1)
+		l := startWith(t, u, nil)
+		deliverStored(t, l)
+		require.NotContains(t, l.stderr.String(), "s3cret-pw")
+	})
+}
+
+// deliverStored waits until l is ready and delivers a webhook that must be stored.
+func deliverStored(t *testing.T, l *started) {
+	t.Helper()
+	base := "http://" + l.addr
+	wait.For(t, 10*time.Second, "ready", func() bool {
+		code, _ := httpGet(t, base+"/readyz")
+		return code == http.StatusOK
+	})
+	_, _, raw := newEvent(t)
+	resp := stripetest.Deliver(t, base+"/webhooks/stripe", raw, testSecret)
+	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 }

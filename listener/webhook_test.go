@@ -31,6 +31,8 @@ func TestWebhookStoresTheExactBytes(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.Status, string(resp.Body))
 	require.JSONEq(t, `{"received":true,"duplicate":false}`, string(resp.Body))
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	msg, err := b.stream.GetLastMsgForSubject(t.Context(), stream.Subject(customer, "customer.subscription.updated"))
 	require.NoError(t, err)
 	require.Equal(t, raw, msg.Data)

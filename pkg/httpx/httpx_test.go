@@ -162,3 +162,18 @@ func TestServeReportsListenerFailure(t *testing.T) {
 	err = httpx.Serve(context.Background(), &http.Server{ReadHeaderTimeout: time.Second}, ln, time.Second)
 	require.ErrorContains(t, err, "serve ")
 }
+
+// Every JSON answer, error or not, carries nosniff and no-store.
+func TestWriteJSONHeaders(t *testing.T) {
+	t.Parallel()
+	for _, write := range []func(http.ResponseWriter){
+		func(w http.ResponseWriter) { httpx.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true}) },
+		func(w http.ResponseWriter) { httpx.WriteError(w, http.StatusBadRequest, "invalid", "why") },
+	} {
+		rec := httptest.NewRecorder()
+		write(rec)
+		require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
+		require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+		require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	}
+}
