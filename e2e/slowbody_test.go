@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -37,7 +38,7 @@ func TestSlowBodiesThroughTheListenerBinary(t *testing.T) {
 	ns := natstest.Start(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	const secret = "whsec_slowbody_e2e"
-	cmd := exec.Command(bin)
+	cmd := exec.CommandContext(context.WithoutCancel(t.Context()), bin) // stopped by SIGINT in Cleanup
 	cmd.Env = []string{"HTTP_ADDR=" + addr, "NATS_URL=" + ns.URL(), "STRIPE_WEBHOOK_SECRETS=" + secret}
 	logs := &strings.Builder{}
 	var logMu sync.Mutex

@@ -23,12 +23,6 @@ func newTokenSet(tokens []string) tokenSet {
 	return s
 }
 
-// valid reports whether token is one of the set.
-func (s tokenSet) valid(token string) bool {
-	_, ok := s.match(token)
-	return ok
-}
-
 // match is the index of token in the set (the order of QUERYAPI_TOKENS), without an early exit:
 // the index is selected in constant time as well.
 func (s tokenSet) match(token string) (int, bool) {
