@@ -86,6 +86,16 @@ func (w WebhookSecret) Signs(livemode bool) bool {
 	}
 }
 
+// AdminToken is one entry of ADMIN_TOKENS: a bearer token of the admin API and console, and the
+// name recorded with every change made with it (DefaultAdminName for an entry without one).
+type AdminToken struct {
+	Name  string
+	Token string
+}
+
+// DefaultAdminName names the token of an ADMIN_TOKENS entry written without name:.
+const DefaultAdminName = "admin"
+
 // StripeAPI is how the processor's backfill and reconcile reach Stripe's API.
 type StripeAPI struct {
 	Key  string
@@ -118,8 +128,10 @@ type Processor struct {
 	// BackfillTypes limits the scheduled backfill to these event types (at most
 	// MaxBackfillTypes, Stripe's limit); empty means every type.
 	BackfillTypes []string
-	// AdminTokens are ADMIN_TOKENS, the bearer tokens of the admin API; empty turns it off.
+	// AdminTokens are the tokens of ADMIN_TOKENS, the bearer tokens of the admin API; empty turns
+	// it off. Admins are the same tokens with their names.
 	AdminTokens []string
+	Admins      []AdminToken
 	// NotifyURLs are NOTIFY_URLS, where entitlement changes are POSTed; empty turns it off.
 	NotifyURLs []string
 	// NotifySecret is the key of NOTIFY_SECRET (whsec_ + base64), decoded; nil when unset.
@@ -183,6 +195,33 @@ func LoadListener(getenv func(string) string) (Listener, error) {
 	return c, e.err()
 }
 
+// adminTokens reads ADMIN_TOKENS: token or name:token entries. A name is letters, digits, '_',
+// '-' and '.' (it is shown and logged); two entries may not share a token.
+func (e *env) adminTokens() []AdminToken {
+	var out []AdminToken
+	seen := map[string]bool{}
+	for i, entry := range e.list("ADMIN_TOKENS") {
+		a := AdminToken{Name: DefaultAdminName, Token: entry}
+		if name, token, ok := strings.Cut(entry, ":"); ok {
+			a = AdminToken{Name: name, Token: token}
+			if name == "" || strings.ContainsFunc(name, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.')
+			}) {
+				// The entry is not echoed: it holds a token.
+				e.fail("ADMIN_TOKENS", fmt.Sprintf("entry %d: a name (before the colon) is letters, digits, '_', '-' and '.'", i+1))
+				continue
+			}
+		}
+		if seen[a.Token] {
+			e.fail("ADMIN_TOKENS", fmt.Sprintf("entry %d repeats the token of an earlier entry", i+1))
+			continue
+		}
+		seen[a.Token] = true
+		out = append(out, a)
+	}
+	return out
+}
+
 // webhookSecrets reads STRIPE_WEBHOOK_SECRETS: whsec_…, live:whsec_… or test:whsec_… entries.
 func (e *env) webhookSecrets() []WebhookSecret {
 	var out []WebhookSecret
@@ -239,8 +278,11 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 		Stripe:            e.stripeAPI(),
 		BackfillInterval:  e.duration("BACKFILL_INTERVAL", 0),
 		BackfillTypes:     e.list("BACKFILL_TYPES"),
-		AdminTokens:       e.list("ADMIN_TOKENS"),
+		Admins:            e.adminTokens(),
 		NotifyURLs:        e.list("NOTIFY_URLS"),
+	}
+	for _, a := range c.Admins {
+		c.AdminTokens = append(c.AdminTokens, a.Token)
 	}
 	c.NotifySecret = e.notifySecret(c.NotifyURLs)
 	if c.BackfillInterval > 0 && c.Stripe.Key == "" {

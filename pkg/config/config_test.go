@@ -248,3 +248,18 @@ func TestProcessorAdminAndNotify(t *testing.T) {
 	_, err = config.LoadProcessor(env(map[string]string{"NOTIFY_SECRET": "nope"}))
 	require.ErrorContains(t, err, "NOTIFY_SECRET")
 }
+
+// ADMIN_TOKENS entries name:token give the token a name recorded with its changes; a bare
+// token is "admin".
+func TestProcessorAdminTokenNames(t *testing.T) {
+	t.Parallel()
+	c, err := config.LoadProcessor(getenv(map[string]string{"ADMIN_TOKENS": "alice:tok-alice-0123456789, tok-bare-0123456789ab"}))
+	require.NoError(t, err)
+	require.Equal(t, []config.AdminToken{{Name: "alice", Token: "tok-alice-0123456789"}, {Name: "admin", Token: "tok-bare-0123456789ab"}}, c.Admins)
+	require.Equal(t, []string{"tok-alice-0123456789", "tok-bare-0123456789ab"}, c.AdminTokens)
+	for _, bad := range []string{"al ice:tok-alice-0123456789", ":tok-alice-0123456789", "a:tok-x-0123456789abc,b:tok-x-0123456789abc"} {
+		_, err := config.LoadProcessor(getenv(map[string]string{"ADMIN_TOKENS": bad}))
+		require.ErrorContains(t, err, "ADMIN_TOKENS", bad)
+		require.NotContains(t, err.Error(), "tok-", "the token is never echoed")
+	}
+}
