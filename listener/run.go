@@ -17,7 +17,7 @@ Commands:
   healthcheck  exit 0 when the listener on HTTP_ADDR answers /readyz with 200
   help         print this help
 
-Configuration comes from environment variables (HTTP_ADDR, NATS_URL, STREAM_REPLICAS,
+Configuration comes from environment variables (HTTP_ADDR, NATS_URL, NATS_CREDS, STREAM_REPLICAS,
 STRIPE_WEBHOOK_SECRETS, STRIPE_WEBHOOK_TOLERANCE, MAX_BODY_BYTES, PUBLISH_TIMEOUT); see the README. Backfill and
 reconcile are processor commands (processor backfill, processor reconcile).
 `

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -126,4 +127,22 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, shutdownTimeo
 		return fmt.Errorf("shut down %s: in-flight requests did not finish in %s: %w", ln.Addr(), shutdownTimeout, shutdownErr)
 	}
 	return nil
+}
+
+// RedactURL is raw for a log line: without its userinfo and with every query value replaced by
+// "xxxxx" (either may carry a credential, as in https://user:pass@app.example/hooks?key=…).
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }

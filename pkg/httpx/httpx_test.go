@@ -177,3 +177,16 @@ func TestWriteJSONHeaders(t *testing.T) {
 		require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://app.example/hooks":                     "https://app.example/hooks",
+		"https://user:s3cret@app.example/hooks":         "https://app.example/hooks",
+		"https://tok3n@app.example/hooks?key=k3y&a=b":   "https://app.example/hooks?a=xxxxx&key=xxxxx",
+		"http://127.0.0.1:9/x":                          "http://127.0.0.1:9/x",
+		"https://user:s3cret@app.example:8443/p?x#frag": "https://app.example:8443/p?x=xxxxx#frag",
+	} {
+		require.Equal(t, want, httpx.RedactURL(in), in)
+	}
+}
