@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -101,7 +103,7 @@ func (b *bundle) streamIDs(t *testing.T) []string {
 }
 
 // summaryCounts reads the counts line of a backfill's summary.
-func summaryCounts(t *testing.T, stdout string) counts {
+func summaryCounts(t *testing.T, stdout string) backfill.Counts {
 	t.Helper()
 	m := regexp.MustCompile(`(\d+) events listed: (\d+) new, (\d+) already had, (\d+) skipped`).FindStringSubmatch(stdout)
 	require.NotNil(t, m, "no summary in %q", stdout)
@@ -110,21 +112,21 @@ func summaryCounts(t *testing.T, stdout string) counts {
 		require.NoError(t, err)
 		return v
 	}
-	return counts{Listed: n(m[1]), New: n(m[2]), AlreadyHad: n(m[3]), Skipped: n(m[4])}
+	return backfill.Counts{Listed: n(m[1]), New: n(m[2]), AlreadyHad: n(m[3]), Skipped: n(m[4])}
 }
 
 // checkpoints reads every checkpoint in backfill_state.
-func (b *bundle) checkpoints(t *testing.T) map[string]checkpoint {
+func (b *bundle) checkpoints(t *testing.T) map[string]backfill.Checkpoint {
 	t.Helper()
 	rows, err := b.db.Pool.Query(t.Context(), `SELECT key, state FROM backfill_state WHERE key LIKE 'checkpoint.%'`)
 	require.NoError(t, err)
 	defer rows.Close()
-	out := map[string]checkpoint{}
+	out := map[string]backfill.Checkpoint{}
 	for rows.Next() {
 		var k string
 		var state []byte
 		require.NoError(t, rows.Scan(&k, &state))
-		var cp checkpoint
+		var cp backfill.Checkpoint
 		require.NoError(t, json.Unmarshal(state, &cp))
 		out[k] = cp
 	}
@@ -150,7 +152,7 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 
 	first := b.backfill(t, t.Context())
 	require.NoError(t, first.err)
-	require.Equal(t, counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
+	require.Equal(t, backfill.Counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
 	require.Contains(t, first.stdout, `"already had" means the event store holds the event (at any age), or it was received`)
 	got := b.streamIDs(t)
 	require.Len(t, got, 250, "each event once")
@@ -160,7 +162,7 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
-	require.Equal(t, counts{Listed: 250, AlreadyHad: 250}, summaryCounts(t, second.stdout))
+	require.Equal(t, backfill.Counts{Listed: 250, AlreadyHad: 250}, summaryCounts(t, second.stdout))
 	require.Equal(t, got, b.streamIDs(t), "nothing changed")
 
 	var faults, ok int
@@ -199,7 +201,7 @@ func TestBackfillFilters(t *testing.T) {
 
 	c := b.backfill(t, t.Context(), "--since", "5430s", "--undelivered", "--types", "customer.subscription.updated,customer.subscription.deleted")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: len(want), New: len(want)}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: len(want), New: len(want)}, summaryCounts(t, c.stdout))
 	require.ElementsMatch(t, want, b.streamIDs(t))
 	require.Contains(t, c.stdout, "undelivered only, types customer.subscription.updated,customer.subscription.deleted")
 	reqs := b.fake.Requests()
@@ -242,12 +244,12 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	require.Equal(t, ids[:len(stored)], stored, "newest first, in listing order")
 	cps := b.checkpoints(t)
 	require.Len(t, cps, 1)
-	var cp checkpoint
+	var cp backfill.Checkpoint
 	for _, c := range cps {
 		cp = c
 	}
 	require.Equal(t, stored[len(stored)-1], cp.StartingAfter, "the cursor is the last event stored")
-	require.Equal(t, counts{Listed: len(stored), New: len(stored)}, cp.Counts)
+	require.Equal(t, backfill.Counts{Listed: len(stored), New: len(stored)}, cp.Counts)
 	require.Equal(t, "since=72h undelivered=false types= scope=test", cp.Params)
 
 	// An event that arrives in Stripe meanwhile is newer than the run's fixed upper bound.
@@ -256,7 +258,7 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
 	require.Contains(t, second.stderr, fmt.Sprintf("after event %q", cp.StartingAfter))
-	require.Equal(t, counts{Listed: 230, New: 230}, summaryCounts(t, second.stdout), "no event twice (none already had)")
+	require.Equal(t, backfill.Counts{Listed: 230, New: 230}, summaryCounts(t, second.stdout), "no event twice (none already had)")
 	all := b.streamIDs(t)
 	require.Equal(t, ids, all, "none missed, none twice, in listing order")
 	require.NotContains(t, all, "evt_after_interrupt", "the resumed listing kept its upper bound")
@@ -292,7 +294,7 @@ func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 	b.env["STRIPE_API_BASE"] = working.URL
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
-	require.Equal(t, counts{Listed: 150, New: 150}, summaryCounts(t, second.stdout))
+	require.Equal(t, backfill.Counts{Listed: 150, New: 150}, summaryCounts(t, second.stdout))
 	require.Equal(t, ids, b.streamIDs(t))
 	reqs := working.Requests()
 	require.Len(t, reqs, 1)
@@ -302,10 +304,10 @@ func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 // --restart ignores a checkpoint; other flags have their own checkpoint.
 func TestBackfillCheckpointKey(t *testing.T) {
 	t.Parallel()
-	k1, p1 := checkpointKey(scope.Scope{}, 72*time.Hour, false, []string{"b", "a", "a"})
-	k2, _ := checkpointKey(scope.Scope{}, 72*time.Hour, false, []string{"a", "b"})
-	k3, _ := checkpointKey(scope.Scope{}, 72*time.Hour, true, []string{"a", "b"})
-	k4, _ := checkpointKey(scope.Scope{}, 48*time.Hour, false, []string{"a", "b"})
+	k1, p1 := backfill.CheckpointKey(scope.Scope{}, 72*time.Hour, false, []string{"b", "a", "a"})
+	k2, _ := backfill.CheckpointKey(scope.Scope{}, 72*time.Hour, false, []string{"a", "b"})
+	k3, _ := backfill.CheckpointKey(scope.Scope{}, 72*time.Hour, true, []string{"a", "b"})
+	k4, _ := backfill.CheckpointKey(scope.Scope{}, 48*time.Hour, false, []string{"a", "b"})
 	require.Equal(t, k1, k2)
 	require.NotEqual(t, k1, k3)
 	require.NotEqual(t, k1, k4)
@@ -314,17 +316,17 @@ func TestBackfillCheckpointKey(t *testing.T) {
 
 	b := setupBackfill(t, stripetest.Faults{})
 	ids, _ := addEvents(t, b.fake, "restart", 5, func(int) bool { return false })
-	store := &stateStore{db: b.db.Pool}
-	key, params := checkpointKey(scope.Scope{}, 24*time.Hour, false, nil)
+	store := &backfill.StateStore{DB: b.db.Pool}
+	key, params := backfill.CheckpointKey(scope.Scope{}, 24*time.Hour, false, nil)
 	now := time.Now().UTC()
-	stale := checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
-		Counts: counts{Listed: 3, New: 3}, StartedAt: now}
-	require.NoError(t, store.saveCheckpoint(t.Context(), key, stale))
+	stale := backfill.Checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
+		Counts: backfill.Counts{Listed: 3, New: 3}, StartedAt: now}
+	require.NoError(t, store.SaveCheckpoint(t.Context(), key, stale))
 
 	c := b.backfill(t, t.Context(), "--since", "1d", "--restart")
 	require.NoError(t, c.err)
 	require.Contains(t, c.stderr, "--restart: dropping the checkpoint")
-	require.Equal(t, counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
 	require.Empty(t, b.checkpoints(t))
 }
 
@@ -392,7 +394,7 @@ func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
 
 	c := b.backfill(t, t.Context())
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 5, New: 3, Skipped: 2}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 5, New: 3, Skipped: 2}, summaryCounts(t, c.stdout))
 	require.Contains(t, c.stderr, "warning: skipped an item of the list that is not a Stripe event")
 	require.Contains(t, c.stderr, "warning: skipped event evt_huge (customer.updated): larger than the NATS server's max_payload")
 	require.ElementsMatch(t, ids, b.streamIDs(t))
@@ -400,16 +402,16 @@ func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
 
 func TestSinceFlag(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]time.Duration{"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "30d": maxSince} {
+	for in, want := range map[string]time.Duration{"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "30d": backfill.MaxSince} {
 		var f sinceFlag
 		require.NoError(t, f.Set(in))
 		require.Equal(t, want, time.Duration(f))
 	}
 	var f sinceFlag
 	require.Error(t, f.Set("d"))
-	require.Equal(t, "72h", shortDuration(72*time.Hour))
-	require.Equal(t, "1h30m", shortDuration(90*time.Minute))
-	require.Equal(t, "45s", shortDuration(45*time.Second))
+	require.Equal(t, "72h", backfill.ShortDuration(72*time.Hour))
+	require.Equal(t, "1h30m", backfill.ShortDuration(90*time.Minute))
+	require.Equal(t, "45s", backfill.ShortDuration(45*time.Second))
 }
 
 // "Not yet received" is the event store's answer at any age, not JetStream's duplicate window:
@@ -438,7 +440,7 @@ func TestBackfillAsksTheEventStoreAtAnyAge(t *testing.T) {
 
 	c := b.backfill(t, t.Context(), "--since", "30d")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 120, New: len(want), AlreadyHad: len(received)}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 120, New: len(want), AlreadyHad: len(received)}, summaryCounts(t, c.stdout))
 	require.ElementsMatch(t, want, b.streamIDs(t), "only the events never received are published")
 
 	b.start(t, testOptions(), b.db.URL)
@@ -448,6 +450,6 @@ func TestBackfillAsksTheEventStoreAtAnyAge(t *testing.T) {
 	published := b.msgCount(t)
 	again := b.backfill(t, t.Context(), "--since", "30d")
 	require.NoError(t, again.err)
-	require.Equal(t, counts{Listed: 120, AlreadyHad: 120}, summaryCounts(t, again.stdout))
+	require.Equal(t, backfill.Counts{Listed: 120, AlreadyHad: 120}, summaryCounts(t, again.stdout))
 	require.Equal(t, published, b.msgCount(t), "nothing published again")
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,10 +63,10 @@ func BenchmarkReplay(b *testing.B) {
 				}
 				_, err := eventstore.Append(ctx, db.Pool, events)
 				require.NoError(b, err)
-				p := &projector{db: db.Pool, rules: subscription.DefaultRules(), log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry())}
+				p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Log: testLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
 				if cache == "warm" {
-					p.cache = newEventCache(defaultEventCacheSize)
-					_, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
+					p.Cache = projection.NewEventCache(projection.DefaultEventCacheSize)
+					_, err := p.Apply(ctx, projection.Input{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
 					require.NoError(b, err)
 				}
 				b.ResetTimer()
@@ -72,7 +75,7 @@ func BenchmarkReplay(b *testing.B) {
 					_, err := db.Pool.Exec(ctx, `DELETE FROM customer_entitlements`)
 					require.NoError(b, err)
 					b.StartTimer()
-					res, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
+					res, err := p.Apply(ctx, projection.Input{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
 					require.NoError(b, err)
 					require.Equal(b, 1, res.Changed)
 				}
@@ -196,7 +199,7 @@ func (f *drainFixture) drain(b *testing.B, durable string, batch int, syncAlways
 	ns, js := f.publish(b, syncAlways)
 	db := pgtest.New(b)
 	bb := &bundle{nats: ns, js: js, db: db, rules: subscription.DefaultRules()}
-	opts := defaultConsumerOptions()
+	opts := ingest.DefaultOptions()
 	opts.Durable, opts.BatchSize = durable, batch
 	b.StartTimer()
 	start := time.Now()

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/console"
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -72,7 +75,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	// A page of another origin (same host, another port: the SameSite=Strict cookie goes along)
 	// that posts to the repair route as soon as it loads, with a guessed CSRF token, and one
 	// without: both refused, nothing enqueued.
-	for _, field := range []string{`<input type="hidden" name="csrf" value="` + csrf("tok_guess") + `">`, ""} {
+	for _, field := range []string{`<input type="hidden" name="csrf" value="` + console.Csrf("tok_guess") + `">`, ""} {
 		attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/admin/customers/cus_REP1/repair?livemode=false">%s</form><script>document.getElementById('f').submit()</script>`, s.base, field)
@@ -94,14 +97,14 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 		status       int
 	}{
 		"no token":             {cookie: "tok_console", form: "", status: http.StatusForbidden},
-		"another's token":      {cookie: "tok_console", form: "csrf=" + csrf("tok_other"), status: http.StatusForbidden},
-		"no cookie":            {form: "csrf=" + csrf("tok_console"), status: http.StatusSeeOther},
-		"a wrong cookie":       {cookie: "tok_wrong", form: "csrf=" + csrf("tok_wrong"), status: http.StatusSeeOther},
+		"another's token":      {cookie: "tok_console", form: "csrf=" + console.Csrf("tok_other"), status: http.StatusForbidden},
+		"no cookie":            {form: "csrf=" + console.Csrf("tok_console"), status: http.StatusSeeOther},
+		"a wrong cookie":       {cookie: "tok_wrong", form: "csrf=" + console.Csrf("tok_wrong"), status: http.StatusSeeOther},
 		"the token in the url": {cookie: "tok_console", status: http.StatusForbidden},
 	} {
 		target := s.base + "/admin/customers/cus_REP1/repair?livemode=false"
 		if name == "the token in the url" {
-			target += "&csrf=" + csrf("tok_console")
+			target += "&csrf=" + console.Csrf("tok_console")
 		}
 		code, to := postForm(t, target, tc.cookie, tc.form)
 		require.Equal(t, tc.status, code, name)
@@ -131,7 +134,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	contains(t, html, `"premium": true`, "the subscription Tollgate never heard of")
 	contains(t, html, `"user_id": "u_rep"`, "the customer snapshot keeps the user")
 	for _, raw := range events {
-		contains(t, html, eventIDOf(raw), "the stored events stay on the timeline")
+		contains(t, html, ingest.EventIDOf(raw), "the stored events stay on the timeline")
 	}
 	for _, obj := range []string{"customer", "subscription"} {
 		contains(t, html, stripeevent.SnapshotType(obj), "the timeline shows the snapshot of the "+obj)
@@ -189,7 +192,7 @@ func postForm(t *testing.T, target, cookie, form string) (int, string) {
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: consoleCookie, Value: cookie})
+		req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: cookie})
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)

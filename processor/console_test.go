@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/console"
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/reconcile"
+
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -97,7 +101,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A dead letter that applies once redriven (the code that refused it was fixed since).
 	poisoned := k.customerCreated("cus_CON2", t0+50, "u_con2")
 	require.NoError(t, eventstore.RecordDeadLetter(t.Context(), b.db.Pool, eventstore.DeadLetter{
-		EventID: eventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
+		EventID: ingest.EventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
 		Reason: "test: refused by an older processor", Attempts: 5}))
 	s := b.serveWithEnv(t, map[string]string{"ADMIN_TOKENS": "tok_console,tok_other"})
 	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 20*time.Second)
@@ -143,7 +147,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, loc, "/admin/customers/cus_CON1?")
 	contains(t, html, `"premium": true`)
 	for _, raw := range events {
-		contains(t, html, eventIDOf(raw), "every event id is on the page")
+		contains(t, html, ingest.EventIDOf(raw), "every event id is on the page")
 	}
 	contains(t, html, "sub_CON1 incomplete -&gt; active: active grants access")
 	// The raw payload opens on click.
@@ -177,7 +181,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The user page.
 	html, _ = page(t, ctx, "html", nav("/admin/users/u_con?livemode=false"), chromedp.WaitVisible(css("#timeline")))
 	for _, raw := range events {
-		contains(t, html, eventIDOf(raw))
+		contains(t, html, ingest.EventIDOf(raw))
 	}
 
 	// Redrive the dead letter.
@@ -203,8 +207,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// The pipeline, with the last reconcile as `processor reconcile` records it.
-	require.NoError(t, recordReconcile(t.Context(), b.db.Pool, scope.Scope{}, reconcileReport{Customers: 2, Subscriptions: 2,
-		Drift: []drift{{CustomerID: "cus_CON1", SubscriptionID: "sub_CON1", Kind: "status", Stripe: "canceled", Tollgate: "active"}}}))
+	require.NoError(t, reconcile.Record(t.Context(), b.db.Pool, scope.Scope{}, reconcile.Report{Customers: 2, Subscriptions: 2,
+		Drift: []reconcile.Drift{{CustomerID: "cus_CON1", SubscriptionID: "sub_CON1", Kind: "status", Stripe: "canceled", Tollgate: "active"}}}))
 	html, _ = page(t, ctx, "#pipeline", nav("/admin/pipeline"), chromedp.WaitVisible(css("#pipeline")))
 	contains(t, html, "0 pending")
 	contains(t, html, "1 drift in 1 customers")
@@ -214,7 +218,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+"/admin/fail-open", strings.NewReader("on=true&confirm=yes"))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: consoleCookie, Value: "tok_console"})
+	req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: "tok_console"})
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())

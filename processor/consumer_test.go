@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/operate"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -105,10 +108,10 @@ func TestConsumerStoppedMidBatchThenRestartedGivesTheSameResult(t *testing.T) {
 			b.publish(t, events...)
 			crashing := opts
 			var batches atomic.Int32
-			crashing.crash = func(s string) bool { return s == stage && batches.Add(1) == 3 }
+			crashing.Crash = func(s string) bool { return s == stage && batches.Add(1) == 3 }
 			first := b.start(t, crashing, b.db.URL)
-			require.ErrorIs(t, first.wait(t), errCrashed)
-			require.ErrorIs(t, first.stop(), errCrashed) // its connection closes; its batch is unacknowledged
+			require.ErrorIs(t, first.wait(t), ingest.ErrCrashed)
+			require.ErrorIs(t, first.stop(), ingest.ErrCrashed) // its connection closes; its batch is unacknowledged
 			stored := storedEvents(t, b.db.Pool)
 			if stage == "committed" {
 				require.Equal(t, 3*opts.BatchSize, stored, "three batches committed")
@@ -120,7 +123,7 @@ func TestConsumerStoppedMidBatchThenRestartedGivesTheSameResult(t *testing.T) {
 			want := expect(t, b.rules, events...)
 			caughtUp(t, b.db.Pool, want, 20*time.Second)
 			b.drained(t, opts.Durable, 10*time.Second)
-			require.GreaterOrEqual(t, counter(second.metrics.redeliveries), float64(opts.BatchSize),
+			require.GreaterOrEqual(t, counter(second.metrics.Redeliveries), float64(opts.BatchSize),
 				"the killed instance's batch came back")
 
 			// The same events through an instance that was never killed.
@@ -155,8 +158,8 @@ func TestTwoInstancesReachTheSameReadModelAsOne(t *testing.T) {
 	caughtUp(t, one.db.Pool, want, 30*time.Second)
 	two.drained(t, opts.Durable, 10*time.Second)
 	require.Equal(t, readModel(t, one.db.Pool), readModel(t, two.db.Pool))
-	require.Positive(t, counter(a.metrics.outcomes.WithLabelValues("ack")), "instance a applied events")
-	require.Positive(t, counter(b.metrics.outcomes.WithLabelValues("ack")), "instance b applied events")
+	require.Positive(t, counter(a.metrics.Outcomes.WithLabelValues("ack")), "instance a applied events")
+	require.Positive(t, counter(b.metrics.Outcomes.WithLabelValues("ack")), "instance b applied events")
 }
 
 func TestPostgresOutageLosesNothing(t *testing.T) {
@@ -176,10 +179,10 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	during := append(k.population(10), k.cancelAtPeriodEnd("cus_o0000", "sub_o0000", "price_basic", t0+86400*40))
 	b.publish(t, during...)
 	wait.For(t, 10*time.Second, "a batch failed while Postgres was away", func() bool {
-		return counter(in.metrics.outcomes.WithLabelValues("retry")) > 0
+		return counter(in.metrics.Outcomes.WithLabelValues("retry")) > 0
 	})
 	wait.For(t, 10*time.Second, "fetching paused for a while", func() bool {
-		return counter(in.metrics.paused) == 1 && time.Since(cutAt) > 1500*time.Millisecond
+		return counter(in.metrics.Paused) == 1 && time.Since(cutAt) > 1500*time.Millisecond
 	})
 	require.Equal(t, len(before), storedEvents(t, b.db.Pool), "nothing applied while Postgres is away")
 	proxy.restore()
@@ -202,7 +205,7 @@ func TestShutdownFinishesTheBatchInProgress(t *testing.T) {
 	opts := testOptions()
 	opts.BatchSize = 40
 	committed, cancelled := make(chan struct{}), make(chan struct{})
-	opts.crash = func(stage string) bool {
+	opts.Crash = func(stage string) bool {
 		if stage == "committed" {
 			close(committed)
 			<-cancelled // SIGTERM arrives between the commit and the acknowledgments
@@ -222,10 +225,10 @@ func TestShutdownFinishesTheBatchInProgress(t *testing.T) {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.AckFloor.Stream == uint64(opts.BatchSize)
 	})
-	require.Positive(t, counter(in.metrics.outcomes.WithLabelValues("released")), "the batch fetched ahead was handed back")
+	require.Positive(t, counter(in.metrics.Outcomes.WithLabelValues("released")), "the batch fetched ahead was handed back")
 
 	// The rest is there for the next instance.
-	opts.crash = nil
+	opts.Crash = nil
 	b.start(t, opts, b.db.URL)
 	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 10*time.Second)
 	b.drained(t, opts.Durable, 10*time.Second)
@@ -280,10 +283,10 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 		attempts int
 		reason   string
 	}{
-		{"unparseable", unparseable, "", 1, "unparseable"},               // can never parse: at once
-		{"nul", nul, eventIDOf(nul), 1, "NUL character in its customer"}, // can never be stored: at once
-		{"undecodable", undecodable, eventIDOf(undecodable), 3, "undecodable"},
-		{"too long", tooLong, eventIDOf(tooLong), 3, "cannot be applied"}, // Postgres refused it within a batch
+		{"unparseable", unparseable, "", 1, "unparseable"},                      // can never parse: at once
+		{"nul", nul, ingest.EventIDOf(nul), 1, "NUL character in its customer"}, // can never be stored: at once
+		{"undecodable", undecodable, ingest.EventIDOf(undecodable), 3, "undecodable"},
+		{"too long", tooLong, ingest.EventIDOf(tooLong), 3, "cannot be applied"}, // Postgres refused it within a batch
 	} {
 		d, ok := bySeq[seqs[tc.name]]
 		require.True(t, ok, tc.name)
@@ -293,19 +296,19 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 		require.Contains(t, d.Reason, tc.reason, tc.name)
 		require.True(t, strings.HasPrefix(d.Subject, "stripe.events."), tc.name)
 	}
-	require.InDelta(t, 4, counter(in.metrics.outcomes.WithLabelValues("dead_letter")), 0)
+	require.InDelta(t, 4, counter(in.metrics.Outcomes.WithLabelValues("dead_letter")), 0)
 
 	env := func(name string) string { return map[string]string{"DATABASE_URL": b.db.URL}[name] }
 	var out, errOut bytes.Buffer
 	require.NoError(t, run(ctx, []string{"dlq", "list"}, env, &out, &errOut))
 	require.Contains(t, out.String(), "ID  ")
-	require.Contains(t, out.String(), eventIDOf(undecodable))
+	require.Contains(t, out.String(), ingest.EventIDOf(undecodable))
 	require.Equal(t, 5, strings.Count(out.String(), "\n"), out.String())
 
 	// With the same code, redrive changes nothing: each stays, with one more attempt.
 	out.Reset()
 	err = run(ctx, []string{"dlq", "redrive"}, env, &out, &errOut)
-	require.ErrorIs(t, err, errStillFailing)
+	require.ErrorIs(t, err, operate.ErrStillFailing)
 	require.Contains(t, out.String(), "0 applied, 4 still failing")
 	after, err := eventstore.ListDeadLetters(ctx, b.db.Pool, "")
 	require.NoError(t, err)
@@ -316,18 +319,18 @@ func TestPoisonEventsAreDeadLetteredAndTheRestFlows(t *testing.T) {
 
 	// An event an older version dead-lettered, which this version applies.
 	late := k.signup("cus_late", "u_late", "sub_late", "price_basic", t0)
-	require.NoError(t, eventstore.RecordDeadLetter(ctx, b.db.Pool, eventstore.DeadLetter{EventID: eventIDOf(late[3]), Subject: "stripe.events.cus_late.customer.subscription.updated",
+	require.NoError(t, eventstore.RecordDeadLetter(ctx, b.db.Pool, eventstore.DeadLetter{EventID: ingest.EventIDOf(late[3]), Subject: "stripe.events.cus_late.customer.subscription.updated",
 		StreamSeq: 999_999, Payload: late[3], Reason: "undecodable (old decoder)", Attempts: 3}))
 	out.Reset()
-	require.NoError(t, run(ctx, []string{"dlq", "redrive", eventIDOf(late[3])}, env, &out, &errOut))
+	require.NoError(t, run(ctx, []string{"dlq", "redrive", ingest.EventIDOf(late[3])}, env, &out, &errOut))
 	require.Contains(t, out.String(), "1 applied, 0 still failing")
-	left, err := eventstore.ListDeadLetters(ctx, b.db.Pool, eventIDOf(late[3]))
+	left, err := eventstore.ListDeadLetters(ctx, b.db.Pool, ingest.EventIDOf(late[3]))
 	require.NoError(t, err)
 	require.Empty(t, left)
 	c, err := entitlement.GetCustomer(ctx, b.db.Pool, scope.Key{ID: "cus_late"})
 	require.NoError(t, err)
 	require.Equal(t, "active", c.Status)
-	require.Equal(t, eventIDOf(late[3]), c.LastEventID)
+	require.Equal(t, ingest.EventIDOf(late[3]), c.LastEventID)
 
 	err = run(ctx, []string{"dlq", "redrive", "evt_unknown"}, env, &out, &errOut)
 	require.ErrorContains(t, err, "no dead letter for event evt_unknown")
@@ -354,5 +357,5 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	all := append(append([][]byte{}, before...), after...)
 	caughtUp(t, b.db.Pool, expect(t, b.rules, all...), 30*time.Second)
 	require.Equal(t, len(all), storedEvents(t, b.db.Pool))
-	require.Zero(t, counter(in.metrics.outcomes.WithLabelValues("dead_letter")))
+	require.Zero(t, counter(in.metrics.Outcomes.WithLabelValues("dead_letter")))
 }

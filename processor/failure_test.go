@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
@@ -30,18 +32,18 @@ func TestAdmit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := admit(tc.raw)
-			var poison *poisonError
+			_, err := projection.Admit(tc.raw)
+			var poison *projection.PoisonError
 			require.ErrorAs(t, err, &poison)
-			require.Equal(t, tc.permanent, poison.permanent)
+			require.Equal(t, tc.permanent, poison.Permanent)
 			if tc.wrapped != nil {
 				require.ErrorIs(t, err, tc.wrapped)
 			}
 		})
 	}
-	a, err := admit(k.productUpdated(t0))
+	a, err := projection.Admit(k.productUpdated(t0))
 	require.NoError(t, err, "an event of no customer is admitted without decoding")
-	require.Empty(t, a.event.CustomerID)
+	require.Empty(t, a.Event.CustomerID)
 }
 
 func TestFailureClassification(t *testing.T) {
@@ -53,30 +55,30 @@ func TestFailureClassification(t *testing.T) {
 	}{
 		{"data exception", &pgconn.PgError{Code: "22021"}, true},
 		{"index row too large", &pgconn.PgError{Code: "54000"}, true},
-		{"derivation panicked", errDerivePanic, true},
+		{"derivation panicked", projection.ErrDerivePanic, true},
 		{"serialization failure", &pgconn.PgError{Code: "40001"}, false},
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, false},
 		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, false},
 		{"unknown", errors.New("something else"), false},
 	} {
-		require.Equal(t, tc.content, isContentError(tc.err), tc.name)
+		require.Equal(t, tc.content, projection.IsContentError(tc.err), tc.name)
 		// Alone and with Postgres answering, every failure but the retryable ones is the
 		// message's own: an unknown error counts attempts too, never retried for ever.
-		var poison *poisonError
+		var poison *projection.PoisonError
 		wantPoison := tc.content || tc.name == "unknown"
-		require.Equal(t, wantPoison, errors.As(asPoison(tc.err), &poison), tc.name)
+		require.Equal(t, wantPoison, errors.As(projection.AsPoison(tc.err), &poison), tc.name)
 	}
 	for _, tc := range []struct {
 		n    uint64
 		base time.Duration
 	}{{0, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second}, {6, 32 * time.Second}, {7, time.Minute}, {1000, time.Minute}} {
-		d := retryDelay(tc.n)
+		d := projection.RetryDelay(tc.n)
 		require.GreaterOrEqual(t, d, tc.base/2, "retry %d", tc.n)
 		require.Less(t, d, tc.base*3/2, "retry %d", tc.n)
 	}
 	seen := map[time.Duration]bool{}
 	for range 20 {
-		seen[retryDelay(3)] = true
+		seen[projection.RetryDelay(3)] = true
 	}
 	require.Greater(t, len(seen), 1, "redelivery delays are jittered")
 }

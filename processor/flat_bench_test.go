@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -63,11 +65,11 @@ func storeHistory(tb testing.TB, db *pgtest.DB, k *kit, customer string, n int) 
 }
 
 // newEvent is the customer's next renewal, after every stored event, ready for apply.
-func newEvent(tb testing.TB, k *kit, customer string, at int64) admitted {
+func newEvent(tb testing.TB, k *kit, customer string, at int64) projection.Admitted {
 	tb.Helper()
 	raw := k.subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
 		map[string]any{"current_period_start": at - 30*86400, "current_period_end": at, "latest_invoice": "in_prev"})
-	a, err := admit(raw)
+	a, err := projection.Admit(raw)
 	require.NoError(tb, err)
 	return a
 }
@@ -89,7 +91,7 @@ func rssBytes() float64 {
 
 // reportLatencies reports the median and p99 of one apply, and the heap (after a GC, with the
 // projector and its cache still alive) and RSS after.
-func reportLatencies(b *testing.B, p *projector, took []time.Duration) {
+func reportLatencies(b *testing.B, p *projection.Projector, took []time.Duration) {
 	b.Helper()
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "ms-median")
@@ -118,12 +120,12 @@ func BenchmarkNewEvent(b *testing.B) {
 			for _, mode := range []string{"checkpoint", "full"} {
 				b.Run("derive="+mode, func(b *testing.B) {
 					ctx := context.Background()
-					p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
-						log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry()), fullDerive: mode == "full"}
+					p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
+						Log: testLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
 					// The first event after the history is the costly one (the scratch
 					// derivation that writes the checkpoint, or the full one that fills the cache).
 					at += 60
-					_, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, customer, at)}})
+					_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, customer, at)}})
 					require.NoError(b, err)
 					took := make([]time.Duration, 0, b.N)
 					b.ResetTimer()
@@ -133,7 +135,7 @@ func BenchmarkNewEvent(b *testing.B) {
 						ev := newEvent(b, k, customer, at)
 						b.StartTimer()
 						start := time.Now()
-						res, err := p.apply(ctx, projectionInput{Events: []admitted{ev}})
+						res, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{ev}})
 						took = append(took, time.Since(start))
 						require.NoError(b, err)
 						require.Equal(b, int64(1), res.Appended)
@@ -161,11 +163,11 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 				at = max(at, storeHistory(b, db, k, c, n))
 			}
 			ctx := context.Background()
-			p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
-				log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry()), fullDerive: mode == "full"}
+			p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
+				Log: testLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
 			for _, c := range customers {
 				at += 60
-				_, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, c, at)}})
+				_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, c, at)}})
 				require.NoError(b, err)
 			}
 			took := make([]time.Duration, 0, b.N)
@@ -176,7 +178,7 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 				ev := newEvent(b, k, customers[i%2], at)
 				b.StartTimer()
 				start := time.Now()
-				_, err := p.apply(ctx, projectionInput{Events: []admitted{ev}})
+				_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{ev}})
 				took = append(took, time.Since(start))
 				require.NoError(b, err)
 			}
@@ -204,12 +206,12 @@ func BenchmarkLateEvent(b *testing.B) {
 			for _, mode := range []string{"checkpoint", "full"} {
 				b.Run("derive="+mode, func(b *testing.B) {
 					ctx := context.Background()
-					m := newMetrics(prometheus.NewRegistry())
-					p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
-						log: testLogger(b), metrics: m, fullDerive: mode == "full"}
+					m := projection.NewMetrics(prometheus.NewRegistry())
+					p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
+						Log: testLogger(b), Metrics: m, FullDerive: mode == "full"}
 					apply := func(at int64) time.Duration {
 						start := time.Now()
-						res, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, customer, at)}})
+						res, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, customer, at)}})
 						took := time.Since(start)
 						require.NoError(b, err)
 						require.Equal(b, int64(1), res.Appended)
@@ -232,11 +234,11 @@ func BenchmarkLateEvent(b *testing.B) {
 						at += 60
 						times = append(times, at)
 						heads = append(heads, apply(at))
-						before := testutil.ToFloat64(m.derivedEvents)
+						before := testutil.ToFloat64(m.DerivedEvents)
 						b.StartTimer()
 						took = append(took, apply(times[len(times)-1-back]+30)) // after the 11th newest: 10 events back
 						b.StopTimer()
-						derived += testutil.ToFloat64(m.derivedEvents) - before
+						derived += testutil.ToFloat64(m.DerivedEvents) - before
 					}
 					slices.Sort(heads)
 					b.ReportMetric(float64(heads[len(heads)/2].Microseconds())/1000, "new-ms-median")

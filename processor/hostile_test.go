@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -47,8 +49,8 @@ func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
 		{"year-10000 current_period_end", year10000},
 		{"INT64_MAX current_period_end, INT64_MIN trial_end", maxInt},
 	}
-	poisonID := eventIDOf(poison)
-	opts.fault = func(ev stripeevent.Event) error {
+	poisonID := ingest.EventIDOf(poison)
+	opts.Fault = func(ev stripeevent.Event) error {
 		if ev.ID == poisonID {
 			return errors.New("encode: an error that is not Postgres's")
 		}
@@ -68,7 +70,7 @@ func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
 
 	applied := make([][]byte, 0, len(all))
 	for _, raw := range all {
-		if eventIDOf(raw) != poisonID {
+		if ingest.EventIDOf(raw) != poisonID {
 			applied = append(applied, raw)
 		}
 	}
@@ -85,7 +87,7 @@ func TestHostileEventsNeverHoldBackTheGoodOnes(t *testing.T) {
 	require.Equal(t, poisonID, letters[0].EventID)
 	require.Contains(t, letters[0].Reason, "not Postgres's")
 	require.Equal(t, int(opts.PoisonAttempts), letters[0].Attempts)
-	require.InDelta(t, float64(opts.PoisonAttempts-1), counter(in.metrics.redeliveries), 0, "only the culprit came back")
+	require.InDelta(t, float64(opts.PoisonAttempts-1), counter(in.metrics.Redeliveries), 0, "only the culprit came back")
 
 	p, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_p"})
 	require.NoError(t, err)
@@ -131,12 +133,12 @@ func TestSmallStreamNeverFillsWhileTheProcessorKeepsUp(t *testing.T) {
 		})
 	}
 	b.drained(t, testOptions().Durable, 10*time.Second)
-	wait.For(t, 5*purgeEvery, "applied events purged from the stream", func() bool {
+	wait.For(t, 5*ingest.PurgeEvery, "applied events purged from the stream", func() bool {
 		s, err := b.js.Stream(t.Context(), stream.Name)
 		return err == nil && s.CachedInfo().State.Msgs == 0
 	})
-	require.Zero(t, counter(in.metrics.outcomes.WithLabelValues("dead_letter")))
-	require.Zero(t, counter(in.metrics.purgeErrors))
+	require.Zero(t, counter(in.metrics.Outcomes.WithLabelValues("dead_letter")))
+	require.Zero(t, counter(in.metrics.PurgeErrors))
 	require.Greater(t, published, 20*limit-1)
 }
 
@@ -149,7 +151,7 @@ func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
 	k := newKit(t, "pk")
 	opts := testOptions()
 	opts.PoisonRetryDelay = time.Hour
-	opts.fault = func(ev stripeevent.Event) error {
+	opts.Fault = func(ev stripeevent.Event) error {
 		if ev.CustomerID == "cus_pk1" {
 			return errors.New("held back by the test")
 		}
@@ -166,7 +168,7 @@ func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
 	wait.For(t, 10*time.Second, "everything but cus_pk1's events applied and purged below them", func() bool {
 		var err error
 		info, err = s.Info(t.Context())
-		return err == nil && info.State.Msgs == uint64(held0+after) && counter(in.metrics.outcomes.WithLabelValues("ack")) == float64(info.State.LastSeq)-float64(held0)
+		return err == nil && info.State.Msgs == uint64(held0+after) && counter(in.metrics.Outcomes.WithLabelValues("ack")) == float64(info.State.LastSeq)-float64(held0)
 	})
 	first, err := s.GetMsg(t.Context(), info.State.FirstSeq)
 	require.NoError(t, err)
@@ -174,13 +176,13 @@ func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "cus_pk1", ev.CustomerID, "the first message left is the held event")
 
-	cons := in.consumer.jsConsumer()
+	cons := in.consumer.JsConsumer()
 	ci, err := cons.Info(t.Context())
 	require.NoError(t, err)
-	oldest, err := oldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
+	oldest, err := ingest.OldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
 	require.NoError(t, err)
 	require.Equal(t, first.Time, oldest)
-	require.Positive(t, ageAt(oldest, time.Now().Add(time.Minute)))
+	require.Positive(t, ingest.AgeAt(oldest, time.Now().Add(time.Minute)))
 
 	// Applied at last: a consumer created again delivers what the stream holds at once.
 	require.NoError(t, in.stop())
@@ -190,9 +192,9 @@ func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
 		i, err := s.Info(t.Context())
 		return err == nil && i.State.Msgs == 0
 	})
-	ci, err = in.consumer.jsConsumer().Info(t.Context())
+	ci, err = in.consumer.JsConsumer().Info(t.Context())
 	require.NoError(t, err)
-	oldest, err = oldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
+	oldest, err = ingest.OldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
 	require.NoError(t, err)
-	require.Zero(t, ageAt(oldest, time.Now()))
+	require.Zero(t, ingest.AgeAt(oldest, time.Now()))
 }

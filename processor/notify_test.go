@@ -15,6 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/notify"
+	"github.com/tollgate/tollgate/processor/internal/pgpool"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,20 +91,20 @@ func (b *bundle) startNotifying(tb testing.TB, url string, key []byte) func() {
 	require.NoError(tb, err)
 	js, err := jetstream.New(conn.Conn)
 	require.NoError(tb, err)
-	pool, err := openPool(tb.Context(), b.db.URL)
+	pool, err := pgpool.Open(tb.Context(), b.db.URL)
 	require.NoError(tb, err)
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
-	opts := defaultNotifyOptions()
+	m := projection.NewMetrics(reg)
+	opts := notify.DefaultOptions()
 	opts.Backoff, opts.Poll = backoff.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}, 50*time.Millisecond
-	n := newNotifier(pool, []string{url}, key, conn.Conn, opts, log, reg)
-	proj := &projector{db: pool, rules: b.rules, cache: newEventCache(100 << 10), log: log, metrics: m, notify: n}
-	c, err := newConsumer(tb.Context(), js, pool, proj, testOptions(), log, m)
+	n := notify.New(pool, []string{url}, key, conn.Conn, opts, log, reg)
+	proj := &projection.Projector{DB: pool, Rules: b.rules, Cache: projection.NewEventCache(100 << 10), Log: log, Metrics: m, Notify: n}
+	c, err := ingest.NewConsumer(tb.Context(), js, pool, proj, testOptions(), log, m)
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = c.run(ctx) })
-	wg.Go(func() { n.run(ctx) })
+	wg.Go(func() { _ = c.Run(ctx) })
+	wg.Go(func() { n.Run(ctx) })
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -217,15 +222,15 @@ func TestReplayRecordsNotifications(t *testing.T) {
 	events := append(k.signup("cus_rn1", "u_rn", "sub_rn1", "price_1", t0),
 		k.subscription("customer.subscription.updated", "cus_rn1", "sub_rn1", "past_due", "price_1", t0+86400, map[string]any{"status": "active"}))
 	reg := prometheus.NewRegistry()
-	n := newNotifier(b.db.Pool, []string{"http://app.invalid/hooks"}, []byte("0123456789abcdef01234567"), nil, defaultNotifyOptions(), testLogger(t), reg)
-	proj := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(t), metrics: newMetrics(reg), notify: n}
-	var in []admitted
+	n := notify.New(b.db.Pool, []string{"http://app.invalid/hooks"}, []byte("0123456789abcdef01234567"), nil, notify.DefaultOptions(), testLogger(t), reg)
+	proj := &projection.Projector{DB: b.db.Pool, Rules: b.rules, Log: testLogger(t), Metrics: projection.NewMetrics(reg), Notify: n}
+	var in []projection.Admitted
 	for _, raw := range events {
-		a, err := admit(raw)
+		a, err := projection.Admit(raw)
 		require.NoError(t, err)
 		in = append(in, a)
 	}
-	_, err := proj.apply(t.Context(), projectionInput{Events: in})
+	_, err := proj.Apply(t.Context(), projection.Input{Events: in})
 	require.NoError(t, err)
 	pending := func() int64 {
 		st, err := outbox.Count(t.Context(), b.db.Pool)
@@ -234,11 +239,11 @@ func TestReplayRecordsNotifications(t *testing.T) {
 	}
 	require.Equal(t, int64(1), pending(), "first appearance")
 
-	proj.rules.PastDueGrants = false
-	_, err = proj.apply(t.Context(), projectionInput{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
+	proj.Rules.PastDueGrants = false
+	_, err = proj.Apply(t.Context(), projection.Input{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
 	require.NoError(t, err)
 	require.Equal(t, int64(2), pending(), "past_due no longer grants: a change")
-	_, err = proj.apply(t.Context(), projectionInput{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
+	_, err = proj.Apply(t.Context(), projection.Input{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
 	require.NoError(t, err)
 	require.Equal(t, int64(2), pending(), "the same rules again: no change")
 }

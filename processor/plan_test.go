@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 
+	"github.com/tollgate/tollgate/processor/internal/pgpool"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/testkit/pgtest"
@@ -15,7 +17,7 @@ func TestPoolPricesSequentialScansOut(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := t.Context()
-	pool, err := openPool(ctx, db.URL)
+	pool, err := pgpool.Open(ctx, db.URL)
 	require.NoError(t, err)
 	defer pool.Close()
 	var setting string

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -60,7 +62,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 
 	c := b.backfill(t, t.Context(), "--since", "3h")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 8, New: 4, AlreadyHad: 4}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 8, New: 4, AlreadyHad: 4}, summaryCounts(t, c.stdout))
 
 	want := map[string]string{"cus_rm_a": "past_due", "cus_rm_b": "active", "cus_rm_c": "canceled", "cus_rm_d": "active"}
 	wait.For(t, 30*time.Second, "the backfilled events applied", func() bool {

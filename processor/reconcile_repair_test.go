@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/reconcile"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -42,7 +44,7 @@ func TestReconcileRepair(t *testing.T) {
 	fake.AddCustomer(t, map[string]any{"id": "cus_b", "object": "customer", "metadata": map[string]any{"user_id": "u_b"}})
 
 	c := runCommand(t.Context(), env, "reconcile")
-	require.ErrorIs(t, c.err, errDrift, c.stdout)
+	require.ErrorIs(t, c.err, reconcile.ErrDrift, c.stdout)
 
 	c = runCommand(t.Context(), env, "reconcile", "--repair", "--wait", "30s")
 	t.Logf("reconcile --repair: err=%v\nstdout:\n%sstderr:\n%s", c.err, c.stdout, c.stderr)

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/repairer"
+	"github.com/tollgate/tollgate/processor/internal/stripeapi"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76"
@@ -43,22 +46,22 @@ func TestRepairWaitsForAKey(t *testing.T) {
 	wait.For(t, 10*time.Second, "the thin event is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
 
 	reg := prometheus.NewRegistry()
-	rep := &repairer{db: b.db.Pool, js: b.js, log: testLogger(t), metrics: newRepairMetrics(reg), now: time.Now}
+	rep := &repairer.Repairer{DB: b.db.Pool, JS: b.js, Log: testLogger(t), Metrics: repairer.NewMetrics(reg), Now: time.Now}
 	for range 3 {
-		_, err := rep.runOnce(t.Context())
+		_, err := rep.RunOnce(t.Context())
 		require.NoError(t, err)
 	}
 	require.Equal(t, 1, openRepairs(t, b), "kept without a key")
-	require.InDelta(t, 1.0, counter(rep.metrics.open.WithLabelValues(repair.ObjectSubscription)), 0)
+	require.InDelta(t, 1.0, counter(rep.Metrics.Open.WithLabelValues(repair.ObjectSubscription)), 0)
 
-	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{BaseDelay: time.Millisecond})
-	t.Cleanup(api.close)
-	rep.api = api
+	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{BaseDelay: time.Millisecond})
+	t.Cleanup(api.Close)
+	rep.API = api
 	wait.For(t, 20*time.Second, "the repair is done", func() bool {
-		_, err := rep.runOnce(t.Context())
+		_, err := rep.RunOnce(t.Context())
 		return err == nil && openRepairs(t, b) == 0
 	})
-	require.InDelta(t, 0.0, counter(rep.metrics.open.WithLabelValues(repair.ObjectSubscription)), 0)
+	require.InDelta(t, 0.0, counter(rep.Metrics.Open.WithLabelValues(repair.ObjectSubscription)), 0)
 	wait.For(t, 20*time.Second, "the snapshots are applied", func() bool {
 		// The thin event's scope: live mode, its connected account.
 		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{Scope: scope.Scope{Livemode: true, Account: "acct_1ThinConnected01"}, ID: "cus_rep"})
@@ -96,17 +99,17 @@ func TestRepairCompletesSummaryWithMore(t *testing.T) {
 				"entitlements": map[string]any{"object": "list", "data": data, "has_more": true}}}.JSON(t))
 	wait.For(t, 10*time.Second, "the summary is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
 
-	rep := &repairer{db: b.db.Pool, js: b.js, log: testLogger(t), metrics: newRepairMetrics(prometheus.NewRegistry()), now: time.Now}
-	_, err := rep.runOnce(t.Context())
+	rep := &repairer.Repairer{DB: b.db.Pool, JS: b.js, Log: testLogger(t), Metrics: repairer.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
+	_, err := rep.RunOnce(t.Context())
 	require.NoError(t, err)
-	require.InDelta(t, 1.0, counter(rep.metrics.incomplete), 0)
+	require.InDelta(t, 1.0, counter(rep.Metrics.Incomplete), 0)
 
-	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
-	t.Cleanup(api.close)
-	rep.api = api
-	_, err = rep.runOnce(t.Context())
+	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{})
+	t.Cleanup(api.Close)
+	rep.API = api
+	_, err = rep.RunOnce(t.Context())
 	require.NoError(t, err)
-	require.InDelta(t, 0.0, counter(rep.metrics.incomplete), 0)
+	require.InDelta(t, 0.0, counter(rep.Metrics.Incomplete), 0)
 	wait.For(t, 20*time.Second, "all 12 features are in the read model", func() bool {
 		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_more"})
 		return err == nil && slices.Contains(got.Features, "feature_11") && slices.Contains(got.Features, "feature_00")
@@ -129,11 +132,11 @@ func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
 	b.publish(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json"))
 	wait.For(t, 10*time.Second, "the notification is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
 
-	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
-	t.Cleanup(api.close)
-	rep := &repairer{db: b.db.Pool, api: api, js: b.js, log: testLogger(t), metrics: newRepairMetrics(prometheus.NewRegistry()), now: time.Now}
+	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{})
+	t.Cleanup(api.Close)
+	rep := &repairer.Repairer{DB: b.db.Pool, API: api, JS: b.js, Log: testLogger(t), Metrics: repairer.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
 	wait.For(t, 20*time.Second, "the repair is done", func() bool {
-		_, err := rep.runOnce(t.Context())
+		_, err := rep.RunOnce(t.Context())
 		return err == nil && openRepairs(t, b) == 0
 	})
 	wait.For(t, 20*time.Second, "the subscription the event names is applied", func() bool {
@@ -148,7 +151,7 @@ func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
 	for _, r := range fake.Requests() {
 		paths = append(paths, r.Path)
 		if strings.HasPrefix(r.Path, "/v2/") {
-			require.Equal(t, v2APIVersion, r.Version, "a v2 request names a version that serves v2")
+			require.Equal(t, stripeapi.V2APIVersion, r.Version, "a v2 request names a version that serves v2")
 			require.Empty(t, r.Account, "v2 names an account with Stripe-Context, not Stripe-Account")
 		} else {
 			require.Equal(t, stripe.APIVersion, r.Version)
@@ -172,12 +175,12 @@ func TestRepairOfACustomerListsItsSubscriptions(t *testing.T) {
 	delete(v2, "customer")
 	v2["customer_account"] = "acct_1V2Customer"
 	fake.AddSubscription(t, v2, 1_700_000_300)
-	api := newStripeAPI(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, apiOptions{})
-	t.Cleanup(api.close)
+	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{})
+	t.Cleanup(api.Close)
 
 	objects := func(customer string) []string {
 		t.Helper()
-		evs, err := snapshots(t.Context(), api, repair.Repair{ObjectType: repair.ObjectCustomerSubscriptions, ObjectID: customer,
+		evs, err := repairer.Snapshots(t.Context(), api, repair.Repair{ObjectType: repair.ObjectCustomerSubscriptions, ObjectID: customer,
 			SourceEventID: "tgconsole_1", Reason: "operator console"}, time.Now)
 		require.NoError(t, err)
 		var out []string

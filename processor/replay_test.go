@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -23,14 +26,14 @@ import (
 // applyAll stores and applies events through the projector, as the consumer would.
 func (b *bundle) applyAll(tb testing.TB, raws ...[]byte) {
 	tb.Helper()
-	events := make([]admitted, len(raws))
+	events := make([]projection.Admitted, len(raws))
 	for i, raw := range raws {
-		a, err := admit(raw)
+		a, err := projection.Admit(raw)
 		require.NoError(tb, err)
 		events[i] = a
 	}
-	p := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(tb), metrics: newMetrics(prometheus.NewRegistry())}
-	_, err := p.apply(tb.Context(), projectionInput{Events: events})
+	p := &projection.Projector{DB: b.db.Pool, Rules: b.rules, Log: testLogger(tb), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
+	_, err := p.Apply(tb.Context(), projection.Input{Events: events})
 	require.NoError(tb, err)
 }
 
@@ -133,7 +136,7 @@ func TestReplayWhileConsuming(t *testing.T) {
 	opts := testOptions()
 	opts.BatchSize = 10
 	b.start(t, opts, b.db.URL)
-	p := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(t), metrics: newMetrics(prometheus.NewRegistry())}
+	p := &projection.Projector{DB: b.db.Pool, Rules: b.rules, Log: testLogger(t), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -141,7 +144,7 @@ func TestReplayWhileConsuming(t *testing.T) {
 	var replayErr error
 	wg.Go(func() {
 		for ctx.Err() == nil && replayErr == nil {
-			err := replay(ctx, b.db.Pool, p, replayOptions{All: true, PageSize: 7}, io.Discard, io.Discard)
+			err := operate.Replay(ctx, b.db.Pool, p, operate.ReplayOptions{All: true, PageSize: 7}, io.Discard, io.Discard)
 			if ctx.Err() == nil {
 				replayErr = err
 				replays++

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -26,7 +28,7 @@ func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	log := testLogger(t)
 	opts := testOptions()
 
-	cons, err := startConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
+	cons, err := ingest.StartConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
 	require.NoError(t, err)
 	waitConsumerReplicas(t, cons, 1)
 	for i := range 5 {
@@ -35,7 +37,7 @@ func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	}
 	fetchAck(t, cons, 2) // applied
 
-	cons, err = startConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
+	cons, err = ingest.StartConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
 	require.NoError(t, err)
 	info := waitConsumerReplicas(t, cons, 3)
 	require.EqualValues(t, 3, info.NumPending, "the consumer kept its position")
@@ -45,14 +47,14 @@ func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	require.Equal(t, 3, s.CachedInfo().Config.Replicas)
 
 	// A processor starting without STREAM_REPLICAS keeps R3, its consumer too.
-	cons, err = startConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
+	cons, err = ingest.StartConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
 	require.NoError(t, err)
 	waitConsumerReplicas(t, cons, 3)
 
 	old := info.Cluster.Leader
 	c.Node(t, old).Shutdown()
 	wait.For(t, 30*time.Second, "a new consumer leader", func() bool {
-		i, err := cons.jsConsumer().Info(ctx)
+		i, err := cons.JsConsumer().Info(ctx)
 		return err == nil && i.Cluster != nil && i.Cluster.Leader != "" && i.Cluster.Leader != old
 	})
 	require.Equal(t, []string{"evt_2", "evt_3", "evt_4"}, fetchAck(t, cons, 3))
@@ -67,7 +69,7 @@ func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	require.NoError(t, err)
 	_, err = js.Publish(ctx, stream.Subject("cus_1", "invoice.paid"), []byte("{}"), jetstream.WithMsgID("evt_5"))
 	require.NoError(t, err)
-	cons, err = startConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
+	cons, err = ingest.StartConsumer(ctx, js, stream.Options{Replicas: 3}, nil, nil, opts, log, nil)
 	require.NoError(t, err)
 	s, err = js.Stream(ctx, stream.Name)
 	require.NoError(t, err)
@@ -102,7 +104,7 @@ func TestStartConsumerOnEarlierStreams(t *testing.T) {
 			_, err = js.Publish(ctx, stream.Subject("cus_1", "invoice.paid"), []byte("{}"), jetstream.WithMsgID("evt_1"))
 			require.NoError(t, err)
 
-			cons, err := startConsumer(ctx, js, stream.Options{}, nil, nil, testOptions(), testLogger(t), nil)
+			cons, err := ingest.StartConsumer(ctx, js, stream.Options{}, nil, nil, testOptions(), testLogger(t), nil)
 			require.NoError(t, err)
 			s, err := js.Stream(ctx, stream.Name)
 			require.NoError(t, err)
@@ -116,12 +118,12 @@ func TestStartConsumerOnEarlierStreams(t *testing.T) {
 }
 
 // waitConsumerReplicas waits until the durable consumer has the replicas, every one current.
-func waitConsumerReplicas(t *testing.T, c *consumer, replicas int) *jetstream.ConsumerInfo {
+func waitConsumerReplicas(t *testing.T, c *ingest.Consumer, replicas int) *jetstream.ConsumerInfo {
 	t.Helper()
 	var info *jetstream.ConsumerInfo
 	wait.For(t, 30*time.Second, fmt.Sprintf("consumer at R%d", replicas), func() bool {
 		var err error
-		if info, err = c.jsConsumer().Info(t.Context()); err != nil || info.Cluster == nil || info.Cluster.Leader == "" ||
+		if info, err = c.JsConsumer().Info(t.Context()); err != nil || info.Cluster == nil || info.Cluster.Leader == "" ||
 			len(info.Cluster.Replicas) != replicas-1 {
 			return false
 		}
@@ -136,11 +138,11 @@ func waitConsumerReplicas(t *testing.T, c *consumer, replicas int) *jetstream.Co
 }
 
 // fetchAck fetches n messages, acknowledges them and returns their ids.
-func fetchAck(t *testing.T, c *consumer, n int) []string {
+func fetchAck(t *testing.T, c *ingest.Consumer, n int) []string {
 	t.Helper()
 	var ids []string
 	for len(ids) < n {
-		batch, err := c.jsConsumer().Fetch(n-len(ids), jetstream.FetchMaxWait(time.Second))
+		batch, err := c.JsConsumer().Fetch(n-len(ids), jetstream.FetchMaxWait(time.Second))
 		require.NoError(t, err)
 		for m := range batch.Messages() {
 			require.NoError(t, m.DoubleAck(t.Context()))

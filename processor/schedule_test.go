@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -91,11 +93,11 @@ func holdLock(t *testing.T, databaseURL string) (release func()) {
 	conn, err := pgx.Connect(t.Context(), databaseURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	_, err = conn.Exec(t.Context(), `SELECT pg_advisory_lock($1)`, backfillLockKey)
+	_, err = conn.Exec(t.Context(), `SELECT pg_advisory_lock($1)`, backfill.BackfillLockKey)
 	require.NoError(t, err)
 	return func() {
 		var ok bool
-		require.NoError(t, conn.QueryRow(t.Context(), `SELECT pg_advisory_unlock($1)`, backfillLockKey).Scan(&ok))
+		require.NoError(t, conn.QueryRow(t.Context(), `SELECT pg_advisory_unlock($1)`, backfill.BackfillLockKey).Scan(&ok))
 		require.True(t, ok)
 	}
 }
@@ -237,9 +239,9 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 		require.NoError(t, err)
 		return v
 	}
-	require.InDelta(t, float64(time.Now().Add(-defaultSince).Unix()), float64(gte(windows[0])), 60, "the first run: 72h")
-	require.InDelta(t, float64(time.Now().Add(-scheduledSettle).Unix()), float64(lte(windows[0])), 60)
-	require.InDelta(t, float64(time.Now().Add(-scheduledOverlap).Unix()), float64(gte(windows[len(windows)-1])), 60, "later runs: since the last start, less the overlap")
+	require.InDelta(t, float64(time.Now().Add(-backfill.DefaultSince).Unix()), float64(gte(windows[0])), 60, "the first run: 72h")
+	require.InDelta(t, float64(time.Now().Add(-backfill.ScheduledSettle).Unix()), float64(lte(windows[0])), 60)
+	require.InDelta(t, float64(time.Now().Add(-backfill.ScheduledOverlap).Unix()), float64(gte(windows[len(windows)-1])), 60, "later runs: since the last start, less the overlap")
 }
 
 // A scheduled run that fails (here: Stripe refuses the key) counts a failure, logs why, and

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -167,13 +169,13 @@ func TestBackfillPerScope(t *testing.T) {
 
 	c := b.backfill(t, t.Context(), "--account", "acct_BF1")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 1, New: 1}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 1, New: 1}, summaryCounts(t, c.stdout))
 	for _, r := range b.fake.Requests() {
 		require.Equal(t, "acct_BF1", r.Account, "every request names the account")
 	}
 	c = b.backfill(t, t.Context())
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 1, New: 1}, summaryCounts(t, c.stdout), "the platform's own list")
+	require.Equal(t, backfill.Counts{Listed: 1, New: 1}, summaryCounts(t, c.stdout), "the platform's own list")
 
 	b.start(t, testOptions(), b.db.URL)
 	b.drained(t, testOptions().Durable, 20*time.Second)

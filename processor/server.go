@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,40 +79,4 @@ func consumerCheck(started *atomic.Bool) httpx.Check {
 		}
 		return nil
 	}
-}
-
-// schemaCheck caches the database's schema status (schemaStatus, which goes through
-// golang-migrate and can wait on its migration lock): refresh updates it, check answers from it.
-type schemaCheck struct {
-	url      string
-	maxAge   time.Duration
-	mu       sync.Mutex
-	err      error
-	checked  time.Time
-	observed bool
-}
-
-func newSchemaCheck(url string, maxAge time.Duration) *schemaCheck {
-	return &schemaCheck{url: url, maxAge: maxAge}
-}
-
-func (s *schemaCheck) refresh() {
-	err := schemaStatus(s.url)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.err, s.checked, s.observed = err, time.Now(), true
-}
-
-func (s *schemaCheck) check(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case !s.observed:
-		return errors.New("schema: not checked yet")
-	case s.err != nil:
-		return s.err
-	case time.Since(s.checked) > s.maxAge:
-		return fmt.Errorf("schema: last checked %s ago", time.Since(s.checked).Round(time.Second))
-	}
-	return nil
 }

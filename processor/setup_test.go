@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/pgpool"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,8 +56,8 @@ func setup(tb testing.TB) *bundle {
 }
 
 // testOptions are consumer options with waits short enough for tests.
-func testOptions() consumerOptions {
-	o := defaultConsumerOptions()
+func testOptions() ingest.Options {
+	o := ingest.DefaultOptions()
 	o.BatchSize = 50
 	o.FetchWait = 200 * time.Millisecond
 	o.AckWait = 2 * time.Second
@@ -70,8 +74,8 @@ func testLogger(tb testing.TB) *slog.Logger {
 // instance is one running processor consumer with its own NATS connection and pool, as a
 // separate process would have.
 type instance struct {
-	consumer *consumer
-	metrics  *metrics
+	consumer *ingest.Consumer
+	metrics  *projection.Metrics
 	reg      *prometheus.Registry
 	pool     *pgxpool.Pool
 	nc       *nats.Conn
@@ -82,7 +86,7 @@ type instance struct {
 }
 
 // start runs a consumer against databaseURL until the test ends or stop is called.
-func (b *bundle) start(tb testing.TB, opts consumerOptions, databaseURL string) *instance {
+func (b *bundle) start(tb testing.TB, opts ingest.Options, databaseURL string) *instance {
 	tb.Helper()
 	log := testLogger(tb)
 	conn, err := natsconn.Connect(b.nats.URL(), "tollgate-processor", "test", log)
@@ -90,16 +94,16 @@ func (b *bundle) start(tb testing.TB, opts consumerOptions, databaseURL string) 
 	nc := conn.Conn
 	js, err := jetstream.New(nc)
 	require.NoError(tb, err)
-	pool, err := openPool(tb.Context(), databaseURL)
+	pool, err := pgpool.Open(tb.Context(), databaseURL)
 	require.NoError(tb, err)
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
-	proj := &projector{db: pool, rules: b.rules, cache: newEventCache(defaultEventCacheSize), log: log, metrics: m}
-	c, err := newConsumer(tb.Context(), js, pool, proj, opts, log, m)
+	m := projection.NewMetrics(reg)
+	proj := &projection.Projector{DB: pool, Rules: b.rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: log, Metrics: m}
+	c, err := ingest.NewConsumer(tb.Context(), js, pool, proj, opts, log, m)
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{consumer: c, metrics: m, reg: reg, pool: pool, nc: nc, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- c.run(ctx) }()
+	go func() { in.done <- c.Run(ctx) }()
 	tb.Cleanup(func() { _ = in.stop() })
 	return in
 }
@@ -230,7 +234,7 @@ func expect(tb testing.TB, rules subscription.Rules, raws ...[]byte) expected {
 		}
 		d, err := subscription.Decode(ev)
 		require.NoError(tb, err)
-		k := scopeOf(ev).Of(ev.CustomerID)
+		k := projection.ScopeOf(ev).Of(ev.CustomerID)
 		byCustomer[k] = append(byCustomer[k], d)
 	}
 	out := expected{customers: map[scope.Key]entitlement.Customer{}, users: map[scope.Key]expectedUser{}}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/stripeapi"
+
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v76"
 	"golang.org/x/time/rate"
@@ -33,14 +35,14 @@ type retryBundle struct {
 	url     string
 	hits    atomic.Int64
 	mu      sync.Mutex
-	retries []retryInfo
+	retries []stripeapi.RetryInfo
 	retry   chan struct{} // a value per retry, as long as there is room
 }
 
-func (b *retryBundle) retried() []retryInfo {
+func (b *retryBundle) retried() []stripeapi.RetryInfo {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]retryInfo(nil), b.retries...)
+	return append([]stripeapi.RetryInfo(nil), b.retries...)
 }
 
 // setupRetry serves answer (given the 1-based hit number) behind a retryTransport.
@@ -51,10 +53,10 @@ func setupRetry(t *testing.T, limit rate.Limit, maxAttempts int, answer func(n i
 		answer(b.hits.Add(1), w)
 	}))
 	t.Cleanup(srv.Close)
-	tr := &retryTransport{
-		next: http.DefaultTransport.(*http.Transport).Clone(), limiter: rate.NewLimiter(limit, 1),
-		maxAttempts: maxAttempts, backoff: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond},
-		onRetry: func(r retryInfo) {
+	tr := &stripeapi.RetryTransport{
+		Next: http.DefaultTransport.(*http.Transport).Clone(), Limiter: rate.NewLimiter(limit, 1),
+		MaxAttempts: maxAttempts, Backoff: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond},
+		OnRetry: func(r stripeapi.RetryInfo) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.retries = append(b.retries, r)
@@ -201,21 +203,21 @@ func TestRetryTransportKeepsTheRate(t *testing.T) {
 // The backoff itself is tested in pkg/backoff; here the Retry-After it gives way to.
 func TestRetryAfterHeader(t *testing.T) {
 	t.Parallel()
-	after, ok := retryAfter("7")
+	after, ok := stripeapi.RetryAfter("7")
 	require.True(t, ok)
 	require.Equal(t, 7*time.Second, after)
-	_, ok = retryAfter("soon")
+	_, ok = stripeapi.RetryAfter("soon")
 	require.False(t, ok)
-	after, ok = retryAfter(time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat))
+	after, ok = stripeapi.RetryAfter(time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat))
 	require.True(t, ok)
 	require.Zero(t, after)
 }
 
 // newTestAPI is a stripeAPI on the fake, retrying fast.
-func newTestAPI(t *testing.T, fake *stripetest.API, key string) *stripeAPI {
+func newTestAPI(t *testing.T, fake *stripetest.API, key string) *stripeapi.API {
 	t.Helper()
-	api := newStripeAPI(config.StripeAPI{Key: key, Base: fake.URL}, apiOptions{Rate: 1000, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
-	t.Cleanup(api.close)
+	api := stripeapi.New(config.StripeAPI{Key: key, Base: fake.URL}, stripeapi.Options{Rate: 1000, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	t.Cleanup(api.Close)
 	return api
 }
 
@@ -249,7 +251,7 @@ func TestStripeAPIEventsPaginatesRawEvents(t *testing.T) {
 	api := newTestAPI(t, fake, testAPIKey)
 
 	var got []string
-	for raw, err := range api.Events(t.Context(), eventQuery{}) {
+	for raw, err := range api.Events(t.Context(), stripeapi.EventQuery{}) {
 		require.NoError(t, err)
 		ev, err := stripeevent.Parse(raw)
 		require.NoError(t, err)
@@ -274,7 +276,7 @@ func TestStripeAPIEventsQuery(t *testing.T) {
 	api := newTestAPI(t, fake, testAPIKey)
 
 	var got []string
-	q := eventQuery{CreatedGTE: 1, CreatedLTE: time.Now().Unix(), Undelivered: true,
+	q := stripeapi.EventQuery{CreatedGTE: 1, CreatedLTE: time.Now().Unix(), Undelivered: true,
 		Types: []string{"customer.subscription.updated"}, StartingAfter: ids[10]}
 	for raw, err := range api.Events(t.Context(), q) {
 		require.NoError(t, err)
@@ -303,7 +305,7 @@ func TestStripeAPIErrors(t *testing.T) {
 	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
 	addEvents(t, fake, "err", 3, func(int) bool { return true })
 
-	for _, err := range newTestAPI(t, fake, "rk_test_wrong").Events(t.Context(), eventQuery{}) {
+	for _, err := range newTestAPI(t, fake, "rk_test_wrong").Events(t.Context(), stripeapi.EventQuery{}) {
 		var se *stripe.Error
 		require.ErrorAs(t, err, &se)
 		require.Equal(t, http.StatusUnauthorized, se.HTTPStatusCode)
@@ -316,7 +318,7 @@ func TestStripeAPIErrors(t *testing.T) {
 		require.ErrorAs(t, err, &se)
 		require.Equal(t, http.StatusInternalServerError, se.HTTPStatusCode)
 	}
-	require.Equal(t, apiMaxAttempts, alwaysDown.Served(), "bounded attempts")
+	require.Equal(t, stripeapi.ApiMaxAttempts, alwaysDown.Served(), "bounded attempts")
 }
 
 func TestStripeAPISubscriptions(t *testing.T) {

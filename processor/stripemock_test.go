@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/stripeapi"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/config"
@@ -85,11 +87,11 @@ func startStripeMock(t *testing.T) string {
 func TestStripeRequestsAgainstStripeMock(t *testing.T) {
 	t.Parallel()
 	base := startStripeMock(t)
-	api := newStripeAPI(config.StripeAPI{Key: "sk_test_123", Base: base}, apiOptions{MaxAttempts: 1})
-	t.Cleanup(api.close)
+	api := stripeapi.New(config.StripeAPI{Key: "sk_test_123", Base: base}, stripeapi.Options{MaxAttempts: 1})
+	t.Cleanup(api.Close)
 
 	now := time.Now().Unix()
-	queries := map[string]eventQuery{
+	queries := map[string]stripeapi.EventQuery{
 		"plain": {},
 		"every filter": {CreatedGTE: now - 72*3600, CreatedLTE: now, Undelivered: true,
 			Types: []string{"customer.subscription.updated", "customer.deleted"}, StartingAfter: "evt_1"},

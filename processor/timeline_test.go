@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/admin"
+	"github.com/tollgate/tollgate/processor/internal/operate"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -38,7 +41,7 @@ func TestTimeline(t *testing.T) {
 	b.start(t, testOptions(), b.db.URL)
 	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 20*time.Second)
 
-	h := withAdmin(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.db.Pool, b.rules, testLogger(t))
+	h := admin.With(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.db.Pool, b.rules, testLogger(t))
 	t.Run("unauthorized", func(t *testing.T) {
 		for _, token := range []string{"", "wrong"} {
 			code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", token)
@@ -49,7 +52,7 @@ func TestTimeline(t *testing.T) {
 	t.Run("customer", func(t *testing.T) {
 		code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", "tok_b")
 		require.Equal(t, http.StatusOK, code, string(body))
-		var tl timeline
+		var tl operate.Timeline
 		require.NoError(t, json.Unmarshal(body, &tl))
 		require.Equal(t, "cus_TL1", tl.CustomerID)
 		require.Equal(t, "u_tl", *tl.UserID)
@@ -66,13 +69,13 @@ func TestTimeline(t *testing.T) {
 		row, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_TL1"})
 		require.NoError(t, err)
 		last := tl.Events[len(tl.Events)-1].After
-		require.Equal(t, answerFields{Premium: row.Premium, Status: row.Status, Features: row.Features, UserID: &row.UserID}, last)
+		require.Equal(t, operate.AnswerFields{Premium: row.Premium, Status: row.Status, Features: row.Features, UserID: &row.UserID}, last)
 		require.False(t, last.Premium)
 	})
 	t.Run("user", func(t *testing.T) {
 		code, body := adminGet(t, h, "/admin/v1/users/u_tl/timeline?livemode=false", "tok_a")
 		require.Equal(t, http.StatusOK, code, string(body))
-		var tl timeline
+		var tl operate.Timeline
 		require.NoError(t, json.Unmarshal(body, &tl))
 		require.Equal(t, []string{"cus_TL1", "cus_TL2"}, tl.CustomerIDs)
 		require.Len(t, tl.Events, 11)
@@ -80,7 +83,7 @@ func TestTimeline(t *testing.T) {
 		require.NoError(t, err)
 		last := tl.Events[len(tl.Events)-1]
 		require.Equal(t, "cus_TL1", last.CustomerID)
-		require.Equal(t, answerFields{Premium: u.Premium, Status: u.Status, Features: u.Features, UserID: &u.UserID}, last.After)
+		require.Equal(t, operate.AnswerFields{Premium: u.Premium, Status: u.Status, Features: u.Features, UserID: &u.UserID}, last.After)
 		require.True(t, last.After.Premium) // cus_TL2 still pays
 	})
 	t.Run("read your writes marks", func(t *testing.T) {
@@ -119,7 +122,7 @@ func TestTimeline(t *testing.T) {
 		require.Contains(t, out.String(), "sub_TL1 incomplete -> active: active grants access")
 	})
 	t.Run("off without tokens", func(t *testing.T) {
-		code, _ := adminGet(t, withAdmin(http.NotFoundHandler(), nil, b.db.Pool, b.rules, testLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
+		code, _ := adminGet(t, admin.With(http.NotFoundHandler(), nil, b.db.Pool, b.rules, testLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
 		require.Equal(t, http.StatusNotFound, code)
 	})
 }

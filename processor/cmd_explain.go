@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
-	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/operate"
 
 	"github.com/tollgate/tollgate/pkg/scope"
 )
@@ -38,40 +38,17 @@ func explainCmd(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	defer deps.pool.Close()
 	id := fs.Arg(0)
-	var tl timeline
+	var tl operate.Timeline
 	if strings.HasPrefix(id, "cus_") {
-		tl, err = customerTimeline(ctx, deps.pool, id, deps.proj.rules)
+		tl, err = operate.CustomerTimeline(ctx, deps.pool, id, deps.proj.Rules)
 	} else {
-		tl, err = userTimeline(ctx, deps.pool, id, sc, deps.proj.rules)
+		tl, err = operate.UserTimeline(ctx, deps.pool, id, sc, deps.proj.Rules)
 	}
-	if errors.Is(err, errNoHistory) {
+	if errors.Is(err, operate.ErrNoHistory) {
 		return fmt.Errorf("explain %s: no stored history (a customer needs events, a user a read-model row)", id)
 	}
 	if err != nil {
 		return err
 	}
-	return printTimeline(stdout, tl)
-}
-
-// printTimeline writes a timeline as an aligned table, one event a line, the answer after it.
-func printTimeline(w io.Writer, tl timeline) error {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "CREATED\tEVENT\tTYPE\tCUSTOMER\tCHANGED\tPREMIUM\tSTATUS\tFEATURES\tUSER\tWHY")
-	for _, e := range tl.Events {
-		user := "-"
-		if e.After.UserID != nil {
-			user = *e.After.UserID
-		}
-		changed := ""
-		if e.Changed {
-			changed = "*"
-		}
-		customer := e.CustomerID
-		if customer == "" {
-			customer = tl.CustomerID
-		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", e.Created.Format(time.RFC3339), e.ID, e.Type,
-			customer, changed, e.After.Premium, e.After.Status, strings.Join(e.After.Features, ","), user, e.Why)
-	}
-	return tw.Flush()
+	return operate.PrintTimeline(stdout, tl)
 }

@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"bytes"
@@ -19,12 +19,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/admin"
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+	"github.com/tollgate/tollgate/processor/internal/reconcile"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/failopen"
+	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -36,18 +44,18 @@ import (
 var consoleTemplates embed.FS
 
 const (
-	consoleCookie = "tollgate_admin"
+	ConsoleCookie = "tollgate_admin"
 	// consoleReasonRepair is the pending_repairs reason of a repair an operator asked for.
 	consoleReasonRepair = "operator console"
 )
 
 // consoleDeps is what the console reads and changes. Repair is possible when repairs is set
 // (STRIPE_API_KEY: the repairer has an API).
-type consoleDeps struct {
+type Deps struct {
 	Tokens    []string
 	Pool      *pgxpool.Pool
 	JS        jetstream.JetStream
-	Proj      *projector
+	Proj      *projection.Projector
 	CanRepair bool
 	Rules     subscription.Rules
 	Log       *slog.Logger
@@ -55,19 +63,19 @@ type consoleDeps struct {
 
 // console serves the operator console under /admin/ (all but /admin/v1/, the JSON admin API).
 type console struct {
-	consoleDeps
-	auth  adminTokens
+	Deps
+	auth  httpx.Tokens
 	pages map[string]*template.Template
 	err   error // a template that does not parse: every page answers 500
 }
 
 // withConsole serves the console at /admin/ in front of next when tokens are set; /admin/v1/ and
 // everything else go to next. Without tokens it returns next.
-func withConsole(next http.Handler, d consoleDeps) http.Handler {
+func With(next http.Handler, d Deps) http.Handler {
 	if len(d.Tokens) == 0 {
 		return next
 	}
-	c := &console{consoleDeps: d, auth: newAdminTokens(d.Tokens), pages: map[string]*template.Template{}}
+	c := &console{Deps: d, auth: httpx.NewTokens(d.Tokens), pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{"ts": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:
@@ -117,16 +125,16 @@ func withConsole(next http.Handler, d consoleDeps) http.Handler {
 
 // session is the token of a request's valid cookie; ok is false without one.
 func (c *console) session(r *http.Request) (string, bool) {
-	ck, err := r.Cookie(consoleCookie)
+	ck, err := r.Cookie(ConsoleCookie)
 	if err != nil || ck.Value == "" {
 		return "", false
 	}
-	return ck.Value, c.auth.valid("Bearer " + ck.Value)
+	return ck.Value, c.auth.ValidHeader("Bearer " + ck.Value)
 }
 
 // csrf is the CSRF token of a session: an HMAC of a fixed label under the session's token, so
 // every instance computes the same one and a page of another origin cannot.
-func csrf(token string) string {
+func Csrf(token string) string {
 	m := hmac.New(sha256.New, []byte(token))
 	m.Write([]byte("tollgate console csrf v1"))
 	return hex.EncodeToString(m.Sum(nil))
@@ -170,7 +178,7 @@ func (c *console) authed(h func(http.ResponseWriter, *http.Request, view)) http.
 			http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 			return
 		}
-		h(w, r, view{CSRF: csrf(tok), Flash: r.URL.Query().Get("done"), Error: r.URL.Query().Get("failed")})
+		h(w, r, view{CSRF: Csrf(tok), Flash: r.URL.Query().Get("done"), Error: r.URL.Query().Get("failed")})
 	})
 }
 
@@ -185,7 +193,7 @@ func (c *console) change(h func(*http.Request) (to, msg string, err error)) http
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
-		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(csrf(tok))) != 1 {
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(Csrf(tok))) != 1 {
 			http.Error(w, "invalid CSRF token: reload the page and try again", http.StatusForbidden)
 			return
 		}
@@ -201,13 +209,13 @@ func (c *console) change(h func(*http.Request) (to, msg string, err error)) http
 		if strings.Contains(to, "?") {
 			sep = "&"
 		}
-		http.Redirect(w, r, to+sep+key+"="+url.QueryEscape(oneLine(msg, 300)), http.StatusSeeOther)
+		http.Redirect(w, r, to+sep+key+"="+url.QueryEscape(operate.OneLine(msg, 300)), http.StatusSeeOther)
 	})
 }
 
 func (c *console) home(w http.ResponseWriter, r *http.Request) {
 	if tok, ok := c.session(r); ok {
-		c.render(w, http.StatusOK, "search", view{Title: "Search", CSRF: csrf(tok)})
+		c.render(w, http.StatusOK, "search", view{Title: "Search", CSRF: Csrf(tok)})
 		return
 	}
 	c.render(w, http.StatusOK, "login", view{Title: "Sign in"})
@@ -216,17 +224,17 @@ func (c *console) home(w http.ResponseWriter, r *http.Request) {
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<14)
 	tok := strings.TrimSpace(r.PostFormValue("token"))
-	if tok == "" || !c.auth.valid("Bearer "+tok) {
+	if tok == "" || !c.auth.ValidHeader("Bearer "+tok) {
 		c.render(w, http.StatusUnauthorized, "login", view{Title: "Sign in", Error: "That token is not one of ADMIN_TOKENS."})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: consoleCookie, Value: tok, Path: "/admin/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: ConsoleCookie, Value: tok, Path: "/admin/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
 	http.Redirect(w, r, "/admin/search", http.StatusSeeOther)
 }
 
 func (c *console) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: consoleCookie, Value: "", Path: "/admin/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: ConsoleCookie, Value: "", Path: "/admin/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: -1})
 	http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 }
@@ -316,11 +324,11 @@ func scopeLinks(base string, keys []scope.Key, cur scope.Scope) []scopeLink {
 
 // pageEvent is a timeline row with its stored payload, indented.
 type pageEvent struct {
-	timelineEvent
+	operate.TimelineEvent
 	Payload string
 }
 
-func (c *console) payloads(ctx context.Context, events []timelineEvent) ([]pageEvent, error) {
+func (c *console) payloads(ctx context.Context, events []operate.TimelineEvent) ([]pageEvent, error) {
 	ids := make([]string, len(events))
 	for i, e := range events {
 		ids[i] = e.ID
@@ -340,7 +348,7 @@ func (c *console) payloads(ctx context.Context, events []timelineEvent) ([]pageE
 	}
 	out := make([]pageEvent, len(events))
 	for i, e := range events {
-		out[i] = pageEvent{timelineEvent: e, Payload: by[e.ID]}
+		out[i] = pageEvent{TimelineEvent: e, Payload: by[e.ID]}
 	}
 	return out, nil
 }
@@ -371,7 +379,7 @@ func (c *console) fail(w http.ResponseWriter, v view, err error) {
 func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "Customer " + id
-	sc, param, ok := requestScope(r)
+	sc, param, ok := admin.RequestScope(r)
 	if !ok {
 		v.Error = param + " is invalid"
 		c.render(w, http.StatusBadRequest, "search", v)
@@ -405,15 +413,15 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 		c.fail(w, v, err)
 		return
 	}
-	steps, received, err := explainCustomer(ctx, c.Pool, sc.Of(id), c.Rules)
-	if err != nil && !errors.Is(err, errNoHistory) {
+	steps, received, err := operate.ExplainCustomer(ctx, c.Pool, sc.Of(id), c.Rules)
+	if err != nil && !errors.Is(err, operate.ErrNoHistory) {
 		c.fail(w, v, err)
 		return
 	}
-	events := make([]timelineEvent, 0, len(steps))
+	events := make([]operate.TimelineEvent, 0, len(steps))
 	for _, s := range steps {
-		te := eventOf(s, received)
-		te.After = fieldsOf(s.Entitlement, s.State.UserID)
+		te := operate.EventOf(s, received)
+		te.After = operate.FieldsOf(s.Entitlement, s.State.UserID)
 		events = append(events, te)
 	}
 	if data.Events, err = c.payloads(ctx, events); err != nil {
@@ -431,7 +439,7 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "User " + id
-	sc, param, ok := requestScope(r)
+	sc, param, ok := admin.RequestScope(r)
 	if !ok {
 		v.Error = param + " is invalid"
 		c.render(w, http.StatusBadRequest, "search", v)
@@ -466,8 +474,8 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	status := http.StatusNotFound
 	if data.Found {
 		status = http.StatusOK
-		tl, err := userTimeline(ctx, c.Pool, id, sc, c.Rules)
-		if err != nil && !errors.Is(err, errNoHistory) {
+		tl, err := operate.UserTimeline(ctx, c.Pool, id, sc, c.Rules)
+		if err != nil && !errors.Is(err, operate.ErrNoHistory) {
 			c.fail(w, v, err)
 			return
 		}
@@ -492,7 +500,7 @@ func customerPage(r *http.Request) string {
 // `processor replay --customer` does.
 func (c *console) replayCustomer(r *http.Request) (string, string, error) {
 	var out, progress bytes.Buffer
-	err := replay(r.Context(), c.Pool, c.Proj, replayOptions{Customer: r.PathValue("id")}, &out, &progress)
+	err := operate.Replay(r.Context(), c.Pool, c.Proj, operate.ReplayOptions{Customer: r.PathValue("id")}, &out, &progress)
 	return customerPage(r), "re-derived: " + strings.TrimSpace(out.String()), err
 }
 
@@ -505,7 +513,7 @@ func (c *console) repairCustomer(r *http.Request) (string, string, error) {
 	if !c.CanRepair {
 		return to, "", errors.New("repair needs STRIPE_API_KEY on the processor")
 	}
-	sc, param, ok := requestScope(r)
+	sc, param, ok := admin.RequestScope(r)
 	if !ok {
 		return to, "", fmt.Errorf("%s is invalid", param)
 	}
@@ -555,9 +563,9 @@ func (c *console) redrive(r *http.Request) (string, string, error) {
 		if d.ID != id {
 			continue
 		}
-		if err := redriveOne(r.Context(), c.Proj, d); err != nil {
-			var poison *poisonError
-			if errors.As(err, &poison) || isContentError(err) {
+		if err := operate.RedriveOne(r.Context(), c.Proj, d); err != nil {
+			var poison *projection.PoisonError
+			if errors.As(err, &poison) || projection.IsContentError(err) {
 				if serr := eventstore.StillFailing(r.Context(), c.Pool, d.ID, err.Error()); serr != nil {
 					return to, "", serr
 				}
@@ -611,9 +619,9 @@ type pipelineView struct {
 	NotifyErr         string
 	Repairs           map[string]int
 	RepairsErr        string
-	Backfill          *scheduledState
+	Backfill          *backfill.ScheduledState
 	BackfillErr       string
-	Reconcile         *reconcileState
+	Reconcile         *reconcile.State
 	ReconcileErr      string
 }
 
@@ -624,7 +632,7 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	var p pipelineView
 	if c.JS != nil {
 		var ackFloor uint64 // every message at or below it is applied (or dead-lettered)
-		if cons, err := c.JS.Consumer(ctx, stream.Name, defaultConsumerOptions().Durable); err == nil {
+		if cons, err := c.JS.Consumer(ctx, stream.Name, ingest.DefaultOptions().Durable); err == nil {
 			if info, err := cons.Info(ctx); err == nil {
 				p.Pending, p.AckPending, ackFloor = info.NumPending, info.NumAckPending, info.AckFloor.Stream
 			} else {
@@ -637,7 +645,7 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 			info := s.CachedInfo()
 			p.StreamMsgs, p.Bytes, p.MaxBytes = info.State.Msgs, info.State.Bytes, info.Config.MaxBytes
 			p.OldestUnapplied = "none"
-			if oldest, err := oldestUnapplied(ctx, s, ackFloor); err != nil {
+			if oldest, err := ingest.OldestUnapplied(ctx, s, ackFloor); err != nil {
 				p.OldestUnapplied = err.Error()
 			} else if !oldest.IsZero() {
 				p.OldestUnapplied = oldest.UTC().Format(time.RFC3339) + " (" + time.Since(oldest).Round(time.Second).String() + " ago)"
@@ -654,13 +662,13 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	if p.Repairs, err = repair.CountOpen(ctx, c.Pool); err != nil {
 		p.RepairsErr = err.Error()
 	}
-	st := &stateStore{db: c.Pool}
-	if b, found, err := st.lastScheduled(ctx); err != nil {
+	st := &backfill.StateStore{DB: c.Pool}
+	if b, found, err := st.LastScheduled(ctx); err != nil {
 		p.BackfillErr = err.Error()
 	} else if found {
 		p.Backfill = &b
 	}
-	if rc, found, err := lastReconcile(ctx, st); err != nil {
+	if rc, found, err := reconcile.Last(ctx, st); err != nil {
 		p.ReconcileErr = err.Error()
 	} else if found {
 		p.Reconcile = &rc

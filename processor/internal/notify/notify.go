@@ -1,4 +1,4 @@
-package main
+package notify
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ type publisher interface {
 }
 
 // notifyOptions tune the delivery; defaultNotifyOptions are the contract's.
-type notifyOptions struct {
+type Options struct {
 	Backoff  backoff.Policy
 	MaxAge   time.Duration // retried for this long, then given up
 	Poll     time.Duration // how often the outbox is looked at without a wake-up
@@ -39,8 +39,8 @@ type notifyOptions struct {
 	Keep     time.Duration // delivered and failed rows are pruned after this
 }
 
-func defaultNotifyOptions() notifyOptions {
-	return notifyOptions{Backoff: backoff.Policy{Base: time.Second, Max: time.Hour}, MaxAge: 24 * time.Hour,
+func DefaultOptions() Options {
+	return Options{Backoff: backoff.Policy{Base: time.Second, Max: time.Hour}, MaxAge: 24 * time.Hour,
 		Poll: time.Second, Lease: time.Minute, Timeout: 10 * time.Second, Batch: 32, Parallel: 4, Keep: 7 * 24 * time.Hour}
 }
 
@@ -67,32 +67,37 @@ func newNotifyMetrics(reg prometheus.Registerer) *notifyMetrics {
 // notifier records entitlement changes in the projector's transaction and delivers them: POSTed
 // to each URL from the outbox with retries, and published on NATS (best effort) after commit.
 // A nil *notifier does nothing.
-type notifier struct {
-	db      txBeginner
+type Notifier struct {
+	db      beginner
 	q       entitlement.Querier
 	urls    []string
 	key     []byte
 	nc      publisher // nil: no NATS publishing
 	client  *http.Client
-	opts    notifyOptions
+	opts    Options
 	logger  *slog.Logger
 	metrics *notifyMetrics
 	wake    chan struct{}
 }
 
+// beginner starts transactions (a *pgxpool.Pool).
+type beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
 type notifierPool interface {
-	txBeginner
+	beginner
 	entitlement.Querier
 }
 
-func newNotifier(pool notifierPool, urls []string, key []byte, nc publisher, opts notifyOptions, logger *slog.Logger, reg prometheus.Registerer) *notifier {
-	return &notifier{db: pool, q: pool, urls: urls, key: key, nc: nc, client: &http.Client{Timeout: opts.Timeout},
+func New(pool notifierPool, urls []string, key []byte, nc publisher, opts Options, logger *slog.Logger, reg prometheus.Registerer) *Notifier {
+	return &Notifier{db: pool, q: pool, urls: urls, key: key, nc: nc, client: &http.Client{Timeout: opts.Timeout},
 		opts: opts, logger: logger, metrics: newNotifyMetrics(reg), wake: make(chan struct{}, 1)}
 }
 
 // record is the projector's hook: inside its transaction, after the user rows (each in its
 // scope) were rebuilt.
-func (n *notifier) record(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]outbox.Change, error) {
+func (n *Notifier) Record(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]outbox.Change, error) {
 	if n == nil || len(users) == 0 {
 		return nil, nil
 	}
@@ -101,7 +106,7 @@ func (n *notifier) record(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]
 
 // committed is the projector's hook once the transaction committed: publish on NATS, wake the
 // delivery.
-func (n *notifier) committed(changes []outbox.Change) {
+func (n *Notifier) Committed(changes []outbox.Change) {
 	if n == nil || len(changes) == 0 {
 		return
 	}
@@ -125,7 +130,7 @@ func (n *notifier) committed(changes []outbox.Change) {
 
 // run delivers the outbox until ctx is done. Several processors may run it: each claims rows
 // under a lease (outbox.Claim).
-func (n *notifier) run(ctx context.Context) {
+func (n *Notifier) Run(ctx context.Context) {
 	t := time.NewTicker(n.opts.Poll)
 	defer t.Stop()
 	var lastStats, lastPrune time.Time
@@ -156,7 +161,7 @@ func (n *notifier) run(ctx context.Context) {
 }
 
 // deliverDue claims one batch and attempts each delivery; it returns how many it claimed.
-func (n *notifier) deliverDue(ctx context.Context) int {
+func (n *Notifier) deliverDue(ctx context.Context) int {
 	due, err := outbox.Claim(ctx, n.q, n.opts.Batch, n.opts.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -180,7 +185,7 @@ func (n *notifier) deliverDue(ctx context.Context) int {
 // attempt POSTs one delivery and records the outcome. Its context outlives a shutdown briefly,
 // so an answered POST is recorded as delivered (else it is sent again after the lease: at least
 // once).
-func (n *notifier) attempt(ctx context.Context, d outbox.Delivery) {
+func (n *Notifier) attempt(ctx context.Context, d outbox.Delivery) {
 	cause := n.post(ctx, d)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -208,7 +213,7 @@ func (n *notifier) attempt(ctx context.Context, d outbox.Delivery) {
 }
 
 // post sends a delivery signed the Standard Webhooks way; "" when the URL answered 2xx, else why not.
-func (n *notifier) post(ctx context.Context, d outbox.Delivery) string {
+func (n *Notifier) post(ctx context.Context, d outbox.Delivery) string {
 	ts := time.Now().Unix()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(d.Body))
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package operate
 
 import (
 	"context"
@@ -7,12 +7,15 @@ import (
 	"io"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
+	"github.com/tollgate/tollgate/pkg/backoff"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/scope"
 )
 
 // replayOptions choose what replay re-derives.
-type replayOptions struct {
+type ReplayOptions struct {
 	Customer string // one customer (in every scope it has events of), or
 	All      bool   // every customer with stored events, scope by scope, in id order
 	// PageSize is the number of customers re-derived per transaction with All.
@@ -27,7 +30,7 @@ type replayOptions struct {
 // prints progress lines to stderr and, at the end, a summary with the number of customer
 // entitlements that changed to stdout. Transient failures of a page are retried a few times;
 // an interrupted replay reports how far it got (running it again is always safe).
-func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOptions, stdout, stderr io.Writer) error {
+func Replay(ctx context.Context, db eventstore.Querier, p *projection.Projector, o ReplayOptions, stdout, stderr io.Writer) error {
 	start := time.Now()
 	if o.Customer != "" {
 		keys, err := eventstore.CustomerScopes(ctx, db, o.Customer)
@@ -37,7 +40,7 @@ func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOp
 		if len(keys) == 0 {
 			return fmt.Errorf("replay: customer %s has no stored events", o.Customer)
 		}
-		res, err := applyRetrying(ctx, p, projectionInput{Customers: keys, RefreshAllUsers: true, FromScratch: true}, stderr)
+		res, err := applyRetrying(ctx, p, projection.Input{Customers: keys, RefreshAllUsers: true, FromScratch: true}, stderr)
 		if err != nil {
 			return fmt.Errorf("replay customer %s: %w", o.Customer, err)
 		}
@@ -69,7 +72,7 @@ func replay(ctx context.Context, db eventstore.Querier, p *projector, o replayOp
 		if len(ids) == 0 {
 			break
 		}
-		res, err := applyRetrying(ctx, p, projectionInput{Customers: ids, RefreshAllUsers: true, FromScratch: true}, stderr)
+		res, err := applyRetrying(ctx, p, projection.Input{Customers: ids, RefreshAllUsers: true, FromScratch: true}, stderr)
 		if err != nil {
 			return fmt.Errorf("replay stopped after %d of %d customers (%d entitlements changed), at customers %s to %s; run it again: %w",
 				done, total, changed, ids[0], ids[len(ids)-1], err)
@@ -110,19 +113,19 @@ func summary(w io.Writer, customers, changed, skipped int, start time.Time) erro
 
 // applyRetrying applies in, retrying transient failures (Postgres restarting, a deadlock with a
 // concurrent writer) up to five times with a growing pause.
-func applyRetrying(ctx context.Context, p *projector, in projectionInput, stderr io.Writer) (projection, error) {
+func applyRetrying(ctx context.Context, p *projection.Projector, in projection.Input, stderr io.Writer) (projection.Result, error) {
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		res, err := p.apply(ctx, in)
-		if err == nil || attempt == attempts || isContentError(err) || ctx.Err() != nil {
+		res, err := p.Apply(ctx, in)
+		if err == nil || attempt == attempts || projection.IsContentError(err) || ctx.Err() != nil {
 			return res, err
 		}
-		var poison *poisonError
+		var poison *projection.PoisonError
 		if errors.As(err, &poison) {
 			return res, err
 		}
-		wait := retryDelay(uint64(attempt)) //nolint:gosec // attempt is positive
+		wait := projection.RetryDelay(uint64(attempt)) //nolint:gosec // attempt is positive
 		_, _ = fmt.Fprintf(stderr, "replay: attempt %d failed, retrying in %s: %v\n", attempt, wait, err)
-		sleep(ctx, wait)
+		_ = backoff.Sleep(ctx, wait)
 	}
 }

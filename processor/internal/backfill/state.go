@@ -1,4 +1,4 @@
-package main
+package backfill
 
 import (
 	"context"
@@ -25,7 +25,7 @@ const scheduledKey = "scheduled.last_success"
 
 // backfillLockKey is the Postgres advisory lock (one bigint key, session level) that lets one
 // processor at a time run the scheduled backfill: "tollgate" "bkfl" in ASCII.
-const backfillLockKey int64 = 0x746f6c6c_626b666c
+const BackfillLockKey int64 = 0x746f6c6c_626b666c
 
 // errLockHeld means another processor holds the scheduled backfill's lock.
 var errLockHeld = errors.New("another processor is running the scheduled backfill")
@@ -33,82 +33,82 @@ var errLockHeld = errors.New("another processor is running the scheduled backfil
 // checkpoint is how far an unfinished backfill got. A run with the same parameters resumes it:
 // the same created bounds, after the last event done. StartingAfter is "" until the first
 // event was stored.
-type checkpoint struct {
+type Checkpoint struct {
 	Params        string    `json:"params"`
 	CreatedGTE    int64     `json:"created_gte"`
 	CreatedLTE    int64     `json:"created_lte"`
 	StartingAfter string    `json:"starting_after"`
-	Counts        counts    `json:"counts"`
+	Counts        Counts    `json:"counts"`
 	StartedAt     time.Time `json:"started_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // scheduledState is the last successful scheduled backfill of any processor.
-type scheduledState struct {
+type ScheduledState struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	Instance   string    `json:"instance"`
-	Counts     counts    `json:"counts"`
+	Counts     Counts    `json:"counts"`
 }
 
 // checkpointKey names the checkpoint of a backfill by its parameters, so that running the same
 // command again finds it: since as given (relative, not the absolute bounds, which the checkpoint
 // keeps), the undelivered filter and the set of types.
-func checkpointKey(sc scope.Scope, since time.Duration, undelivered bool, types []string) (key, params string) {
+func CheckpointKey(sc scope.Scope, since time.Duration, undelivered bool, types []string) (key, params string) {
 	ts := slices.Clone(types)
 	slices.Sort(ts)
 	ts = slices.Compact(ts)
-	params = fmt.Sprintf("since=%s undelivered=%t types=%s scope=%s", shortDuration(since), undelivered, strings.Join(ts, ","), sc)
+	params = fmt.Sprintf("since=%s undelivered=%t types=%s scope=%s", ShortDuration(since), undelivered, strings.Join(ts, ","), sc)
 	sum := sha256.Sum256([]byte(params))
 	return "checkpoint." + hex.EncodeToString(sum[:8]), params
 }
 
 // stateQuerier is what the state store needs of Postgres: a pool, a connection or a transaction.
-type stateQuerier interface {
+type StateQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // stateStore reads and writes the backfill's state in backfill_state. It is safe for concurrent
 // use when its querier is (a pool is).
-type stateStore struct {
-	db stateQuerier
+type StateStore struct {
+	DB StateQuerier
 }
 
 // loadCheckpoint reads the checkpoint under key; found is false when there is none.
-func (s *stateStore) loadCheckpoint(ctx context.Context, key string) (cp checkpoint, found bool, err error) {
-	found, err = s.get(ctx, key, &cp)
+func (s *StateStore) LoadCheckpoint(ctx context.Context, key string) (cp Checkpoint, found bool, err error) {
+	found, err = s.Get(ctx, key, &cp)
 	return cp, found, err
 }
 
 // saveCheckpoint writes cp under key.
-func (s *stateStore) saveCheckpoint(ctx context.Context, key string, cp checkpoint) error {
+func (s *StateStore) SaveCheckpoint(ctx context.Context, key string, cp Checkpoint) error {
 	cp.UpdatedAt = time.Now().UTC()
-	return s.put(ctx, key, cp)
+	return s.Put(ctx, key, cp)
 }
 
 // deleteCheckpoint removes the checkpoint under key: the run it belonged to is complete.
-func (s *stateStore) deleteCheckpoint(ctx context.Context, key string) error {
-	if _, err := s.db.Exec(ctx, `DELETE FROM backfill_state WHERE key = $1`, key); err != nil {
+func (s *StateStore) DeleteCheckpoint(ctx context.Context, key string) error {
+	if _, err := s.DB.Exec(ctx, `DELETE FROM backfill_state WHERE key = $1`, key); err != nil {
 		return fmt.Errorf("delete backfill checkpoint %s: %w", key, err)
 	}
 	return nil
 }
 
 // lastScheduled reads the last successful scheduled run; found is false before the first.
-func (s *stateStore) lastScheduled(ctx context.Context) (st scheduledState, found bool, err error) {
-	found, err = s.get(ctx, scheduledKey, &st)
+func (s *StateStore) LastScheduled(ctx context.Context) (st ScheduledState, found bool, err error) {
+	found, err = s.Get(ctx, scheduledKey, &st)
 	return st, found, err
 }
 
 // saveScheduled records a successful scheduled run.
-func (s *stateStore) saveScheduled(ctx context.Context, st scheduledState) error {
-	return s.put(ctx, scheduledKey, st)
+func (s *StateStore) saveScheduled(ctx context.Context, st ScheduledState) error {
+	return s.Put(ctx, scheduledKey, st)
 }
 
-func (s *stateStore) get(ctx context.Context, key string, v any) (bool, error) {
+func (s *StateStore) Get(ctx context.Context, key string, v any) (bool, error) {
 	var b []byte
-	err := s.db.QueryRow(ctx, `SELECT state FROM backfill_state WHERE key = $1`, key).Scan(&b)
+	err := s.DB.QueryRow(ctx, `SELECT state FROM backfill_state WHERE key = $1`, key).Scan(&b)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -121,12 +121,12 @@ func (s *stateStore) get(ctx context.Context, key string, v any) (bool, error) {
 	return true, nil
 }
 
-func (s *stateStore) put(ctx context.Context, key string, v any) error {
+func (s *StateStore) Put(ctx context.Context, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	if _, err := s.db.Exec(ctx, `INSERT INTO backfill_state (key, state, updated_at) VALUES ($1, $2, now())
+	if _, err := s.DB.Exec(ctx, `INSERT INTO backfill_state (key, state, updated_at) VALUES ($1, $2, now())
 		ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`, key, b); err != nil {
 		return fmt.Errorf("write backfill state %s: %w", key, err)
 	}
@@ -149,7 +149,7 @@ func acquireLock(ctx context.Context, pool *pgxpool.Pool) (*heldLock, error) {
 		return nil, fmt.Errorf("take the backfill lock: %w", err)
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, backfillLockKey).Scan(&ok); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, BackfillLockKey).Scan(&ok); err != nil {
 		discard(conn)
 		return nil, fmt.Errorf("take the backfill lock: %w", err)
 	}
@@ -161,7 +161,7 @@ func acquireLock(ctx context.Context, pool *pgxpool.Pool) (*heldLock, error) {
 }
 
 // check fails when the lock's session no longer answers: its lock is then gone with it.
-func (h *heldLock) check(ctx context.Context) error {
+func (h *heldLock) Check(ctx context.Context) error {
 	if err := h.conn.Ping(ctx); err != nil {
 		return fmt.Errorf("the backfill lock's connection: %w", err)
 	}
@@ -172,7 +172,7 @@ func (h *heldLock) check(ctx context.Context) error {
 // closed instead, which frees the lock as well.
 func (h *heldLock) release(ctx context.Context) error {
 	var ok bool
-	err := h.conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, backfillLockKey).Scan(&ok)
+	err := h.conn.QueryRow(ctx, `SELECT pg_advisory_unlock($1)`, BackfillLockKey).Scan(&ok)
 	if err == nil && !ok {
 		err = errors.New("the lock was not held")
 	}

@@ -1,4 +1,4 @@
-package main
+package backfill
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nuid"
@@ -20,26 +22,26 @@ const (
 	// scheduledOverlap is how far before the last successful scheduled run's start the next run
 	// lists again: events can become listable a little after their created time, and the
 	// processors' clocks may differ. Events listed twice are no-ops.
-	scheduledOverlap = 10 * time.Minute
+	ScheduledOverlap = 10 * time.Minute
 	// scheduledSettle keeps the newest events out of a scheduled run: their webhook is normally
 	// on its way, and publishing them first would count them as recovered.
-	scheduledSettle = 2 * time.Minute
+	ScheduledSettle = 2 * time.Minute
 	// lockCheckEvery is how often a running scheduled backfill checks that the session holding
 	// its lock still answers.
 	lockCheckEvery = 15 * time.Second
 )
 
 // backfillMetrics are the scheduled backfill's series on the processor's /metrics.
-type backfillMetrics struct {
+type Metrics struct {
 	recovered   prometheus.Counter
 	runs        prometheus.Counter
 	failures    prometheus.Counter
 	lastSuccess prometheus.Gauge
 }
 
-func newBackfillMetrics(reg prometheus.Registerer) *backfillMetrics {
+func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &backfillMetrics{
+	return &Metrics{
 		recovered: f.NewCounter(prometheus.CounterOpts{
 			Name: "tollgate_processor_backfill_recovered_events_total",
 			Help: "Events the scheduled backfill published that Tollgate had not received: webhooks that did not arrive (alert above zero).",
@@ -66,32 +68,32 @@ func newBackfillMetrics(reg prometheus.Registerer) *backfillMetrics {
 // first, at most maxSince) until scheduledSettle ago, and publishes those the event store does
 // not hold. Events that were new count in tollgate_processor_backfill_recovered_events_total:
 // each one is a webhook that did not arrive.
-type scheduler struct {
+type Scheduler struct {
 	interval time.Duration
 	types    []string
 	events   eventSource
 	js       stream.Publisher
 	pool     *pgxpool.Pool
-	store    *stateStore
+	store    *StateStore
 	logger   *slog.Logger
-	metrics  *backfillMetrics
+	metrics  *Metrics
 	owner    string
 }
 
 // newScheduler builds the scheduled backfill of one processor.
-func newScheduler(interval time.Duration, types []string, events eventSource, js stream.Publisher, pool *pgxpool.Pool,
-	logger *slog.Logger, m *backfillMetrics,
-) *scheduler {
+func NewScheduler(interval time.Duration, types []string, events eventSource, js stream.Publisher, pool *pgxpool.Pool,
+	logger *slog.Logger, m *Metrics,
+) *Scheduler {
 	host, _ := os.Hostname()
-	return &scheduler{
-		interval: interval, types: types, events: events, js: js, pool: pool, store: &stateStore{db: pool},
+	return &Scheduler{
+		interval: interval, types: types, events: events, js: js, pool: pool, store: &StateStore{DB: pool},
 		logger: logger, metrics: m, owner: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), nuid.Next()),
 	}
 }
 
 // loop runs a scheduled backfill at once and then interval after each one ends, until ctx is
 // done; a run in progress then stops between two events.
-func (s *scheduler) loop(ctx context.Context) {
+func (s *Scheduler) Loop(ctx context.Context) {
 	s.logger.Info("scheduled backfill on", "interval", s.interval.String(), "types", s.types)
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -107,7 +109,7 @@ func (s *scheduler) loop(ctx context.Context) {
 }
 
 // tick runs one scheduled backfill unless another processor holds the lock.
-func (s *scheduler) tick(ctx context.Context) {
+func (s *Scheduler) tick(ctx context.Context) {
 	defer s.showLastSuccess(ctx)
 	held, err := acquireLock(ctx, s.pool)
 	if errors.Is(err, errLockHeld) {
@@ -128,10 +130,10 @@ func (s *scheduler) tick(ctx context.Context) {
 		defer close(watched)
 		s.watchLock(runCtx, held, cancel)
 	}()
-	err = s.run(runCtx)
+	err = s.Run(runCtx)
 	cancel(nil)
 	<-watched // held's connection is ours alone again
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), setupTimeout)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), SetupTimeout)
 	defer rcancel()
 	if rerr := held.release(rctx); rerr != nil {
 		s.logger.Warn("scheduled backfill: lock released by closing its connection", "error", rerr)
@@ -147,7 +149,7 @@ func (s *scheduler) tick(ctx context.Context) {
 
 // watchLock checks the lock's session until ctx is done; if it stopped answering (the lock is
 // gone with it, and another processor may take it), it cancels the run.
-func (s *scheduler) watchLock(ctx context.Context, held *heldLock, cancel context.CancelCauseFunc) {
+func (s *Scheduler) watchLock(ctx context.Context, held *heldLock, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(lockCheckEvery)
 	defer t.Stop()
 	for {
@@ -156,7 +158,7 @@ func (s *scheduler) watchLock(ctx context.Context, held *heldLock, cancel contex
 			return
 		case <-t.C:
 		}
-		if err := held.check(ctx); err != nil && ctx.Err() == nil {
+		if err := held.Check(ctx); err != nil && ctx.Err() == nil {
 			cancel(fmt.Errorf("lost the backfill lock: %w", err))
 			return
 		}
@@ -164,29 +166,29 @@ func (s *scheduler) watchLock(ctx context.Context, held *heldLock, cancel contex
 }
 
 // run lists and publishes one scheduled window while holding the lock.
-func (s *scheduler) run(ctx context.Context) error {
+func (s *Scheduler) Run(ctx context.Context) error {
 	start := time.Now().UTC()
 	s.metrics.runs.Inc()
-	last, found, err := s.store.lastScheduled(ctx)
+	last, found, err := s.store.LastScheduled(ctx)
 	if err != nil {
 		return err
 	}
-	from := start.Add(-defaultSince)
+	from := start.Add(-DefaultSince)
 	if found {
-		from = last.StartedAt.Add(-scheduledOverlap)
+		from = last.StartedAt.Add(-ScheduledOverlap)
 	}
-	if oldest := start.Add(-maxSince); from.Before(oldest) {
+	if oldest := start.Add(-MaxSince); from.Before(oldest) {
 		s.logger.Warn("scheduled backfill: the last successful run is older than Stripe keeps events; events before the last 30 days cannot be recovered",
 			"last_success", last.StartedAt)
 		from = oldest
 	}
-	cp := &checkpoint{CreatedGTE: from.Unix(), CreatedLTE: start.Add(-scheduledSettle).Unix(), StartedAt: start}
+	cp := &Checkpoint{CreatedGTE: from.Unix(), CreatedLTE: start.Add(-ScheduledSettle).Unix(), StartedAt: start}
 	s.logger.Info("scheduled backfill started", "created_gte", time.Unix(cp.CreatedGTE, 0).UTC(), "created_lte", time.Unix(cp.CreatedLTE, 0).UTC())
-	b := &backfiller{
-		events: s.events, received: s.pool, js: s.js,
-		warn: func(msg string) { s.logger.Warn("scheduled backfill: " + msg) },
+	b := &Backfiller{
+		Events: s.events, Received: s.pool, JS: s.js,
+		Warn: func(msg string) { s.logger.Warn("scheduled backfill: " + msg) },
 	}
-	err = b.run(ctx, eventQuery{CreatedGTE: cp.CreatedGTE, CreatedLTE: cp.CreatedLTE, Types: s.types}, cp)
+	err = b.Run(ctx, stripeapi.EventQuery{CreatedGTE: cp.CreatedGTE, CreatedLTE: cp.CreatedLTE, Types: s.types}, cp)
 	s.metrics.recovered.Add(float64(cp.Counts.New)) // stored, whether or not the run completes
 	attrs := []any{"listed", cp.Counts.Listed, "new", cp.Counts.New, "already_had", cp.Counts.AlreadyHad,
 		"skipped", cp.Counts.Skipped, "duration", time.Since(start).Round(time.Millisecond).String()}
@@ -201,16 +203,16 @@ func (s *scheduler) run(ctx context.Context) error {
 	} else {
 		s.logger.Info("scheduled backfill finished", attrs...)
 	}
-	return s.store.saveScheduled(ctx, scheduledState{StartedAt: start, FinishedAt: time.Now().UTC(), Instance: s.owner, Counts: cp.Counts})
+	return s.store.saveScheduled(ctx, ScheduledState{StartedAt: start, FinishedAt: time.Now().UTC(), Instance: s.owner, Counts: cp.Counts})
 }
 
 // showLastSuccess sets the last-success gauge from the shared state, so every processor reports
 // the last successful scheduled run of any of them.
-func (s *scheduler) showLastSuccess(ctx context.Context) {
+func (s *Scheduler) showLastSuccess(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	last, found, err := s.store.lastScheduled(ctx)
+	last, found, err := s.store.LastScheduled(ctx)
 	if err != nil {
 		s.logger.Warn("scheduled backfill: last success unknown", "error", err)
 		return

@@ -1,4 +1,4 @@
-package main
+package projection
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/notify"
 
 	"github.com/jackc/pgx/v5"
 
@@ -28,23 +30,23 @@ type txBeginner interface {
 // projector is the one code path that changes the event store and the read model. The consumer
 // (a batch of new events), replay (customers, no events) and dlq redrive (one event) all go
 // through apply, so they take the same locks in the same order and cannot disagree.
-type projector struct {
-	db      txBeginner
-	rules   subscription.Rules
-	cache   *eventCache // nil: decode every history from its payloads
-	log     *slog.Logger
-	metrics *metrics
-	notify  *notifier // issue 15: nil records no notifications
+type Projector struct {
+	DB      txBeginner
+	Rules   subscription.Rules
+	Cache   *eventCache // nil: decode every history from its payloads
+	Log     *slog.Logger
+	Metrics *Metrics
+	Notify  *notify.Notifier // issue 15: nil records no notifications
 	// fullDerive turns checkpoints off (issue 12): every customer is derived from its whole
 	// history and no checkpoint is read or written. The benchmark's baseline.
-	fullDerive bool
+	FullDerive bool
 }
 
 // projectionInput is what one apply works on.
-type projectionInput struct {
+type Input struct {
 	// Events are appended to the event store (ids already stored are ignored) and their
 	// customers re-derived.
-	Events []admitted
+	Events []Admitted
 	// Customers are re-derived as well (replay), each in its scope.
 	Customers []scope.Key
 	// RefreshAllUsers rebuilds the user rows of every re-derived customer, not only of those
@@ -59,7 +61,7 @@ type projectionInput struct {
 }
 
 // projection is what one apply did.
-type projection struct {
+type Result struct {
 	Appended int64 // events new to the store
 	Derived  int   // customers re-derived (with a stored history)
 	Changed  int   // customer rows written because their derivation changed
@@ -80,24 +82,24 @@ type projection struct {
 // instances, a replay while the consumer runs) never deadlock on each other: customer advisory
 // locks in scope.Compare order, then user advisory locks in that order, each released at
 // commit. Events with no customer are only stored.
-func (p *projector) apply(ctx context.Context, in projectionInput) (projection, error) {
+func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 	events := uniqueEvents(in.Events)
 	customers := customersOf(events, in.Customers)
 	raw := make([]stripeevent.Event, len(events))
-	fresh := make(map[string]admitted, len(events))
+	fresh := make(map[string]Admitted, len(events))
 	for i, a := range events {
-		raw[i] = a.event
-		fresh[a.event.ID] = a
+		raw[i] = a.Event
+		fresh[a.Event.ID] = a
 	}
-	var res projection
+	var res Result
 	var decodedNow []decoded
 	var notes []outbox.Change
 	// WARNING: READ COMMITTED is required, not just allowed: each statement below must see what
 	// other transactions committed while this one waited for a lock. Under REPEATABLE READ a
 	// transaction that waited for a customer's lock would derive from a snapshot missing the
 	// events the lock holder just committed, and overwrite its newer row with an older one.
-	err := pgx.BeginTxFunc(ctx, p.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		res, decodedNow, notes = projection{}, nil, nil
+	err := pgx.BeginTxFunc(ctx, p.DB, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		res, decodedNow, notes = Result{}, nil, nil
 		n, err := eventstore.Append(ctx, tx, raw)
 		if err != nil {
 			return err
@@ -160,7 +162,7 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 			if err != nil {
 				return err
 			}
-			if u, ok := ladderUpdate(id, ladder, cps); ok && !p.fullDerive {
+			if u, ok := ladderUpdate(id, ladder, cps); ok && !p.FullDerive {
 				saves = append(saves, u)
 			}
 			res.Derived++
@@ -198,22 +200,22 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 		}
 		// issue 15: notifications are recorded in this transaction, under the user locks, after
 		// the user rows they describe were rebuilt.
-		if notes, err = p.notify.record(ctx, tx, userIDs); err != nil {
+		if notes, err = p.Notify.Record(ctx, tx, userIDs); err != nil {
 			return err
 		}
 		res.Users = len(userIDs)
-		p.metrics.replay.Observe(time.Since(start).Seconds())
+		p.Metrics.replay.Observe(time.Since(start).Seconds())
 		return nil
 	})
 	if err != nil {
-		return projection{}, err
+		return Result{}, err
 	}
-	p.notify.committed(notes) // issue 15: NATS, and wake the delivery
+	p.Notify.Committed(notes) // issue 15: NATS, and wake the delivery
 	// Cached only now that the events they were read from are committed.
 	for _, d := range decodedNow {
-		p.cache.put(d)
+		p.Cache.Put(d)
 	}
-	p.metrics.changed.Add(float64(res.Changed))
+	p.Metrics.changed.Add(float64(res.Changed))
 	return res, nil
 }
 
@@ -221,23 +223,23 @@ func (p *projector) apply(ctx context.Context, in projectionInput) (projection, 
 // after cp, or the whole history when cp is nil, and cps are the new checkpoints of its ladder
 // (subscription.Ladder.Resume; none with fullDerive). A panic (a bug some history triggers) is
 // returned as an error wrapping errDerivePanic.
-func (p *projector) derive(customer scope.Key, cp *subscription.Checkpoint, events []subscription.Event) (row entitlement.Customer, cps []subscription.Checkpoint, err error) {
+func (p *Projector) derive(customer scope.Key, cp *subscription.Checkpoint, events []subscription.Event) (row entitlement.Customer, cps []subscription.Checkpoint, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: customer %s (%s): %v", errDerivePanic, customer.ID, customer.Scope, r)
+			err = fmt.Errorf("%w: customer %s (%s): %v", ErrDerivePanic, customer.ID, customer.Scope, r)
 		}
 	}()
 	start := time.Now()
 	var state subscription.State
-	if p.fullDerive {
-		state = subscription.Derive(customer.ID, events, p.rules)
-	} else if state, cps, err = (subscription.Ladder{}).Resume(customer.ID, cp, events, p.rules); err != nil {
+	if p.FullDerive {
+		state = subscription.Derive(customer.ID, events, p.Rules)
+	} else if state, cps, err = (subscription.Ladder{}).Resume(customer.ID, cp, events, p.Rules); err != nil {
 		// loadLadders only resumes from valid checkpoints older than every tail event.
 		return entitlement.Customer{}, nil, fmt.Errorf("derive customer %s (%s): %w", customer.ID, customer.Scope, err)
 	}
-	row = entitlement.FromState(customer.Scope, state, p.rules)
-	p.metrics.derive.Observe(time.Since(start).Seconds())
-	p.metrics.derivedEvents.Add(float64(len(events)))
+	row = entitlement.FromState(customer.Scope, state, p.Rules)
+	p.Metrics.derive.Observe(time.Since(start).Seconds())
+	p.Metrics.DerivedEvents.Add(float64(len(events)))
 	return row, cps, nil
 }
 
@@ -283,22 +285,22 @@ func ladderUpdate(id scope.Key, ladder entitlement.Ladder, cps []subscription.Ch
 // another fold or rules, or scratch is asked for. Ladders without a From are derived from
 // scratch. A resume from an older rung counts in checkpointRungResumes, a customer whose
 // checkpoints are all too new in checkpointMisses.
-func (p *projector) loadLadders(ctx context.Context, tx pgx.Tx, customers []scope.Key, events []admitted, scratch bool) (map[scope.Key]entitlement.Ladder, []int64, error) {
+func (p *Projector) loadLadders(ctx context.Context, tx pgx.Tx, customers []scope.Key, events []Admitted, scratch bool) (map[scope.Key]entitlement.Ladder, []int64, error) {
 	after := make([]int64, len(customers))
 	for i := range after {
 		after[i] = math.MinInt64
 	}
-	if scratch || p.fullDerive {
+	if scratch || p.FullDerive {
 		return nil, after, nil
 	}
 	oldest := make(map[scope.Key]int64, len(events))
 	for _, a := range events {
-		if a.event.CustomerID == "" {
+		if a.Event.CustomerID == "" {
 			continue
 		}
-		k := scopeOf(a.event).Of(a.event.CustomerID)
-		if o, ok := oldest[k]; !ok || a.event.Created < o {
-			oldest[k] = a.event.Created
+		k := ScopeOf(a.Event).Of(a.Event.CustomerID)
+		if o, ok := oldest[k]; !ok || a.Event.Created < o {
+			oldest[k] = a.Event.Created
 		}
 	}
 	before := make([]int64, len(customers))
@@ -312,7 +314,7 @@ func (p *projector) loadLadders(ctx context.Context, tx pgx.Tx, customers []scop
 	if err != nil {
 		return nil, nil, err
 	}
-	key := p.rules.UserIDMetadataKey
+	key := p.Rules.UserIDMetadataKey
 	if key == "" {
 		key = subscription.DefaultUserIDMetadataKey
 	}
@@ -322,12 +324,12 @@ func (p *projector) loadLadders(ctx context.Context, tx pgx.Tx, customers []scop
 		case !ok:
 			continue
 		case l.From == nil:
-			p.metrics.checkpointMisses.Inc() // a late event before every checkpoint: from scratch
+			p.Metrics.CheckpointMisses.Inc() // a late event before every checkpoint: from scratch
 		case l.From.UserIDMetadataKey != key:
 			l.From = nil
 		default:
 			if !l.Newest() {
-				p.metrics.checkpointRungResumes.Inc()
+				p.Metrics.CheckpointRungResumes.Inc()
 			}
 			after[i] = l.From.Created
 		}
@@ -357,22 +359,22 @@ func lockKeys(ctx context.Context, tx pgx.Tx, prefix string, keys []scope.Key) e
 // uniqueEvents returns the events sorted by id without repeated ids. Concurrent appends insert
 // in the same (id) order, so two transactions cannot wait on each other's uncommitted rows in a
 // cycle.
-func uniqueEvents(events []admitted) []admitted {
+func uniqueEvents(events []Admitted) []Admitted {
 	if len(events) < 2 {
 		return events
 	}
 	out := slices.Clone(events)
-	slices.SortStableFunc(out, func(a, b admitted) int { return strings.Compare(a.event.ID, b.event.ID) })
-	return slices.CompactFunc(out, func(a, b admitted) bool { return a.event.ID == b.event.ID })
+	slices.SortStableFunc(out, func(a, b Admitted) int { return strings.Compare(a.Event.ID, b.Event.ID) })
+	return slices.CompactFunc(out, func(a, b Admitted) bool { return a.Event.ID == b.Event.ID })
 }
 
 // customersOf is the sorted set of the events' customers, each in its event's scope, and the
 // extra keys.
-func customersOf(events []admitted, extra []scope.Key) []scope.Key {
+func customersOf(events []Admitted, extra []scope.Key) []scope.Key {
 	set := make(map[scope.Key]struct{}, len(events)+len(extra))
 	for _, e := range events {
-		if e.event.CustomerID != "" {
-			set[scopeOf(e.event).Of(e.event.CustomerID)] = struct{}{}
+		if e.Event.CustomerID != "" {
+			set[ScopeOf(e.Event).Of(e.Event.CustomerID)] = struct{}{}
 		}
 	}
 	for _, k := range extra {
@@ -384,7 +386,7 @@ func customersOf(events []admitted, extra []scope.Key) []scope.Key {
 }
 
 // scopeOf is the scope an event belongs to: its mode and its Connect account.
-func scopeOf(e stripeevent.Event) scope.Scope {
+func ScopeOf(e stripeevent.Event) scope.Scope {
 	return scope.Scope{Livemode: e.Livemode, Account: e.Account}
 }
 
@@ -394,5 +396,16 @@ func sortedKeys(set map[scope.Key]struct{}) []scope.Key {
 		out = append(out, k)
 	}
 	slices.SortFunc(out, scope.Compare)
+	return out
+}
+
+// repairsOf are the repairs events ask for (repair.Needed).
+func repairsOf(events []stripeevent.Event) []repair.Repair {
+	var out []repair.Repair
+	for _, ev := range events {
+		if r, ok := repair.Needed(ev); ok {
+			out = append(out, r)
+		}
+	}
 	return out
 }

@@ -1,4 +1,4 @@
-package main
+package projection
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // estimated by decodedSize: 64 MiB. Since checkpoints (issue 12) a batch decodes only the events
 // after its customers' checkpoints, so the cache mostly spares re-reading the same-second tails
 // and the events after the rung a late delivery resumes from.
-const defaultEventCacheSize = 64 << 20
+const DefaultEventCacheSize = 64 << 20
 
 // eventCache keeps decoded stored events by event id, least recently used out first. An entry
 // never goes stale: the store keeps the first copy of an event id forever and Decode is pure, so
@@ -49,7 +49,7 @@ type decoded struct {
 }
 
 // newEventCache returns a cache of at most maxBytes of decoded events (decodedSize).
-func newEventCache(maxBytes int) *eventCache {
+func NewEventCache(maxBytes int) *eventCache {
 	return &eventCache{max: maxBytes, order: list.New(), byID: make(map[string]*list.Element)}
 }
 
@@ -96,7 +96,7 @@ func decodedSize(d decoded) int {
 	return n
 }
 
-func (c *eventCache) get(id string) (decoded, bool) {
+func (c *eventCache) Get(id string) (decoded, bool) {
 	if c == nil {
 		return decoded{}, false
 	}
@@ -110,7 +110,7 @@ func (c *eventCache) get(id string) (decoded, bool) {
 	return e.Value.(decoded), true //nolint:forcetypeassert // only decoded values are stored
 }
 
-func (c *eventCache) put(d decoded) {
+func (c *eventCache) Put(d decoded) {
 	if c == nil || c.max <= 0 {
 		return
 	}
@@ -159,7 +159,7 @@ func (h *history) add(d decoded) {
 // A stored event that no longer parses or decodes (the store only takes events that did, so only
 // a stricter version of the code can meet one) is left out and reported: failing the customer
 // instead would block every later event of the customer.
-func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []scope.Key, after []int64, fresh map[string]admitted) (map[scope.Key]*history, []decoded, error) {
+func (p *Projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []scope.Key, after []int64, fresh map[string]Admitted) (map[scope.Key]*history, []decoded, error) {
 	out := make(map[scope.Key]*history, len(customers))
 	var missing []string
 	var envelopes []decoded
@@ -169,7 +169,7 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []sc
 			h = &history{}
 			out[e.Customer] = h
 		}
-		if d, ok := p.cache.get(e.ID); ok {
+		if d, ok := p.Cache.Get(e.ID); ok {
 			h.add(d)
 		} else if !subscription.ReadsObject(e.Type) {
 			// Invoices, charges, payment intents...: the derivation sees their envelope only,
@@ -201,7 +201,7 @@ func (p *projector) loadHistories(ctx context.Context, tx pgx.Tx, customers []sc
 			r := stored[i]
 			// The store keeps the first copy of an id: the batch's copy stands for it only when the
 			// bytes are the same.
-			if a, ok := fresh[r.ID]; ok && bytes.Equal(a.event.Raw, r.Payload) {
+			if a, ok := fresh[r.ID]; ok && bytes.Equal(a.Event.Raw, r.Payload) {
 				decodedPage[i] = decoded{id: r.ID, event: a.decoded, ok: true}
 			} else {
 				decodedPage[i] = p.decodeStored(r.Customer, r.ID, r.Payload)
@@ -237,15 +237,15 @@ func parallel(n int, fn func(i int)) {
 // decodeStored parses and decodes a stored payload (validating costs nothing extra: the envelope
 // is read in the same pass). The result keeps
 // no reference to payload (Decode copies what it reads), so the cache holds facts, not payloads.
-func (p *projector) decodeStored(customer scope.Key, id string, payload []byte) decoded {
+func (p *Projector) decodeStored(customer scope.Key, id string, payload []byte) decoded {
 	d := decoded{id: id}
 	ev, err := stripeevent.Parse(payload)
 	if err == nil {
 		d.event, err = subscription.Decode(ev)
 	}
 	if err != nil {
-		p.metrics.undecodable.Inc()
-		p.log.Error("stored event cannot be read by this version; derived without it", "customer", customer.ID, "scope", customer.Scope.String(), "event", id, "error", err)
+		p.Metrics.undecodable.Inc()
+		p.Log.Error("stored event cannot be read by this version; derived without it", "customer", customer.ID, "scope", customer.Scope.String(), "event", id, "error", err)
 		return d
 	}
 	d.ok = true

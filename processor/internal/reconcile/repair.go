@@ -1,4 +1,4 @@
-package main
+package reconcile
 
 import (
 	"context"
@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+	"github.com/tollgate/tollgate/processor/internal/jsconn"
+	"github.com/tollgate/tollgate/processor/internal/repairer"
+	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,24 +25,24 @@ import (
 
 // defaultRepairWait is how long reconcile --repair waits for the processor to apply its
 // snapshot events before it compares again.
-const defaultRepairWait = time.Minute
+const DefaultRepairWait = time.Minute
 
 // reconcileOnce lists Stripe's subscriptions and compares the read model with them, in one
 // read-only REPEATABLE READ transaction (one snapshot for all pages), Stripe first: the read
 // model's snapshot is then taken after the listing, not minutes before.
-func reconcileOnce(ctx context.Context, api subscriptionSource, pool *pgxpool.Pool, sc scope.Scope, customerID string, say func(string, ...any)) (reconcileReport, error) {
+func Once(ctx context.Context, api subscriptionSource, pool *pgxpool.Pool, sc scope.Scope, customerID string, say func(string, ...any)) (Report, error) {
 	stripeSubs, listed, err := listStripe(ctx, api, customerID, func(n int) { say("%d Stripe subscriptions listed", n) })
 	if err != nil {
-		return reconcileReport{}, fmt.Errorf("reconcile: %w", err)
+		return Report{}, fmt.Errorf("reconcile: %w", err)
 	}
 	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return reconcileReport{}, fmt.Errorf("DATABASE_URL: begin a read-only transaction: %w", err)
+		return Report{}, fmt.Errorf("DATABASE_URL: begin a read-only transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	r, err := compareReadModel(ctx, tx, sc, stripeSubs, customerID)
 	if err != nil {
-		return reconcileReport{}, fmt.Errorf("reconcile: %w", err)
+		return Report{}, fmt.Errorf("reconcile: %w", err)
 	}
 	r.Subscriptions = listed
 	return r, nil
@@ -47,8 +52,8 @@ func reconcileOnce(ctx context.Context, api subscriptionSource, pool *pgxpool.Po
 // together with its customer and publishes them as snapshot events into the stream, where the
 // processor applies them as it applies every event; then it waits, up to wait, until the event
 // store holds them all. A subscription unknown to Stripe has nothing to read and is left as it is.
-func repairDrift(ctx context.Context, cfg config.Processor, api objectReader, pool *pgxpool.Pool, sc scope.Scope, drift []drift, wait time.Duration, say func(string, ...any)) error {
-	js, done, err := openCommandStream(ctx, cfg, "tollgate-processor-reconcile")
+func RepairDrift(ctx context.Context, cfg config.Processor, api repairer.ObjectReader, pool *pgxpool.Pool, sc scope.Scope, drift []Drift, wait time.Duration, say func(string, ...any)) error {
+	js, done, err := jsconn.OpenCommandStream(ctx, cfg, "tollgate-processor-reconcile")
 	if err != nil {
 		return err
 	}
@@ -56,14 +61,14 @@ func repairDrift(ctx context.Context, cfg config.Processor, api objectReader, po
 	source := fmt.Sprintf("reconcile_%d", time.Now().UnixNano())
 	var ids []string
 	for _, d := range drift {
-		if d.Kind == driftUnknownToStripe {
+		if d.Kind == DriftUnknownToStripe {
 			say("repair: %s of %s is unknown to Stripe: nothing to read, left as it is", d.SubscriptionID, d.CustomerID)
 			continue
 		}
 		rp := repair.Repair{ObjectType: repair.ObjectSubscription, ObjectID: d.SubscriptionID, Livemode: sc.Livemode, Account: sc.Account,
 			SourceEventID: source, Reason: repair.ReasonReconcile}
-		evs, err := snapshots(ctx, api, rp, time.Now)
-		if errors.Is(err, errObjectNotFound) {
+		evs, err := repairer.Snapshots(ctx, api, rp, time.Now)
+		if errors.Is(err, stripeapi.ErrObjectNotFound) {
 			say("repair: %s is gone from Stripe since the listing; left as it is", d.SubscriptionID)
 			continue
 		}
@@ -71,7 +76,7 @@ func repairDrift(ctx context.Context, cfg config.Processor, api objectReader, po
 			return fmt.Errorf("repair %s: %w", d.SubscriptionID, err)
 		}
 		for _, ev := range evs {
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backfill.PublishTimeout)
 			_, err := stream.Publish(pctx, js, ev)
 			cancel()
 			if err != nil {
@@ -105,9 +110,9 @@ func repairDrift(ctx context.Context, cfg config.Processor, api objectReader, po
 }
 
 // writeRepairReport prints the comparison made after the repair.
-func writeRepairReport(w io.Writer, r reconcileReport, customerID string) error {
+func WriteRepairReport(w io.Writer, r Report, customerID string) error {
 	if _, err := io.WriteString(w, "\nAfter the repair:\n"); err != nil {
 		return err
 	}
-	return writeReport(w, r, customerID)
+	return WriteReport(w, r, customerID)
 }

@@ -1,4 +1,4 @@
-package main
+package projection
 
 import (
 	"errors"
@@ -32,19 +32,19 @@ import (
 // events are derived without it and flow; `processor dlq redrive` applies it once fixed.
 
 // poisonError is a failure caused by the message itself.
-type poisonError struct {
-	reason string // what dead_letters.reason says
+type PoisonError struct {
+	Reason string // what dead_letters.reason says
 	// permanent failures are dead-lettered on first sight: the bytes can never become valid.
-	permanent bool
+	Permanent bool
 	err       error
 }
 
-func (e *poisonError) Error() string { return e.reason }
-func (e *poisonError) Unwrap() error { return e.err }
+func (e *PoisonError) Error() string { return e.Reason }
+func (e *PoisonError) Unwrap() error { return e.err }
 
 // admitted is an event that passed admit: parsed and, when it belongs to a customer, decoded.
-type admitted struct {
-	event   stripeevent.Event
+type Admitted struct {
+	Event   stripeevent.Event
 	decoded subscription.Event
 }
 
@@ -54,10 +54,10 @@ type admitted struct {
 // sees the same bytes); a decode error is not, so that during a rolling deploy an instance with
 // a fixed decoder gets the message before it is dead-lettered. The event comes back whenever it
 // parsed, for the logs and the dead letter's event id.
-func admit(raw []byte) (admitted, error) {
+func Admit(raw []byte) (Admitted, error) {
 	ev, err := stripeevent.Parse(raw)
 	if err != nil {
-		return admitted{}, &poisonError{reason: "unparseable: " + err.Error(), permanent: true, err: err}
+		return Admitted{}, &PoisonError{Reason: "unparseable: " + err.Error(), Permanent: true, err: err}
 	}
 	// Postgres text cannot hold NUL; JSON can (\u0000). Such an id would fail the whole batch's
 	// transaction, so it is caught here, where it is cheap and certain.
@@ -65,13 +65,13 @@ func admit(raw []byte) (admitted, error) {
 		{"id", ev.ID}, {"type", ev.Type}, {"customer", ev.CustomerID}, {"account", ev.Account}, {"api_version", ev.APIVersion},
 	} {
 		if strings.ContainsRune(f.v, 0) {
-			return admitted{event: ev}, &poisonError{reason: fmt.Sprintf("unstorable: event %q has a NUL character in its %s", ev.ID, f.name), permanent: true}
+			return Admitted{Event: ev}, &PoisonError{Reason: fmt.Sprintf("unstorable: event %q has a NUL character in its %s", ev.ID, f.name), Permanent: true}
 		}
 	}
-	a := admitted{event: ev}
+	a := Admitted{Event: ev}
 	if ev.CustomerID != "" {
 		if a.decoded, err = subscription.Decode(ev); err != nil {
-			return a, &poisonError{reason: err.Error(), err: err}
+			return a, &PoisonError{Reason: err.Error(), err: err}
 		}
 	}
 	return a, nil
@@ -79,14 +79,14 @@ func admit(raw []byte) (admitted, error) {
 
 // errDerivePanic is wrapped when decoding or deriving a history panicked: a bug the history
 // triggers, which retrying cannot fix.
-var errDerivePanic = errors.New("derivation panicked")
+var ErrDerivePanic = errors.New("derivation panicked")
 
 // isContentError reports whether a failed projection was caused by the data it was given rather
 // than by its surroundings: Postgres refused a value (data exception, integrity violation,
 // program limit such as an index row too large) or the derivation panicked. Such a failure of a
 // batch is narrowed down to the message at fault by applying the messages one at a time.
-func isContentError(err error) bool {
-	if errors.Is(err, errDerivePanic) {
+func IsContentError(err error) bool {
+	if errors.Is(err, ErrDerivePanic) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -102,11 +102,11 @@ func isContentError(err error) bool {
 // asPoison turns the failure of a single message applied alone while Postgres answers into what
 // settle needs: a (non-permanent) poisonError, except for a serialization failure or deadlock,
 // which stays transient.
-func asPoison(err error) error {
+func AsPoison(err error) error {
 	if err == nil || retryable(err) {
 		return err
 	}
-	return &poisonError{reason: "cannot be applied: " + err.Error(), err: err}
+	return &PoisonError{Reason: "cannot be applied: " + err.Error(), err: err}
 }
 
 // retryable reports the Postgres errors that a retry of the same message fixes: serialization
@@ -123,6 +123,6 @@ func retryable(err error) bool {
 
 // retryDelay is the redelivery delay after the n-th delivery failed transiently: 1s, 2s, 4s, …
 // capped at one minute, with pkg/backoff's jitter.
-func retryDelay(n uint64) time.Duration {
+func RetryDelay(n uint64) time.Duration {
 	return backoff.Policy{Base: time.Second, Max: time.Minute}.Delay(int(min(n, 64))) //nolint:gosec // bounded by min
 }

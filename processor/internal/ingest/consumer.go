@@ -1,12 +1,15 @@
-package main
+package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +22,7 @@ import (
 
 // consumerOptions tune the JetStream consumer and its batches. defaultConsumerOptions are
 // production's; tests shorten the waits.
-type consumerOptions struct {
+type Options struct {
 	// Durable names the consumer. Every processor instance shares it, so the stream's messages
 	// are spread over the instances and each is delivered to one at a time.
 	Durable string
@@ -44,14 +47,14 @@ type consumerOptions struct {
 	// crash, when set, is called at two points of every batch: "fetched" (before the
 	// transaction) and "committed" (after the commit, before the acknowledgments). Returning
 	// true stops the consumer there without settling anything, as a kill -9 would. Tests only.
-	crash func(stage string) bool
+	Crash func(stage string) bool
 	// fault, when set, is asked before each transaction about each of its events; an error
 	// fails the transaction as an unforeseen failure would (not a Postgres error). Tests only.
-	fault func(stripeevent.Event) error
+	Fault func(stripeevent.Event) error
 }
 
-func defaultConsumerOptions() consumerOptions {
-	return consumerOptions{
+func DefaultOptions() Options {
+	return Options{
 		Durable:          "tollgate-processor",
 		BatchSize:        1000,
 		FetchWait:        5 * time.Second,
@@ -76,7 +79,7 @@ func defaultConsumerOptions() consumerOptions {
 // message whose acknowledgment never comes (its instance crashed or hangs) comes back after
 // AckWait. There is no BackOff list: servers before 2.10 refuse one with an unlimited MaxDeliver,
 // and the delays that matter are the processor's own.
-func consumerConfig(o consumerOptions) jetstream.ConsumerConfig {
+func consumerConfig(o Options) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       o.Durable,
 		Description:   "Tollgate processor: event store and entitlement read model",
@@ -97,31 +100,31 @@ type consumerDB interface {
 }
 
 // consumer fetches batches of events from JetStream and applies them with the projector.
-type consumer struct {
+type Consumer struct {
 	js      jetstream.JetStream
 	mu      sync.Mutex
 	cons    jetstream.Consumer // replaced by ensure when the consumer was deleted: use jsConsumer
-	proj    *projector
+	proj    *projection.Projector
 	db      consumerDB
-	opts    consumerOptions
+	opts    Options
 	log     *slog.Logger
-	metrics *metrics
+	metrics *projection.Metrics
 }
 
 // purgeEvery is how often the consumer checks, besides after each batch, whether its ack floor
 // moved past the last purge. Acks are asynchronous, so the floor may lag the batch that moved
 // it; the check catches up and empties the stream once traffic stops.
-const purgeEvery = time.Second
+const PurgeEvery = time.Second
 
 // errCrashed is returned by run when the crash hook of tests stopped it.
-var errCrashed = errors.New("consumer stopped by the crash hook")
+var ErrCrashed = errors.New("consumer stopped by the crash hook")
 
 // errReleased marks a message fetched ahead and handed back unapplied (shutdown, outage).
 var errReleased = errors.New("released unapplied")
 
 // newConsumer creates or updates the durable consumer on the stream, which must exist.
-func newConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, proj *projector, opts consumerOptions, log *slog.Logger, m *metrics) (*consumer, error) {
-	c := &consumer{js: js, proj: proj, db: db, opts: opts, log: log, metrics: m}
+func NewConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, proj *projection.Projector, opts Options, log *slog.Logger, m *projection.Metrics) (*Consumer, error) {
+	c := &Consumer{js: js, proj: proj, db: db, opts: opts, log: log, metrics: m}
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -129,7 +132,7 @@ func newConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, pro
 }
 
 // ensure creates the durable consumer, or updates it to consumerConfig.
-func (c *consumer) ensure(ctx context.Context) error {
+func (c *Consumer) ensure(ctx context.Context) error {
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, stream.Name, consumerConfig(c.opts))
 	if err != nil {
 		return fmt.Errorf("create consumer %s on stream %s: %w", c.opts.Durable, stream.Name, err)
@@ -140,7 +143,7 @@ func (c *consumer) ensure(ctx context.Context) error {
 	return nil
 }
 
-func (c *consumer) jsConsumer() jetstream.Consumer {
+func (c *Consumer) JsConsumer() jetstream.Consumer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cons
@@ -151,7 +154,7 @@ type delivery struct {
 	msg       jetstream.Msg
 	seq       uint64 // stream sequence
 	delivered uint64 // JetStream's NumDelivered, 1 on the first delivery
-	event     admitted
+	event     projection.Admitted
 	err       error // nil once applied; see settle
 }
 
@@ -169,7 +172,7 @@ type batch struct {
 // redelivers it at once, to another instance if there is one) and nothing more is fetched. Fetch
 // errors (NATS unreachable) are retried with a backoff. The only error is errCrashed (tests).
 // Meanwhile purgeLoop removes the applied events from the stream after each batch.
-func (c *consumer) run(ctx context.Context) error {
+func (c *Consumer) Run(ctx context.Context) error {
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	settled := make(chan struct{}, 1)
 	var wg sync.WaitGroup
@@ -229,8 +232,8 @@ func (c *consumer) run(ctx context.Context) error {
 
 // purgeLoop purges the stream after each settled batch (a value on settled) and every purgeEvery,
 // until ctx is done.
-func (c *consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
-	t := time.NewTicker(purgeEvery)
+func (c *Consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
+	t := time.NewTicker(PurgeEvery)
 	defer t.Stop()
 	var purged uint64 // the ack floor of the last purge
 	for {
@@ -247,26 +250,26 @@ func (c *consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
 // purge removes the applied events from the stream (stream.PurgeApplied) and returns the ack
 // floor purged to. A failure is logged and counted, not returned: it only delays the removal
 // until the next purge.
-func (c *consumer) purge(ctx context.Context, purged uint64) uint64 {
+func (c *Consumer) purge(ctx context.Context, purged uint64) uint64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	floor, err := stream.PurgeApplied(ctx, c.js, c.jsConsumer(), purged)
+	floor, err := stream.PurgeApplied(ctx, c.js, c.JsConsumer(), purged)
 	if err != nil {
 		c.purgeFailed(ctx, err)
 	}
 	return floor
 }
 
-func (c *consumer) purgeFailed(ctx context.Context, err error) {
+func (c *Consumer) purgeFailed(ctx context.Context, err error) {
 	if ctx.Err() != nil {
 		return // stopping
 	}
-	c.metrics.purgeErrors.Inc()
+	c.metrics.PurgeErrors.Inc()
 	c.log.Warn("could not purge applied events from the stream; the next purge removes them", "error", err)
 }
 
 // fetchBatch fetches the next batch and reads each message: its JetStream metadata and admit.
-func (c *consumer) fetchBatch(ctx context.Context) batch {
+func (c *Consumer) fetchBatch(ctx context.Context) batch {
 	msgs, err := c.fetch(ctx)
 	ds := make([]delivery, len(msgs))
 	for i, m := range msgs {
@@ -279,15 +282,15 @@ func (c *consumer) fetchBatch(ctx context.Context) batch {
 		}
 		d.seq, d.delivered = meta.Sequence.Stream, meta.NumDelivered
 		if d.delivered > 1 {
-			c.metrics.redeliveries.Inc()
+			c.metrics.Redeliveries.Inc()
 		}
-		d.event, d.err = admit(m.Data())
+		d.event, d.err = projection.Admit(m.Data())
 	}
 	return batch{ds: ds, err: err}
 }
 
 // release hands a batch that was fetched but will not be applied back to JetStream.
-func (c *consumer) release(b batch) {
+func (c *Consumer) release(b batch) {
 	for i := range b.ds {
 		b.ds[i].err = errReleased
 		c.settle(context.Background(), &b.ds[i])
@@ -297,8 +300,8 @@ func (c *consumer) release(b batch) {
 // fetch returns the next batch: whatever is waiting, up to BatchSize, at once; when nothing is,
 // it waits up to FetchWait for one message and takes whatever else came with it, so a lone event
 // is applied without delay and a burst fills whole batches. Messages come back even with an error.
-func (c *consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
-	cons := c.jsConsumer()
+func (c *Consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+	cons := c.JsConsumer()
 	msgs, err := collect(cons.FetchNoWait(c.opts.BatchSize))
 	if len(msgs) > 0 || err != nil {
 		return msgs, err
@@ -330,17 +333,17 @@ func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
 // handle applies one batch and settles each of its messages. Messages that failed admit (poison)
 // were split out when fetched, so they never fail the transaction of the others. It reports
 // false when a failure looked like an outage, so run waits for Postgres before fetching more.
-func (c *consumer) handle(ctx context.Context, ds []delivery) (bool, error) {
+func (c *Consumer) handle(ctx context.Context, ds []delivery) (bool, error) {
 	start := time.Now()
-	c.metrics.batchSize.Observe(float64(len(ds)))
+	c.metrics.BatchSize.Observe(float64(len(ds)))
 	good := make([]*delivery, 0, len(ds))
 	for i := range ds {
 		if ds[i].err == nil {
 			good = append(good, &ds[i])
 		}
 	}
-	if c.opts.crash != nil && c.opts.crash("fetched") {
-		return false, errCrashed
+	if c.opts.Crash != nil && c.opts.Crash("fetched") {
+		return false, ErrCrashed
 	}
 	if err := c.applyBatch(ctx, good); err != nil {
 		return false, err
@@ -349,7 +352,7 @@ func (c *consumer) handle(ctx context.Context, ds []delivery) (bool, error) {
 	for i := range ds {
 		healthy = c.settle(ctx, &ds[i]) && healthy
 	}
-	c.metrics.batchDuration.Observe(time.Since(start).Seconds())
+	c.metrics.BatchDuration.Observe(time.Since(start).Seconds())
 	return healthy, nil
 }
 
@@ -361,14 +364,14 @@ func (c *consumer) handle(ctx context.Context, ds []delivery) (bool, error) {
 // alone while Postgres answers is a poisonError, counted by its deliveries and dead-lettered
 // after PoisonAttempts (settle). When Postgres does not answer, every message is left to
 // transient retry and the consumer waits for Postgres.
-func (c *consumer) applyBatch(ctx context.Context, good []*delivery) error {
+func (c *Consumer) applyBatch(ctx context.Context, good []*delivery) error {
 	if len(good) == 0 {
 		return nil
 	}
 	err := c.applyEvents(ctx, good)
 	if err == nil {
-		if c.opts.crash != nil && c.opts.crash("committed") {
-			return errCrashed
+		if c.opts.Crash != nil && c.opts.Crash("committed") {
+			return ErrCrashed
 		}
 		return nil
 	}
@@ -382,7 +385,7 @@ func (c *consumer) applyBatch(ctx context.Context, good []*delivery) error {
 // isolate records the outcome of ds, whose transaction together failed with err: split in
 // halves, each applied in its own transaction, recursively (about 2·log2(n) transactions for one
 // culprit), while Postgres answers.
-func (c *consumer) isolate(ctx context.Context, ds []*delivery, err error) {
+func (c *Consumer) isolate(ctx context.Context, ds []*delivery, err error) {
 	if !c.postgresAnswers(ctx) {
 		c.log.Warn("postgres does not answer; the messages will be redelivered", "messages", len(ds), "error", err)
 		for _, d := range ds {
@@ -391,7 +394,7 @@ func (c *consumer) isolate(ctx context.Context, ds []*delivery, err error) {
 		return
 	}
 	if len(ds) == 1 {
-		ds[0].err = asPoison(err)
+		ds[0].err = projection.AsPoison(err)
 		return
 	}
 	mid := len(ds) / 2
@@ -404,27 +407,27 @@ func (c *consumer) isolate(ctx context.Context, ds []*delivery, err error) {
 
 // postgresAnswers reports whether Postgres answers a ping: a failure then is the batch's, not
 // an outage's.
-func (c *consumer) postgresAnswers(ctx context.Context) bool {
+func (c *Consumer) postgresAnswers(ctx context.Context) bool {
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return c.db.Ping(pctx) == nil
 }
 
-func (c *consumer) applyEvents(ctx context.Context, ds []*delivery) error {
-	events := make([]admitted, len(ds))
+func (c *Consumer) applyEvents(ctx context.Context, ds []*delivery) error {
+	events := make([]projection.Admitted, len(ds))
 	for i, d := range ds {
 		events[i] = d.event
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.TxTimeout)
 	defer cancel()
-	if c.opts.fault != nil {
+	if c.opts.Fault != nil {
 		for _, e := range events {
-			if err := c.opts.fault(e.event); err != nil {
+			if err := c.opts.Fault(e.Event); err != nil {
 				return err
 			}
 		}
 	}
-	_, err := c.proj.apply(ctx, projectionInput{Events: events})
+	_, err := c.proj.Apply(ctx, projection.Input{Events: events})
 	return err
 }
 
@@ -442,9 +445,9 @@ func (c *consumer) applyEvents(ctx context.Context, ds []*delivery) error {
 // It reports false for a transient failure (also when a dead letter could not be recorded).
 // Settling is best effort: an Ack or Nak lost on the way only makes JetStream deliver the
 // message again after its ack wait, which the idempotent projection absorbs.
-func (c *consumer) settle(ctx context.Context, d *delivery) bool {
+func (c *Consumer) settle(ctx context.Context, d *delivery) bool {
 	var (
-		poison    *poisonError
+		poison    *projection.PoisonError
 		err       error
 		outcome   string
 		transient bool
@@ -455,29 +458,29 @@ func (c *consumer) settle(ctx context.Context, d *delivery) bool {
 		// committed (applyBatch returns before). An Ack before the commit loses the event if
 		// the commit then fails or the process dies.
 		outcome, err = "ack", d.msg.Ack()
-		c.metrics.events.WithLabelValues(eventTypeLabel(d.event.event.Type)).Inc()
+		c.metrics.Events.WithLabelValues(projection.EventTypeLabel(d.event.Event.Type)).Inc()
 	case errors.Is(d.err, errReleased):
 		outcome, err = "released", d.msg.Nak()
-	case errors.As(d.err, &poison) && (poison.permanent || d.delivered >= c.opts.PoisonAttempts):
-		if dlErr := c.deadLetter(ctx, d, poison.reason); dlErr != nil {
+	case errors.As(d.err, &poison) && (poison.Permanent || d.delivered >= c.opts.PoisonAttempts):
+		if dlErr := c.deadLetter(ctx, d, poison.Reason); dlErr != nil {
 			c.log.Error("could not record dead letter; message will be redelivered", "stream_seq", d.seq, "error", dlErr)
-			outcome, err, transient = "retry", d.msg.NakWithDelay(retryDelay(d.delivered)), true
+			outcome, err, transient = "retry", d.msg.NakWithDelay(projection.RetryDelay(d.delivered)), true
 			break
 		}
 		// WARNING: Term only after the dead letter is committed (deadLetter returned nil): a
 		// Term first and a failed insert would drop the event for good. (Term, not
 		// TermWithReason: servers before 2.10.4 ignore the latter and redeliver.)
 		outcome, err = "dead_letter", d.msg.Term()
-		c.log.Warn("message dead-lettered", "stream_seq", d.seq, "subject", d.msg.Subject(), "event", d.event.event.ID,
-			"deliveries", d.delivered, "reason", poison.reason)
+		c.log.Warn("message dead-lettered", "stream_seq", d.seq, "subject", d.msg.Subject(), "event", d.event.Event.ID,
+			"deliveries", d.delivered, "reason", poison.Reason)
 	case errors.As(d.err, &poison):
 		outcome, err = "poison_retry", d.msg.NakWithDelay(backoff.Policy{Base: c.opts.PoisonRetryDelay}.Delay(1))
 		c.log.Warn("message cannot be applied; retrying before dead-lettering", "stream_seq", d.seq, "subject", d.msg.Subject(),
-			"deliveries", d.delivered, "dead_letter_at", c.opts.PoisonAttempts, "reason", poison.reason)
+			"deliveries", d.delivered, "dead_letter_at", c.opts.PoisonAttempts, "reason", poison.Reason)
 	default:
-		outcome, err, transient = "retry", d.msg.NakWithDelay(retryDelay(d.delivered)), true
+		outcome, err, transient = "retry", d.msg.NakWithDelay(projection.RetryDelay(d.delivered)), true
 	}
-	c.metrics.outcomes.WithLabelValues(outcome).Inc()
+	c.metrics.Outcomes.WithLabelValues(outcome).Inc()
 	if err != nil {
 		c.log.Warn("could not settle message; JetStream redelivers it after the ack wait", "stream_seq", d.seq, "outcome", outcome, "error", err)
 	}
@@ -486,12 +489,12 @@ func (c *consumer) settle(ctx context.Context, d *delivery) bool {
 
 // deadLetter records the message in dead_letters, with its raw bytes, subject, stream sequence,
 // deliveries so far and reason.
-func (c *consumer) deadLetter(ctx context.Context, d *delivery, reason string) error {
+func (c *Consumer) deadLetter(ctx context.Context, d *delivery, reason string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	id := d.event.event.ID
+	id := d.event.Event.ID
 	if id == "" {
-		id = eventIDOf(d.msg.Data())
+		id = EventIDOf(d.msg.Data())
 	}
 	return eventstore.RecordDeadLetter(ctx, c.db, eventstore.DeadLetter{
 		EventID:   id,
@@ -505,9 +508,9 @@ func (c *consumer) deadLetter(ctx context.Context, d *delivery, reason string) e
 
 // waitForPostgres blocks until Postgres answers a ping or ctx is done. Fetching while Postgres
 // is down would only fail batch after batch and spend a delivery attempt of every message.
-func (c *consumer) waitForPostgres(ctx context.Context) {
-	c.metrics.paused.Set(1)
-	defer c.metrics.paused.Set(0)
+func (c *Consumer) waitForPostgres(ctx context.Context) {
+	c.metrics.Paused.Set(1)
+	defer c.metrics.Paused.Set(0)
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -538,4 +541,19 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// eventIDOf reads the top-level "id" of a payload that may not be a valid Stripe event, for the
+// dead letter's event_id; "" when there is none.
+func EventIDOf(raw []byte) string {
+	var head struct {
+		ID any `json:"id"`
+	}
+	if json.Unmarshal(raw, &head) != nil {
+		return ""
+	}
+	if s, ok := head.ID.(string); ok {
+		return s
+	}
+	return ""
 }

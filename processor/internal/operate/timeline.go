@@ -1,10 +1,13 @@
-package main
+package operate
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -15,7 +18,7 @@ import (
 )
 
 // answerFields are the customer endpoint's answer fields a timeline shows after each event.
-type answerFields struct {
+type AnswerFields struct {
 	Premium  bool     `json:"premium"`
 	Status   string   `json:"status"`
 	Features []string `json:"features"`
@@ -23,7 +26,7 @@ type answerFields struct {
 }
 
 // timelineEvent is one event of a timeline (the contract's shape).
-type timelineEvent struct {
+type TimelineEvent struct {
 	ID         string       `json:"id"`
 	Type       string       `json:"type"`
 	CustomerID string       `json:"customer_id,omitempty"` // user timelines only
@@ -31,21 +34,21 @@ type timelineEvent struct {
 	ReceivedAt *time.Time   `json:"received_at"`
 	Changed    bool         `json:"changed"`
 	Why        string       `json:"why"`
-	After      answerFields `json:"after"`
+	After      AnswerFields `json:"after"`
 }
 
 // timeline is the answer of the admin timeline endpoints: why the answer is what it is.
-type timeline struct {
+type Timeline struct {
 	CustomerID  string          `json:"customer_id,omitempty"`
 	CustomerIDs []string        `json:"customer_ids,omitempty"`
 	UserID      *string         `json:"user_id"`
 	Livemode    bool            `json:"livemode"`
 	Account     *string         `json:"account"`
-	Events      []timelineEvent `json:"events"`
+	Events      []TimelineEvent `json:"events"`
 }
 
 // errNoHistory means the id has no stored event (customer) or no read-model row (user).
-var errNoHistory = errors.New("no stored history")
+var ErrNoHistory = errors.New("no stored history")
 
 func nullable(s string) *string {
 	if s == "" {
@@ -57,7 +60,7 @@ func nullable(s string) *string {
 // explainCustomer loads a customer's stored history through the event store and explains it
 // with the derivation's own fold (subscription.Explain). Stored events the current code cannot
 // read are listed as undecodable, as the projector leaves them out.
-func explainCustomer(ctx context.Context, q eventstore.Querier, k scope.Key, rules subscription.Rules) ([]subscription.Step, map[string]time.Time, error) {
+func ExplainCustomer(ctx context.Context, q eventstore.Querier, k scope.Key, rules subscription.Rules) ([]subscription.Step, map[string]time.Time, error) {
 	customerID := k.ID
 	var events, undecodable []subscription.Event
 	var read []string
@@ -74,7 +77,7 @@ func explainCustomer(ctx context.Context, q eventstore.Querier, k scope.Key, rul
 		return nil, nil, err
 	}
 	if len(events)+len(read) == 0 {
-		return nil, nil, fmt.Errorf("customer %s: %w", customerID, errNoHistory)
+		return nil, nil, fmt.Errorf("customer %s: %w", customerID, ErrNoHistory)
 	}
 	if len(read) > 0 {
 		stored, err := eventstore.Payloads(ctx, q, read)
@@ -106,16 +109,16 @@ func explainCustomer(ctx context.Context, q eventstore.Querier, k scope.Key, rul
 	return steps, received, nil
 }
 
-func fieldsOf(e subscription.Entitlement, userID string) answerFields {
+func FieldsOf(e subscription.Entitlement, userID string) AnswerFields {
 	f := e.Features
 	if f == nil {
 		f = []string{}
 	}
-	return answerFields{Premium: e.Premium, Status: e.Status, Features: f, UserID: nullable(userID)}
+	return AnswerFields{Premium: e.Premium, Status: e.Status, Features: f, UserID: nullable(userID)}
 }
 
-func eventOf(s subscription.Step, received map[string]time.Time) timelineEvent {
-	te := timelineEvent{ID: s.Event.ID, Type: s.Event.Type, Created: subscription.TimeOf(s.Event.Created),
+func EventOf(s subscription.Step, received map[string]time.Time) TimelineEvent {
+	te := TimelineEvent{ID: s.Event.ID, Type: s.Event.Type, Created: subscription.TimeOf(s.Event.Created),
 		Changed: s.Changed, Why: s.Why}
 	if at, ok := received[s.Event.ID]; ok {
 		te.ReceivedAt = &at
@@ -128,23 +131,23 @@ func eventOf(s subscription.Step, received map[string]time.Time) timelineEvent {
 //
 // A customer id names one customer in one scope (Stripe's ids are unique), so it needs no scope:
 // the scope is the one its events were stored in (the first, should a test fixture reuse an id).
-func customerTimeline(ctx context.Context, q eventstore.Querier, customerID string, rules subscription.Rules) (timeline, error) {
+func CustomerTimeline(ctx context.Context, q eventstore.Querier, customerID string, rules subscription.Rules) (Timeline, error) {
 	keys, err := eventstore.CustomerScopes(ctx, q, customerID)
 	if err != nil {
-		return timeline{}, err
+		return Timeline{}, err
 	}
 	if len(keys) == 0 {
-		return timeline{}, fmt.Errorf("customer %s: %w", customerID, errNoHistory)
+		return Timeline{}, fmt.Errorf("customer %s: %w", customerID, ErrNoHistory)
 	}
 	k := keys[0]
-	steps, received, err := explainCustomer(ctx, q, k, rules)
+	steps, received, err := ExplainCustomer(ctx, q, k, rules)
 	if err != nil {
-		return timeline{}, err
+		return Timeline{}, err
 	}
-	tl := timeline{CustomerID: customerID, Livemode: k.Livemode, Account: nullable(k.Account), Events: make([]timelineEvent, 0, len(steps))}
+	tl := Timeline{CustomerID: customerID, Livemode: k.Livemode, Account: nullable(k.Account), Events: make([]TimelineEvent, 0, len(steps))}
 	for _, s := range steps {
-		te := eventOf(s, received)
-		te.After = fieldsOf(s.Entitlement, s.State.UserID)
+		te := EventOf(s, received)
+		te.After = FieldsOf(s.Entitlement, s.State.UserID)
 		tl.Events = append(tl.Events, te)
 	}
 	tl.UserID = nullable(steps[len(steps)-1].State.UserID)
@@ -155,13 +158,13 @@ func customerTimeline(ctx context.Context, q eventstore.Querier, customerID stri
 // by Stripe's created, then customer id, each customer's events in their derivation order.
 // After each event it shows the user's answer: the union of the customers that carried the
 // user id at that point, as the user endpoint merges them.
-func userTimeline(ctx context.Context, q entitlement.Querier, userID string, sc scope.Scope, rules subscription.Rules) (timeline, error) {
+func UserTimeline(ctx context.Context, q entitlement.Querier, userID string, sc scope.Scope, rules subscription.Rules) (Timeline, error) {
 	u, err := entitlement.GetUser(ctx, q, sc.Of(userID))
 	if errors.Is(err, entitlement.ErrNotFound) {
-		return timeline{}, fmt.Errorf("user %s: %w", userID, errNoHistory)
+		return Timeline{}, fmt.Errorf("user %s: %w", userID, ErrNoHistory)
 	}
 	if err != nil {
-		return timeline{}, err
+		return Timeline{}, err
 	}
 	type item struct {
 		customer int
@@ -170,9 +173,9 @@ func userTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 	}
 	var items []item
 	for ci, c := range u.CustomerIDs {
-		steps, received, err := explainCustomer(ctx, q, sc.Of(c), rules)
-		if err != nil && !errors.Is(err, errNoHistory) {
-			return timeline{}, err
+		steps, received, err := ExplainCustomer(ctx, q, sc.Of(c), rules)
+		if err != nil && !errors.Is(err, ErrNoHistory) {
+			return Timeline{}, err
 		}
 		for _, s := range steps {
 			items = append(items, item{ci, s, received})
@@ -186,9 +189,9 @@ func userTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 		return a.customer - b.customer
 	})
 	current := make([]*subscription.Step, len(u.CustomerIDs))
-	tl := timeline{UserID: &u.UserID, CustomerIDs: u.CustomerIDs, Livemode: sc.Livemode, Account: nullable(sc.Account),
-		Events: make([]timelineEvent, 0, len(items))}
-	var prev answerFields
+	tl := Timeline{UserID: &u.UserID, CustomerIDs: u.CustomerIDs, Livemode: sc.Livemode, Account: nullable(sc.Account),
+		Events: make([]TimelineEvent, 0, len(items))}
+	var prev AnswerFields
 	for i, it := range items {
 		current[it.customer] = &it.step
 		var ents []subscription.Entitlement
@@ -197,11 +200,11 @@ func userTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 				ents = append(ents, s.Entitlement)
 			}
 		}
-		after := fieldsOf(subscription.Merge(ents...), "")
+		after := FieldsOf(subscription.Merge(ents...), "")
 		if len(ents) > 0 {
 			after.UserID = &u.UserID
 		}
-		te := eventOf(it.step, it.received)
+		te := EventOf(it.step, it.received)
 		te.CustomerID = u.CustomerIDs[it.customer]
 		te.After = after
 		te.Changed = i == 0 || !sameFields(prev, after)
@@ -211,7 +214,30 @@ func userTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 	return tl, nil
 }
 
-func sameFields(a, b answerFields) bool {
+func sameFields(a, b AnswerFields) bool {
 	return a.Premium == b.Premium && a.Status == b.Status && slices.Equal(a.Features, b.Features) &&
 		(a.UserID == nil) == (b.UserID == nil)
+}
+
+// printTimeline writes a timeline as an aligned table, one event a line, the answer after it.
+func PrintTimeline(w io.Writer, tl Timeline) error {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "CREATED\tEVENT\tTYPE\tCUSTOMER\tCHANGED\tPREMIUM\tSTATUS\tFEATURES\tUSER\tWHY")
+	for _, e := range tl.Events {
+		user := "-"
+		if e.After.UserID != nil {
+			user = *e.After.UserID
+		}
+		changed := ""
+		if e.Changed {
+			changed = "*"
+		}
+		customer := e.CustomerID
+		if customer == "" {
+			customer = tl.CustomerID
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", e.Created.Format(time.RFC3339), e.ID, e.Type,
+			customer, changed, e.After.Premium, e.After.Status, strings.Join(e.After.Features, ","), user, e.Why)
+	}
+	return tw.Flush()
 }

@@ -1,4 +1,4 @@
-package main
+package projection
 
 import (
 	"context"
@@ -14,15 +14,15 @@ const marksKeep = 24 * time.Hour
 
 // marksOf are the applied marks of a batch: each event of a customer, and each completed
 // Checkout Session, under its customer.
-func marksOf(events []admitted) []entitlement.Mark {
+func marksOf(events []Admitted) []entitlement.Mark {
 	var out []entitlement.Mark
 	for _, a := range events {
-		c := a.event.CustomerID
+		c := a.Event.CustomerID
 		if c == "" {
 			continue
 		}
-		k := scopeOf(a.event).Of(c)
-		out = append(out, entitlement.Mark{ID: a.event.ID, Customer: k})
+		k := ScopeOf(a.Event).Of(c)
+		out = append(out, entitlement.Mark{ID: a.Event.ID, Customer: k})
 		if a.decoded.Checkout != nil && a.decoded.Checkout.ID != "" {
 			out = append(out, entitlement.Mark{ID: a.decoded.Checkout.ID, Customer: k})
 		}
@@ -31,7 +31,7 @@ func marksOf(events []admitted) []entitlement.Mark {
 }
 
 // pruneMarks deletes old marks hourly until ctx is done.
-func pruneMarks(ctx context.Context, q entitlement.Querier, logger *slog.Logger) {
+func PruneMarks(ctx context.Context, q entitlement.Querier, logger *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

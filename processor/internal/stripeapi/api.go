@@ -1,4 +1,4 @@
-package main
+package stripeapi
 
 import (
 	"context"
@@ -23,11 +23,11 @@ import (
 const (
 	// defaultAPIRate is the requests per second sent at most. Stripe allows 100 read requests a
 	// second in live mode and 25 in test mode; 25 leaves the live application most of its budget.
-	defaultAPIRate = 25.0
+	DefaultRate = 25.0
 	// apiPageSize is the limit of each list request, Stripe's largest.
-	apiPageSize = 100
+	PageSize = 100
 	// apiMaxAttempts bounds the attempts of one request (429, 5xx and network errors are retried).
-	apiMaxAttempts = 6
+	ApiMaxAttempts = 6
 	// apiBaseDelay and apiMaxDelay bound the exponential backoff between attempts.
 	apiBaseDelay = 500 * time.Millisecond
 	apiMaxDelay  = 30 * time.Second
@@ -38,20 +38,20 @@ const (
 )
 
 // apiOptions tune a stripeAPI. Zero values take the defaults above.
-type apiOptions struct {
+type Options struct {
 	Rate        float64 // requests per second
 	MaxAttempts int
 	BaseDelay   time.Duration
 	MaxDelay    time.Duration
 	// OnRetry hears of each failed attempt that will be retried; nil ignores them.
-	OnRetry func(retryInfo)
+	OnRetry func(RetryInfo)
 	// Account makes every request on behalf of this connected account (the Stripe-Account
 	// header); "" reads the platform's own data.
 	Account string
 }
 
 // retryInfo describes a failed attempt that is retried.
-type retryInfo struct {
+type RetryInfo struct {
 	Method, Path string
 	Attempt      int   // the attempt that failed, from 1
 	MaxAttempts  int   // the attempts allowed
@@ -60,7 +60,7 @@ type retryInfo struct {
 	Wait         time.Duration
 }
 
-func (r retryInfo) String() string {
+func (r RetryInfo) String() string {
 	what := strconv.Itoa(r.Status)
 	if r.Err != nil {
 		what = r.Err.Error()
@@ -72,7 +72,7 @@ func (r retryInfo) String() string {
 // error decoding) and paginator, over an HTTP client whose transport keeps under a request rate
 // and retries (stripe-go's own retries are off: they ignore Retry-After). It is safe for
 // concurrent use; all its requests share one rate limit.
-type stripeAPI struct {
+type API struct {
 	backend stripe.Backend
 	sc      *client.API
 	key     string
@@ -80,12 +80,12 @@ type stripeAPI struct {
 }
 
 // newStripeAPI reads the API at cfg.Base (Stripe's own when "") with cfg.Key.
-func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
+func New(cfg config.StripeAPI, o Options) *API {
 	if o.Rate <= 0 {
-		o.Rate = defaultAPIRate
+		o.Rate = DefaultRate
 	}
 	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = apiMaxAttempts
+		o.MaxAttempts = ApiMaxAttempts
 	}
 	if o.BaseDelay <= 0 {
 		o.BaseDelay = apiBaseDelay
@@ -98,12 +98,12 @@ func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
 		base = d.Clone() // keep the default proxy, dial and TLS settings
 	}
 	base.ResponseHeaderTimeout = apiResponseTimeout
-	transport := &retryTransport{
-		next:        base,
-		limiter:     rate.NewLimiter(rate.Limit(o.Rate), 1),
-		maxAttempts: o.MaxAttempts,
-		backoff:     backoff.Policy{Base: o.BaseDelay, Max: o.MaxDelay},
-		onRetry:     o.OnRetry,
+	transport := &RetryTransport{
+		Next:        base,
+		Limiter:     rate.NewLimiter(rate.Limit(o.Rate), 1),
+		MaxAttempts: o.MaxAttempts,
+		Backoff:     backoff.Policy{Base: o.BaseDelay, Max: o.MaxDelay},
+		OnRetry:     o.OnRetry,
 	}
 	bc := &stripe.BackendConfig{
 		HTTPClient:        &http.Client{Transport: transport}, // no client timeout: it would cut across retries
@@ -114,7 +114,7 @@ func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
 		bc.URL = stripe.String(cfg.Base)
 	}
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, bc)
-	return &stripeAPI{
+	return &API{
 		backend: backend,
 		sc:      client.New(cfg.Key, &stripe.Backends{API: backend, Connect: backend, Uploads: backend}),
 		key:     cfg.Key,
@@ -123,14 +123,14 @@ func newStripeAPI(cfg config.StripeAPI, o apiOptions) *stripeAPI {
 }
 
 // close releases the idle connections.
-func (a *stripeAPI) close() {
+func (a *API) Close() {
 	if b, ok := a.backend.(*stripe.BackendImplementation); ok {
 		b.HTTPClient.CloseIdleConnections()
 	}
 }
 
 // eventQuery selects events of GET /v1/events.
-type eventQuery struct {
+type EventQuery struct {
 	// CreatedGTE and CreatedLTE bound created (Unix seconds, inclusive); 0 leaves a side open.
 	CreatedGTE, CreatedLTE int64
 	// Undelivered asks for events whose webhooks are still pending or failed (delivery_success=false).
@@ -147,10 +147,10 @@ type eventQuery struct {
 // "request" was a string), so pages are decoded with the items left raw, never re-marshalled.
 // A failed request ends the sequence with an error wrapping stripe-go's (*stripe.Error for an
 // answer of the API, a context error when ctx ended).
-func (a *stripeAPI) Events(ctx context.Context, q eventQuery) iter.Seq2[json.RawMessage, error] {
+func (a *API) Events(ctx context.Context, q EventQuery) iter.Seq2[json.RawMessage, error] {
 	params := &stripe.EventListParams{}
 	params.Context = ctx
-	params.Limit = stripe.Int64(apiPageSize)
+	params.Limit = stripe.Int64(PageSize)
 	if q.CreatedGTE > 0 || q.CreatedLTE > 0 {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: q.CreatedGTE, LesserThanOrEqual: q.CreatedLTE}
 	}
@@ -173,7 +173,7 @@ func (a *stripeAPI) Events(ctx context.Context, q eventQuery) iter.Seq2[json.Raw
 			err := a.backend.CallRaw(http.MethodGet, "/v1/events", a.key, values, p, page)
 			items := make([]any, 0, len(page.Data))
 			for _, raw := range page.Data {
-				items = append(items, &rawItem{ID: idOf(raw), Raw: raw})
+				items = append(items, &rawItem{ID: IDOf(raw), Raw: raw})
 			}
 			return items, page, err
 		})
@@ -202,7 +202,7 @@ type rawItem struct {
 	Raw json.RawMessage
 }
 
-func idOf(raw json.RawMessage) string {
+func IDOf(raw json.RawMessage) string {
 	var o struct {
 		ID string `json:"id"`
 	}
@@ -211,28 +211,28 @@ func idOf(raw json.RawMessage) string {
 }
 
 // stripeSubscription is what reconcile compares of a subscription.
-type stripeSubscription struct {
+type Subscription struct {
 	ID, CustomerID, Status string
 }
 
 // Subscriptions lists every subscription (status=all) of the account, or of one customer when
 // customerID is not "", through stripe-go's typed client: subscriptions are rendered in the API
 // version stripe-go asks for, which its types decode. Errors as for Events.
-func (a *stripeAPI) Subscriptions(ctx context.Context, customerID string) iter.Seq2[stripeSubscription, error] {
+func (a *API) Subscriptions(ctx context.Context, customerID string) iter.Seq2[Subscription, error] {
 	params := &stripe.SubscriptionListParams{Status: stripe.String("all")}
 	params.Context = ctx
-	params.Limit = stripe.Int64(apiPageSize)
+	params.Limit = stripe.Int64(PageSize)
 	if customerID != "" {
 		params.Customer = stripe.String(customerID)
 	}
 	if a.account != "" {
 		params.SetStripeAccount(a.account)
 	}
-	return func(yield func(stripeSubscription, error) bool) {
+	return func(yield func(Subscription, error) bool) {
 		it := a.sc.Subscriptions.List(params)
 		for it.Next() {
 			s := it.Subscription()
-			sub := stripeSubscription{ID: s.ID, Status: string(s.Status)}
+			sub := Subscription{ID: s.ID, Status: string(s.Status)}
 			if s.Customer != nil {
 				sub.CustomerID = s.Customer.ID
 			}
@@ -241,7 +241,7 @@ func (a *stripeAPI) Subscriptions(ctx context.Context, customerID string) iter.S
 			}
 		}
 		if err := it.Err(); err != nil {
-			yield(stripeSubscription{}, fmt.Errorf("list subscriptions: %w", err))
+			yield(Subscription{}, fmt.Errorf("list subscriptions: %w", err))
 		}
 	}
 }
@@ -250,21 +250,21 @@ func (a *stripeAPI) Subscriptions(ctx context.Context, customerID string) iter.S
 // HEAD) that got a 429, a 5xx or a network error, up to maxAttempts in all, waiting backoff's
 // delay between attempts, and at least the Retry-After the answer asked for. Every attempt waits
 // for the limiter. The last answer, or error, is returned as it came; a done context stops at once.
-type retryTransport struct {
-	next        http.RoundTripper
-	limiter     *rate.Limiter
-	maxAttempts int
-	backoff     backoff.Policy
-	onRetry     func(retryInfo)
+type RetryTransport struct {
+	Next        http.RoundTripper
+	Limiter     *rate.Limiter
+	MaxAttempts int
+	Backoff     backoff.Policy
+	OnRetry     func(RetryInfo)
 }
 
 // RoundTrip implements http.RoundTripper.
-func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	idempotent := (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
 		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
 	for attempt := 1; ; attempt++ {
-		if err := t.limiter.Wait(ctx); err != nil {
+		if err := t.Limiter.Wait(ctx); err != nil {
 			return nil, fmt.Errorf("rate limit: %w", err)
 		}
 		r := req
@@ -276,22 +276,22 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r = req.Clone(ctx)
 			r.Body = body
 		}
-		resp, err := t.next.RoundTrip(r)
-		if !idempotent || attempt >= t.maxAttempts || ctx.Err() != nil || !retryableResponse(resp, err) {
+		resp, err := t.Next.RoundTrip(r)
+		if !idempotent || attempt >= t.MaxAttempts || ctx.Err() != nil || !retryableResponse(resp, err) {
 			return resp, err
 		}
-		info := retryInfo{Method: req.Method, Path: req.URL.Path, Attempt: attempt, MaxAttempts: t.maxAttempts, Err: err,
-			Wait: t.backoff.Delay(attempt)}
+		info := RetryInfo{Method: req.Method, Path: req.URL.Path, Attempt: attempt, MaxAttempts: t.MaxAttempts, Err: err,
+			Wait: t.Backoff.Delay(attempt)}
 		if resp != nil {
 			info.Status = resp.StatusCode
-			if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+			if after, ok := RetryAfter(resp.Header.Get("Retry-After")); ok {
 				info.Wait = max(info.Wait, min(after, apiMaxRetryAfter))
 			}
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection
 			_ = resp.Body.Close()
 		}
-		if t.onRetry != nil {
-			t.onRetry(info)
+		if t.OnRetry != nil {
+			t.OnRetry(info)
 		}
 		if err := backoff.Sleep(ctx, info.Wait); err != nil {
 			return nil, err
@@ -308,7 +308,7 @@ func retryableResponse(resp *http.Response, err error) bool {
 }
 
 // retryAfter reads a Retry-After header: delay seconds or an HTTP date.
-func retryAfter(v string) (time.Duration, bool) {
+func RetryAfter(v string) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}

@@ -1,48 +1,18 @@
-package main
+package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
+
+	"github.com/tollgate/tollgate/processor/internal/operate"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
-
-// adminTokens checks bearer tokens in constant time over hashes, as the query API does, so
-// timing tells neither which token matched nor how long the tokens are.
-type adminTokens struct{ digests [][sha256.Size]byte }
-
-func newAdminTokens(tokens []string) adminTokens {
-	s := adminTokens{}
-	for _, t := range tokens {
-		s.digests = append(s.digests, sha256.Sum256([]byte(t)))
-	}
-	return s
-}
-
-func (s adminTokens) valid(header string) bool {
-	const scheme = "bearer "
-	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return false
-	}
-	token := strings.TrimSpace(header[len(scheme):])
-	if token == "" {
-		return false
-	}
-	d := sha256.Sum256([]byte(token))
-	match := 0
-	for i := range s.digests {
-		match |= subtle.ConstantTimeCompare(d[:], s.digests[i][:])
-	}
-	return match == 1
-}
 
 // adminDB is what the admin API reads: the event store and the read model, through the pool.
 type adminDB interface {
@@ -52,23 +22,23 @@ type adminDB interface {
 // withAdmin serves the admin API under /admin/ in front of base when tokens are set (ADMIN_TOKENS);
 // without tokens it returns base and /admin/ does not exist. Every admin request needs
 // Authorization: Bearer <token>, else 401 in the query API's error shape.
-func withAdmin(base http.Handler, tokens []string, db adminDB, rules subscription.Rules, logger *slog.Logger) http.Handler {
+func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rules, logger *slog.Logger) http.Handler {
 	if len(tokens) == 0 {
 		return base
 	}
-	auth := newAdminTokens(tokens)
+	auth := httpx.NewTokens(tokens)
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /admin/v1/customers/{customer_id}/timeline", func(w http.ResponseWriter, r *http.Request) {
-		tl, err := customerTimeline(r.Context(), db, r.PathValue("customer_id"), rules)
+		tl, err := operate.CustomerTimeline(r.Context(), db, r.PathValue("customer_id"), rules)
 		answerTimeline(w, tl, err, logger)
 	})
 	admin.HandleFunc("GET /admin/v1/users/{user_id}/timeline", func(w http.ResponseWriter, r *http.Request) {
-		sc, param, ok := requestScope(r)
+		sc, param, ok := RequestScope(r)
 		if !ok {
 			httpx.WriteError(w, http.StatusBadRequest, "invalid_parameter", param+" is invalid")
 			return
 		}
-		tl, err := userTimeline(r.Context(), db, r.PathValue("user_id"), sc, rules)
+		tl, err := operate.UserTimeline(r.Context(), db, r.PathValue("user_id"), sc, rules)
 		answerTimeline(w, tl, err, logger)
 	})
 	admin.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) {
@@ -77,7 +47,7 @@ func withAdmin(base http.Handler, tokens []string, db adminDB, rules subscriptio
 	mux := http.NewServeMux()
 	mux.Handle("/", base)
 	mux.Handle("/admin/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !auth.valid(r.Header.Get("Authorization")) {
+		if !auth.ValidHeader(r.Header.Get("Authorization")) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
 			return
@@ -89,7 +59,7 @@ func withAdmin(base http.Handler, tokens []string, db adminDB, rules subscriptio
 
 // requestScope reads ?livemode= (default true) and ?account= (default the platform); on a bad
 // value it names the parameter.
-func requestScope(r *http.Request) (scope.Scope, string, bool) {
+func RequestScope(r *http.Request) (scope.Scope, string, bool) {
 	sc := scope.Live()
 	q := r.URL.Query()
 	if v := q.Get("livemode"); v != "" {
@@ -108,11 +78,11 @@ func requestScope(r *http.Request) (scope.Scope, string, bool) {
 	return sc, "", true
 }
 
-func answerTimeline(w http.ResponseWriter, tl timeline, err error, logger *slog.Logger) {
+func answerTimeline(w http.ResponseWriter, tl operate.Timeline, err error, logger *slog.Logger) {
 	switch {
 	case err == nil:
 		httpx.WriteJSON(w, http.StatusOK, tl)
-	case errors.Is(err, errNoHistory):
+	case errors.Is(err, operate.ErrNoHistory):
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "")
 	default:
 		logger.Error("admin timeline failed", "error", err)

@@ -1,8 +1,10 @@
-package main
+package reconcile
 
 import (
 	"context"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/backfill"
 
 	"github.com/tollgate/tollgate/pkg/scope"
 )
@@ -11,7 +13,7 @@ import (
 const reconcileKey = "reconcile.last"
 
 // reconcileState is the outcome of the last reconcile run of any scope.
-type reconcileState struct {
+type State struct {
 	FinishedAt     time.Time `json:"finished_at"`
 	Scope          string    `json:"scope"`
 	Customers      int       `json:"customers"`
@@ -21,13 +23,13 @@ type reconcileState struct {
 }
 
 // recordReconcile stores r as the last reconcile; a failure to store it does not fail reconcile.
-func recordReconcile(ctx context.Context, db stateQuerier, sc scope.Scope, r reconcileReport) error {
-	return (&stateStore{db: db}).put(ctx, reconcileKey, reconcileState{FinishedAt: time.Now().UTC(), Scope: sc.String(),
-		Customers: r.Customers, Subscriptions: r.Subscriptions, Drift: len(r.Drift), DriftCustomers: r.driftCustomers()})
+func Record(ctx context.Context, db backfill.StateQuerier, sc scope.Scope, r Report) error {
+	return (&backfill.StateStore{DB: db}).Put(ctx, reconcileKey, State{FinishedAt: time.Now().UTC(), Scope: sc.String(),
+		Customers: r.Customers, Subscriptions: r.Subscriptions, Drift: len(r.Drift), DriftCustomers: r.DriftCustomers()})
 }
 
-func lastReconcile(ctx context.Context, s *stateStore) (reconcileState, bool, error) {
-	var rc reconcileState
-	found, err := s.get(ctx, reconcileKey, &rc)
+func Last(ctx context.Context, s *backfill.StateStore) (State, bool, error) {
+	var rc State
+	found, err := s.Get(ctx, reconcileKey, &rc)
 	return rc, found, err
 }

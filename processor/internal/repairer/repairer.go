@@ -1,4 +1,4 @@
-package main
+package repairer
 
 import (
 	"context"
@@ -6,17 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/stripe/stripe-go/v76"
-	"github.com/stripe/stripe-go/v76/form"
 
+	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
@@ -26,16 +25,13 @@ import (
 // How the processor repairs.
 const (
 	// repairEvery is how often the open repairs are looked at (done with a key, counted without).
-	repairEvery = 2 * time.Second
+	Every = 2 * time.Second
 	// repairBatch is the most repairs claimed at once.
 	repairBatch = 20
 )
 
-// errObjectNotFound is wrapped by objectReader errors for an object Stripe does not have (404).
-var errObjectNotFound = errors.New("no such object in Stripe")
-
 // objectReader reads objects from the Stripe API; stripeAPI is the real one.
-type objectReader interface {
+type ObjectReader interface {
 	// Object is the object's JSON as the API returns it (GET /v1/<objects>/{id}), of the
 	// Connect account when account is not "". An unknown object's error wraps errObjectNotFound.
 	Object(ctx context.Context, objectType, id, account string) (json.RawMessage, error)
@@ -44,115 +40,6 @@ type objectReader interface {
 	// CustomerSubscriptions are every subscription of customer (cus_… or acct_…), any status
 	// (all pages).
 	CustomerSubscriptions(ctx context.Context, customer, account string) ([]json.RawMessage, error)
-}
-
-// objectPaths are the API paths of the objects a repair reads.
-func objectPath(objectType, id string) (string, bool) {
-	base := map[string]string{
-		repair.ObjectSubscription:    "/v1/subscriptions/",
-		repair.ObjectCustomer:        "/v1/customers/",
-		repair.ObjectCheckoutSession: "/v1/checkout/sessions/",
-		repair.ObjectEvent:           "/v2/core/events/",
-	}[objectType]
-	return base + url.PathEscape(id), base != ""
-}
-
-// Object implements objectReader.
-func (a *stripeAPI) Object(ctx context.Context, objectType, id, account string) (json.RawMessage, error) {
-	path, ok := objectPath(objectType, id)
-	if !ok {
-		return nil, fmt.Errorf("read %s %s: not an object Tollgate reads", objectType, id)
-	}
-	params := a.params(ctx, account)
-	if objectType == repair.ObjectEvent {
-		params = v2Params(ctx, account)
-	}
-	var v rawObject
-	if err := a.backend.CallRaw(http.MethodGet, path, a.key, nil, params, &v); err != nil {
-		return nil, apiReadError("read "+objectType+" "+id, err)
-	}
-	return json.RawMessage(v.LastResponse.RawJSON), nil
-}
-
-// v2APIVersion is the Stripe-Version of the v2 requests (GET /v2/core/events/{id}): stripe-go
-// v76 pins 2023-10-16, older than the v2 API (2024-09-30.acacia); a thin event's own payload is
-// unversioned, so any version that serves v2 reads it the same.
-const v2APIVersion = "2025-09-30.clover"
-
-// v2Params are the parameters of a v2 request: its API version, and a connected account named
-// by Stripe-Context (the v2 API's header; Stripe-Account is v1's).
-func v2Params(ctx context.Context, account string) *stripe.Params {
-	p := &stripe.Params{Context: ctx, Headers: http.Header{"Stripe-Version": {v2APIVersion}}}
-	if account != "" {
-		p.Headers.Set("Stripe-Context", account)
-	}
-	return p
-}
-
-// ActiveEntitlements implements objectReader.
-func (a *stripeAPI) ActiveEntitlements(ctx context.Context, customer, account string) ([]json.RawMessage, error) {
-	values := &form.Values{}
-	values.Add("customer", customer)
-	return a.listAll(ctx, "/v1/entitlements/active_entitlements", values, account, "active entitlements of "+customer)
-}
-
-// CustomerSubscriptions implements objectReader.
-func (a *stripeAPI) CustomerSubscriptions(ctx context.Context, customer, account string) ([]json.RawMessage, error) {
-	values := &form.Values{}
-	if strings.HasPrefix(customer, "acct_") {
-		values.Add("customer_account", customer) // Accounts v2
-	} else {
-		values.Add("customer", customer)
-	}
-	values.Add("status", "all")
-	return a.listAll(ctx, "/v1/subscriptions", values, account, "subscriptions of "+customer)
-}
-
-// listAll reads every page of a list, its items undecoded.
-func (a *stripeAPI) listAll(ctx context.Context, path string, filters *form.Values, account, what string) ([]json.RawMessage, error) {
-	var all []json.RawMessage
-	for after := ""; ; {
-		values := &form.Values{}
-		for k, vs := range filters.ToValues() {
-			for _, v := range vs {
-				values.Add(k, v)
-			}
-		}
-		values.Add("limit", fmt.Sprint(apiPageSize))
-		if after != "" {
-			values.Add("starting_after", after)
-		}
-		page := &rawList{}
-		if err := a.backend.CallRaw(http.MethodGet, path, a.key, values, a.params(ctx, account), page); err != nil {
-			return nil, apiReadError("list "+what, err)
-		}
-		all = append(all, page.Data...)
-		if !page.HasMore || len(page.Data) == 0 {
-			return all, nil
-		}
-		after = idOf(page.Data[len(page.Data)-1])
-	}
-}
-
-func (a *stripeAPI) params(ctx context.Context, account string) *stripe.Params {
-	p := &stripe.Params{Context: ctx}
-	if account != "" {
-		p.StripeAccount = stripe.String(account)
-	}
-	return p
-}
-
-// rawObject is an answer kept as its raw JSON (LastResponse.RawJSON).
-type rawObject struct {
-	stripe.APIResource
-}
-
-func apiReadError(what string, err error) error {
-	var se *stripe.Error
-	if errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound {
-		return fmt.Errorf("%s: %w: %w", what, errObjectNotFound, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // snapshot builds the snapshot event of obj (an object of objectType read at fetched), with
@@ -190,7 +77,7 @@ func snapshot(r repair.Repair, objectType, objectID string, obj json.RawMessage,
 // known), a checkout session's subscription after the session. A v2 event (an event generation
 // failure whose notification names no object) is read first for the object its data names. An
 // object Stripe does not have gives errObjectNotFound.
-func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func() time.Time) ([]stripeevent.Event, error) {
+func Snapshots(ctx context.Context, api ObjectReader, r repair.Repair, now func() time.Time) ([]stripeevent.Event, error) {
 	read := func(typ, id string) (stripeevent.Event, error) {
 		obj, err := api.Object(ctx, typ, id, r.Account)
 		if err != nil {
@@ -226,7 +113,7 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 		if ev.RelatedContext != "" {
 			named.Account = ev.RelatedContext
 		}
-		return snapshots(ctx, api, named, now)
+		return Snapshots(ctx, api, named, now)
 	case repair.ObjectSubscription:
 		sub, err := read(repair.ObjectSubscription, r.ObjectID)
 		if err != nil {
@@ -253,7 +140,7 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 			return nil, err
 		}
 		for _, obj := range subs {
-			ev, err := snapshot(r, repair.ObjectSubscription, idOf(obj), obj, now())
+			ev, err := snapshot(r, repair.ObjectSubscription, stripeapi.IDOf(obj), obj, now())
 			if err != nil {
 				return nil, err
 			}
@@ -301,16 +188,16 @@ func snapshots(ctx context.Context, api objectReader, r repair.Repair, now func(
 var errNotDerived = errors.New("not an object the derivation reads")
 
 // repairMetrics are the repairs' series on /metrics.
-type repairMetrics struct {
-	open       *prometheus.GaugeVec
+type Metrics struct {
+	Open       *prometheus.GaugeVec
 	done       *prometheus.CounterVec
-	incomplete prometheus.Gauge
+	Incomplete prometheus.Gauge
 }
 
-func newRepairMetrics(reg prometheus.Registerer) *repairMetrics {
+func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &repairMetrics{
-		open: f.NewGaugeVec(prometheus.GaugeOpts{
+	return &Metrics{
+		Open: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tollgate_processor_repairs_open",
 			Help: "Repairs waiting to read their object from the Stripe API (all of them while STRIPE_API_KEY is unset), by object type.",
 		}, []string{"object"}),
@@ -318,7 +205,7 @@ func newRepairMetrics(reg prometheus.Registerer) *repairMetrics {
 			Name: "tollgate_processor_repairs_total",
 			Help: "Repair attempts, by outcome: applied (snapshots published), not_found (Stripe has no such object), not_derived (an object the derivation does not read), failed (retried).",
 		}, []string{"outcome"}),
-		incomplete: f.NewGauge(prometheus.GaugeOpts{
+		Incomplete: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_processor_entitlement_summaries_incomplete",
 			Help: "Customers whose latest entitlement summary had has_more and is not yet completed from the API (needs STRIPE_API_KEY).",
 		}),
@@ -328,13 +215,13 @@ func newRepairMetrics(reg prometheus.Registerer) *repairMetrics {
 // repairer does the open repairs: with an API, it reads their objects, publishes their
 // snapshot events into the stream (the one apply path: the consumer stores and derives them)
 // and closes them; without one it only counts and logs them, keeping every one.
-type repairer struct {
-	db      repairDB
-	api     objectReader // nil without STRIPE_API_KEY
-	js      stream.Publisher
-	log     *slog.Logger
-	metrics *repairMetrics
-	now     func() time.Time
+type Repairer struct {
+	DB      repairDB
+	API     ObjectReader // nil without STRIPE_API_KEY
+	JS      stream.Publisher
+	Log     *slog.Logger
+	Metrics *Metrics
+	Now     func() time.Time
 	warned  int // the open count last logged without a key
 }
 
@@ -345,12 +232,12 @@ type repairDB interface {
 }
 
 // loop does the open repairs every `every` until ctx is done.
-func (r *repairer) loop(ctx context.Context, every time.Duration) {
+func (r *Repairer) Loop(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if _, err := r.runOnce(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("repairs", "error", err)
+		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.Log.Warn("repairs", "error", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -362,30 +249,30 @@ func (r *repairer) loop(ctx context.Context, every time.Duration) {
 
 // runOnce counts the open repairs and, with an API, does up to repairBatch of them; it returns
 // how many it closed.
-func (r *repairer) runOnce(ctx context.Context) (int, error) {
+func (r *Repairer) RunOnce(ctx context.Context) (int, error) {
 	closed := 0
-	if r.api != nil {
+	if r.API != nil {
 		n, err := r.batch(ctx)
 		closed = n
 		if err != nil {
 			return closed, err
 		}
 	}
-	open, err := repair.CountOpen(ctx, r.db)
+	open, err := repair.CountOpen(ctx, r.DB)
 	if err != nil {
 		return closed, err
 	}
 	total := 0
-	r.metrics.open.Reset()
+	r.Metrics.Open.Reset()
 	for typ, n := range open {
-		r.metrics.open.WithLabelValues(typ).Set(float64(n))
+		r.Metrics.Open.WithLabelValues(typ).Set(float64(n))
 		total += n
 	}
-	r.metrics.incomplete.Set(float64(open[repair.ObjectEntitlementSummary]))
-	if r.api == nil && total != r.warned {
+	r.Metrics.Incomplete.Set(float64(open[repair.ObjectEntitlementSummary]))
+	if r.API == nil && total != r.warned {
 		r.warned = total
 		if total > 0 {
-			r.log.Warn("repairs are waiting for STRIPE_API_KEY: thin events, event generation failures and entitlement summaries with has_more need their objects read from the Stripe API; they are kept and done once a key is set",
+			r.Log.Warn("repairs are waiting for STRIPE_API_KEY: thin events, event generation failures and entitlement summaries with has_more need their objects read from the Stripe API; they are kept and done once a key is set",
 				"open", total, "by_object", open)
 		}
 	}
@@ -394,8 +281,8 @@ func (r *repairer) runOnce(ctx context.Context) (int, error) {
 
 // batch claims open repairs and does each: snapshots published, then closed, in the claim's
 // transaction. A repair that fails stays open with its error, for the next round.
-func (r *repairer) batch(ctx context.Context) (int, error) {
-	tx, err := r.db.Begin(ctx)
+func (r *Repairer) batch(ctx context.Context) (int, error) {
+	tx, err := r.DB.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("repairs: begin: %w", err)
 	}
@@ -409,20 +296,20 @@ func (r *repairer) batch(ctx context.Context) (int, error) {
 		outcome, err := r.do(ctx, rp)
 		switch {
 		case err != nil:
-			r.metrics.done.WithLabelValues("failed").Inc()
-			r.log.Warn("repair failed; retrying later", "object", rp.ObjectType, "id", rp.ObjectID, "event", rp.SourceEventID, "error", err)
+			r.Metrics.done.WithLabelValues("failed").Inc()
+			r.Log.Warn("repair failed; retrying later", "object", rp.ObjectType, "id", rp.ObjectID, "event", rp.SourceEventID, "error", err)
 			if err := repair.Failed(ctx, tx, rp.ID, err); err != nil {
 				return closed, err
 			}
 		default:
-			r.metrics.done.WithLabelValues(outcome).Inc()
+			r.Metrics.done.WithLabelValues(outcome).Inc()
 			// WARNING: closed only after every snapshot was acknowledged by JetStream (do
 			// returned): closing first would lose the repair if the publish then failed.
 			if err := repair.Done(ctx, tx, rp.ID, outcome); err != nil {
 				return closed, err
 			}
 			closed++
-			r.log.Info("repaired", "object", rp.ObjectType, "id", rp.ObjectID, "event", rp.SourceEventID, "reason", rp.Reason, "outcome", outcome)
+			r.Log.Info("repaired", "object", rp.ObjectType, "id", rp.ObjectID, "event", rp.SourceEventID, "reason", rp.Reason, "outcome", outcome)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -432,10 +319,10 @@ func (r *repairer) batch(ctx context.Context) (int, error) {
 }
 
 // do reads and publishes one repair's snapshots; its outcome is "applied" or "not_found".
-func (r *repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
-	evs, err := snapshots(ctx, r.api, rp, r.now)
+func (r *Repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
+	evs, err := Snapshots(ctx, r.API, rp, r.Now)
 	switch {
-	case errors.Is(err, errObjectNotFound):
+	case errors.Is(err, stripeapi.ErrObjectNotFound):
 		return "not_found", nil
 	case errors.Is(err, errNotDerived):
 		return "not_derived", nil
@@ -443,23 +330,12 @@ func (r *repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
 		return "", err
 	}
 	for _, ev := range evs {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-		_, err := stream.Publish(pctx, r.js, ev)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), config.DefaultPublishTimeout)
+		_, err := stream.Publish(pctx, r.JS, ev)
 		cancel()
 		if err != nil {
 			return "", err
 		}
 	}
 	return "applied", nil
-}
-
-// repairsOf are the repairs events ask for (repair.Needed).
-func repairsOf(events []stripeevent.Event) []repair.Repair {
-	var out []repair.Repair
-	for _, ev := range events {
-		if r, ok := repair.Needed(ev); ok {
-			out = append(out, r)
-		}
-	}
-	return out
 }
