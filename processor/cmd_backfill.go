@@ -70,28 +70,9 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer done()
-	setupCtx, cancel := context.WithTimeout(ctx, backfill.SetupTimeout)
-	defer cancel()
-
-	key, params := backfill.CheckpointKey(sc, o.Since, o.Undelivered, o.Types)
-	cp, found, err := store.LoadCheckpoint(setupCtx, key)
+	key, cp, err := store.StartManual(ctx, sc, o.Since, o.Undelivered, o.Types, o.Restart, say)
 	if err != nil {
 		return err
-	}
-	switch {
-	case found && !o.Restart:
-		say("resuming the run of %s (%s) after event %q, %s so far; --restart starts over",
-			cp.StartedAt.Format(time.RFC3339), window(cp.CreatedGTE, cp.CreatedLTE), cp.StartingAfter, cp.Counts)
-	default:
-		if found {
-			say("--restart: dropping the checkpoint of the run of %s", cp.StartedAt.Format(time.RFC3339))
-		}
-		now := time.Now().UTC()
-		cp = backfill.Checkpoint{Params: params, CreatedGTE: now.Add(-o.Since).Unix(), CreatedLTE: now.Unix(), StartedAt: now}
-		if err := store.SaveCheckpoint(setupCtx, key, cp); err != nil {
-			return err
-		}
-		say("listing events %s", window(cp.CreatedGTE, cp.CreatedLTE))
 	}
 
 	start := time.Now()
@@ -107,16 +88,12 @@ func backfillCmd(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return fmt.Errorf("backfill stopped after %s; the checkpoint is kept: run the same command again to resume: %w", cp.Counts, err)
 	}
-	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), backfill.SetupTimeout)
-	defer dcancel()
-	if err := store.DeleteCheckpoint(dctx, key); err != nil {
-		say("warning: the run is complete but its checkpoint stays: %v", err)
-	}
+	store.FinishManual(ctx, key, say)
 	_, err = fmt.Fprintf(stdout, `backfill done in %s: %s
 events %s%s
 "already had" means the event store holds the event (at any age), or it was received and waits
 in JetStream to be applied; new events were published to JetStream for the processor to apply.
-`, time.Since(start).Round(time.Millisecond), cp.Counts, window(cp.CreatedGTE, cp.CreatedLTE), filters(o))
+`, time.Since(start).Round(time.Millisecond), cp.Counts, backfill.Window(cp.CreatedGTE, cp.CreatedLTE), filters(o))
 	return err
 }
 
@@ -182,11 +159,6 @@ func (f *sinceFlag) Set(v string) error {
 	}
 	*f = sinceFlag(d)
 	return nil
-}
-
-// window describes created bounds for people.
-func window(gte, lte int64) string {
-	return fmt.Sprintf("created from %s to %s", time.Unix(gte, 0).UTC().Format(time.RFC3339), time.Unix(lte, 0).UTC().Format(time.RFC3339))
 }
 
 func filters(o backfillOptions) string {

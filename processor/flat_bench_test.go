@@ -104,7 +104,7 @@ func reportLatencies(b *testing.B, p *projection.Projector, took []time.Duration
 	b.ReportMetric(rssBytes()/(1<<20), "rss-MiB")
 }
 
-// BenchmarkNewEvent is the cost of one new event (issue 12): a customer has n stored events,
+// BenchmarkNewEvent is the cost of one new event with checkpoints: a customer has n stored events,
 // one more arrives (after all of them, as a live endpoint receives it) and apply stores it and
 // re-derives the customer, as the consumer does with the processor's decoded-event cache.
 // derive=checkpoint resumes from the customer's checkpoint; derive=full is the baseline, the
@@ -188,7 +188,7 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 	}
 }
 
-// BenchmarkLateEvent is the cost of one late event (issue 12, the ladder of checkpoints): a
+// BenchmarkLateEvent is the cost of one late event (the ladder of checkpoints): a
 // customer has n stored events, then live ones; each op applies a new event at the head (timed
 // apart, new-ms-median) and then one that arrives late, 10 events before the newest (the timed
 // op: ms-median, ms-p99). derive=checkpoint resumes the late event from the newest rung before

@@ -99,7 +99,7 @@ func (b *bundle) startNotifying(tb testing.TB, url string, key []byte) func() {
 	opts.Backoff, opts.Poll = backoff.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}, 50*time.Millisecond
 	n := notify.New(pool, []string{url}, key, conn.Conn, opts, log, reg)
 	proj := &projection.Projector{DB: pool, Rules: b.rules, Cache: projection.NewEventCache(100 << 10), Log: log, Metrics: m, Notify: n}
-	c, err := ingest.NewConsumer(tb.Context(), js, pool, proj, testOptions(), log, m)
+	c, err := ingest.NewConsumer(tb.Context(), js, pool, proj, testOptions(), log, ingest.NewMetrics(reg))
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/tollgate/tollgate/processor/internal/notify"
@@ -85,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backfillCmd(ctx, rest, getenv, stdout, stderr)
 	case "reconcile":
 		return reconcileCmd(ctx, rest, getenv, stdout, stderr)
-	case "explain": // issue 15
+	case "explain":
 		return explainCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
@@ -122,28 +121,8 @@ func loadConfig(getenv func(string) string) (config.Processor, subscription.Rule
 	if err != nil {
 		return cfg, subscription.Rules{}, err
 	}
-	rules, err := loadRules(cfg)
+	rules, err := projection.LoadRules(cfg)
 	return cfg, rules, err
-}
-
-func loadRules(cfg config.Processor) (subscription.Rules, error) {
-	rules := subscription.DefaultRules()
-	rules.UserIDMetadataKey = cfg.UserIDMetadataKey
-	rules.PastDueGrants = cfg.PastDueGrants
-	if cfg.PlansFile == "" {
-		return rules, nil
-	}
-	f, err := os.Open(cfg.PlansFile)
-	if err != nil {
-		return rules, fmt.Errorf("configuration: PLANS_FILE=%q: %w", cfg.PlansFile, err)
-	}
-	defer func() { _ = f.Close() }() // read only: nothing to lose
-	plans, err := subscription.LoadPlans(f)
-	if err != nil {
-		return rules, fmt.Errorf("configuration: PLANS_FILE=%q: %w", cfg.PlansFile, err)
-	}
-	rules.Plans = plans
-	return rules, nil
 }
 
 // commandDeps are what replay and dlq redrive run on.
@@ -163,7 +142,7 @@ func openCommand(ctx context.Context, getenv func(string) string, stderr io.Writ
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	reg := prometheus.NewRegistry()
-	// issue 15: replay and redrive record the notifications of what they change, for serve to deliver.
+	// Replay and redrive record the notifications of what they change, for serve to deliver.
 	notify := notify.New(pool, cfg.NotifyURLs, cfg.NotifySecret, nil, notify.DefaultOptions(), logger, reg)
 	return commandDeps{
 		pool: pool,

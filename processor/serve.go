@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,10 +18,10 @@ import (
 	"github.com/tollgate/tollgate/processor/internal/pgpool"
 	"github.com/tollgate/tollgate/processor/internal/projection"
 	"github.com/tollgate/tollgate/processor/internal/repairer"
+	"github.com/tollgate/tollgate/processor/internal/service"
 	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
@@ -80,32 +79,26 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		return fmt.Errorf("HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 
-	reg := prometheus.NewRegistry()
-	m := projection.NewMetrics(reg)
+	reg := newRegistry()
+	m := ingest.NewMetrics(reg)
 	var sched *backfill.Scheduler
 	if cfg.BackfillInterval > 0 {
-		api := stripeapi.New(cfg.Stripe, stripeapi.Options{OnRetry: func(r stripeapi.RetryInfo) {
-			logger.Warn("stripe api: retrying", "method", r.Method, "path", r.Path, "status", r.Status,
-				"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
-		}})
+		api := stripeapi.New(cfg.Stripe, stripeapi.Options{OnRetry: stripeapi.LogRetries(logger, "stripe api: retrying")})
 		defer api.Close()
 		sched = backfill.NewScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, pool, logger, backfill.NewMetrics(reg))
 	}
-	notify := notify.New(pool, cfg.NotifyURLs, cfg.NotifySecret, nc, notify.DefaultOptions(), logger, reg) // issue 15
-	proj := &projection.Projector{DB: pool, Rules: rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: logger, Metrics: m, Notify: notify}
+	notifier := notify.New(pool, cfg.NotifyURLs, cfg.NotifySecret, nc, notify.DefaultOptions(), logger, reg)
+	proj := &projection.Projector{DB: pool, Rules: rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: logger, Metrics: projection.NewMetrics(reg), Notify: notifier}
 	rep := &repairer.Repairer{DB: pool, JS: js, Log: logger, Metrics: repairer.NewMetrics(reg), Now: time.Now}
 	if cfg.Stripe.Key != "" {
-		api := stripeapi.New(cfg.Stripe, stripeapi.Options{OnRetry: func(r stripeapi.RetryInfo) {
-			logger.Warn("stripe api (repair): retrying", "method", r.Method, "path", r.Path, "status", r.Status,
-				"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
-		}})
+		api := stripeapi.New(cfg.Stripe, stripeapi.Options{OnRetry: stripeapi.LogRetries(logger, "stripe api (repair): retrying")})
 		defer api.Close()
 		rep.API = api
 	}
 	schema := pgpool.NewSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
-	handler = admin.With(handler, cfg.AdminTokens, pool, rules, logger) // issue 15: the admin API, when ADMIN_TOKENS is set
+	handler = admin.With(handler, cfg.AdminTokens, pool, rules, logger)
 	handler = console.With(handler, console.Deps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
@@ -124,25 +117,28 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 
 	go natsconn.StopOnLost(runCtx, conn, stop)
 
-	var wg sync.WaitGroup
+	var bg service.Group
 	var runErr error
 	if runErr = pgpool.Migrate(runCtx, cfg.DatabaseURL, logger); runErr == nil {
 		schema.Refresh()
-		wg.Go(func() { pgpool.WatchSchema(runCtx, schema) })
+		bg.Start(runCtx, service.Service{Name: "schema", Run: schema.Watch})
 		var cons *ingest.Consumer
 		if cons, runErr = ingest.StartConsumer(runCtx, js, stream.Options{Replicas: cfg.StreamReplicas}, pool, proj, opts, logger, m); runErr == nil {
 			started.Store(true)
 			logger.Info("consuming", "stream", stream.Name, "consumer", opts.Durable)
-			wg.Go(func() { ingest.WatchMetrics(runCtx, cons, pool, m, logger) })
-			if sched != nil { // the stream exists now; a run in progress stops with the consumer
-				wg.Go(func() { sched.Loop(runCtx) })
+			// The services that need the stream and the schema; they stop with the consumer.
+			services := []service.Service{
+				{Name: "consumer metrics", Run: func(ctx context.Context) { ingest.WatchMetrics(ctx, cons, pool, m, logger) }},
+				{Name: "repairs", Run: func(ctx context.Context) { rep.Loop(ctx, repairer.Every) }},
+				{Name: "applied marks", Run: func(ctx context.Context) { projection.PruneMarks(ctx, pool, logger) }},
 			}
-			wg.Go(func() { rep.Loop(runCtx, repairer.Every) })
-			wg.Go(func() { projection.PruneMarks(runCtx, pool, logger) }) // issue 15: read your writes
-			// issue 15: deliver the outbox
+			if sched != nil { // a run in progress stops between two events
+				services = append(services, service.Service{Name: "scheduled backfill", Run: sched.Loop})
+			}
 			if len(cfg.NotifyURLs) > 0 {
-				wg.Go(func() { notify.Run(runCtx) })
+				services = append(services, service.Service{Name: "notifications", Run: notifier.Run})
 			}
+			bg.Start(runCtx, services...)
 			runErr = cons.Run(runCtx)
 		}
 	}
@@ -152,7 +148,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	lostErr := natsconn.LostCause(runCtx)
 	stop(nil)
 	logger.Info("consumer stopped; shutting down")
-	wg.Wait()
+	bg.Wait()
 	err = errors.Join(lostErr, runErr, <-httpDone, conn.DrainWait(drainTimeout))
 	if err == nil {
 		logger.Info("stopped")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tollgate/tollgate/pkg/httpx"
@@ -18,6 +19,14 @@ import (
 
 // readyTimeout bounds one /readyz answer.
 const readyTimeout = 2 * time.Second
+
+// newRegistry is the registry of one process's series: the Go runtime's and the process's, and
+// those each package registers on it.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // newServer is the processor's HTTP handler: every route is here.
 func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Check) http.Handler {

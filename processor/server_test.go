@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/ingest"
 	"github.com/tollgate/tollgate/processor/internal/pgpool"
-	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,8 +126,8 @@ func TestHTTPServerHasEveryTimeout(t *testing.T) {
 
 func TestEventTypeLabelIsBounded(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "invoice.paid", projection.EventTypeLabel("invoice.paid"))
-	require.Equal(t, "customer.subscription.updated", projection.EventTypeLabel("customer.subscription.updated"))
-	require.Equal(t, "other", projection.EventTypeLabel("anything.an.attacker.signs"))
-	require.Equal(t, "other", projection.EventTypeLabel(strings.Repeat("x", 5000)))
+	require.Equal(t, "invoice.paid", ingest.EventTypeLabel("invoice.paid"))
+	require.Equal(t, "customer.subscription.updated", ingest.EventTypeLabel("customer.subscription.updated"))
+	require.Equal(t, "other", ingest.EventTypeLabel("anything.an.attacker.signs"))
+	require.Equal(t, "other", ingest.EventTypeLabel(strings.Repeat("x", 5000)))
 }

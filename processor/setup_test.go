@@ -75,7 +75,7 @@ func testLogger(tb testing.TB) *slog.Logger {
 // separate process would have.
 type instance struct {
 	consumer *ingest.Consumer
-	metrics  *projection.Metrics
+	metrics  *ingest.Metrics
 	reg      *prometheus.Registry
 	pool     *pgxpool.Pool
 	nc       *nats.Conn
@@ -96,9 +96,9 @@ func (b *bundle) start(tb testing.TB, opts ingest.Options, databaseURL string) *
 	require.NoError(tb, err)
 	pool, err := pgpool.Open(tb.Context(), databaseURL)
 	require.NoError(tb, err)
-	reg := prometheus.NewRegistry()
-	m := projection.NewMetrics(reg)
-	proj := &projection.Projector{DB: pool, Rules: b.rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: log, Metrics: m}
+	reg := newRegistry()
+	m := ingest.NewMetrics(reg)
+	proj := &projection.Projector{DB: pool, Rules: b.rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: log, Metrics: projection.NewMetrics(reg)}
 	c, err := ingest.NewConsumer(tb.Context(), js, pool, proj, opts, log, m)
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())

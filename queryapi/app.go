@@ -73,7 +73,7 @@ type app struct {
 	pool    *pgxpool.Pool
 	cache   *cache
 	sw      *failOpenSwitch
-	waits   *waiters // issue 15: the ?wait_for= requests
+	waits   *waiters // read your writes: the ?wait_for= requests
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -121,7 +121,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	}
 	cancelFirst()
 
-	// issue 15: waiters are woken by the LISTEN session; a hot standby has none, so there
+	// Read your writes: waiters are woken by the LISTEN session; a hot standby has none, so there
 	// they poll the replica's marks.
 	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters, c)
 	a.waits = waits

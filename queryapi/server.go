@@ -30,7 +30,7 @@ type serverDeps struct {
 	livemode bool
 	// failOpenTimeout bounds the read of the real data behind a fail-open answer.
 	failOpenTimeout time.Duration
-	// waits are the ?wait_for= requests (issue 15).
+	// waits are the ?wait_for= requests (read your writes).
 	waits *waiters
 }
 

@@ -1,3 +1,7 @@
+// Package backfill recovers the events Stripe could not deliver: it lists them from the Stripe
+// API and publishes those the event store lacks into the stream (the one apply path). It owns
+// the backfill_state table (checkpoints of interrupted runs, the last scheduled run and the
+// last reconcile) and the advisory lock that lets one processor at a time run the scheduler.
 package backfill
 
 import (
@@ -20,25 +24,25 @@ import (
 )
 
 const (
-	// maxSince is how far back Stripe lists events: 30 days.
+	// MaxSince is how far back Stripe lists events: 30 days.
 	MaxSince = 30 * 24 * time.Hour
-	// defaultSince is the window of `processor backfill` without --since, and of the first
+	// DefaultSince is the window of `processor backfill` without --since, and of the first
 	// scheduled run: Stripe's 3 days of webhook retries.
 	DefaultSince = 72 * time.Hour
 	// checkpointEvery is how many events a backfill stores between two checkpoint writes; an
 	// interrupt writes one at once, a crash repeats at most this many (harmless duplicates).
 	checkpointEvery = 100
-	// progressEvery is the least time between two progress lines.
+	// ProgressEvery is the least time between two progress lines.
 	ProgressEvery = 2 * time.Second
-	// setupTimeout bounds each setup step of the commands (connecting to NATS or Postgres) and
+	// SetupTimeout bounds each setup step of the commands (connecting to NATS or Postgres) and
 	// the writes done after an interrupt.
 	SetupTimeout = 10 * time.Second
-	// publishTimeout bounds the wait for JetStream's acknowledgment of one backfilled event, as
+	// PublishTimeout bounds the wait for JetStream's acknowledgment of one backfilled event, as
 	// the listener's PUBLISH_TIMEOUT does for a webhook.
 	PublishTimeout = config.DefaultPublishTimeout
 )
 
-// errInterrupted is wrapped by the error of a backfill stopped by its context (Ctrl-C, SIGTERM).
+// ErrInterrupted is wrapped by the error of a backfill stopped by its context (Ctrl-C, SIGTERM).
 var ErrInterrupted = errors.New("interrupted")
 
 // eventSource lists Stripe events; stripeAPI is the real one.
@@ -46,7 +50,7 @@ type eventSource interface {
 	Events(ctx context.Context, q stripeapi.EventQuery) iter.Seq2[json.RawMessage, error]
 }
 
-// counts are a backfill's tallies. New events were in neither the event store nor JetStream's
+// Counts are a backfill's tallies. New events were in neither the event store nor JetStream's
 // duplicate window, and were published; AlreadyHad ones were in either (the event store, at any
 // age, or a received event not yet applied: PubAck.Duplicate). Skipped events could not be
 // stored at all: not a Stripe event, or larger than the NATS server takes (the webhook refuses
@@ -62,21 +66,21 @@ func (c Counts) String() string {
 	return fmt.Sprintf("%d events listed: %d new, %d already had, %d skipped", c.Listed, c.New, c.AlreadyHad, c.Skipped)
 }
 
-// backfiller publishes the listed events the event store does not hold into the stream, as the
+// Backfiller publishes the listed events the event store does not hold into the stream, as the
 // listener does with a webhook, so the consumer applies them like any other (one apply path).
 type Backfiller struct {
 	Events eventSource
-	// received is the event store, asked which events of a page were never received.
+	// Received is the event store, asked which events of a page were never received.
 	Received eventstore.Querier
 	JS       stream.Publisher
-	// store and key keep a checkpoint of the run; a nil store keeps none.
+	// Store and key keep a checkpoint of the run; a nil store keeps none.
 	Store *StateStore
 	Key   string
-	// progress hears the tallies at most every progressEvery, and warn of each skipped event;
+	// Progress hears the tallies at most every progressEvery, and warn of each skipped event;
 	// either may be nil.
 	Progress func(Counts)
 	Warn     func(string)
-	// account is the connected account the events are listed for ("" for the platform): an
+	// Account is the connected account the events are listed for ("" for the platform): an
 	// event without an account gets this one, so it is stored in the account's scope.
 	Account string
 }
@@ -88,7 +92,7 @@ type listed struct {
 	err error // not a Stripe event
 }
 
-// run lists q's events and publishes those not received yet, continuing cp (its counts and
+// Run lists q's events and publishes those not received yet, continuing cp (its counts and
 // cursor), a page at a time. It stops between two events when ctx is done, with an error
 // wrapping errInterrupted; an event whose publish began is finished first, so the checkpoint it
 // leaves is exact. On any stop it writes the checkpoint; it does not delete it on success (the
@@ -261,7 +265,7 @@ func ofAccount(raw json.RawMessage, ev stripeevent.Event, account string) (json.
 	return out, ev, err
 }
 
-// shortDuration writes 72h rather than 72h0m0s.
+// ShortDuration writes 72h rather than 72h0m0s.
 func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {

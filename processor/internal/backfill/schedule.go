@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/service"
 	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,11 +20,11 @@ import (
 )
 
 const (
-	// scheduledOverlap is how far before the last successful scheduled run's start the next run
+	// ScheduledOverlap is how far before the last successful scheduled run's start the next run
 	// lists again: events can become listable a little after their created time, and the
 	// processors' clocks may differ. Events listed twice are no-ops.
 	ScheduledOverlap = 10 * time.Minute
-	// scheduledSettle keeps the newest events out of a scheduled run: their webhook is normally
+	// ScheduledSettle keeps the newest events out of a scheduled run: their webhook is normally
 	// on its way, and publishing them first would count them as recovered.
 	ScheduledSettle = 2 * time.Minute
 	// lockCheckEvery is how often a running scheduled backfill checks that the session holding
@@ -31,7 +32,7 @@ const (
 	lockCheckEvery = 15 * time.Second
 )
 
-// backfillMetrics are the scheduled backfill's series on the processor's /metrics.
+// Metrics are the scheduled backfill's series on the processor's /metrics.
 type Metrics struct {
 	recovered   prometheus.Counter
 	runs        prometheus.Counter
@@ -61,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 }
 
-// scheduler runs the backfill every interval while the processor serves, one processor at a
+// Scheduler runs the backfill every interval while the processor serves, one processor at a
 // time: a run first takes a Postgres advisory lock (backfillLockKey) on a connection of its own
 // and skips when another session holds it. A run lists the events created since the last
 // successful scheduled run of any processor began (less scheduledOverlap; defaultSince before the
@@ -80,7 +81,7 @@ type Scheduler struct {
 	owner    string
 }
 
-// newScheduler builds the scheduled backfill of one processor.
+// NewScheduler builds the scheduled backfill of one processor.
 func NewScheduler(interval time.Duration, types []string, events eventSource, js stream.Publisher, pool *pgxpool.Pool,
 	logger *slog.Logger, m *Metrics,
 ) *Scheduler {
@@ -91,21 +92,11 @@ func NewScheduler(interval time.Duration, types []string, events eventSource, js
 	}
 }
 
-// loop runs a scheduled backfill at once and then interval after each one ends, until ctx is
+// Loop runs a scheduled backfill at once and then interval after each one ends, until ctx is
 // done; a run in progress then stops between two events.
 func (s *Scheduler) Loop(ctx context.Context) {
 	s.logger.Info("scheduled backfill on", "interval", s.interval.String(), "types", s.types)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.tick(ctx)
-		t.Reset(s.interval)
-	}
+	service.Every(ctx, s.interval, s.tick)
 }
 
 // tick runs one scheduled backfill unless another processor holds the lock.
@@ -150,22 +141,16 @@ func (s *Scheduler) tick(ctx context.Context) {
 // watchLock checks the lock's session until ctx is done; if it stopped answering (the lock is
 // gone with it, and another processor may take it), it cancels the run.
 func (s *Scheduler) watchLock(ctx context.Context, held *heldLock, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(lockCheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	service.Loop{Interval: lockCheckEvery, Delay: true}.Run(ctx, func(ctx context.Context) service.Next {
 		if err := held.Check(ctx); err != nil && ctx.Err() == nil {
 			cancel(fmt.Errorf("lost the backfill lock: %w", err))
-			return
+			return service.Stop
 		}
-	}
+		return service.Wait
+	})
 }
 
-// run lists and publishes one scheduled window while holding the lock.
+// Run lists and publishes one scheduled window while holding the lock.
 func (s *Scheduler) Run(ctx context.Context) error {
 	start := time.Now().UTC()
 	s.metrics.runs.Inc()

@@ -23,14 +23,14 @@ import (
 // scheduled run (scheduledKey). This file is the only one that writes that table.
 const scheduledKey = "scheduled.last_success"
 
-// backfillLockKey is the Postgres advisory lock (one bigint key, session level) that lets one
+// BackfillLockKey is the Postgres advisory lock (one bigint key, session level) that lets one
 // processor at a time run the scheduled backfill: "tollgate" "bkfl" in ASCII.
 const BackfillLockKey int64 = 0x746f6c6c_626b666c
 
 // errLockHeld means another processor holds the scheduled backfill's lock.
 var errLockHeld = errors.New("another processor is running the scheduled backfill")
 
-// checkpoint is how far an unfinished backfill got. A run with the same parameters resumes it:
+// Checkpoint is how far an unfinished backfill got. A run with the same parameters resumes it:
 // the same created bounds, after the last event done. StartingAfter is "" until the first
 // event was stored.
 type Checkpoint struct {
@@ -43,7 +43,7 @@ type Checkpoint struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
-// scheduledState is the last successful scheduled backfill of any processor.
+// ScheduledState is the last successful scheduled backfill of any processor.
 type ScheduledState struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
@@ -51,7 +51,7 @@ type ScheduledState struct {
 	Counts     Counts    `json:"counts"`
 }
 
-// checkpointKey names the checkpoint of a backfill by its parameters, so that running the same
+// CheckpointKey names the checkpoint of a backfill by its parameters, so that running the same
 // command again finds it: since as given (relative, not the absolute bounds, which the checkpoint
 // keeps), the undelivered filter and the set of types.
 func CheckpointKey(sc scope.Scope, since time.Duration, undelivered bool, types []string) (key, params string) {
@@ -63,31 +63,31 @@ func CheckpointKey(sc scope.Scope, since time.Duration, undelivered bool, types 
 	return "checkpoint." + hex.EncodeToString(sum[:8]), params
 }
 
-// stateQuerier is what the state store needs of Postgres: a pool, a connection or a transaction.
+// StateQuerier is what the state store needs of Postgres: a pool, a connection or a transaction.
 type StateQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// stateStore reads and writes the backfill's state in backfill_state. It is safe for concurrent
+// StateStore reads and writes the backfill's state in backfill_state. It is safe for concurrent
 // use when its querier is (a pool is).
 type StateStore struct {
 	DB StateQuerier
 }
 
-// loadCheckpoint reads the checkpoint under key; found is false when there is none.
+// LoadCheckpoint reads the checkpoint under key; found is false when there is none.
 func (s *StateStore) LoadCheckpoint(ctx context.Context, key string) (cp Checkpoint, found bool, err error) {
 	found, err = s.Get(ctx, key, &cp)
 	return cp, found, err
 }
 
-// saveCheckpoint writes cp under key.
+// SaveCheckpoint writes cp under key.
 func (s *StateStore) SaveCheckpoint(ctx context.Context, key string, cp Checkpoint) error {
 	cp.UpdatedAt = time.Now().UTC()
 	return s.Put(ctx, key, cp)
 }
 
-// deleteCheckpoint removes the checkpoint under key: the run it belonged to is complete.
+// DeleteCheckpoint removes the checkpoint under key: the run it belonged to is complete.
 func (s *StateStore) DeleteCheckpoint(ctx context.Context, key string) error {
 	if _, err := s.DB.Exec(ctx, `DELETE FROM backfill_state WHERE key = $1`, key); err != nil {
 		return fmt.Errorf("delete backfill checkpoint %s: %w", key, err)
@@ -95,7 +95,7 @@ func (s *StateStore) DeleteCheckpoint(ctx context.Context, key string) error {
 	return nil
 }
 
-// lastScheduled reads the last successful scheduled run; found is false before the first.
+// LastScheduled reads the last successful scheduled run; found is false before the first.
 func (s *StateStore) LastScheduled(ctx context.Context) (st ScheduledState, found bool, err error) {
 	found, err = s.Get(ctx, scheduledKey, &st)
 	return st, found, err
@@ -160,7 +160,7 @@ func acquireLock(ctx context.Context, pool *pgxpool.Pool) (*heldLock, error) {
 	return &heldLock{conn: conn}, nil
 }
 
-// check fails when the lock's session no longer answers: its lock is then gone with it.
+// Check fails when the lock's session no longer answers: its lock is then gone with it.
 func (h *heldLock) Check(ctx context.Context) error {
 	if err := h.conn.Ping(ctx); err != nil {
 		return fmt.Errorf("the backfill lock's connection: %w", err)
@@ -190,4 +190,49 @@ func discard(conn *pgxpool.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = conn.Hijack().Close(ctx) // closing a broken connection has nothing left to report
+}
+
+// Window describes created bounds for people.
+func Window(gte, lte int64) string {
+	return fmt.Sprintf("created from %s to %s", time.Unix(gte, 0).UTC().Format(time.RFC3339), time.Unix(lte, 0).UTC().Format(time.RFC3339))
+}
+
+// StartManual is the checkpoint a manual run (processor backfill) goes on from, and its key: the
+// checkpoint of an interrupted run with the same parameters unless restart is set, else a new
+// one over the last since, saved at once. say hears which it is.
+func (s *StateStore) StartManual(ctx context.Context, sc scope.Scope, since time.Duration, undelivered bool, types []string, restart bool,
+	say func(format string, args ...any),
+) (string, Checkpoint, error) {
+	ctx, cancel := context.WithTimeout(ctx, SetupTimeout)
+	defer cancel()
+	key, params := CheckpointKey(sc, since, undelivered, types)
+	cp, found, err := s.LoadCheckpoint(ctx, key)
+	if err != nil {
+		return key, cp, err
+	}
+	if found && !restart {
+		say("resuming the run of %s (%s) after event %q, %s so far; --restart starts over",
+			cp.StartedAt.Format(time.RFC3339), Window(cp.CreatedGTE, cp.CreatedLTE), cp.StartingAfter, cp.Counts)
+		return key, cp, nil
+	}
+	if found {
+		say("--restart: dropping the checkpoint of the run of %s", cp.StartedAt.Format(time.RFC3339))
+	}
+	now := time.Now().UTC()
+	cp = Checkpoint{Params: params, CreatedGTE: now.Add(-since).Unix(), CreatedLTE: now.Unix(), StartedAt: now}
+	if err := s.SaveCheckpoint(ctx, key, cp); err != nil {
+		return key, cp, err
+	}
+	say("listing events %s", Window(cp.CreatedGTE, cp.CreatedLTE))
+	return key, cp, nil
+}
+
+// FinishManual deletes the checkpoint of a manual run that completed, even once ctx is done; a
+// failure only leaves the checkpoint, which say hears of.
+func (s *StateStore) FinishManual(ctx context.Context, key string, say func(format string, args ...any)) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SetupTimeout)
+	defer cancel()
+	if err := s.DeleteCheckpoint(ctx, key); err != nil {
+		say("warning: the run is complete but its checkpoint stays: %v", err)
+	}
 }

@@ -1,3 +1,5 @@
+// Package console is the operator console (HTML pages under /admin/, behind ADMIN_TOKENS): a
+// port of the operate use cases, its errors mapped to statuses in one place (errors.go).
 package console
 
 import (
@@ -19,12 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/processor/internal/admin"
-	"github.com/tollgate/tollgate/processor/internal/backfill"
-	"github.com/tollgate/tollgate/processor/internal/ingest"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 	"github.com/tollgate/tollgate/processor/internal/projection"
-	"github.com/tollgate/tollgate/processor/internal/reconcile"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,10 +31,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/failopen"
 	"github.com/tollgate/tollgate/pkg/httpx"
-	"github.com/tollgate/tollgate/pkg/outbox"
-	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/scope"
-	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -45,11 +40,11 @@ var consoleTemplates embed.FS
 
 const (
 	ConsoleCookie = "tollgate_admin"
-	// consoleReasonRepair is the pending_repairs reason of a repair an operator asked for.
-	consoleReasonRepair = "operator console"
+	// ReasonRepair is the pending_repairs reason of a repair an operator asked for.
+	ReasonRepair = "operator console"
 )
 
-// consoleDeps is what the console reads and changes. Repair is possible when repairs is set
+// Deps is what the console reads and changes. Repair is possible when repairs is set
 // (STRIPE_API_KEY: the repairer has an API).
 type Deps struct {
 	Tokens    []string
@@ -69,7 +64,7 @@ type console struct {
 	err   error // a template that does not parse: every page answers 500
 }
 
-// withConsole serves the console at /admin/ in front of next when tokens are set; /admin/v1/ and
+// With serves the console at /admin/ in front of next when tokens are set; /admin/v1/ and
 // everything else go to next. Without tokens it returns next.
 func With(next http.Handler, d Deps) http.Handler {
 	if len(d.Tokens) == 0 {
@@ -132,7 +127,7 @@ func (c *console) session(r *http.Request) (string, bool) {
 	return ck.Value, c.auth.ValidHeader("Bearer " + ck.Value)
 }
 
-// csrf is the CSRF token of a session: an HMAC of a fixed label under the session's token, so
+// Csrf is the CSRF token of a session: an HMAC of a fixed label under the session's token, so
 // every instance computes the same one and a page of another origin cannot.
 func Csrf(token string) string {
 	m := hmac.New(sha256.New, []byte(token))
@@ -370,19 +365,12 @@ func withFailOpen(a entitlement.Answer, failOpen bool) entitlement.Answer {
 	return a
 }
 
-func (c *console) fail(w http.ResponseWriter, v view, err error) {
-	c.Log.Error("console page", "error", err)
-	v.Error = err.Error()
-	c.render(w, http.StatusInternalServerError, "search", v)
-}
-
 func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "Customer " + id
-	sc, param, ok := admin.RequestScope(r)
-	if !ok {
-		v.Error = param + " is invalid"
-		c.render(w, http.StatusBadRequest, "search", v)
+	sc, err := requestScope(r)
+	if err != nil {
+		c.fail(w, v, err)
 		return
 	}
 	ctx := r.Context()
@@ -413,16 +401,10 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 		c.fail(w, v, err)
 		return
 	}
-	steps, received, err := operate.ExplainCustomer(ctx, c.Pool, sc.Of(id), c.Rules)
+	events, _, err := operate.CustomerEvents(ctx, c.Pool, sc.Of(id), c.Rules)
 	if err != nil && !errors.Is(err, operate.ErrNoHistory) {
 		c.fail(w, v, err)
 		return
-	}
-	events := make([]operate.TimelineEvent, 0, len(steps))
-	for _, s := range steps {
-		te := operate.EventOf(s, received)
-		te.After = operate.FieldsOf(s.Entitlement, s.State.UserID)
-		events = append(events, te)
 	}
 	if data.Events, err = c.payloads(ctx, events); err != nil {
 		c.fail(w, v, err)
@@ -439,10 +421,9 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "User " + id
-	sc, param, ok := admin.RequestScope(r)
-	if !ok {
-		v.Error = param + " is invalid"
-		c.render(w, http.StatusBadRequest, "search", v)
+	sc, err := requestScope(r)
+	if err != nil {
+		c.fail(w, v, err)
 		return
 	}
 	ctx := r.Context()
@@ -513,13 +494,11 @@ func (c *console) repairCustomer(r *http.Request) (string, string, error) {
 	if !c.CanRepair {
 		return to, "", errors.New("repair needs STRIPE_API_KEY on the processor")
 	}
-	sc, param, ok := admin.RequestScope(r)
-	if !ok {
-		return to, "", fmt.Errorf("%s is invalid", param)
+	sc, err := requestScope(r)
+	if err != nil {
+		return to, "", err
 	}
-	rs := []repair.Repair{{ObjectType: repair.ObjectCustomerSubscriptions, ObjectID: r.PathValue("id"), Livemode: sc.Livemode,
-		Account: sc.Account, SourceEventID: fmt.Sprintf("tgconsole_%d", time.Now().UnixNano()), Reason: consoleReasonRepair}}
-	if err := repair.Enqueue(r.Context(), c.Pool, rs); err != nil {
+	if err := operate.EnqueueCustomerRepair(r.Context(), c.Pool, sc.Of(r.PathValue("id")), ReasonRepair); err != nil {
 		return to, "", err
 	}
 	return to, "repair enqueued: the customer and every subscription Stripe has for it (see open repairs on the pipeline page)", nil
@@ -555,26 +534,17 @@ func (c *console) redrive(r *http.Request) (string, string, error) {
 	if err != nil {
 		return to, "", errors.New("no such dead letter")
 	}
-	letters, err := eventstore.ListDeadLetters(r.Context(), c.Pool, "")
-	if err != nil {
-		return to, "", err
+	d, err := operate.RedriveID(r.Context(), c.Pool, c.Proj, id)
+	var still *operate.StillFailingError
+	switch {
+	case errors.Is(err, operate.ErrNoDeadLetter):
+		return to, "", fmt.Errorf("no dead letter %d (already redriven?)", id)
+	case errors.As(err, &still):
+		return to, "", fmt.Errorf("dead letter %d still fails: %w", id, still.Err)
+	case err != nil:
+		return to, "", fmt.Errorf("dead letter %d still fails: %w", id, err)
 	}
-	for _, d := range letters {
-		if d.ID != id {
-			continue
-		}
-		if err := operate.RedriveOne(r.Context(), c.Proj, d); err != nil {
-			var poison *projection.PoisonError
-			if errors.As(err, &poison) || projection.IsContentError(err) {
-				if serr := eventstore.StillFailing(r.Context(), c.Pool, d.ID, err.Error()); serr != nil {
-					return to, "", serr
-				}
-			}
-			return to, "", fmt.Errorf("dead letter %d still fails: %w", id, err)
-		}
-		return to, fmt.Sprintf("applied dead letter %d (event %s)", id, d.EventID), nil
-	}
-	return to, "", fmt.Errorf("no dead letter %d (already redriven?)", id)
+	return to, fmt.Sprintf("applied dead letter %d (event %s)", id, d.EventID), nil
 }
 
 func (c *console) failOpen(w http.ResponseWriter, r *http.Request, v view) {
@@ -605,74 +575,10 @@ func (c *console) setFailOpen(r *http.Request) (string, string, error) {
 	return to, "fail-open is " + state, nil
 }
 
-// pipelineView is what /admin/pipeline shows; a part that could not be read names its error.
-type pipelineView struct {
-	Pending           uint64
-	AckPending        int
-	ConsumerErr       string
-	StreamMsgs, Bytes uint64
-	MaxBytes          int64
-	OldestUnapplied   string
-	StreamErr         string
-	DeadLetters       int64
-	Notify            outbox.Stats
-	NotifyErr         string
-	Repairs           map[string]int
-	RepairsErr        string
-	Backfill          *backfill.ScheduledState
-	BackfillErr       string
-	Reconcile         *reconcile.State
-	ReconcileErr      string
-}
-
 func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	v.Title = "Pipeline"
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	var p pipelineView
-	if c.JS != nil {
-		var ackFloor uint64 // every message at or below it is applied (or dead-lettered)
-		if cons, err := c.JS.Consumer(ctx, stream.Name, ingest.DefaultOptions().Durable); err == nil {
-			if info, err := cons.Info(ctx); err == nil {
-				p.Pending, p.AckPending, ackFloor = info.NumPending, info.NumAckPending, info.AckFloor.Stream
-			} else {
-				p.ConsumerErr = err.Error()
-			}
-		} else {
-			p.ConsumerErr = err.Error()
-		}
-		if s, err := c.JS.Stream(ctx, stream.Name); err == nil {
-			info := s.CachedInfo()
-			p.StreamMsgs, p.Bytes, p.MaxBytes = info.State.Msgs, info.State.Bytes, info.Config.MaxBytes
-			p.OldestUnapplied = "none"
-			if oldest, err := ingest.OldestUnapplied(ctx, s, ackFloor); err != nil {
-				p.OldestUnapplied = err.Error()
-			} else if !oldest.IsZero() {
-				p.OldestUnapplied = oldest.UTC().Format(time.RFC3339) + " (" + time.Since(oldest).Round(time.Second).String() + " ago)"
-			}
-		} else {
-			p.StreamErr = err.Error()
-		}
-	}
-	p.DeadLetters, _ = eventstore.CountDeadLetters(ctx, c.Pool)
-	var err error
-	if p.Notify, err = outbox.Count(ctx, c.Pool); err != nil {
-		p.NotifyErr = err.Error()
-	}
-	if p.Repairs, err = repair.CountOpen(ctx, c.Pool); err != nil {
-		p.RepairsErr = err.Error()
-	}
-	st := &backfill.StateStore{DB: c.Pool}
-	if b, found, err := st.LastScheduled(ctx); err != nil {
-		p.BackfillErr = err.Error()
-	} else if found {
-		p.Backfill = &b
-	}
-	if rc, found, err := reconcile.Last(ctx, st); err != nil {
-		p.ReconcileErr = err.Error()
-	} else if found {
-		p.Reconcile = &rc
-	}
-	v.Data = p
+	v.Data = operate.Pipeline(ctx, c.Pool, c.JS)
 	c.render(w, http.StatusOK, "pipeline", v)
 }

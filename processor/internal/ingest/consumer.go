@@ -1,3 +1,6 @@
+// Package ingest is the processor's JetStream side: the durable consumer that fetches batches,
+// hands them to the projection, and settles each message (ack, retry, dead letter) in one
+// place; it purges applied events from the stream and pauses fetching while Postgres is down.
 package ingest
 
 import (
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/processor/internal/projection"
+	"github.com/tollgate/tollgate/processor/internal/service"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,7 +24,10 @@ import (
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 
-// consumerOptions tune the JetStream consumer and its batches. defaultConsumerOptions are
+// Durable is the name of the processor's durable consumer, which every instance shares.
+const Durable = "tollgate-processor"
+
+// Options tune the JetStream consumer and its batches. defaultConsumerOptions are
 // production's; tests shorten the waits.
 type Options struct {
 	// Durable names the consumer. Every processor instance shares it, so the stream's messages
@@ -44,18 +51,18 @@ type Options struct {
 	// PoisonRetryDelay is the redelivery delay of a message at fault that has attempts left.
 	PoisonRetryDelay time.Duration
 
-	// crash, when set, is called at two points of every batch: "fetched" (before the
+	// Crash, when set, is called at two points of every batch: "fetched" (before the
 	// transaction) and "committed" (after the commit, before the acknowledgments). Returning
 	// true stops the consumer there without settling anything, as a kill -9 would. Tests only.
 	Crash func(stage string) bool
-	// fault, when set, is asked before each transaction about each of its events; an error
+	// Fault, when set, is asked before each transaction about each of its events; an error
 	// fails the transaction as an unforeseen failure would (not a Postgres error). Tests only.
 	Fault func(stripeevent.Event) error
 }
 
 func DefaultOptions() Options {
 	return Options{
-		Durable:          "tollgate-processor",
+		Durable:          Durable,
 		BatchSize:        1000,
 		FetchWait:        5 * time.Second,
 		AckWait:          30 * time.Second,
@@ -99,7 +106,7 @@ type consumerDB interface {
 	Ping(ctx context.Context) error
 }
 
-// consumer fetches batches of events from JetStream and applies them with the projector.
+// Consumer fetches batches of events from JetStream and applies them with the projector.
 type Consumer struct {
 	js      jetstream.JetStream
 	mu      sync.Mutex
@@ -108,22 +115,22 @@ type Consumer struct {
 	db      consumerDB
 	opts    Options
 	log     *slog.Logger
-	metrics *projection.Metrics
+	metrics *Metrics
 }
 
-// purgeEvery is how often the consumer checks, besides after each batch, whether its ack floor
+// PurgeEvery is how often the consumer checks, besides after each batch, whether its ack floor
 // moved past the last purge. Acks are asynchronous, so the floor may lag the batch that moved
 // it; the check catches up and empties the stream once traffic stops.
 const PurgeEvery = time.Second
 
-// errCrashed is returned by run when the crash hook of tests stopped it.
+// ErrCrashed is returned by run when the crash hook of tests stopped it.
 var ErrCrashed = errors.New("consumer stopped by the crash hook")
 
 // errReleased marks a message fetched ahead and handed back unapplied (shutdown, outage).
 var errReleased = errors.New("released unapplied")
 
-// newConsumer creates or updates the durable consumer on the stream, which must exist.
-func NewConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, proj *projection.Projector, opts Options, log *slog.Logger, m *projection.Metrics) (*Consumer, error) {
+// NewConsumer creates or updates the durable consumer on the stream, which must exist.
+func NewConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, proj *projection.Projector, opts Options, log *slog.Logger, m *Metrics) (*Consumer, error) {
 	c := &Consumer{js: js, proj: proj, db: db, opts: opts, log: log, metrics: m}
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
@@ -165,7 +172,7 @@ type batch struct {
 	err error
 }
 
-// run fetches and applies batches until ctx is done. While one batch's transaction runs, the next
+// Run fetches and applies batches until ctx is done. While one batch's transaction runs, the next
 // batch is fetched and admitted (parsed and decoded) in the background, so that the processor's
 // CPU work overlaps Postgres's. When ctx is cancelled, the batch being applied runs to its end
 // (commit, then acknowledgments); a batch fetched ahead is released untouched (Nak: JetStream
@@ -181,7 +188,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stopPurge()
 
 	var ahead chan batch // the fetch running in the background, nil when none
-	wait := time.Duration(0)
+	failures := 0        // fetches failed in a row
 	for {
 		var b batch
 		if ahead != nil {
@@ -216,35 +223,29 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}
 		if b.err == nil || ctx.Err() != nil {
-			wait = 0
+			failures = 0
 			continue
 		}
-		wait = min(max(2*wait, 250*time.Millisecond), 5*time.Second)
+		failures++
+		wait := retryBackoff().Delay(failures)
 		c.log.Warn("fetch from JetStream failed; retrying", "error", b.err, "retry_in", wait.String())
 		if errors.Is(b.err, jetstream.ErrConsumerDeleted) || errors.Is(b.err, jetstream.ErrConsumerNotFound) {
 			if err := c.ensure(ctx); err != nil {
 				c.log.Warn("recreate consumer failed", "error", err)
 			}
 		}
-		sleep(ctx, wait)
+		_ = backoff.Sleep(ctx, wait)
 	}
 }
 
 // purgeLoop purges the stream after each settled batch (a value on settled) and every purgeEvery,
 // until ctx is done.
 func (c *Consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
-	t := time.NewTicker(PurgeEvery)
-	defer t.Stop()
 	var purged uint64 // the ack floor of the last purge
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-settled:
-		case <-t.C:
-		}
+	service.Loop{Interval: PurgeEvery, Wake: settled, Delay: true}.Run(ctx, func(ctx context.Context) service.Next {
 		purged = c.purge(ctx, purged)
-	}
+		return service.Wait
+	})
 }
 
 // purge removes the applied events from the stream (stream.PurgeApplied) and returns the ack
@@ -458,7 +459,7 @@ func (c *Consumer) settle(ctx context.Context, d *delivery) bool {
 		// committed (applyBatch returns before). An Ack before the commit loses the event if
 		// the commit then fails or the process dies.
 		outcome, err = "ack", d.msg.Ack()
-		c.metrics.Events.WithLabelValues(projection.EventTypeLabel(d.event.Event.Type)).Inc()
+		c.metrics.Events.WithLabelValues(EventTypeLabel(d.event.Event.Type)).Inc()
 	case errors.Is(d.err, errReleased):
 		outcome, err = "released", d.msg.Nak()
 	case errors.As(d.err, &poison) && (poison.Permanent || d.delivered >= c.opts.PoisonAttempts):
@@ -511,7 +512,6 @@ func (c *Consumer) deadLetter(ctx context.Context, d *delivery, reason string) e
 func (c *Consumer) waitForPostgres(ctx context.Context) {
 	c.metrics.Paused.Set(1)
 	defer c.metrics.Paused.Set(0)
-	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := c.db.Ping(pctx)
@@ -528,22 +528,17 @@ func (c *Consumer) waitForPostgres(ctx context.Context) {
 		if attempt == 1 {
 			c.log.Warn("postgres does not answer; fetching paused until it does", "error", err)
 		}
-		sleep(ctx, wait)
-		wait = min(2*wait, 5*time.Second)
+		_ = backoff.Sleep(ctx, retryBackoff().Delay(attempt))
 	}
 }
 
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+// retryBackoff spaces the consumer's retries of a failed fetch and its pings of a Postgres
+// that does not answer: 250 ms doubling up to 5 s, with pkg/backoff's jitter.
+func retryBackoff() backoff.Policy {
+	return backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second}
 }
 
-// eventIDOf reads the top-level "id" of a payload that may not be a valid Stripe event, for the
+// EventIDOf reads the top-level "id" of a payload that may not be a valid Stripe event, for the
 // dead letter's event_id; "" when there is none.
 func EventIDOf(raw []byte) string {
 	var head struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/processor/internal/projection"
+	"github.com/tollgate/tollgate/processor/internal/service"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,17 +27,16 @@ const (
 	watchEvery = 5 * time.Second
 )
 
-// startConsumer makes sure the stream exists (creating it with the default settings only when
+// StartConsumer makes sure the stream exists (creating it with the default settings only when
 // it is missing: its owner, the listener, may have tuned it; updating it only when streamOpts sets
 // replicas, STREAM_REPLICAS, that it does not have, or when it is an earlier release's with a
 // MaxAge) and creates the durable consumer, retrying with a capped backoff until it succeeds, ctx
 // is done or consumerStartTimeout passed. On a work-queue stream of a development build it consumes
 // without updating it (stream.ErrWorkQueue): draining it is the first step of its removal.
 func StartConsumer(ctx context.Context, js jetstream.JetStream, streamOpts stream.Options, pool *pgxpool.Pool, proj *projection.Projector,
-	opts Options, logger *slog.Logger, m *projection.Metrics) (*Consumer, error) {
+	opts Options, logger *slog.Logger, m *Metrics) (*Consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, consumerStartTimeout)
 	defer cancel()
-	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := func() (*Consumer, error) {
@@ -60,22 +60,21 @@ func StartConsumer(ctx context.Context, js jetstream.JetStream, streamOpts strea
 		if err == nil {
 			return c, nil
 		}
+		wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt)
 		logger.Warn("JetStream consumer not ready yet; retrying", "attempt", attempt, "retry_in", wait.String(), "error", err)
 		_ = backoff.Sleep(ctx, wait)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("JetStream consumer not ready after %d attempts (NATS_URL unreachable or JetStream disabled?): %w",
 				attempt, errors.Join(ctx.Err(), err))
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 
-// watchMetrics samples the consumer's pending counts, the stream and the dead letters for /metrics.
-func WatchMetrics(ctx context.Context, c *Consumer, db eventstore.Querier, m *projection.Metrics, logger *slog.Logger) {
-	t := time.NewTicker(watchEvery)
-	defer t.Stop()
-	for {
+// WatchMetrics samples the consumer's pending counts, the stream and the dead letters for /metrics.
+func WatchMetrics(ctx context.Context, c *Consumer, db eventstore.Querier, m *Metrics, logger *slog.Logger) {
+	service.Every(ctx, watchEvery, func(ctx context.Context) {
 		qctx, cancel := context.WithTimeout(ctx, watchEvery)
+		defer cancel()
 		cinfo, err := c.JsConsumer().Info(qctx)
 		if err == nil {
 			m.Pending.Set(float64(cinfo.NumPending))
@@ -96,22 +95,16 @@ func WatchMetrics(ctx context.Context, c *Consumer, db eventstore.Querier, m *pr
 		if n, err := eventstore.CountDeadLetters(qctx, db); err == nil {
 			m.DeadLetters.Set(float64(n))
 		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // observeStream sets the stream's size gauges from its info.
-func observeStream(m *projection.Metrics, info *jetstream.StreamInfo) {
+func observeStream(m *Metrics, info *jetstream.StreamInfo) {
 	m.StreamBytes.Set(float64(info.State.Bytes))
 	m.StreamLimit.Set(float64(info.Config.MaxBytes))
 }
 
-// oldestUnapplied is when the oldest unapplied event was stored: the first message of the stream
+// OldestUnapplied is when the oldest unapplied event was stored: the first message of the stream
 // above the consumer's ack floor (every message at or below it is acknowledged; the purge after
 // each batch may leave a few of them in the stream, so its first message would overstate the
 // age). It is the zero time when there is none.
@@ -126,7 +119,7 @@ func OldestUnapplied(ctx context.Context, s jetstream.Stream, ackFloor uint64) (
 	return msg.Time, nil
 }
 
-// ageAt is the age in seconds at now of an event stored at stored, 0 for the zero time.
+// AgeAt is the age in seconds at now of an event stored at stored, 0 for the zero time.
 func AgeAt(stored, now time.Time) float64 {
 	if stored.IsZero() {
 		return 0

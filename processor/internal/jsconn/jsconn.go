@@ -1,3 +1,5 @@
+// Package jsconn connects an operator command (backfill, reconcile --repair) to JetStream:
+// one attempt, failing fast with a message naming NATS_URL.
 package jsconn
 
 import (
@@ -15,7 +17,7 @@ import (
 // connectTimeout bounds each setup step of an operator command's connection to JetStream.
 const connectTimeout = 10 * time.Second
 
-// openCommandStream connects an operator command to JetStream and makes sure the stream exists
+// OpenCommandStream connects an operator command to JetStream and makes sure the stream exists
 // (STREAM_REPLICAS as configured). done closes the connection once every publish was
 // acknowledged.
 func OpenCommandStream(ctx context.Context, cfg config.Processor, name string) (js jetstream.JetStream, done func(), err error) {

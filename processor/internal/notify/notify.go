@@ -1,3 +1,5 @@
+// Package notify records entitlement changes in the projection's transaction (the outbox) and
+// delivers them: POSTed to NOTIFY_URLS with retries, and published on NATS after commit.
 package notify
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
+	"github.com/tollgate/tollgate/processor/internal/service"
 )
 
 // publisher publishes a core NATS message (a *nats.Conn).
@@ -27,7 +30,7 @@ type publisher interface {
 	Publish(subject string, data []byte) error
 }
 
-// notifyOptions tune the delivery; defaultNotifyOptions are the contract's.
+// Options tune the delivery; defaultNotifyOptions are the contract's.
 type Options struct {
 	Backoff  backoff.Policy
 	MaxAge   time.Duration // retried for this long, then given up
@@ -64,7 +67,7 @@ func newNotifyMetrics(reg prometheus.Registerer) *notifyMetrics {
 	}
 }
 
-// notifier records entitlement changes in the projector's transaction and delivers them: POSTed
+// Notifier records entitlement changes in the projector's transaction and delivers them: POSTed
 // to each URL from the outbox with retries, and published on NATS (best effort) after commit.
 // A nil *notifier does nothing.
 type Notifier struct {
@@ -95,7 +98,7 @@ func New(pool notifierPool, urls []string, key []byte, nc publisher, opts Option
 		opts: opts, logger: logger, metrics: newNotifyMetrics(reg), wake: make(chan struct{}, 1)}
 }
 
-// record is the projector's hook: inside its transaction, after the user rows (each in its
+// Record is the projector's hook: inside its transaction, after the user rows (each in its
 // scope) were rebuilt.
 func (n *Notifier) Record(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]outbox.Change, error) {
 	if n == nil || len(users) == 0 {
@@ -104,7 +107,7 @@ func (n *Notifier) Record(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]
 	return outbox.Record(ctx, tx, users, n.urls, time.Now())
 }
 
-// committed is the projector's hook once the transaction committed: publish on NATS, wake the
+// Committed is the projector's hook once the transaction committed: publish on NATS, wake the
 // delivery.
 func (n *Notifier) Committed(changes []outbox.Change) {
 	if n == nil || len(changes) == 0 {
@@ -128,13 +131,11 @@ func (n *Notifier) Committed(changes []outbox.Change) {
 	}
 }
 
-// run delivers the outbox until ctx is done. Several processors may run it: each claims rows
+// Run delivers the outbox until ctx is done. Several processors may run it: each claims rows
 // under a lease (outbox.Claim).
 func (n *Notifier) Run(ctx context.Context) {
-	t := time.NewTicker(n.opts.Poll)
-	defer t.Stop()
 	var lastStats, lastPrune time.Time
-	for ctx.Err() == nil {
+	service.Loop{Interval: n.opts.Poll, Wake: n.wake}.Run(ctx, func(ctx context.Context) service.Next {
 		claimed := n.deliverDue(ctx)
 		if time.Since(lastStats) >= 5*time.Second || claimed == 0 {
 			if s, err := outbox.Count(ctx, n.q); err == nil {
@@ -150,14 +151,10 @@ func (n *Notifier) Run(ctx context.Context) {
 			lastPrune = time.Now()
 		}
 		if claimed == n.opts.Batch {
-			continue // more may be due
+			return service.Again // more may be due
 		}
-		select {
-		case <-ctx.Done():
-		case <-n.wake:
-		case <-t.C:
-		}
-	}
+		return service.Wait
+	})
 }
 
 // deliverDue claims one batch and attempts each delivery; it returns how many it claimed.

@@ -1,3 +1,6 @@
+// Package operate holds the operator's use cases: replay, redrive, enqueue a repair, timelines
+// and the pipeline status. The CLI, the admin JSON API and the console all call them, so each
+// is written once.
 package operate
 
 import (
@@ -14,7 +17,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/eventstore"
 )
 
-// oneLine makes s fit one table cell of at most n runes.
+// OneLine makes s fit one table cell of at most n runes.
 func OneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if r := []rune(s); len(r) > n {
@@ -23,14 +26,14 @@ func OneLine(s string, n int) string {
 	return s
 }
 
-// errStillFailing is wrapped when dlq redrive left dead letters that still fail.
+// ErrStillFailing is wrapped when dlq redrive left dead letters that still fail.
 var ErrStillFailing = errors.New("dead letters still fail")
 
-// dlqRedrive re-processes dead letters (all, or those of one event id) through admit and the
+// Redrive re-processes dead letters (all, or those of one event id) through admit and the
 // projector with the current code and rules, each in its own transaction. An event that now
 // applies leaves dead_letters in the same transaction that stores it; one that still fails stays
 // with the new reason and one more attempt. It prints one line per dead letter and a summary,
-// and returns an error wrapping errStillFailing when some still fail.
+// and returns an error wrapping ErrStillFailing when some still fail.
 func Redrive(ctx context.Context, db eventstore.Querier, p *projection.Projector, eventID string, stdout io.Writer) error {
 	letters, err := eventstore.ListDeadLetters(ctx, db, eventID)
 	if err != nil {
@@ -53,22 +56,19 @@ func Redrive(ctx context.Context, db eventstore.Querier, p *projection.Projector
 		if name == "" {
 			name = fmt.Sprintf("dead letter %d", d.ID)
 		}
-		applyErr := RedriveOne(ctx, p, d)
-		if applyErr == nil {
+		err := RedriveLetter(ctx, db, p, d)
+		var still *StillFailingError
+		switch {
+		case err == nil:
 			ok++
 			out.Printf("applied  %s\n", name)
 			continue
-		}
-		var poison *projection.PoisonError
-		if !errors.As(applyErr, &poison) && !projection.IsContentError(applyErr) {
+		case !errors.As(err, &still):
 			// Postgres is not answering or the like: the dead letter is as it was; stop here.
-			return fmt.Errorf("redrive %s: %w (%d applied so far; nothing lost, run it again)", name, applyErr, ok)
+			return fmt.Errorf("redrive %s: %w (%d applied so far; nothing lost, run it again)", name, err, ok)
 		}
 		failed++
-		if err := eventstore.StillFailing(ctx, db, d.ID, applyErr.Error()); err != nil {
-			return err
-		}
-		out.Printf("failed   %s: %s\n", name, OneLine(applyErr.Error(), 200))
+		out.Printf("failed   %s: %s\n", name, OneLine(still.Err.Error(), 200))
 	}
 	out.Printf("redrive: %d applied, %d still failing, of %d dead letters\n", ok, failed, len(letters))
 	if failed > 0 {
@@ -77,8 +77,55 @@ func Redrive(ctx context.Context, db eventstore.Querier, p *projection.Projector
 	return out.Err
 }
 
+// StillFailingError is a dead letter that failed again for its own content: it stays in
+// dead_letters with this reason and one more attempt.
+type StillFailingError struct {
+	ID  int64
+	Err error
+}
+
+func (e *StillFailingError) Error() string { return e.Err.Error() }
+func (e *StillFailingError) Unwrap() error { return e.Err }
+
+// RedriveLetter applies one dead letter through admit and the projector with the current code
+// and rules, and removes it from dead_letters in the same transaction. When it fails again for
+// its own content (poison, or a value Postgres refuses), the failure is recorded on the dead
+// letter and returned as a *StillFailingError; any other error (an outage) leaves the dead
+// letter as it was. The CLI, the admin API and the console all redrive through it.
+func RedriveLetter(ctx context.Context, db eventstore.Querier, p *projection.Projector, d eventstore.DeadLetter) error {
+	err := redriveOne(ctx, p, d)
+	if err == nil {
+		return nil
+	}
+	var poison *projection.PoisonError
+	if !errors.As(err, &poison) && !projection.IsContentError(err) {
+		return err
+	}
+	if serr := eventstore.StillFailing(ctx, db, d.ID, err.Error()); serr != nil {
+		return serr
+	}
+	return &StillFailingError{ID: d.ID, Err: err}
+}
+
+// ErrNoDeadLetter means the dead letter asked for is not (or no longer) in dead_letters.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// RedriveID redrives the dead letter with row id id (RedriveLetter) and returns it.
+func RedriveID(ctx context.Context, db eventstore.Querier, p *projection.Projector, id int64) (eventstore.DeadLetter, error) {
+	letters, err := eventstore.ListDeadLetters(ctx, db, "")
+	if err != nil {
+		return eventstore.DeadLetter{}, err
+	}
+	for _, d := range letters {
+		if d.ID == id {
+			return d, RedriveLetter(ctx, db, p, d)
+		}
+	}
+	return eventstore.DeadLetter{}, fmt.Errorf("dead letter %d: %w", id, ErrNoDeadLetter)
+}
+
 // redriveOne applies one dead letter and removes it from dead_letters in the same transaction.
-func RedriveOne(ctx context.Context, p *projection.Projector, d eventstore.DeadLetter) error {
+func redriveOne(ctx context.Context, p *projection.Projector, d eventstore.DeadLetter) error {
 	a, err := projection.Admit(d.Payload)
 	if err != nil {
 		return err
@@ -98,6 +145,7 @@ type Printer struct {
 	Err error
 }
 
+// Printf writes one formatted line unless an earlier write failed.
 func (p *Printer) Printf(format string, args ...any) {
 	if p.Err == nil {
 		_, p.Err = fmt.Fprintf(p.W, format, args...)

@@ -14,7 +14,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/scope"
 )
 
-// replayOptions choose what replay re-derives.
+// ReplayOptions choose what replay re-derives.
 type ReplayOptions struct {
 	Customer string // one customer (in every scope it has events of), or
 	All      bool   // every customer with stored events, scope by scope, in id order
@@ -24,7 +24,7 @@ type ReplayOptions struct {
 	ProgressEvery time.Duration
 }
 
-// replay re-derives read models from the stored histories with the projector's (current) rules,
+// Replay re-derives read models from the stored histories with the projector's (current) rules,
 // through the same transaction as the consumer: same locks, same order. It is therefore safe
 // while serve runs, and idempotent: a second replay with the same rules changes nothing. It
 // prints progress lines to stderr and, at the end, a summary with the number of customer

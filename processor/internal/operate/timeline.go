@@ -17,7 +17,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
-// answerFields are the customer endpoint's answer fields a timeline shows after each event.
+// AnswerFields are the customer endpoint's answer fields a timeline shows after each event.
 type AnswerFields struct {
 	Premium  bool     `json:"premium"`
 	Status   string   `json:"status"`
@@ -25,7 +25,7 @@ type AnswerFields struct {
 	UserID   *string  `json:"user_id"`
 }
 
-// timelineEvent is one event of a timeline (the contract's shape).
+// TimelineEvent is one event of a timeline (the contract's shape).
 type TimelineEvent struct {
 	ID         string       `json:"id"`
 	Type       string       `json:"type"`
@@ -37,7 +37,7 @@ type TimelineEvent struct {
 	After      AnswerFields `json:"after"`
 }
 
-// timeline is the answer of the admin timeline endpoints: why the answer is what it is.
+// Timeline is the answer of the admin timeline endpoints: why the answer is what it is.
 type Timeline struct {
 	CustomerID  string          `json:"customer_id,omitempty"`
 	CustomerIDs []string        `json:"customer_ids,omitempty"`
@@ -47,7 +47,7 @@ type Timeline struct {
 	Events      []TimelineEvent `json:"events"`
 }
 
-// errNoHistory means the id has no stored event (customer) or no read-model row (user).
+// ErrNoHistory means the id has no stored event (customer) or no read-model row (user).
 var ErrNoHistory = errors.New("no stored history")
 
 func nullable(s string) *string {
@@ -57,7 +57,7 @@ func nullable(s string) *string {
 	return &s
 }
 
-// explainCustomer loads a customer's stored history through the event store and explains it
+// ExplainCustomer loads a customer's stored history through the event store and explains it
 // with the derivation's own fold (subscription.Explain). Stored events the current code cannot
 // read are listed as undecodable, as the projector leaves them out.
 func ExplainCustomer(ctx context.Context, q eventstore.Querier, k scope.Key, rules subscription.Rules) ([]subscription.Step, map[string]time.Time, error) {
@@ -126,7 +126,7 @@ func EventOf(s subscription.Step, received map[string]time.Time) TimelineEvent {
 	return te
 }
 
-// customerTimeline is the timeline of one customer: every stored event once, in the order the
+// CustomerTimeline is the timeline of one customer: every stored event once, in the order the
 // derivation applied them, each with the customer's answer after it.
 //
 // A customer id names one customer in one scope (Stripe's ids are unique), so it needs no scope:
@@ -140,21 +140,31 @@ func CustomerTimeline(ctx context.Context, q eventstore.Querier, customerID stri
 		return Timeline{}, fmt.Errorf("customer %s: %w", customerID, ErrNoHistory)
 	}
 	k := keys[0]
-	steps, received, err := ExplainCustomer(ctx, q, k, rules)
+	events, userID, err := CustomerEvents(ctx, q, k, rules)
 	if err != nil {
 		return Timeline{}, err
 	}
-	tl := Timeline{CustomerID: customerID, Livemode: k.Livemode, Account: nullable(k.Account), Events: make([]TimelineEvent, 0, len(steps))}
+	return Timeline{CustomerID: customerID, Livemode: k.Livemode, Account: nullable(k.Account), Events: events, UserID: nullable(userID)}, nil
+}
+
+// CustomerEvents are the timeline events of customer k (in its scope): every stored event once,
+// in the order the derivation applied them, each with the customer's answer after it, and the
+// user id the customer carries at the end. The error wraps ErrNoHistory when k has no event.
+func CustomerEvents(ctx context.Context, q eventstore.Querier, k scope.Key, rules subscription.Rules) ([]TimelineEvent, string, error) {
+	steps, received, err := ExplainCustomer(ctx, q, k, rules)
+	if err != nil {
+		return nil, "", err
+	}
+	events := make([]TimelineEvent, 0, len(steps))
 	for _, s := range steps {
 		te := EventOf(s, received)
 		te.After = FieldsOf(s.Entitlement, s.State.UserID)
-		tl.Events = append(tl.Events, te)
+		events = append(events, te)
 	}
-	tl.UserID = nullable(steps[len(steps)-1].State.UserID)
-	return tl, nil
+	return events, steps[len(steps)-1].State.UserID, nil
 }
 
-// userTimeline merges the timelines of the user's customers (those the read model lists for it)
+// UserTimeline merges the timelines of the user's customers (those the read model lists for it)
 // by Stripe's created, then customer id, each customer's events in their derivation order.
 // After each event it shows the user's answer: the union of the customers that carried the
 // user id at that point, as the user endpoint merges them.
@@ -219,7 +229,7 @@ func sameFields(a, b AnswerFields) bool {
 		(a.UserID == nil) == (b.UserID == nil)
 }
 
-// printTimeline writes a timeline as an aligned table, one event a line, the answer after it.
+// PrintTimeline writes a timeline as an aligned table, one event a line, the answer after it.
 func PrintTimeline(w io.Writer, tl Timeline) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "CREATED\tEVENT\tTYPE\tCUSTOMER\tCHANGED\tPREMIUM\tSTATUS\tFEATURES\tUSER\tWHY")

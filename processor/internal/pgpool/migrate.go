@@ -21,13 +21,12 @@ const (
 	schemaEvery = 15 * time.Second
 )
 
-// migrate applies pending migrations, retrying with a capped backoff while Postgres cannot be
+// Migrate applies pending migrations, retrying with a capped backoff while Postgres cannot be
 // reached, until it succeeds, ctx is done or migrateTimeout passed. Any other failure (SQL error,
 // dirty schema) is not retried.
 func Migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, migrateTimeout)
 	defer cancel()
-	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := migrations.Up(withConnectTimeout(databaseURL))
 		if err == nil {
@@ -38,25 +37,11 @@ func Migrate(ctx context.Context, databaseURL string, logger *slog.Logger) error
 		if !errors.As(err, &connectErr) || ctx.Err() != nil {
 			return fmt.Errorf("DATABASE_URL: apply migrations (attempt %d): %w", attempt, err)
 		}
+		wait := backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second}.Delay(attempt)
 		logger.Warn("cannot apply migrations yet; retrying", "attempt", attempt, "retry_in", wait.String(), "error", err)
 		_ = backoff.Sleep(ctx, wait)
 		if ctx.Err() != nil {
 			return fmt.Errorf("DATABASE_URL: Postgres did not answer within %s: %w", migrateTimeout, err)
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-// watchSchema re-reads the schema version periodically, for readiness.
-func WatchSchema(ctx context.Context, s *schemaCheck) {
-	t := time.NewTicker(schemaEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Refresh()
 		}
 	}
 }

@@ -1,3 +1,5 @@
+// Package pgpool opens the processor's Postgres pool, checks the schema version and applies
+// the migrations at start (retried while Postgres does not answer).
 package pgpool
 
 import (
@@ -12,7 +14,7 @@ import (
 	"github.com/tollgate/tollgate/migrations"
 )
 
-// openPool opens a connection pool without connecting yet. Connection attempts time out after
+// Open opens a connection pool without connecting yet. Connection attempts time out after
 // 5 s unless DATABASE_URL sets connect_timeout.
 //
 // Each connection asks for lz4 compression of the large values it writes (the raw payloads of
@@ -48,7 +50,7 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// openCommandPool opens a pool for an operator command: Postgres must answer and its schema
+// OpenCommand opens a pool for an operator command: Postgres must answer and its schema
 // must be the one this code expects.
 func OpenCommand(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if err := SchemaStatus(url); err != nil {
@@ -67,7 +69,7 @@ func OpenCommand(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// schemaStatus is nil when the database's schema is migrations.Version and clean. It connects
+// SchemaStatus is nil when the database's schema is migrations.Version and clean. It connects
 // through golang-migrate, which waits for a migration running elsewhere to finish.
 func SchemaStatus(url string) error {
 	v, dirty, err := migrations.Current(withConnectTimeout(url))

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/service"
 )
 
-// schemaCheck caches the database's schema status (schemaStatus, which goes through
+// SchemaCheck caches the database's schema status (schemaStatus, which goes through
 // golang-migrate and can wait on its migration lock): refresh updates it, check answers from it.
-type schemaCheck struct {
+type SchemaCheck struct {
 	url      string
 	maxAge   time.Duration
 	mu       sync.Mutex
@@ -19,18 +21,18 @@ type schemaCheck struct {
 	observed bool
 }
 
-func NewSchemaCheck(url string, maxAge time.Duration) *schemaCheck {
-	return &schemaCheck{url: url, maxAge: maxAge}
+func NewSchemaCheck(url string, maxAge time.Duration) *SchemaCheck {
+	return &SchemaCheck{url: url, maxAge: maxAge}
 }
 
-func (s *schemaCheck) Refresh() {
+func (s *SchemaCheck) Refresh() {
 	err := SchemaStatus(s.url)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.err, s.Checked, s.observed = err, time.Now(), true
 }
 
-func (s *schemaCheck) Check(context.Context) error {
+func (s *SchemaCheck) Check(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -42,4 +44,12 @@ func (s *schemaCheck) Check(context.Context) error {
 		return fmt.Errorf("schema: last checked %s ago", time.Since(s.Checked).Round(time.Second))
 	}
 	return nil
+}
+
+// Watch re-reads the schema version every SchemaEvery until ctx is done, for readiness.
+func (s *SchemaCheck) Watch(ctx context.Context) {
+	service.Loop{Interval: schemaEvery, Delay: true}.Run(ctx, func(context.Context) service.Next {
+		s.Refresh()
+		return service.Wait
+	})
 }

@@ -31,10 +31,10 @@ import (
 // A dead-lettered event was never stored (its transaction rolled back), so the customer's later
 // events are derived without it and flow; `processor dlq redrive` applies it once fixed.
 
-// poisonError is a failure caused by the message itself.
+// PoisonError is a failure caused by the message itself.
 type PoisonError struct {
 	Reason string // what dead_letters.reason says
-	// permanent failures are dead-lettered on first sight: the bytes can never become valid.
+	// Permanent failures are dead-lettered on first sight: the bytes can never become valid.
 	Permanent bool
 	err       error
 }
@@ -42,13 +42,13 @@ type PoisonError struct {
 func (e *PoisonError) Error() string { return e.Reason }
 func (e *PoisonError) Unwrap() error { return e.err }
 
-// admitted is an event that passed admit: parsed and, when it belongs to a customer, decoded.
+// Admitted is an event that passed admit: parsed and, when it belongs to a customer, decoded.
 type Admitted struct {
 	Event   stripeevent.Event
 	decoded subscription.Event
 }
 
-// admit reads a message's payload and checks, before any transaction, that it can be applied:
+// Admit reads a message's payload and checks, before any transaction, that it can be applied:
 // it is a Stripe event (stripeevent.Parse), its keys can be stored, and its object decodes
 // (subscription.Decode). Failures are *poisonError: parse and key errors are permanent (a retry
 // sees the same bytes); a decode error is not, so that during a rolling deploy an instance with
@@ -77,11 +77,11 @@ func Admit(raw []byte) (Admitted, error) {
 	return a, nil
 }
 
-// errDerivePanic is wrapped when decoding or deriving a history panicked: a bug the history
+// ErrDerivePanic is wrapped when decoding or deriving a history panicked: a bug the history
 // triggers, which retrying cannot fix.
 var ErrDerivePanic = errors.New("derivation panicked")
 
-// isContentError reports whether a failed projection was caused by the data it was given rather
+// IsContentError reports whether a failed projection was caused by the data it was given rather
 // than by its surroundings: Postgres refused a value (data exception, integrity violation,
 // program limit such as an index row too large) or the derivation panicked. Such a failure of a
 // batch is narrowed down to the message at fault by applying the messages one at a time.
@@ -99,7 +99,7 @@ func IsContentError(err error) bool {
 	return false
 }
 
-// asPoison turns the failure of a single message applied alone while Postgres answers into what
+// AsPoison turns the failure of a single message applied alone while Postgres answers into what
 // settle needs: a (non-permanent) poisonError, except for a serialization failure or deadlock,
 // which stays transient.
 func AsPoison(err error) error {
@@ -121,7 +121,7 @@ func retryable(err error) bool {
 	return c == "40001" || c == "40P01" || strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57P") || strings.HasPrefix(c, "53")
 }
 
-// retryDelay is the redelivery delay after the n-th delivery failed transiently: 1s, 2s, 4s, …
+// RetryDelay is the redelivery delay after the n-th delivery failed transiently: 1s, 2s, 4s, …
 // capped at one minute, with pkg/backoff's jitter.
 func RetryDelay(n uint64) time.Duration {
 	return backoff.Policy{Base: time.Second, Max: time.Minute}.Delay(int(min(n, 64))) //nolint:gosec // bounded by min

@@ -16,8 +16,8 @@ import (
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
-// defaultEventCacheSize bounds the memory of the decoded events serve keeps, in bytes as
-// estimated by decodedSize: 64 MiB. Since checkpoints (issue 12) a batch decodes only the events
+// DefaultEventCacheSize bounds the memory of the decoded events serve keeps, in bytes as
+// estimated by decodedSize: 64 MiB. Since checkpoints a batch decodes only the events
 // after its customers' checkpoints, so the cache mostly spares re-reading the same-second tails
 // and the events after the rung a late delivery resumes from.
 const DefaultEventCacheSize = 64 << 20
@@ -48,7 +48,7 @@ type decoded struct {
 	ok    bool
 }
 
-// newEventCache returns a cache of at most maxBytes of decoded events (decodedSize).
+// NewEventCache returns a cache of at most maxBytes of decoded events (decodedSize).
 func NewEventCache(maxBytes int) *eventCache {
 	return &eventCache{max: maxBytes, order: list.New(), byID: make(map[string]*list.Element)}
 }

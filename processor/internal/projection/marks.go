@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/processor/internal/service"
 )
 
 // marksKeep is how long the read model remembers applied event and Checkout Session ids for
@@ -30,18 +31,11 @@ func marksOf(events []Admitted) []entitlement.Mark {
 	return out
 }
 
-// pruneMarks deletes old marks hourly until ctx is done.
+// PruneMarks deletes old marks hourly until ctx is done.
 func PruneMarks(ctx context.Context, q entitlement.Querier, logger *slog.Logger) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
+	service.Every(ctx, time.Hour, func(ctx context.Context) {
 		if err := entitlement.PruneMarks(ctx, q, marksKeep); err != nil && ctx.Err() == nil {
 			logger.Warn("prune applied marks", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

@@ -1,3 +1,7 @@
+// Package projection is the one write path of the processor: admit an event (the poison
+// rules), append it to the event store and re-derive its customer's and users' read model in
+// one transaction, under advisory locks taken in one order. It keeps the history cache, the
+// checkpoint ladders and the read-your-writes marks.
 package projection
 
 import (
@@ -27,7 +31,7 @@ type txBeginner interface {
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
-// projector is the one code path that changes the event store and the read model. The consumer
+// Projector is the one code path that changes the event store and the read model. The consumer
 // (a batch of new events), replay (customers, no events) and dlq redrive (one event) all go
 // through apply, so they take the same locks in the same order and cannot disagree.
 type Projector struct {
@@ -36,13 +40,13 @@ type Projector struct {
 	Cache   *eventCache // nil: decode every history from its payloads
 	Log     *slog.Logger
 	Metrics *Metrics
-	Notify  *notify.Notifier // issue 15: nil records no notifications
-	// fullDerive turns checkpoints off (issue 12): every customer is derived from its whole
+	Notify  *notify.Notifier // nil records no notifications
+	// FullDerive turns checkpoints off: every customer is derived from its whole
 	// history and no checkpoint is read or written. The benchmark's baseline.
 	FullDerive bool
 }
 
-// projectionInput is what one apply works on.
+// Input is what one apply works on.
 type Input struct {
 	// Events are appended to the event store (ids already stored are ignored) and their
 	// customers re-derived.
@@ -60,7 +64,7 @@ type Input struct {
 	InTx func(ctx context.Context, tx pgx.Tx) error
 }
 
-// projection is what one apply did.
+// Result is what one apply did.
 type Result struct {
 	Appended int64 // events new to the store
 	Derived  int   // customers re-derived (with a stored history)
@@ -69,7 +73,7 @@ type Result struct {
 	Skipped  int   // stored events skipped because the current code cannot decode them
 }
 
-// apply runs one transaction: append the events, lock the affected customers, re-derive each
+// Apply runs one transaction: append the events, lock the affected customers, re-derive each
 // from its whole stored history, write the customer rows that changed, lock their users and
 // rebuild the user rows. Everything commits together or not at all, so a failed apply can be
 // retried as often as needed; applying the same input twice changes nothing the second time.
@@ -109,7 +113,7 @@ func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 		if err := repair.Enqueue(ctx, tx, repairsOf(raw)); err != nil {
 			return err
 		}
-		// issue 15: what ?wait_for= waits for, in the transaction that applies it.
+		// Read your writes: what ?wait_for= waits for, in the transaction that applies it.
 		if err := entitlement.RecordMarks(ctx, tx, marksOf(events)); err != nil {
 			return err
 		}
@@ -129,7 +133,7 @@ func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 		if err := lockKeys(ctx, tx, "customer:", customers); err != nil {
 			return err
 		}
-		// issue 12: under the same locks, the checkpoints the last holder wrote; a customer
+		// Checkpoints: under the same locks, the ones the last holder wrote; a customer
 		// resumes from the newest one before its oldest new event (the newest of all, or an
 		// older rung of its ladder for a late delivery or a backfill), or from scratch when none
 		// is before it, and its ladder is rewritten from there.
@@ -198,7 +202,7 @@ func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 		if err := entitlement.RefreshUsers(ctx, tx, userIDs); err != nil {
 			return err
 		}
-		// issue 15: notifications are recorded in this transaction, under the user locks, after
+		// Notifications are recorded in this transaction, under the user locks, after
 		// the user rows they describe were rebuilt.
 		if notes, err = p.Notify.Record(ctx, tx, userIDs); err != nil {
 			return err
@@ -210,7 +214,7 @@ func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	p.Notify.Committed(notes) // issue 15: NATS, and wake the delivery
+	p.Notify.Committed(notes) // NATS, and wake the delivery
 	// Cached only now that the events they were read from are committed.
 	for _, d := range decodedNow {
 		p.Cache.Put(d)
@@ -385,7 +389,7 @@ func customersOf(events []Admitted, extra []scope.Key) []scope.Key {
 	return sortedKeys(set)
 }
 
-// scopeOf is the scope an event belongs to: its mode and its Connect account.
+// ScopeOf is the scope an event belongs to: its mode and its Connect account.
 func ScopeOf(e stripeevent.Event) scope.Scope {
 	return scope.Scope{Livemode: e.Livemode, Account: e.Account}
 }

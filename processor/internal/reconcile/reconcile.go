@@ -1,3 +1,5 @@
+// Package reconcile compares the read model with Stripe's subscriptions and, on request,
+// repairs the drift by publishing snapshot events of the drifted subscriptions.
 package reconcile
 
 import (
@@ -18,7 +20,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/scope"
 )
 
-// errDrift is returned by reconcile when the read model and Stripe differ (exit status 2).
+// ErrDrift is returned by reconcile when the read model and Stripe differ (exit status 2).
 var ErrDrift = errors.New("drift found")
 
 // reconcilePageSize is the number of read-model rows read per query.
@@ -36,7 +38,7 @@ type subscriptionSource interface {
 	Subscriptions(ctx context.Context, customerID string) iter.Seq2[stripeapi.Subscription, error]
 }
 
-// drift is one difference between the read model and Stripe.
+// Drift is one difference between the read model and Stripe.
 type Drift struct {
 	CustomerID     string
 	SubscriptionID string
@@ -45,7 +47,7 @@ type Drift struct {
 	Tollgate       string // the read model's status, "-" when it has none
 }
 
-// reconcileReport is what reconcile found.
+// Report is what reconcile found.
 type Report struct {
 	Customers     int // read-model customers compared
 	Subscriptions int // Stripe subscriptions listed
@@ -55,7 +57,7 @@ type Report struct {
 	Drift        []Drift
 }
 
-// driftCustomers is the number of customers with drift.
+// DriftCustomers is the number of customers with drift.
 func (r Report) DriftCustomers() int {
 	seen := map[string]bool{}
 	for _, d := range r.Drift {
@@ -166,7 +168,7 @@ func compareCustomer(customerID string, ours []entitlement.Subscription, theirs 
 	return out
 }
 
-// writeReport prints the drift table and what to do about it.
+// WriteReport prints the drift table and what to do about it.
 func WriteReport(w io.Writer, r Report, customerID string) error {
 	var b strings.Builder
 	scope, verb := fmt.Sprintf("the read model's %s", Plural(r.Customers, "customer")), "match"
@@ -203,7 +205,7 @@ reconcile again to confirm.
 	return err
 }
 
-// plural is "1 customer", "2 customers".
+// Plural is "1 customer", "2 customers".
 func Plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun

@@ -23,11 +23,11 @@ import (
 	"github.com/tollgate/tollgate/pkg/stream"
 )
 
-// defaultRepairWait is how long reconcile --repair waits for the processor to apply its
+// DefaultRepairWait is how long reconcile --repair waits for the processor to apply its
 // snapshot events before it compares again.
 const DefaultRepairWait = time.Minute
 
-// reconcileOnce lists Stripe's subscriptions and compares the read model with them, in one
+// Once lists Stripe's subscriptions and compares the read model with them, in one
 // read-only REPEATABLE READ transaction (one snapshot for all pages), Stripe first: the read
 // model's snapshot is then taken after the listing, not minutes before.
 func Once(ctx context.Context, api subscriptionSource, pool *pgxpool.Pool, sc scope.Scope, customerID string, say func(string, ...any)) (Report, error) {
@@ -48,7 +48,7 @@ func Once(ctx context.Context, api subscriptionSource, pool *pgxpool.Pool, sc sc
 	return r, nil
 }
 
-// repairDrift reads each drifted subscription that Stripe has (missing, different status)
+// RepairDrift reads each drifted subscription that Stripe has (missing, different status)
 // together with its customer and publishes them as snapshot events into the stream, where the
 // processor applies them as it applies every event; then it waits, up to wait, until the event
 // store holds them all. A subscription unknown to Stripe has nothing to read and is left as it is.
@@ -109,7 +109,7 @@ func RepairDrift(ctx context.Context, cfg config.Processor, api repairer.ObjectR
 	}
 }
 
-// writeRepairReport prints the comparison made after the repair.
+// WriteRepairReport prints the comparison made after the repair.
 func WriteRepairReport(w io.Writer, r Report, customerID string) error {
 	if _, err := io.WriteString(w, "\nAfter the repair:\n"); err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 // reconcileKey is the backfill_state row of the last reconcile, which the console shows.
 const reconcileKey = "reconcile.last"
 
-// reconcileState is the outcome of the last reconcile run of any scope.
+// State is the outcome of the last reconcile run of any scope.
 type State struct {
 	FinishedAt     time.Time `json:"finished_at"`
 	Scope          string    `json:"scope"`
@@ -22,7 +22,7 @@ type State struct {
 	DriftCustomers int       `json:"drift_customers"`
 }
 
-// recordReconcile stores r as the last reconcile; a failure to store it does not fail reconcile.
+// Record stores r as the last reconcile; a failure to store it does not fail reconcile.
 func Record(ctx context.Context, db backfill.StateQuerier, sc scope.Scope, r Report) error {
 	return (&backfill.StateStore{DB: db}).Put(ctx, reconcileKey, State{FinishedAt: time.Now().UTC(), Scope: sc.String(),
 		Customers: r.Customers, Subscriptions: r.Subscriptions, Drift: len(r.Drift), DriftCustomers: r.DriftCustomers()})

@@ -1,3 +1,6 @@
+// Package repairer does the pending repairs: it reads the objects thin events, event
+// generation failures and incomplete entitlement summaries need from the Stripe API and
+// publishes them as snapshot events into the stream (the one apply path).
 package repairer
 
 import (
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/service"
 	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/jackc/pgx/v5"
@@ -24,13 +28,13 @@ import (
 
 // How the processor repairs.
 const (
-	// repairEvery is how often the open repairs are looked at (done with a key, counted without).
+	// Every is how often the open repairs are looked at (done with a key, counted without).
 	Every = 2 * time.Second
 	// repairBatch is the most repairs claimed at once.
 	repairBatch = 20
 )
 
-// objectReader reads objects from the Stripe API; stripeAPI is the real one.
+// ObjectReader reads objects from the Stripe API; stripeAPI is the real one.
 type ObjectReader interface {
 	// Object is the object's JSON as the API returns it (GET /v1/<objects>/{id}), of the
 	// Connect account when account is not "". An unknown object's error wraps errObjectNotFound.
@@ -72,7 +76,7 @@ func snapshot(r repair.Repair, objectType, objectID string, obj json.RawMessage,
 	return ev, nil
 }
 
-// snapshots reads what repair r needs from the API and returns its snapshot events, in the
+// Snapshots reads what repair r needs from the API and returns its snapshot events, in the
 // order to publish them: a subscription's customer before the subscription (so the user is
 // known), a checkout session's subscription after the session. A v2 event (an event generation
 // failure whose notification names no object) is read first for the object its data names. An
@@ -187,7 +191,7 @@ func Snapshots(ctx context.Context, api ObjectReader, r repair.Repair, now func(
 // to carry their own state.
 var errNotDerived = errors.New("not an object the derivation reads")
 
-// repairMetrics are the repairs' series on /metrics.
+// Metrics are the repairs' series on /metrics.
 type Metrics struct {
 	Open       *prometheus.GaugeVec
 	done       *prometheus.CounterVec
@@ -212,7 +216,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 }
 
-// repairer does the open repairs: with an API, it reads their objects, publishes their
+// Repairer does the open repairs: with an API, it reads their objects, publishes their
 // snapshot events into the stream (the one apply path: the consumer stores and derives them)
 // and closes them; without one it only counts and logs them, keeping every one.
 type Repairer struct {
@@ -231,23 +235,16 @@ type repairDB interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// loop does the open repairs every `every` until ctx is done.
+// Loop does the open repairs every `every` until ctx is done.
 func (r *Repairer) Loop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	service.Every(ctx, every, func(ctx context.Context) {
 		if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Warn("repairs", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
-// runOnce counts the open repairs and, with an API, does up to repairBatch of them; it returns
+// RunOnce counts the open repairs and, with an API, does up to repairBatch of them; it returns
 // how many it closed.
 func (r *Repairer) RunOnce(ctx context.Context) (int, error) {
 	closed := 0

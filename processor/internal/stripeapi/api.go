@@ -1,3 +1,5 @@
+// Package stripeapi reads the Stripe API (events, subscriptions, the objects repairs need)
+// through stripe-go, under a request rate and with retries that honour Retry-After.
 package stripeapi
 
 import (
@@ -6,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -21,12 +24,12 @@ import (
 
 // How backfill and reconcile read the Stripe API.
 const (
-	// defaultAPIRate is the requests per second sent at most. Stripe allows 100 read requests a
+	// DefaultRate is the requests per second sent at most. Stripe allows 100 read requests a
 	// second in live mode and 25 in test mode; 25 leaves the live application most of its budget.
 	DefaultRate = 25.0
-	// apiPageSize is the limit of each list request, Stripe's largest.
+	// PageSize is the limit of each list request, Stripe's largest.
 	PageSize = 100
-	// apiMaxAttempts bounds the attempts of one request (429, 5xx and network errors are retried).
+	// ApiMaxAttempts bounds the attempts of one request (429, 5xx and network errors are retried).
 	ApiMaxAttempts = 6
 	// apiBaseDelay and apiMaxDelay bound the exponential backoff between attempts.
 	apiBaseDelay = 500 * time.Millisecond
@@ -37,7 +40,7 @@ const (
 	apiResponseTimeout = 30 * time.Second
 )
 
-// apiOptions tune a stripeAPI. Zero values take the defaults above.
+// Options tune a stripeAPI. Zero values take the defaults above.
 type Options struct {
 	Rate        float64 // requests per second
 	MaxAttempts int
@@ -50,7 +53,7 @@ type Options struct {
 	Account string
 }
 
-// retryInfo describes a failed attempt that is retried.
+// RetryInfo describes a failed attempt that is retried.
 type RetryInfo struct {
 	Method, Path string
 	Attempt      int   // the attempt that failed, from 1
@@ -68,7 +71,15 @@ func (r RetryInfo) String() string {
 	return fmt.Sprintf("%s %s: %s (attempt %d of %d); retrying in %s", r.Method, r.Path, what, r.Attempt, r.MaxAttempts, r.Wait.Round(time.Millisecond))
 }
 
-// stripeAPI reads Stripe's API with stripe-go v76: its backend (authentication, Stripe-Version,
+// LogRetries is an OnRetry that logs each retry as a warning, msg its message.
+func LogRetries(logger *slog.Logger, msg string) func(RetryInfo) {
+	return func(r RetryInfo) {
+		logger.Warn(msg, "method", r.Method, "path", r.Path, "status", r.Status,
+			"attempt", r.Attempt, "retry_in", r.Wait.String(), "error", r.Err)
+	}
+}
+
+// API reads Stripe's API with stripe-go v76: its backend (authentication, Stripe-Version,
 // error decoding) and paginator, over an HTTP client whose transport keeps under a request rate
 // and retries (stripe-go's own retries are off: they ignore Retry-After). It is safe for
 // concurrent use; all its requests share one rate limit.
@@ -79,7 +90,7 @@ type API struct {
 	account string // the connected account every request is made for (Stripe-Account); "" for the platform
 }
 
-// newStripeAPI reads the API at cfg.Base (Stripe's own when "") with cfg.Key.
+// New reads the API at cfg.Base (Stripe's own when "") with cfg.Key.
 func New(cfg config.StripeAPI, o Options) *API {
 	if o.Rate <= 0 {
 		o.Rate = DefaultRate
@@ -122,14 +133,14 @@ func New(cfg config.StripeAPI, o Options) *API {
 	}
 }
 
-// close releases the idle connections.
+// Close releases the idle connections.
 func (a *API) Close() {
 	if b, ok := a.backend.(*stripe.BackendImplementation); ok {
 		b.HTTPClient.CloseIdleConnections()
 	}
 }
 
-// eventQuery selects events of GET /v1/events.
+// EventQuery selects events of GET /v1/events.
 type EventQuery struct {
 	// CreatedGTE and CreatedLTE bound created (Unix seconds, inclusive); 0 leaves a side open.
 	CreatedGTE, CreatedLTE int64
@@ -210,7 +221,7 @@ func IDOf(raw json.RawMessage) string {
 	return o.ID
 }
 
-// stripeSubscription is what reconcile compares of a subscription.
+// Subscription is what reconcile compares of a subscription.
 type Subscription struct {
 	ID, CustomerID, Status string
 }
@@ -246,7 +257,7 @@ func (a *API) Subscriptions(ctx context.Context, customerID string) iter.Seq2[Su
 	}
 }
 
-// retryTransport sends requests at most at limiter's rate and retries the idempotent ones (GET,
+// RetryTransport sends requests at most at limiter's rate and retries the idempotent ones (GET,
 // HEAD) that got a 429, a 5xx or a network error, up to maxAttempts in all, waiting backoff's
 // delay between attempts, and at least the Retry-After the answer asked for. Every attempt waits
 // for the limiter. The last answer, or error, is returned as it came; a done context stops at once.
@@ -307,7 +318,7 @@ func retryableResponse(resp *http.Response, err error) bool {
 	return resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
 }
 
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+// RetryAfter reads a Retry-After header: delay seconds or an HTTP date.
 func RetryAfter(v string) (time.Duration, bool) {
 	if v == "" {
 		return 0, false

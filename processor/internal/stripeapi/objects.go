@@ -15,7 +15,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/repair"
 )
 
-// errObjectNotFound is wrapped by objectReader errors for an object Stripe does not have (404).
+// ErrObjectNotFound is wrapped by objectReader errors for an object Stripe does not have (404).
 var ErrObjectNotFound = errors.New("no such object in Stripe")
 
 // objectPaths are the API paths of the objects a repair reads.
@@ -46,7 +46,7 @@ func (a *API) Object(ctx context.Context, objectType, id, account string) (json.
 	return json.RawMessage(v.LastResponse.RawJSON), nil
 }
 
-// v2APIVersion is the Stripe-Version of the v2 requests (GET /v2/core/events/{id}): stripe-go
+// V2APIVersion is the Stripe-Version of the v2 requests (GET /v2/core/events/{id}): stripe-go
 // v76 pins 2023-10-16, older than the v2 API (2024-09-30.acacia); a thin event's own payload is
 // unversioned, so any version that serves v2 reads it the same.
 const V2APIVersion = "2025-09-30.clover"
