@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/pkg/config"
-	"github.com/tollgate/tollgate/pkg/probe"
+	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if addr == "" {
 			addr = config.DefaultProcessorAddr
 		}
-		return probe.Ready(ctx, addr)
+		return httpx.Probe(ctx, addr)
 	case "help", "-h", "-help", "--help":
 		_, err := io.WriteString(stdout, usage)
 		return err

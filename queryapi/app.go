@@ -19,7 +19,6 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
-	"github.com/tollgate/tollgate/pkg/probe"
 )
 
 // Timeouts of the HTTP server. WriteTimeout bounds a whole answer; the database read inside it
@@ -222,5 +221,5 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	if addr == "" {
 		addr = config.DefaultQueryAPIAddr
 	}
-	return probe.Ready(ctx, addr)
+	return httpx.Probe(ctx, addr)
 }

@@ -1,4 +1,4 @@
-package probe_test
+package httpx_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/pkg/probe"
+	"github.com/tollgate/tollgate/pkg/httpx"
 )
 
 func TestReady(t *testing.T) {
@@ -27,8 +27,8 @@ func TestReady(t *testing.T) {
 	t.Cleanup(srv.Close)
 	addr := ":" + srv.URL[strings.LastIndex(srv.URL, ":")+1:]
 
-	require.NoError(t, probe.Ready(context.Background(), addr))
+	require.NoError(t, httpx.Probe(context.Background(), addr))
 	ready.Store(false)
-	require.ErrorContains(t, probe.Ready(context.Background(), addr), "answered 503")
-	require.ErrorContains(t, probe.Ready(context.Background(), "nonsense"), "HTTP_ADDR")
+	require.ErrorContains(t, httpx.Probe(context.Background(), addr), "answered 503")
+	require.ErrorContains(t, httpx.Probe(context.Background(), "nonsense"), "HTTP_ADDR")
 }

@@ -1,6 +1,4 @@
-// Package probe implements the `healthcheck` command of Tollgate's binaries: container images
-// are distroless (no shell, no curl), so each binary asks its own /readyz.
-package probe
+package httpx
 
 import (
 	"context"
@@ -11,9 +9,10 @@ import (
 	"time"
 )
 
-// Ready asks http://<host of addr, default 127.0.0.1>:<port of addr>/readyz and returns nil on a
+// Probe implements the `healthcheck` command of Tollgate's binaries: container images are
+// distroless (no shell, no curl), so each binary asks its own /readyz. It asks http://<host of addr, default 127.0.0.1>:<port of addr>/readyz and returns nil on a
 // 200. addr is the process's HTTP_ADDR, such as ":8080".
-func Ready(ctx context.Context, addr string) error {
+func Probe(ctx context.Context, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("healthcheck: HTTP_ADDR %q: %w", addr, err)
