@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/tollgate/tollgate/processor/internal/backfill"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
@@ -30,17 +31,17 @@ import (
 // backfillBundle is the processor's test world (JetStream with the stream, a fresh database) and
 // a fake Stripe API, with the environment `processor backfill` needs to reach all three.
 type backfillBundle struct {
-	*bundle
+	*processortest.Bundle
 	fake *stripetest.API
 	env  map[string]string
 }
 
 func setupBackfill(t *testing.T, faults stripetest.Faults) *backfillBundle {
 	t.Helper()
-	b := setup(t)
-	fake := stripetest.NewAPI(t, testAPIKey, faults)
-	return &backfillBundle{bundle: b, fake: fake, env: map[string]string{
-		"NATS_URL": b.nats.URL(), "DATABASE_URL": b.db.URL, "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
+	b := processortest.Setup(t)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, faults)
+	return &backfillBundle{Bundle: b, fake: fake, env: map[string]string{
+		"NATS_URL": b.Nats.URL(), "DATABASE_URL": b.DB.URL, "STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL,
 	}}
 }
 
@@ -64,44 +65,6 @@ func (b *backfillBundle) backfill(t *testing.T, ctx context.Context, args ...str
 	return c
 }
 
-// webhook stores raw in the stream as the listener does when Stripe's webhook arrives.
-func (b *bundle) webhook(t *testing.T, raw []byte) {
-	t.Helper()
-	b.publish(t, raw)
-}
-
-func (b *bundle) stream(t *testing.T) jetstream.Stream {
-	t.Helper()
-	st, err := b.js.Stream(t.Context(), stream.Name)
-	require.NoError(t, err)
-	return st
-}
-
-// msgCount is the number of messages in the stream.
-func (b *bundle) msgCount(t *testing.T) uint64 {
-	t.Helper()
-	info, err := b.stream(t).Info(t.Context())
-	require.NoError(t, err)
-	// A processor purges applied events from the stream, so count what was ever stored (each
-	// test has a stream of its own, numbered from 1).
-	return info.State.LastSeq
-}
-
-// streamIDs returns the Nats-Msg-Id of every message in the stream, in stream order.
-func (b *bundle) streamIDs(t *testing.T) []string {
-	t.Helper()
-	st := b.stream(t)
-	info, err := st.Info(t.Context())
-	require.NoError(t, err)
-	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		msg, err := st.GetMsg(t.Context(), seq)
-		require.NoError(t, err)
-		ids = append(ids, msg.Header.Get(jetstream.MsgIDHeader))
-	}
-	return ids
-}
-
 // summaryCounts reads the counts line of a backfill's summary.
 func summaryCounts(t *testing.T, stdout string) backfill.Counts {
 	t.Helper()
@@ -116,9 +79,9 @@ func summaryCounts(t *testing.T, stdout string) backfill.Counts {
 }
 
 // checkpoints reads every checkpoint in backfill_state.
-func (b *bundle) checkpoints(t *testing.T) map[string]backfill.Checkpoint {
+func bundleCheckpoints(b *processortest.Bundle, t *testing.T) map[string]backfill.Checkpoint {
 	t.Helper()
-	rows, err := b.db.Pool.Query(t.Context(), `SELECT key, state FROM backfill_state WHERE key LIKE 'checkpoint.%'`)
+	rows, err := b.DB.Pool.Query(t.Context(), `SELECT key, state FROM backfill_state WHERE key LIKE 'checkpoint.%'`)
 	require.NoError(t, err)
 	defer rows.Close()
 	out := map[string]backfill.Checkpoint{}
@@ -140,30 +103,30 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every429: 3, Every500: 5, RetryAfter: 1})
 	delivered := func(i int) bool { return i%3 == 0 }
-	ids, raws := addEvents(t, b.fake, "miss", 250, delivered)
+	ids, raws := processortest.AddEvents(t, b.fake, "miss", 250, delivered)
 	var webhooks int
 	for i, raw := range raws {
 		if delivered(len(raws) - 1 - i) {
-			b.webhook(t, raw)
+			b.Webhook(t, raw)
 			webhooks++
 		}
 	}
-	require.Equal(t, uint64(webhooks), b.msgCount(t))
+	require.Equal(t, uint64(webhooks), b.MsgCount(t))
 
 	first := b.backfill(t, t.Context())
 	require.NoError(t, first.err)
 	require.Equal(t, backfill.Counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
 	require.Contains(t, first.stdout, `"already had" means the event store holds the event (at any age), or it was received`)
-	got := b.streamIDs(t)
+	got := b.StreamIDs(t)
 	require.Len(t, got, 250, "each event once")
 	require.ElementsMatch(t, ids, got)
 	require.Contains(t, first.stderr, "429 (attempt 1 of 6); retrying in 1s", "Retry-After honoured")
-	require.Empty(t, b.checkpoints(t), "a complete run deletes its checkpoint")
+	require.Empty(t, bundleCheckpoints(b.Bundle, t), "a complete run deletes its checkpoint")
 
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
 	require.Equal(t, backfill.Counts{Listed: 250, AlreadyHad: 250}, summaryCounts(t, second.stdout))
-	require.Equal(t, got, b.streamIDs(t), "nothing changed")
+	require.Equal(t, got, b.StreamIDs(t), "nothing changed")
 
 	var faults, ok int
 	for _, r := range b.fake.Requests() {
@@ -190,7 +153,7 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 func TestBackfillFilters(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{})
-	ids, _ := addEvents(t, b.fake, "filter", 40, func(i int) bool { return i%2 == 0 })
+	ids, _ := processortest.AddEvents(t, b.fake, "filter", 40, func(i int) bool { return i%2 == 0 })
 	var want []string
 	for i, id := range ids {
 		n := len(ids) - 1 - i
@@ -202,7 +165,7 @@ func TestBackfillFilters(t *testing.T) {
 	c := b.backfill(t, t.Context(), "--since", "5430s", "--undelivered", "--types", "customer.subscription.updated,customer.subscription.deleted")
 	require.NoError(t, c.err)
 	require.Equal(t, backfill.Counts{Listed: len(want), New: len(want)}, summaryCounts(t, c.stdout))
-	require.ElementsMatch(t, want, b.streamIDs(t))
+	require.ElementsMatch(t, want, b.StreamIDs(t))
 	require.Contains(t, c.stdout, "undelivered only, types customer.subscription.updated,customer.subscription.deleted")
 	reqs := b.fake.Requests()
 	require.Len(t, reqs, 1)
@@ -220,12 +183,12 @@ func TestBackfillFilters(t *testing.T) {
 func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every500: 4})
-	ids, _ := addEvents(t, b.fake, "resume", 230, func(int) bool { return false })
+	ids, _ := processortest.AddEvents(t, b.fake, "resume", 230, func(int) bool { return false })
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var seen atomic.Int64
-	nc := b.js.Conn()
+	nc := b.JS.Conn()
 	sub, err := nc.Subscribe(stream.AllSubjects, func(*nats.Msg) {
 		if seen.Add(1) == 120 {
 			cancel() // Ctrl-C in the middle of the second page
@@ -238,11 +201,11 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	first := b.backfill(t, ctx)
 	require.ErrorContains(t, first.err, "backfill interrupted after")
 	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
-	stored := b.streamIDs(t)
+	stored := b.StreamIDs(t)
 	require.GreaterOrEqual(t, len(stored), 120)
 	require.Less(t, len(stored), 230, "stopped before the end")
 	require.Equal(t, ids[:len(stored)], stored, "newest first, in listing order")
-	cps := b.checkpoints(t)
+	cps := bundleCheckpoints(b.Bundle, t)
 	require.Len(t, cps, 1)
 	var cp backfill.Checkpoint
 	for _, c := range cps {
@@ -259,10 +222,10 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	require.NoError(t, second.err)
 	require.Contains(t, second.stderr, fmt.Sprintf("after event %q", cp.StartingAfter))
 	require.Equal(t, backfill.Counts{Listed: 230, New: 230}, summaryCounts(t, second.stdout), "no event twice (none already had)")
-	all := b.streamIDs(t)
+	all := b.StreamIDs(t)
 	require.Equal(t, ids, all, "none missed, none twice, in listing order")
 	require.NotContains(t, all, "evt_after_interrupt", "the resumed listing kept its upper bound")
-	require.Empty(t, b.checkpoints(t))
+	require.Empty(t, bundleCheckpoints(b.Bundle, t))
 
 	var bounds []string
 	for _, r := range b.fake.Requests() {
@@ -278,16 +241,16 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{DownAfter: 1, DownStatus: http.StatusUnauthorized})
-	ids, raws := addEvents(t, b.fake, "outage", 150, func(int) bool { return false })
+	ids, raws := processortest.AddEvents(t, b.fake, "outage", 150, func(int) bool { return false })
 
 	first := b.backfill(t, t.Context())
 	require.ErrorContains(t, first.err, "backfill stopped after 100 events listed: 100 new")
 	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
 	require.ErrorContains(t, first.err, "This API key was revoked")
 	require.Equal(t, 1, exitCode(first.err))
-	require.Equal(t, ids[:100], b.streamIDs(t))
+	require.Equal(t, ids[:100], b.StreamIDs(t))
 
-	working := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	working := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
 	for i := len(raws) - 1; i >= 0; i-- { // the same account: oldest first, as they were added
 		working.AddEvent(t, raws[i], false)
 	}
@@ -295,7 +258,7 @@ func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
 	require.Equal(t, backfill.Counts{Listed: 150, New: 150}, summaryCounts(t, second.stdout))
-	require.Equal(t, ids, b.streamIDs(t))
+	require.Equal(t, ids, b.StreamIDs(t))
 	reqs := working.Requests()
 	require.Len(t, reqs, 1)
 	require.Equal(t, ids[99], reqs[0].Query.Get("starting_after"))
@@ -315,8 +278,8 @@ func TestBackfillCheckpointKey(t *testing.T) {
 	require.Regexp(t, `^checkpoint\.[0-9a-f]{16}$`, k1)
 
 	b := setupBackfill(t, stripetest.Faults{})
-	ids, _ := addEvents(t, b.fake, "restart", 5, func(int) bool { return false })
-	store := &backfill.StateStore{DB: b.db.Pool}
+	ids, _ := processortest.AddEvents(t, b.fake, "restart", 5, func(int) bool { return false })
+	store := &backfill.StateStore{DB: b.DB.Pool}
 	key, params := backfill.CheckpointKey(scope.Scope{}, 24*time.Hour, false, nil)
 	now := time.Now().UTC()
 	stale := backfill.Checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
@@ -327,13 +290,13 @@ func TestBackfillCheckpointKey(t *testing.T) {
 	require.NoError(t, c.err)
 	require.Contains(t, c.stderr, "--restart: dropping the checkpoint")
 	require.Equal(t, backfill.Counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
-	require.Empty(t, b.checkpoints(t))
+	require.Empty(t, bundleCheckpoints(b.Bundle, t))
 }
 
 func TestBackfillFailsClearly(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{})
-	addEvents(t, b.fake, "fail", 3, func(int) bool { return false })
+	processortest.AddEvents(t, b.fake, "fail", 3, func(int) bool { return false })
 	with := func(k, v string) map[string]string {
 		env := map[string]string{}
 		for k, v := range b.env {
@@ -375,7 +338,7 @@ func TestBackfillFailsClearly(t *testing.T) {
 			require.Empty(t, c.stdout)
 		})
 	}
-	require.Zero(t, b.msgCount(t))
+	require.Zero(t, b.MsgCount(t))
 
 	c := runCommand(t.Context(), b.env, "backfill", "-h")
 	require.NoError(t, c.err, "help is not a failure")
@@ -387,7 +350,7 @@ func TestBackfillFailsClearly(t *testing.T) {
 func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{})
-	ids, _ := addEvents(t, b.fake, "skip", 3, func(int) bool { return false })
+	ids, _ := processortest.AddEvents(t, b.fake, "skip", 3, func(int) bool { return false })
 	created := time.Now().Add(-30 * time.Minute).Unix()
 	b.fake.AddEvent(t, []byte(fmt.Sprintf(`{"id":"evt_no_type","object":"event","created":%d,"data":{"object":{"id":"cus_1","object":"customer"}}}`, created)), false)
 	b.fake.AddEvent(t, stripetest.Event{ID: "evt_huge", Type: "customer.updated", Created: created - 1, Pad: 2 << 20}.JSON(t), false)
@@ -397,7 +360,7 @@ func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
 	require.Equal(t, backfill.Counts{Listed: 5, New: 3, Skipped: 2}, summaryCounts(t, c.stdout))
 	require.Contains(t, c.stderr, "warning: skipped an item of the list that is not a Stripe event")
 	require.Contains(t, c.stderr, "warning: skipped event evt_huge (customer.updated): larger than the NATS server's max_payload")
-	require.ElementsMatch(t, ids, b.streamIDs(t))
+	require.ElementsMatch(t, ids, b.StreamIDs(t))
 }
 
 func TestSinceFlag(t *testing.T) {
@@ -435,21 +398,21 @@ func TestBackfillAsksTheEventStoreAtAnyAge(t *testing.T) {
 			want = append(want, fmt.Sprintf("evt_age_%03d", i))
 		}
 	}
-	_, err := eventstore.Append(t.Context(), b.db.Pool, received)
+	_, err := eventstore.Append(t.Context(), b.DB.Pool, received)
 	require.NoError(t, err)
 
 	c := b.backfill(t, t.Context(), "--since", "30d")
 	require.NoError(t, c.err)
 	require.Equal(t, backfill.Counts{Listed: 120, New: len(want), AlreadyHad: len(received)}, summaryCounts(t, c.stdout))
-	require.ElementsMatch(t, want, b.streamIDs(t), "only the events never received are published")
+	require.ElementsMatch(t, want, b.StreamIDs(t), "only the events never received are published")
 
-	b.start(t, testOptions(), b.db.URL)
-	b.drained(t, testOptions().Durable, 20*time.Second)
-	require.Equal(t, 120, storedEvents(t, b.db.Pool), "the consumer applied them: one apply path")
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	b.Drained(t, processortest.TestOptions().Durable, 20*time.Second)
+	require.Equal(t, 120, processortest.StoredEvents(t, b.DB.Pool), "the consumer applied them: one apply path")
 
-	published := b.msgCount(t)
+	published := b.MsgCount(t)
 	again := b.backfill(t, t.Context(), "--since", "30d")
 	require.NoError(t, again.err)
 	require.Equal(t, backfill.Counts{Listed: 120, AlreadyHad: 120}, summaryCounts(t, again.stdout))
-	require.Equal(t, published, b.msgCount(t), "nothing published again")
+	require.Equal(t, published, b.MsgCount(t), "nothing published again")
 }

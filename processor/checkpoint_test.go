@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +24,9 @@ import (
 // which derives from scratch and rewrites the checkpoints, changes nothing.
 func TestCheckpointsKeepTheAnswer(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "c")
-	events := k.population(12)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "c")
+	events := k.Population(12)
 	r := rand.New(rand.NewPCG(12, 1))
 	delivered := append([][]byte(nil), events...)
 	for range len(delivered) / 8 { // a few late arrivals in an otherwise time-ordered feed
@@ -32,7 +34,7 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 		delivered[i], delivered[j] = delivered[j], delivered[i]
 	}
 	m := projection.NewMetrics(prometheus.NewRegistry())
-	p := &projection.Projector{DB: b.db.Pool, Rules: b.rules, Cache: projection.NewEventCache(1 << 20), Log: testLogger(t), Metrics: m}
+	p := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Cache: projection.NewEventCache(1 << 20), Log: processortest.TestLogger(t), Metrics: m}
 	for i := 0; i < len(delivered); i += 3 {
 		batch := make([]projection.Admitted, 0, 3)
 		for _, raw := range delivered[i:min(i+3, len(delivered))] {
@@ -43,23 +45,23 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 		_, err := p.Apply(t.Context(), projection.Input{Events: batch})
 		require.NoError(t, err)
 	}
-	want := expect(t, b.rules, events...)
-	requireReadModel(t, b.db.Pool, want)
+	want := processortest.Expect(t, b.Rules, events...)
+	processortest.RequireReadModel(t, b.DB.Pool, want)
 	require.Positive(t, testutil.ToFloat64(m.CheckpointMisses), "some events arrived before their customer's checkpoint")
 
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(DISTINCT (livemode, account, customer_id)) FROM customer_checkpoints`).Scan(&n))
-	require.Equal(t, len(want.customers), n)
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(DISTINCT (livemode, account, customer_id)) FROM customer_checkpoints`).Scan(&n))
+	require.Equal(t, len(want.Customers), n)
 
 	// A checkpoint that lies is trusted by the consumer, never by replay.
-	_, err := b.db.Pool.Exec(t.Context(), `UPDATE customer_checkpoints SET state = jsonb_set(state, '{fold,metadata_user}', '"u_bogus"')`)
+	_, err := b.DB.Pool.Exec(t.Context(), `UPDATE customer_checkpoints SET state = jsonb_set(state, '{fold,metadata_user}', '"u_bogus"')`)
 	require.NoError(t, err)
-	changed, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.db.URL}, "--all")
+	changed, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.DB.URL}, "--all")
 	require.Zero(t, changed)
 	var bogus int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE state->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE state->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
 	require.Zero(t, bogus, "replay rewrites every checkpoint")
-	requireReadModel(t, b.db.Pool, want)
+	processortest.RequireReadModel(t, b.DB.Pool, want)
 }
 
 // TestLateEventResumesFromARung: a long customer (3,000 stored events, then new events one at a
@@ -71,12 +73,12 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 func TestLateEventResumesFromARung(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	k := newKit(t, "l")
+	k := processortest.NewKit(t, "l")
 	const customer, stored = "cus_ladder", 3000
 	key := scope.Key{ID: customer}
 	at := storeHistory(t, db, k, customer, stored)
 	m := projection.NewMetrics(prometheus.NewRegistry())
-	p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: testLogger(t), Metrics: m}
+	p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: processortest.TestLogger(t), Metrics: m}
 	apply := func(ev projection.Admitted) {
 		t.Helper()
 		_, err := p.Apply(t.Context(), projection.Input{Events: []projection.Admitted{ev}})
@@ -124,7 +126,7 @@ func TestLateEventResumesFromARung(t *testing.T) {
 	// About 1,000 events back, into the bulk-stored history (two events a month there, the
 	// last month about stored/2).
 	start = derived()
-	apply(newEvent(t, k, customer, t0+41+(stored/2-(1000-200)/2)*30*86400+3600))
+	apply(newEvent(t, k, customer, processortest.T0+41+(stored/2-(1000-200)/2)*30*86400+3600))
 	require.InDelta(t, 2, testutil.ToFloat64(m.CheckpointRungResumes), 0)
 	late = derived() - start
 	require.GreaterOrEqual(t, late, 990)

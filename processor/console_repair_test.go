@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/tollgate/tollgate/processor/internal/console"
 	"github.com/tollgate/tollgate/processor/internal/ingest"
 
@@ -23,10 +25,10 @@ import (
 )
 
 // pendingRepairs counts the rows of pending_repairs, done or not.
-func pendingRepairs(t *testing.T, b *bundle) int {
+func pendingRepairs(t *testing.T, b *processortest.Bundle) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&n))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&n))
 	return n
 }
 
@@ -38,24 +40,24 @@ func pendingRepairs(t *testing.T, b *bundle) int {
 func TestConsoleRepairInBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
-	b := setup(t)
-	k := newKit(t, "crep")
-	events := k.signup("cus_REP1", "u_rep", "sub_REP1", "price_1", t0)
-	b.publish(t, events...)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "crep")
+	events := k.Signup("cus_REP1", "u_rep", "sub_REP1", "price_1", processortest.T0)
+	b.Publish(t, events...)
 
 	// Stripe's side: the subscription canceled, the customer still u_rep's. Every third request
 	// fails with a 500, which the repairer retries.
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 3})
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 3})
 	canceled := stripetest.Subscription("sub_REP1", "cus_REP1", "canceled", "price_1")
 	canceled["ended_at"] = time.Now().Add(-time.Hour).Unix()
-	fake.AddSubscription(t, canceled, t0+41)
-	fake.AddSubscription(t, stripetest.Subscription("sub_REP2", "cus_REP1", "active", "price_2"), t0+42)
+	fake.AddSubscription(t, canceled, processortest.T0+41)
+	fake.AddSubscription(t, stripetest.Subscription("sub_REP2", "cus_REP1", "active", "price_2"), processortest.T0+42)
 	fake.AddCustomer(t, map[string]any{"id": "cus_REP1", "object": "customer", "livemode": false,
 		"email": "jenny.rosen+cus_REP1@example.com", "metadata": map[string]any{"user_id": "u_rep"}})
 
-	s := b.serveWithEnv(t, map[string]string{"ADMIN_TOKENS": "tok_console",
-		"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL})
-	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 20*time.Second)
+	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": "tok_console",
+		"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL})
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 	dir := t.TempDir()
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	customerPath := "/admin/customers/cus_REP1?livemode=false"
@@ -113,7 +115,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 		}
 	}
 	require.Zero(t, pendingRepairs(t, b), "a refused change enqueued a repair")
-	got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, key)
+	got, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, key)
 	require.NoError(t, err)
 	require.True(t, got.Premium, "nothing changed yet")
 
@@ -148,7 +150,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	shot(t, ctx, dir, "repair-after")
 
 	// The read model (what the query API answers) agrees with Stripe, for the customer and the user.
-	got, err = entitlement.GetCustomer(t.Context(), b.db.Pool, key)
+	got, err = entitlement.GetCustomer(t.Context(), b.DB.Pool, key)
 	require.NoError(t, err)
 	require.True(t, got.Premium)
 	require.Equal(t, "active", got.Status)
@@ -158,13 +160,13 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"sub_REP1": "canceled", "sub_REP2": "active"}, status)
 	require.Equal(t, "u_rep", got.UserID)
-	u, err := entitlement.GetUser(t.Context(), b.db.Pool, scope.Key{ID: "u_rep"})
+	u, err := entitlement.GetUser(t.Context(), b.DB.Pool, scope.Key{ID: "u_rep"})
 	require.NoError(t, err)
 	require.True(t, u.Premium)
 	require.Equal(t, []string{"cus_REP1"}, u.CustomerIDs)
 
 	// The repair is closed, applied, as the operator's.
-	rows, err := b.db.Pool.Query(t.Context(), `SELECT object_type, object_id, reason, outcome FROM pending_repairs WHERE done_at IS NOT NULL ORDER BY object_type`)
+	rows, err := b.DB.Pool.Query(t.Context(), `SELECT object_type, object_id, reason, outcome FROM pending_repairs WHERE done_at IS NOT NULL ORDER BY object_type`)
 	require.NoError(t, err)
 	var done []string
 	for rows.Next() {

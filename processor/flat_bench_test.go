@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +31,7 @@ import (
 // events per statement, generated chunk by chunk so that the benchmark process does not hold the
 // whole history) and returns the created of its last event. The history is kit.history's: the
 // signup, then monthly renewals with their paid invoices.
-func storeHistory(tb testing.TB, db *pgtest.DB, k *kit, customer string, n int) int64 {
+func storeHistory(tb testing.TB, db *pgtest.DB, k *processortest.Kit, customer string, n int) int64 {
 	tb.Helper()
 	ctx := context.Background()
 	var chunk []stripeevent.Event
@@ -54,20 +56,20 @@ func storeHistory(tb testing.TB, db *pgtest.DB, k *kit, customer string, n int) 
 			chunk = chunk[:0]
 		}
 	}
-	add(k.signup(customer, "u_"+customer, "sub_"+customer, "price_pro", t0)...)
+	add(k.Signup(customer, "u_"+customer, "sub_"+customer, "price_pro", processortest.T0)...)
 	for month := int64(1); stored < n; month++ {
-		at := t0 + 41 + month*30*86400
-		add(k.subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
+		at := processortest.T0 + 41 + month*30*86400
+		add(k.Subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
 			map[string]any{"current_period_start": at - 30*86400, "current_period_end": at, "latest_invoice": "in_prev"}),
-			k.invoicePaid(customer, "sub_"+customer, at))
+			k.InvoicePaid(customer, "sub_"+customer, at))
 	}
 	return last
 }
 
 // newEvent is the customer's next renewal, after every stored event, ready for apply.
-func newEvent(tb testing.TB, k *kit, customer string, at int64) projection.Admitted {
+func newEvent(tb testing.TB, k *processortest.Kit, customer string, at int64) projection.Admitted {
 	tb.Helper()
-	raw := k.subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
+	raw := k.Subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
 		map[string]any{"current_period_start": at - 30*86400, "current_period_end": at, "latest_invoice": "in_prev"})
 	a, err := projection.Admit(raw)
 	require.NoError(tb, err)
@@ -114,14 +116,14 @@ func BenchmarkNewEvent(b *testing.B) {
 	for _, n := range []int{10, 1000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			db := pgtest.New(b)
-			k := newKit(b, "f")
+			k := processortest.NewKit(b, "f")
 			customer := "cus_flat"
 			at := storeHistory(b, db, k, customer, n)
 			for _, mode := range []string{"checkpoint", "full"} {
 				b.Run("derive="+mode, func(b *testing.B) {
 					ctx := context.Background()
 					p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
-						Log: testLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
+						Log: processortest.TestLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
 					// The first event after the history is the costly one (the scratch
 					// derivation that writes the checkpoint, or the full one that fills the cache).
 					at += 60
@@ -156,7 +158,7 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 	for _, mode := range []string{"checkpoint", "full"} {
 		b.Run(fmt.Sprintf("events=2x%d/derive=%s", n, mode), func(b *testing.B) {
 			db := pgtest.New(b)
-			k := newKit(b, "a"+mode[:1])
+			k := processortest.NewKit(b, "a"+mode[:1])
 			customers := []string{"cus_alt1", "cus_alt2"}
 			var at int64
 			for _, c := range customers {
@@ -164,7 +166,7 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 			}
 			ctx := context.Background()
 			p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
-				Log: testLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
+				Log: processortest.TestLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
 			for _, c := range customers {
 				at += 60
 				_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, c, at)}})
@@ -200,7 +202,7 @@ func BenchmarkLateEvent(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			db := pgtest.New(b)
-			k := newKit(b, "l")
+			k := processortest.NewKit(b, "l")
 			customer := "cus_late"
 			at := storeHistory(b, db, k, customer, n)
 			for _, mode := range []string{"checkpoint", "full"} {
@@ -208,7 +210,7 @@ func BenchmarkLateEvent(b *testing.B) {
 					ctx := context.Background()
 					m := projection.NewMetrics(prometheus.NewRegistry())
 					p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
-						Log: testLogger(b), Metrics: m, FullDerive: mode == "full"}
+						Log: processortest.TestLogger(b), Metrics: m, FullDerive: mode == "full"}
 					apply := func(at int64) time.Duration {
 						start := time.Now()
 						res, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, customer, at)}})

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/tollgate/tollgate/processor/internal/backfill"
 
 	"github.com/stretchr/testify/require"
@@ -20,8 +22,8 @@ import (
 func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every429: 2, RetryAfter: 1})
-	db := b.db
-	b.start(t, testOptions(), db.URL)
+	db := b.DB
+	b.Start(t, processortest.TestOptions(), db.URL)
 
 	at := time.Now().Add(-2 * time.Hour).Unix()
 	type step struct {
@@ -43,7 +45,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 			Object: stripetest.Subscription(s.sub, s.customer, s.status, "price_pro")}.JSON(t)
 		b.fake.AddEvent(t, raw, s.webhook)
 		if s.webhook {
-			b.webhook(t, raw)
+			b.Webhook(t, raw)
 		}
 	}
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
 	"github.com/tollgate/tollgate/processor/internal/reconcile"
 
 	"github.com/stretchr/testify/require"
@@ -29,9 +30,9 @@ type reconcileBundle struct {
 func setupReconcile(t *testing.T) *reconcileBundle {
 	t.Helper()
 	db := pgtest.New(t)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 2})
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 2})
 	return &reconcileBundle{db: db, fake: fake, env: map[string]string{
-		"DATABASE_URL": db.URL, "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
+		"DATABASE_URL": db.URL, "STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL,
 	}}
 }
 

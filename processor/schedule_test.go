@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/tollgate/tollgate/processor/internal/backfill"
 
 	"github.com/jackc/pgx/v5"
@@ -43,7 +45,7 @@ type served struct {
 }
 
 // wait waits for run to return and gives its result.
-func (s *served) wait(t *testing.T) error {
+func (s *served) Wait(t *testing.T) error {
 	t.Helper()
 	select {
 	case err := <-s.done:
@@ -57,10 +59,10 @@ func (s *served) wait(t *testing.T) error {
 
 // serveWithEnv runs `processor` (serve) against the bundle's NATS and database with extra
 // variables, until the test ends, and waits until it answers /healthz.
-func (b *bundle) serveWithEnv(t *testing.T, extra map[string]string) *served {
+func bundleServeWithEnv(b *processortest.Bundle, t *testing.T, extra map[string]string) *served {
 	t.Helper()
 	addr := freeAddr(t)
-	env := map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.nats.URL(), "DATABASE_URL": b.db.URL}
+	env := map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.Nats.URL(), "DATABASE_URL": b.DB.URL}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -145,16 +147,16 @@ func runSpans(t *testing.T, listener int, logs string) (spans []runSpan, skips i
 // counter counts exactly the events whose webhook did not arrive.
 func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 4, Delay: 30 * time.Millisecond})
+	b := processortest.Setup(t)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 4, Delay: 30 * time.Millisecond})
 	delivered := func(i int) bool { return i%3 == 0 }
-	ids, raws := addEvents(t, fake, "sched", 30, delivered)
+	ids, raws := processortest.AddEvents(t, fake, "sched", 30, delivered)
 
 	// The test holds the lock first, as a processor in the middle of a run would.
-	release := holdLock(t, b.db.URL)
+	release := holdLock(t, b.DB.URL)
 
-	env := map[string]string{"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "100ms"}
-	processors := []*served{b.serveWithEnv(t, env), b.serveWithEnv(t, env)}
+	env := map[string]string{"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "100ms"}
+	processors := []*served{bundleServeWithEnv(b, t, env), bundleServeWithEnv(b, t, env)}
 	wait.For(t, 20*time.Second, "both skipped their runs while the lock is held", func() bool {
 		for i, p := range processors {
 			if _, skips := runSpans(t, i, p.stderr.String()); skips < 2 {
@@ -166,7 +168,7 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 	var webhooks int
 	for i, raw := range raws {
 		if delivered(len(raws) - 1 - i) {
-			b.webhook(t, raw)
+			b.Webhook(t, raw)
 			webhooks++
 		}
 	}
@@ -180,7 +182,7 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 
 	release()
 	wait.For(t, 20*time.Second, "the missed events recovered", func() bool {
-		return b.msgCount(t) == uint64(len(ids))
+		return b.MsgCount(t) == uint64(len(ids))
 	})
 	wait.For(t, 20*time.Second, "both processors ran, and met the lock", func() bool {
 		var skipsAfter int
@@ -202,11 +204,11 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 			"processor %d shows the last success of either", i)
 	}
 	require.InDelta(t, float64(len(ids)-webhooks), recovered, 0, "the events whose webhook did not arrive, each once")
-	b.drained(t, testOptions().Durable, 20*time.Second)
-	require.Equal(t, len(ids), storedEvents(t, b.db.Pool), "the processors applied the recovered events")
+	b.Drained(t, processortest.TestOptions().Durable, 20*time.Second)
+	require.Equal(t, len(ids), processortest.StoredEvents(t, b.DB.Pool), "the processors applied the recovered events")
 	for _, p := range processors {
 		p.cancel()
-		require.NoError(t, p.wait(t))
+		require.NoError(t, p.Wait(t))
 	}
 
 	var spans []runSpan
@@ -248,9 +250,9 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 // the processor keeps consuming and tries again on the next tick.
 func TestScheduledBackfillFailureIsCounted(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	fake := stripetest.NewAPI(t, "rk_test_other_key", stripetest.Faults{})
-	p := b.serveWithEnv(t, map[string]string{"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "50ms"})
+	p := bundleServeWithEnv(b, t, map[string]string{"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "50ms"})
 	wait.For(t, 20*time.Second, "two failed runs", func() bool {
 		return metric(t, p.base, "tollgate_processor_backfill_failures_total") >= 2
 	})
@@ -262,5 +264,5 @@ func TestScheduledBackfillFailureIsCounted(t *testing.T) {
 		return code == http.StatusOK
 	})
 	p.cancel()
-	require.NoError(t, p.wait(t))
+	require.NoError(t, p.Wait(t))
 }

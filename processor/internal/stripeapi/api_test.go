@@ -1,4 +1,4 @@
-package main
+package stripeapi_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
 	"github.com/tollgate/tollgate/processor/internal/stripeapi"
 
 	"github.com/stretchr/testify/require"
@@ -25,9 +26,6 @@ import (
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
-
-// testAPIKey is the restricted key the fake Stripe API accepts.
-const testAPIKey = "rk_test_tollgate_backfill"
 
 // retryBundle is a retryTransport in front of a scripted server.
 type retryBundle struct {
@@ -221,34 +219,11 @@ func newTestAPI(t *testing.T, fake *stripetest.API, key string) *stripeapi.API {
 	return api
 }
 
-// addEvents adds n subscription events to fake, one a minute back from an hour ago (so within
-// the default window and older than scheduledSettle), each of its own customer. It returns them
-// newest first, as Stripe lists them.
-func addEvents(t *testing.T, fake *stripetest.API, prefix string, n int, delivered func(i int) bool) (ids []string, raws [][]byte) {
-	t.Helper()
-	base := time.Now().Add(-time.Hour).Unix()
-	for i := range n {
-		id := fmt.Sprintf("evt_%s_%03d", prefix, i)
-		typ := "customer.subscription.updated"
-		if i%4 == 3 {
-			typ = "invoice.paid"
-		}
-		raw := stripetest.Event{
-			ID: id, Type: typ, Created: base - int64(n-i)*60,
-			Object: stripetest.Subscription(fmt.Sprintf("sub_%s_%03d", prefix, i), fmt.Sprintf("cus_%s_%03d", prefix, i), "active", "price_pro"),
-		}.JSON(t)
-		fake.AddEvent(t, raw, delivered(i))
-		ids = append([]string{id}, ids...)
-		raws = append([][]byte{raw}, raws...)
-	}
-	return ids, raws
-}
-
 func TestStripeAPIEventsPaginatesRawEvents(t *testing.T) {
 	t.Parallel()
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 3})
-	ids, raws := addEvents(t, fake, "pg", 230, func(int) bool { return true })
-	api := newTestAPI(t, fake, testAPIKey)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 3})
+	ids, raws := processortest.AddEvents(t, fake, "pg", 230, func(int) bool { return true })
+	api := newTestAPI(t, fake, processortest.TestAPIKey)
 
 	var got []string
 	for raw, err := range api.Events(t.Context(), stripeapi.EventQuery{}) {
@@ -271,9 +246,9 @@ func TestStripeAPIEventsPaginatesRawEvents(t *testing.T) {
 
 func TestStripeAPIEventsQuery(t *testing.T) {
 	t.Parallel()
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
-	ids, _ := addEvents(t, fake, "q", 40, func(i int) bool { return i%2 == 0 })
-	api := newTestAPI(t, fake, testAPIKey)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
+	ids, _ := processortest.AddEvents(t, fake, "q", 40, func(i int) bool { return i%2 == 0 })
+	api := newTestAPI(t, fake, processortest.TestAPIKey)
 
 	var got []string
 	q := stripeapi.EventQuery{CreatedGTE: 1, CreatedLTE: time.Now().Unix(), Undelivered: true,
@@ -302,8 +277,8 @@ func TestStripeAPIEventsQuery(t *testing.T) {
 
 func TestStripeAPIErrors(t *testing.T) {
 	t.Parallel()
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
-	addEvents(t, fake, "err", 3, func(int) bool { return true })
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
+	processortest.AddEvents(t, fake, "err", 3, func(int) bool { return true })
 
 	for _, err := range newTestAPI(t, fake, "rk_test_wrong").Events(t.Context(), stripeapi.EventQuery{}) {
 		var se *stripe.Error
@@ -312,8 +287,8 @@ func TestStripeAPIErrors(t *testing.T) {
 		require.Contains(t, err.Error(), "list events")
 	}
 
-	alwaysDown := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 1})
-	for _, err := range newTestAPI(t, alwaysDown, testAPIKey).Subscriptions(t.Context(), "") {
+	alwaysDown := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 1})
+	for _, err := range newTestAPI(t, alwaysDown, processortest.TestAPIKey).Subscriptions(t.Context(), "") {
 		var se *stripe.Error
 		require.ErrorAs(t, err, &se)
 		require.Equal(t, http.StatusInternalServerError, se.HTTPStatusCode)
@@ -323,12 +298,12 @@ func TestStripeAPIErrors(t *testing.T) {
 
 func TestStripeAPISubscriptions(t *testing.T) {
 	t.Parallel()
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every429: 2, RetryAfter: 1})
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every429: 2, RetryAfter: 1})
 	for i := range 150 {
 		status := []string{"active", "canceled", "past_due"}[i%3]
 		fake.AddSubscription(t, stripetest.Subscription(fmt.Sprintf("sub_%03d", i), fmt.Sprintf("cus_%d", i%7), status, "price_pro"), int64(1000+i))
 	}
-	api := newTestAPI(t, fake, testAPIKey)
+	api := newTestAPI(t, fake, processortest.TestAPIKey)
 
 	byStatus := map[string]int{}
 	var n int

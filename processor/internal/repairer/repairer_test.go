@@ -1,4 +1,4 @@
-package main
+package repairer_test
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/tollgate/tollgate/processor/internal/repairer"
 	"github.com/tollgate/tollgate/processor/internal/stripeapi"
@@ -24,10 +26,10 @@ import (
 	"github.com/tollgate/tollgate/testkit/wait"
 )
 
-func openRepairs(t *testing.T, b *bundle) int {
+func openRepairs(t *testing.T, b *processortest.Bundle) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs WHERE done_at IS NULL`).Scan(&n))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs WHERE done_at IS NULL`).Scan(&n))
 	return n
 }
 
@@ -35,41 +37,41 @@ func openRepairs(t *testing.T, b *bundle) int {
 // key is configured it is done and the object applied.
 func TestRepairWaitsForAKey(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.start(t, testOptions(), b.db.URL)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 3})
+	b := processortest.Setup(t)
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 3})
 	periodEnd := time.Now().Add(24 * time.Hour).Unix()
 	fake.AddSubscription(t, stripetest.SubscriptionIn("2023-10-16", "sub_1SThinUpdated0001", "cus_rep", "", "trialing", "price_pro", periodEnd), time.Now().Unix())
 	fake.AddCustomer(t, map[string]any{"id": "cus_rep", "object": "customer", "metadata": map[string]any{"user_id": "u_rep"}})
 
-	b.publish(t, stripetest.Fixture(t, "v2/v1.customer.subscription.updated.thin.json"))
+	b.Publish(t, stripetest.Fixture(t, "v2/v1.customer.subscription.updated.thin.json"))
 	wait.For(t, 10*time.Second, "the thin event is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
 
 	reg := prometheus.NewRegistry()
-	rep := &repairer.Repairer{DB: b.db.Pool, JS: b.js, Log: testLogger(t), Metrics: repairer.NewMetrics(reg), Now: time.Now}
+	rep := &repairer.Repairer{DB: b.DB.Pool, JS: b.JS, Log: processortest.TestLogger(t), Metrics: repairer.NewMetrics(reg), Now: time.Now}
 	for range 3 {
 		_, err := rep.RunOnce(t.Context())
 		require.NoError(t, err)
 	}
 	require.Equal(t, 1, openRepairs(t, b), "kept without a key")
-	require.InDelta(t, 1.0, counter(rep.Metrics.Open.WithLabelValues(repair.ObjectSubscription)), 0)
+	require.InDelta(t, 1.0, processortest.Counter(rep.Metrics.Open.WithLabelValues(repair.ObjectSubscription)), 0)
 
-	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{BaseDelay: time.Millisecond})
+	api := stripeapi.New(config.StripeAPI{Key: processortest.TestAPIKey, Base: fake.URL}, stripeapi.Options{BaseDelay: time.Millisecond})
 	t.Cleanup(api.Close)
 	rep.API = api
 	wait.For(t, 20*time.Second, "the repair is done", func() bool {
 		_, err := rep.RunOnce(t.Context())
 		return err == nil && openRepairs(t, b) == 0
 	})
-	require.InDelta(t, 0.0, counter(rep.Metrics.Open.WithLabelValues(repair.ObjectSubscription)), 0)
+	require.InDelta(t, 0.0, processortest.Counter(rep.Metrics.Open.WithLabelValues(repair.ObjectSubscription)), 0)
 	wait.For(t, 20*time.Second, "the snapshots are applied", func() bool {
 		// The thin event's scope: live mode, its connected account.
-		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{Scope: scope.Scope{Livemode: true, Account: "acct_1ThinConnected01"}, ID: "cus_rep"})
+		got, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{Scope: scope.Scope{Livemode: true, Account: "acct_1ThinConnected01"}, ID: "cus_rep"})
 		return err == nil && got.Status == "trialing" && got.UserID == "u_rep"
 	})
 	var livemode bool
 	var account string
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(),
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(),
 		`SELECT livemode, account FROM pending_repairs`).Scan(&livemode, &account))
 	require.True(t, livemode)
 	require.Equal(t, "acct_1ThinConnected01", account)
@@ -79,9 +81,9 @@ func TestRepairWaitsForAKey(t *testing.T) {
 // as incomplete.
 func TestRepairCompletesSummaryWithMore(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.start(t, testOptions(), b.db.URL)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	b := processortest.Setup(t)
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
 	data := make([]any, 10)
 	for i := range 12 {
 		key := fmt.Sprintf("feature_%02d", i)
@@ -91,7 +93,7 @@ func TestRepairCompletesSummaryWithMore(t *testing.T) {
 		}
 	}
 	now := time.Now().Unix()
-	b.publish(t,
+	b.Publish(t,
 		stripetest.Event{ID: "evt_more_sub", Type: "customer.subscription.created", Created: now - 1,
 			Object: stripetest.Subscription("sub_more", "cus_more", "active", "price_pro")}.JSON(t),
 		stripetest.Event{ID: "evt_more", Type: "entitlements.active_entitlement_summary.updated", Created: now,
@@ -99,19 +101,19 @@ func TestRepairCompletesSummaryWithMore(t *testing.T) {
 				"entitlements": map[string]any{"object": "list", "data": data, "has_more": true}}}.JSON(t))
 	wait.For(t, 10*time.Second, "the summary is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
 
-	rep := &repairer.Repairer{DB: b.db.Pool, JS: b.js, Log: testLogger(t), Metrics: repairer.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
+	rep := &repairer.Repairer{DB: b.DB.Pool, JS: b.JS, Log: processortest.TestLogger(t), Metrics: repairer.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
 	_, err := rep.RunOnce(t.Context())
 	require.NoError(t, err)
-	require.InDelta(t, 1.0, counter(rep.Metrics.Incomplete), 0)
+	require.InDelta(t, 1.0, processortest.Counter(rep.Metrics.Incomplete), 0)
 
-	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{})
+	api := stripeapi.New(config.StripeAPI{Key: processortest.TestAPIKey, Base: fake.URL}, stripeapi.Options{})
 	t.Cleanup(api.Close)
 	rep.API = api
 	_, err = rep.RunOnce(t.Context())
 	require.NoError(t, err)
-	require.InDelta(t, 0.0, counter(rep.Metrics.Incomplete), 0)
+	require.InDelta(t, 0.0, processortest.Counter(rep.Metrics.Incomplete), 0)
 	wait.For(t, 20*time.Second, "all 12 features are in the read model", func() bool {
-		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_more"})
+		got, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_more"})
 		return err == nil && slices.Contains(got.Features, "feature_11") && slices.Contains(got.Features, "feature_00")
 	})
 }
@@ -121,30 +123,30 @@ func TestRepairCompletesSummaryWithMore(t *testing.T) {
 // then the subscription and its customer.
 func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.start(t, testOptions(), b.db.URL)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	b := processortest.Setup(t)
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
 	periodEnd := time.Now().Add(24 * time.Hour).Unix()
 	fake.AddSubscription(t, stripetest.SubscriptionIn("2026-03-25.dahlia", "sub_1SThinGenFail0001", "cus_gen", "", "active", "price_pro", periodEnd), time.Now().Unix())
 	fake.AddCustomer(t, map[string]any{"id": "cus_gen", "object": "customer", "metadata": map[string]any{"user_id": "u_gen"}})
 	fake.AddV2Event(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.event.json"))
 
-	b.publish(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json"))
+	b.Publish(t, stripetest.Fixture(t, "v2/v2.core.health.event_generation_failure.resolved.json"))
 	wait.For(t, 10*time.Second, "the notification is stored with its repair", func() bool { return openRepairs(t, b) == 1 })
 
-	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{})
+	api := stripeapi.New(config.StripeAPI{Key: processortest.TestAPIKey, Base: fake.URL}, stripeapi.Options{})
 	t.Cleanup(api.Close)
-	rep := &repairer.Repairer{DB: b.db.Pool, API: api, JS: b.js, Log: testLogger(t), Metrics: repairer.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
+	rep := &repairer.Repairer{DB: b.DB.Pool, API: api, JS: b.JS, Log: processortest.TestLogger(t), Metrics: repairer.NewMetrics(prometheus.NewRegistry()), Now: time.Now}
 	wait.For(t, 20*time.Second, "the repair is done", func() bool {
 		_, err := rep.RunOnce(t.Context())
 		return err == nil && openRepairs(t, b) == 0
 	})
 	wait.For(t, 20*time.Second, "the subscription the event names is applied", func() bool {
-		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_gen"})
+		got, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_gen"})
 		return err == nil && got.Status == "active" && got.UserID == "u_gen"
 	})
 	var objectType, outcome string
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT object_type, outcome FROM pending_repairs`).Scan(&objectType, &outcome))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT object_type, outcome FROM pending_repairs`).Scan(&objectType, &outcome))
 	require.Equal(t, repair.ObjectEvent, objectType)
 	require.Equal(t, "applied", outcome)
 	var paths []string
@@ -166,7 +168,7 @@ func TestRepairReadsTheEventOfAGenerationFailure(t *testing.T) {
 // its subscriptions are listed by customer_account.
 func TestRepairOfACustomerListsItsSubscriptions(t *testing.T) {
 	t.Parallel()
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
 	fake.AddCustomer(t, map[string]any{"id": "cus_all", "object": "customer", "metadata": map[string]any{"user_id": "u_all"}})
 	fake.AddSubscription(t, stripetest.Subscription("sub_old", "cus_all", "canceled", "price_1"), 1_700_000_000)
 	fake.AddSubscription(t, stripetest.Subscription("sub_new", "cus_all", "active", "price_1"), 1_700_000_100)
@@ -175,7 +177,7 @@ func TestRepairOfACustomerListsItsSubscriptions(t *testing.T) {
 	delete(v2, "customer")
 	v2["customer_account"] = "acct_1V2Customer"
 	fake.AddSubscription(t, v2, 1_700_000_300)
-	api := stripeapi.New(config.StripeAPI{Key: testAPIKey, Base: fake.URL}, stripeapi.Options{})
+	api := stripeapi.New(config.StripeAPI{Key: processortest.TestAPIKey, Base: fake.URL}, stripeapi.Options{})
 	t.Cleanup(api.Close)
 
 	objects := func(customer string) []string {

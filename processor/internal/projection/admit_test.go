@@ -1,9 +1,11 @@
-package main
+package projection_test
 
 import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/tollgate/tollgate/processor/internal/projection"
 
@@ -16,7 +18,7 @@ import (
 
 func TestAdmit(t *testing.T) {
 	t.Parallel()
-	k := newKit(t, "f")
+	k := processortest.NewKit(t, "f")
 	for _, tc := range []struct {
 		name      string
 		raw       []byte
@@ -25,9 +27,9 @@ func TestAdmit(t *testing.T) {
 	}{
 		{"not JSON", []byte("<html>"), true, stripeevent.ErrInvalid},
 		{"no id", []byte(`{"type":"customer.created","created":1,"data":{"object":{"object":"customer","id":"cus_1"}}}`), true, stripeevent.ErrInvalid},
-		{"NUL in the customer", k.customerCreated("cus_\x00", t0, "u"), true, nil},
-		{"NUL in the id", k.edit(k.customerCreated("cus_1", t0, "u"), func(ev, _ map[string]any) { ev["id"] = "evt_\x00" }), true, nil},
-		{"status not a string", k.edit(k.subscription("customer.subscription.updated", "cus_1", "sub_1", "active", "price_1", t0, nil),
+		{"NUL in the customer", k.CustomerCreated("cus_\x00", processortest.T0, "u"), true, nil},
+		{"NUL in the id", k.Edit(k.CustomerCreated("cus_1", processortest.T0, "u"), func(ev, _ map[string]any) { ev["id"] = "evt_\x00" }), true, nil},
+		{"status not a string", k.Edit(k.Subscription("customer.subscription.updated", "cus_1", "sub_1", "active", "price_1", processortest.T0, nil),
 			func(_, obj map[string]any) { obj["status"] = 42 }), false, subscription.ErrUndecodable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -41,7 +43,7 @@ func TestAdmit(t *testing.T) {
 			}
 		})
 	}
-	a, err := projection.Admit(k.productUpdated(t0))
+	a, err := projection.Admit(k.ProductUpdated(processortest.T0))
 	require.NoError(t, err, "an event of no customer is admitted without decoding")
 	require.Empty(t, a.Event.CustomerID)
 }

@@ -1,4 +1,4 @@
-package main
+package stripeapi_test
 
 import (
 	"context"

@@ -1,9 +1,11 @@
-package main
+package ingest_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/tollgate/tollgate/processor/internal/ingest"
 
@@ -25,8 +27,8 @@ func TestStartConsumerRaisesReplicasOnCluster(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	js := c.JetStream(t)
 	ctx := t.Context()
-	log := testLogger(t)
-	opts := testOptions()
+	log := processortest.TestLogger(t)
+	opts := processortest.TestOptions()
 
 	cons, err := ingest.StartConsumer(ctx, js, stream.Options{}, nil, nil, opts, log, nil)
 	require.NoError(t, err)
@@ -104,7 +106,7 @@ func TestStartConsumerOnEarlierStreams(t *testing.T) {
 			_, err = js.Publish(ctx, stream.Subject("cus_1", "invoice.paid"), []byte("{}"), jetstream.WithMsgID("evt_1"))
 			require.NoError(t, err)
 
-			cons, err := ingest.StartConsumer(ctx, js, stream.Options{}, nil, nil, testOptions(), testLogger(t), nil)
+			cons, err := ingest.StartConsumer(ctx, js, stream.Options{}, nil, nil, processortest.TestOptions(), processortest.TestLogger(t), nil)
 			require.NoError(t, err)
 			s, err := js.Stream(ctx, stream.Name)
 			require.NoError(t, err)

@@ -1,4 +1,4 @@
-package main
+package processortest
 
 import (
 	"bytes"
@@ -12,19 +12,19 @@ import (
 	"github.com/tollgate/tollgate/testkit/stripetest"
 )
 
-// kit builds realistic Stripe events for one test: the captured payloads of
+// Kit builds realistic Stripe events for one test: the captured payloads of
 // pkg/testdata/stripe-events (through stripetest), re-keyed to the test's customers, ids, prices
 // and times. Event ids are unique within the kit.
-type kit struct {
+type Kit struct {
 	tb     testing.TB
 	prefix string
 	n      int
 	fix    map[string]map[string]any
 }
 
-func newKit(tb testing.TB, prefix string) *kit {
+func NewKit(tb testing.TB, prefix string) *Kit {
 	tb.Helper()
-	k := &kit{tb: tb, prefix: prefix, fix: map[string]map[string]any{}}
+	k := &Kit{tb: tb, prefix: prefix, fix: map[string]map[string]any{}}
 	for _, name := range []string{"customer.subscription.created.json", "invoice.paid.json", "checkout.session.completed.data.json"} {
 		k.fix[name] = decodeJSON(tb, stripetest.Fixture(tb, name))
 	}
@@ -41,18 +41,18 @@ func decodeJSON(tb testing.TB, raw []byte) map[string]any {
 }
 
 // fixture is a deep copy of a captured payload, safe to edit.
-func (k *kit) fixture(name string) map[string]any {
+func (k *Kit) fixture(name string) map[string]any {
 	b, err := json.Marshal(k.fix[name])
 	require.NoError(k.tb, err)
 	return decodeJSON(k.tb, b)
 }
 
-func (k *kit) id() string {
+func (k *Kit) id() string {
 	k.n++
 	return fmt.Sprintf("evt_%s%06d", k.prefix, k.n)
 }
 
-func (k *kit) encode(v map[string]any) []byte {
+func (k *Kit) encode(v map[string]any) []byte {
 	b, err := json.MarshalIndent(v, "", "  ")
 	require.NoError(k.tb, err)
 	return b
@@ -70,7 +70,7 @@ func customerObject(id string, created int64, metadata map[string]any) map[strin
 	}
 }
 
-func (k *kit) customerCreated(customer string, at int64, userID string) []byte {
+func (k *Kit) CustomerCreated(customer string, at int64, userID string) []byte {
 	md := map[string]any{}
 	if userID != "" {
 		md["user_id"] = userID
@@ -79,20 +79,20 @@ func (k *kit) customerCreated(customer string, at int64, userID string) []byte {
 		Object: customerObject(customer, at, md)}.JSON(k.tb)
 }
 
-// customerUpdated moves the customer's user_id metadata from oldUser to newUser.
-func (k *kit) customerUpdated(customer string, at int64, oldUser, newUser string) []byte {
+// CustomerUpdated moves the customer's user_id metadata from oldUser to newUser.
+func (k *Kit) CustomerUpdated(customer string, at int64, oldUser, newUser string) []byte {
 	return stripetest.Event{ID: k.id(), Type: "customer.updated", Created: at, APIVersion: "2020-03-02",
 		Object:             customerObject(customer, at, map[string]any{"user_id": newUser}),
 		PreviousAttributes: map[string]any{"metadata": map[string]any{"user_id": oldUser}}}.JSON(k.tb)
 }
 
-func (k *kit) customerDeleted(customer string, at int64, userID string) []byte {
+func (k *Kit) customerDeleted(customer string, at int64, userID string) []byte {
 	return stripetest.Event{ID: k.id(), Type: "customer.deleted", Created: at, APIVersion: "2020-03-02",
 		Object: customerObject(customer, at, map[string]any{"user_id": userID})}.JSON(k.tb)
 }
 
 // checkoutCompleted is the captured checkout session of a subscription, completed by userID.
-func (k *kit) checkoutCompleted(customer string, at int64, userID, sub string) []byte {
+func (k *Kit) checkoutCompleted(customer string, at int64, userID, sub string) []byte {
 	obj := k.fixture("checkout.session.completed.data.json")["object"].(map[string]any)
 	obj["id"] = "cs_test_" + customer + "_" + sub
 	obj["customer"] = customer
@@ -102,9 +102,9 @@ func (k *kit) checkoutCompleted(customer string, at int64, userID, sub string) [
 	return stripetest.Event{ID: k.id(), Type: "checkout.session.completed", Created: at, APIVersion: "2020-03-02", Object: obj}.JSON(k.tb)
 }
 
-// subscription is the captured subscription as an event of type typ, re-keyed. prev, when not
+// Subscription is the captured subscription as an event of type typ, re-keyed. prev, when not
 // nil, is data.previous_attributes.
-func (k *kit) subscription(typ, customer, sub, status, price string, at int64, prev map[string]any) []byte {
+func (k *Kit) Subscription(typ, customer, sub, status, price string, at int64, prev map[string]any) []byte {
 	ev := k.fixture("customer.subscription.created.json")
 	ev["id"], ev["type"], ev["created"] = k.id(), typ, at
 	data := ev["data"].(map[string]any)
@@ -131,7 +131,7 @@ func (k *kit) subscription(typ, customer, sub, status, price string, at int64, p
 	return k.encode(ev)
 }
 
-func (k *kit) invoicePaid(customer, sub string, at int64) []byte {
+func (k *Kit) InvoicePaid(customer, sub string, at int64) []byte {
 	ev := k.fixture("invoice.paid.json")
 	ev["id"], ev["created"] = k.id(), at
 	obj := ev["data"].(map[string]any)["object"].(map[string]any)
@@ -139,64 +139,64 @@ func (k *kit) invoicePaid(customer, sub string, at int64) []byte {
 	return k.encode(ev)
 }
 
-// productUpdated is an event of no customer.
-func (k *kit) productUpdated(at int64) []byte {
+// ProductUpdated is an event of no customer.
+func (k *Kit) ProductUpdated(at int64) []byte {
 	return stripetest.Event{ID: k.id(), Type: "product.updated", Created: at, APIVersion: "2020-03-02",
 		Object:             map[string]any{"id": "prod_Ip4vqwv3EJ7Mi0", "object": "product", "active": true, "name": "Pro", "metadata": map[string]any{}},
 		PreviousAttributes: map[string]any{"name": "Plus"}}.JSON(k.tb)
 }
 
-const t0 = int64(1_760_000_000) // 2025-10-09, a Thursday
+const T0 = int64(1_760_000_000) // 2025-10-09, a Thursday
 
-// signup is the realistic start of a paying customer: the customer with its user id, the
+// Signup is the realistic start of a paying customer: the customer with its user id, the
 // checkout, the subscription created incomplete and made active by the first payment in the same
 // second, and the paid invoice.
-func (k *kit) signup(customer, user, sub, price string, at int64) [][]byte {
+func (k *Kit) Signup(customer, user, sub, price string, at int64) [][]byte {
 	return [][]byte{
-		k.customerCreated(customer, at, user),
+		k.CustomerCreated(customer, at, user),
 		k.checkoutCompleted(customer, at+40, user, sub),
-		k.subscription("customer.subscription.created", customer, sub, "incomplete", price, at+41, nil),
-		k.subscription("customer.subscription.updated", customer, sub, "active", price, at+41, map[string]any{"status": "incomplete"}),
-		k.invoicePaid(customer, sub, at+41),
+		k.Subscription("customer.subscription.created", customer, sub, "incomplete", price, at+41, nil),
+		k.Subscription("customer.subscription.updated", customer, sub, "active", price, at+41, map[string]any{"status": "incomplete"}),
+		k.InvoicePaid(customer, sub, at+41),
 	}
 }
 
-// population is a varied set of customers: several customers per user, subscriptions that stay
+// Population is a varied set of customers: several customers per user, subscriptions that stay
 // active, fall past_due, are canceled, start trialing, and customers that change user.
-func (k *kit) population(customers int) [][]byte {
+func (k *Kit) Population(customers int) [][]byte {
 	var out [][]byte
 	for i := range customers {
 		c, u, s := fmt.Sprintf("cus_%s%04d", k.prefix, i), fmt.Sprintf("u_%s%03d", k.prefix, i/3), fmt.Sprintf("sub_%s%04d", k.prefix, i)
-		at := t0 + int64(i)*60
+		at := T0 + int64(i)*60
 		price := "price_basic"
 		if i%2 == 1 {
 			price = "price_pro"
 		}
-		out = append(out, k.signup(c, u, s, price, at)...)
+		out = append(out, k.Signup(c, u, s, price, at)...)
 		switch i % 5 {
 		case 1:
-			out = append(out, k.subscription("customer.subscription.updated", c, s, "past_due", price, at+31*86400, map[string]any{"status": "active"}))
+			out = append(out, k.Subscription("customer.subscription.updated", c, s, "past_due", price, at+31*86400, map[string]any{"status": "active"}))
 		case 2:
 			out = append(out,
-				k.subscription("customer.subscription.updated", c, s, "active", price, at+86400, map[string]any{"cancel_at_period_end": false}),
-				k.subscription("customer.subscription.deleted", c, s, "canceled", price, at+30*86400, nil))
+				k.Subscription("customer.subscription.updated", c, s, "active", price, at+86400, map[string]any{"cancel_at_period_end": false}),
+				k.Subscription("customer.subscription.deleted", c, s, "canceled", price, at+30*86400, nil))
 			if i%10 == 7 {
 				out = append(out, k.customerDeleted(c, at+31*86400, u))
 			}
 		case 3:
 			s2 := s + "b"
 			out = append(out,
-				k.subscription("customer.subscription.created", c, s2, "trialing", "price_team", at+2*86400, nil),
-				k.invoicePaid(c, s2, at+2*86400))
+				k.Subscription("customer.subscription.created", c, s2, "trialing", "price_team", at+2*86400, nil),
+				k.InvoicePaid(c, s2, at+2*86400))
 		case 4:
-			out = append(out, k.customerUpdated(c, at+3*86400, u, fmt.Sprintf("u_%s%03d", k.prefix, (i+7)/3)))
+			out = append(out, k.CustomerUpdated(c, at+3*86400, u, fmt.Sprintf("u_%s%03d", k.prefix, (i+7)/3)))
 		}
 	}
 	return out
 }
 
-// shuffledWithDuplicates returns the events in a random order (fixed seed), some of them twice.
-func shuffledWithDuplicates(seed uint64, events [][]byte) [][]byte {
+// ShuffledWithDuplicates returns the events in a random order (fixed seed), some of them twice.
+func ShuffledWithDuplicates(seed uint64, events [][]byte) [][]byte {
 	r := rand.New(rand.NewPCG(seed, seed))
 	out := append([][]byte(nil), events...)
 	for i, e := range events {
@@ -208,18 +208,18 @@ func shuffledWithDuplicates(seed uint64, events [][]byte) [][]byte {
 	return out
 }
 
-// edit decodes raw, lets fn change the envelope, and encodes it again.
-func (k *kit) edit(raw []byte, fn func(ev, obj map[string]any)) []byte {
+// Edit decodes raw, lets fn change the envelope, and encodes it again.
+func (k *Kit) Edit(raw []byte, fn func(ev, obj map[string]any)) []byte {
 	ev := decodeJSON(k.tb, raw)
 	fn(ev, ev["data"].(map[string]any)["object"].(map[string]any))
 	return k.encode(ev)
 }
 
-// cancelAtPeriodEnd is the customer.subscription.updated of a customer asking to cancel.
-func (k *kit) cancelAtPeriodEnd(customer, sub, price string, at int64) []byte {
-	raw := k.subscription("customer.subscription.updated", customer, sub, "active", price, at,
+// CancelAtPeriodEnd is the customer.subscription.updated of a customer asking to cancel.
+func (k *Kit) CancelAtPeriodEnd(customer, sub, price string, at int64) []byte {
+	raw := k.Subscription("customer.subscription.updated", customer, sub, "active", price, at,
 		map[string]any{"cancel_at_period_end": false, "cancel_at": nil, "canceled_at": nil})
-	return k.edit(raw, func(_, obj map[string]any) {
+	return k.Edit(raw, func(_, obj map[string]any) {
 		obj["cancel_at_period_end"], obj["cancel_at"], obj["canceled_at"] = true, at+29*86400, at
 	})
 }

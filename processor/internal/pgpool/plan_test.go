@@ -1,4 +1,4 @@
-package main
+package pgpool_test
 
 import (
 	"testing"
