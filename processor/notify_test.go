@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,4 +249,55 @@ func TestReplayRecordsNotifications(t *testing.T) {
 	_, err = proj.Apply(t.Context(), projection.Input{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
 	require.NoError(t, err)
 	require.Equal(t, int64(2), pending(), "the same rules again: no change")
+}
+
+// A notification is never sent where a redirect points: a 307 would re-POST the signed body to
+// the redirect's target and a 302 turn into a GET whose 200 marked it delivered (lost). A 3xx is
+// a failed attempt, retried like a 500, until the URL answers 2xx itself.
+func TestNotificationsFollowNoRedirect(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	key := []byte("0123456789abcdef01234567")
+	var elsewhere atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		elsewhere.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(target.Close)
+	s := &sink{key: key, latest: map[string]outbox.Body{}, ids: map[string]string{}}
+	var redirects atomic.Int64
+	var redirecting atomic.Bool
+	redirecting.Store(true)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if redirecting.Load() {
+			code := http.StatusTemporaryRedirect
+			if redirects.Add(1)%2 == 0 {
+				code = http.StatusFound
+			}
+			http.Redirect(w, r, target.URL+"/stolen", code)
+			return
+		}
+		s.ServeHTTP(w, r)
+	}))
+	t.Cleanup(app.Close)
+
+	k := newKit(t, "rd")
+	events := k.signup("cus_rd", "u_rd", "sub_rd", "price_basic", t0)
+	b.publish(t, events...)
+	b.startNotifying(t, app.URL, key)
+	wait.For(t, 30*time.Second, "several redirected attempts", func() bool { return redirects.Load() >= 4 })
+	st, err := outbox.Count(t.Context(), b.db.Pool)
+	require.NoError(t, err)
+	require.NotZero(t, st.Pending, "a redirect is no delivery")
+	require.Zero(t, elsewhere.Load(), "nothing reached the redirect's target")
+
+	redirecting.Store(false)
+	wait.For(t, 30*time.Second, "delivered once the URL answers itself", func() bool {
+		st, err := outbox.Count(t.Context(), b.db.Pool)
+		return err == nil && st.Pending == 0 && st.Failed == 0
+	})
+	require.Zero(t, elsewhere.Load())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.True(t, s.latest["u_rd"].Data.Premium)
 }

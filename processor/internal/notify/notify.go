@@ -5,10 +5,12 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/backoff"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stream"
@@ -94,7 +97,7 @@ type notifierPool interface {
 }
 
 func New(pool notifierPool, urls []string, key []byte, nc publisher, opts Options, logger *slog.Logger, reg prometheus.Registerer) *Notifier {
-	return &Notifier{db: pool, q: pool, urls: urls, key: key, nc: nc, client: &http.Client{Timeout: opts.Timeout},
+	return &Notifier{db: pool, q: pool, urls: urls, key: key, nc: nc, client: &http.Client{Timeout: opts.Timeout, CheckRedirect: noRedirects},
 		opts: opts, logger: logger, metrics: newNotifyMetrics(reg), wake: make(chan struct{}, 1)}
 }
 
@@ -203,10 +206,10 @@ func (n *Notifier) attempt(ctx context.Context, d outbox.Delivery) {
 	n.metrics.attemptsFailed.Inc()
 	if giveUp {
 		n.metrics.failed.Inc()
-		n.logger.Error("notification given up after retrying for its maximum age", "id", d.ID, "url", d.URL, "attempts", d.Attempts+1, "cause", cause)
+		n.logger.Error("notification given up after retrying for its maximum age", "id", d.ID, "url", httpx.RedactURL(d.URL), "attempts", d.Attempts+1, "cause", cause)
 		return
 	}
-	n.logger.Info("notification not delivered; retrying", "id", d.ID, "url", d.URL, "attempt", d.Attempts+1, "retry_in", wait.String(), "cause", cause)
+	n.logger.Info("notification not delivered; retrying", "id", d.ID, "url", httpx.RedactURL(d.URL), "attempt", d.Attempts+1, "retry_in", wait.String(), "cause", cause)
 }
 
 // post sends a delivery signed the Standard Webhooks way; "" when the URL answered 2xx, else why not.
@@ -222,13 +225,24 @@ func (n *Notifier) post(ctx context.Context, d outbox.Delivery) string {
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
 	req.Header.Set("webhook-signature", outbox.Sign(n.key, d.ID, ts, d.Body))
 	resp, err := n.client.Do(req)
+	if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
+		err = uerr.Err // its text names the URL, userinfo and all: the cause is logged and stored
+	}
 	if err != nil {
 		return err.Error()
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
+		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
+			return fmt.Sprintf("HTTP %d (a redirect, not followed, to %s)", resp.StatusCode, httpx.RedactURL(loc))
+		}
 		return fmt.Sprintf("HTTP %d", resp.StatusCode)
 	}
 	return ""
 }
+
+// noRedirects makes the client return a 3xx as it is: a notification is never re-POSTed (its
+// signed body) to wherever a redirect points, nor turned into a GET whose 200 would mark it
+// delivered; a 3xx is a failed attempt, retried like a 500.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
