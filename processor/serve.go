@@ -63,7 +63,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		return err
 	}
 	defer pool.Close()
-	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-processor", "consuming pauses until it is back", logger)
+	conn, err := natsconn.Connect(cfg.NATSURL, "tollgate-processor", "consuming pauses until it is back", logger, natsconn.Creds(cfg.NATSCreds)...)
 	if err != nil {
 		return err
 	}

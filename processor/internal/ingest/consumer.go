@@ -286,6 +286,14 @@ func (c *Consumer) fetchBatch(ctx context.Context) batch {
 			c.metrics.Redeliveries.Inc()
 		}
 		d.event, d.err = projection.Admit(m.Data())
+		// Defence in depth: a snapshot event (tgsnap_…, tollgate.…) is applied only when the
+		// repair path published it, however it got into the stream (a forged webhook past the
+		// listener, a raw publish with a stolen credential).
+		if d.err == nil {
+			if err := stream.CheckOrigin(m.Subject(), m.Headers(), d.event.Event); err != nil {
+				d.err = projection.Refused(err)
+			}
+		}
 	}
 	return batch{ds: ds, err: err}
 }

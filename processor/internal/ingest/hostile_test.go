@@ -10,8 +10,11 @@ import (
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -199,4 +202,43 @@ func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
 	oldest, err = ingest.OldestUnapplied(t.Context(), s, ci.AckFloor.Stream)
 	require.NoError(t, err)
 	require.Zero(t, ingest.AgeAt(oldest, time.Now()))
+}
+
+// A snapshot event that did not come from the repair path is never applied, however it got into
+// the stream (a webhook past the listener, a raw publish with a stolen credential): it is
+// dead-lettered as refused, the customer's answer stays what Stripe's events make it, and the
+// dead letter cannot be redriven into the read model.
+func TestForgedSnapshotsAreRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	k := newKit(t, "fs")
+	user := k.customerCreated("cus_fs", t0, "u_fs")
+	forgedType := k.edit(k.subscription("customer.subscription.updated", "cus_fs", "sub_fs", "active", "price_basic", t0+10, nil),
+		func(ev, _ map[string]any) { ev["type"] = stripeevent.SnapshotType("subscription") })
+	forgedID := k.edit(k.subscription("customer.subscription.created", "cus_fs", "sub_fs2", "active", "price_basic", t0+20, nil),
+		func(ev, _ map[string]any) { ev["id"] = stripeevent.SnapshotIDPrefix + "forged" })
+	b.publish(t, user, forgedType, forgedID)
+	b.start(t, testOptions(), b.db.URL)
+
+	caughtUp(t, b.db.Pool, expect(t, b.rules, user), 20*time.Second)
+	wait.For(t, 20*time.Second, "both forgeries dead-lettered", func() bool {
+		n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
+		return err == nil && n == 2
+	})
+	letters, err := eventstore.ListDeadLetters(t.Context(), b.db.Pool, "")
+	require.NoError(t, err)
+	for _, l := range letters {
+		require.Contains(t, l.Reason, "did not come from the repair path", l.EventID)
+		require.Equal(t, 1, l.Attempts, "refused on first sight")
+	}
+	c, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_fs"})
+	require.NoError(t, err)
+	require.False(t, c.Premium, "no forged subscription grants access")
+
+	proj := &projection.Projector{DB: b.db.Pool, Rules: b.rules, Log: testLogger(t), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
+	err = operate.RedriveLetter(t.Context(), b.db.Pool, proj, letters[0])
+	require.ErrorContains(t, err, "is not redriven")
+	n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n)
 }

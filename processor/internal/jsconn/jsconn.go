@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/stream"
 )
 
@@ -21,7 +22,7 @@ const connectTimeout = 10 * time.Second
 // (STREAM_REPLICAS as configured). done closes the connection once every publish was
 // acknowledged.
 func OpenCommandStream(ctx context.Context, cfg config.Processor, name string) (js jetstream.JetStream, done func(), err error) {
-	nc, closed, err := connectCommandNATS(cfg.NATSURL, name)
+	nc, closed, err := connectCommandNATS(cfg.NATSURL, cfg.NATSCreds, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -34,19 +35,20 @@ func OpenCommandStream(ctx context.Context, cfg config.Processor, name string) (
 	defer cancel()
 	if _, err := stream.Ensure(setupCtx, js, stream.Options{Replicas: cfg.StreamReplicas}); err != nil {
 		done()
-		return nil, nil, fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", cfg.NATSURL, err)
+		return nil, nil, fmt.Errorf("NATS_URL %s: JetStream not usable (is JetStream enabled?): %w", natsconn.Redact(cfg.NATSURL), err)
 	}
 	return js, done, nil
 }
 
 // connectCommandNATS connects an operator command: one attempt, failing fast with a message
 // naming NATS_URL. closed is closed once the connection is.
-func connectCommandNATS(url, name string) (*nats.Conn, chan struct{}, error) {
+func connectCommandNATS(url, creds, name string) (*nats.Conn, chan struct{}, error) {
 	closed := make(chan struct{})
-	nc, err := nats.Connect(url, nats.Name(name), nats.Timeout(5*time.Second),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	opts := append([]nats.Option{nats.Name(name), nats.Timeout(5 * time.Second),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) })}, natsconn.Creds(creds)...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("NATS_URL %s: %w", url, err)
+		return nil, nil, fmt.Errorf("NATS_URL %s: %w", natsconn.Redact(url), err)
 	}
 	return nc, closed, nil
 }

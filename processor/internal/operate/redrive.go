@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
 
 // OneLine makes s fit one table cell of at most n runes.
@@ -129,6 +130,11 @@ func redriveOne(ctx context.Context, p *projection.Projector, d eventstore.DeadL
 	a, err := projection.Admit(d.Payload)
 	if err != nil {
 		return err
+	}
+	// A dead-lettered snapshot event is never applied from the dead letter: it may be a forgery
+	// that CheckOrigin refused, and a real one is made again from Stripe's current object.
+	if stripeevent.IsOwn(a.Event) {
+		return projection.Refused(fmt.Errorf("snapshot event %s is not redriven: run processor reconcile --repair (or the console's repair) to read the object from Stripe again", a.Event.ID))
 	}
 	_, err = p.Apply(ctx, projection.Input{
 		Events: []projection.Admitted{a},

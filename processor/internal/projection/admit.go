@@ -99,6 +99,12 @@ func IsContentError(err error) bool {
 	return false
 }
 
+// Refused is a permanent PoisonError for err: the message is dead-lettered on first sight, with
+// err's text as its reason, and never applied.
+func Refused(err error) error {
+	return &PoisonError{Reason: "refused: " + err.Error(), Permanent: true, err: err}
+}
+
 // AsPoison turns the failure of a single message applied alone while Postgres answers into what
 // settle needs: a (non-permanent) poisonError, except for a serialization failure or deadlock,
 // which stays transient.

@@ -77,7 +77,7 @@ func RepairDrift(ctx context.Context, cfg config.Processor, api repairer.ObjectR
 		}
 		for _, ev := range evs {
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backfill.PublishTimeout)
-			_, err := stream.Publish(pctx, js, ev)
+			_, err := stream.PublishOwn(pctx, js, ev)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("repair %s: %w", d.SubscriptionID, err)

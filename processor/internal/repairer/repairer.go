@@ -222,7 +222,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Repairer struct {
 	DB      repairDB
 	API     ObjectReader // nil without STRIPE_API_KEY
-	JS      stream.Publisher
+	JS      stream.MsgPublisher
 	Log     *slog.Logger
 	Metrics *Metrics
 	Now     func() time.Time
@@ -328,7 +328,7 @@ func (r *Repairer) do(ctx context.Context, rp repair.Repair) (string, error) {
 	}
 	for _, ev := range evs {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), config.DefaultPublishTimeout)
-		_, err := stream.Publish(pctx, r.JS, ev)
+		_, err := stream.PublishOwn(pctx, r.JS, ev)
 		cancel()
 		if err != nil {
 			return "", err
