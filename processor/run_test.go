@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate/tollgate/migrations"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/testkit/natstest"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 	"github.com/tollgate/tollgate/testkit/syncbuf"
 	"github.com/tollgate/tollgate/testkit/wait"
@@ -233,4 +234,17 @@ func TestServeWaitsForPostgresAtStart(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+}
+
+// NATS_CREDS: the processor serves (ready: NATS connected, the stream ensured) against a server
+// with decentralised auth when given its .creds file.
+func TestServeWithNATSCreds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ns, creds := natstest.StartWithCreds(t)
+	s := b.serveWithEnv(t, map[string]string{"NATS_URL": ns.URL(), "NATS_CREDS": creds})
+	wait.For(t, 20*time.Second, "the processor is ready", func() bool {
+		code, _ := httpGet(t, s.base+"/readyz")
+		return code == http.StatusOK
+	})
 }
