@@ -256,7 +256,7 @@ func TestReplayRecordsNotifications(t *testing.T) {
 // a failed attempt, retried like a 500, until the URL answers 2xx itself.
 func TestNotificationsFollowNoRedirect(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	key := []byte("0123456789abcdef01234567")
 	var elsewhere atomic.Int64
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -281,19 +281,19 @@ func TestNotificationsFollowNoRedirect(t *testing.T) {
 	}))
 	t.Cleanup(app.Close)
 
-	k := newKit(t, "rd")
-	events := k.signup("cus_rd", "u_rd", "sub_rd", "price_basic", t0)
-	b.publish(t, events...)
-	b.startNotifying(t, app.URL, key)
+	k := processortest.NewKit(t, "rd")
+	events := k.Signup("cus_rd", "u_rd", "sub_rd", "price_basic", processortest.T0)
+	b.Publish(t, events...)
+	bundleStartNotifying(b, t, app.URL, key)
 	wait.For(t, 30*time.Second, "several redirected attempts", func() bool { return redirects.Load() >= 4 })
-	st, err := outbox.Count(t.Context(), b.db.Pool)
+	st, err := outbox.Count(t.Context(), b.DB.Pool)
 	require.NoError(t, err)
 	require.NotZero(t, st.Pending, "a redirect is no delivery")
 	require.Zero(t, elsewhere.Load(), "nothing reached the redirect's target")
 
 	redirecting.Store(false)
 	wait.For(t, 30*time.Second, "delivered once the URL answers itself", func() bool {
-		st, err := outbox.Count(t.Context(), b.db.Pool)
+		st, err := outbox.Count(t.Context(), b.DB.Pool)
 		return err == nil && st.Pending == 0 && st.Failed == 0
 	})
 	require.Zero(t, elsewhere.Load())

@@ -240,9 +240,9 @@ func TestServeWaitsForPostgresAtStart(t *testing.T) {
 // with decentralised auth when given its .creds file.
 func TestServeWithNATSCreds(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	ns, creds := natstest.StartWithCreds(t)
-	s := b.serveWithEnv(t, map[string]string{"NATS_URL": ns.URL(), "NATS_CREDS": creds})
+	s := bundleServeWithEnv(b, t, map[string]string{"NATS_URL": ns.URL(), "NATS_CREDS": creds})
 	wait.For(t, 20*time.Second, "the processor is ready", func() bool {
 		code, _ := httpGet(t, s.base+"/readyz")
 		return code == http.StatusOK

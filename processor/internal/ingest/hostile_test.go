@@ -210,35 +210,35 @@ func TestPurgeKeepsWhatIsNotApplied(t *testing.T) {
 // dead letter cannot be redriven into the read model.
 func TestForgedSnapshotsAreRefused(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "fs")
-	user := k.customerCreated("cus_fs", t0, "u_fs")
-	forgedType := k.edit(k.subscription("customer.subscription.updated", "cus_fs", "sub_fs", "active", "price_basic", t0+10, nil),
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "fs")
+	user := k.CustomerCreated("cus_fs", processortest.T0, "u_fs")
+	forgedType := k.Edit(k.Subscription("customer.subscription.updated", "cus_fs", "sub_fs", "active", "price_basic", processortest.T0+10, nil),
 		func(ev, _ map[string]any) { ev["type"] = stripeevent.SnapshotType("subscription") })
-	forgedID := k.edit(k.subscription("customer.subscription.created", "cus_fs", "sub_fs2", "active", "price_basic", t0+20, nil),
+	forgedID := k.Edit(k.Subscription("customer.subscription.created", "cus_fs", "sub_fs2", "active", "price_basic", processortest.T0+20, nil),
 		func(ev, _ map[string]any) { ev["id"] = stripeevent.SnapshotIDPrefix + "forged" })
-	b.publish(t, user, forgedType, forgedID)
-	b.start(t, testOptions(), b.db.URL)
+	b.Publish(t, user, forgedType, forgedID)
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
 
-	caughtUp(t, b.db.Pool, expect(t, b.rules, user), 20*time.Second)
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, user), 20*time.Second)
 	wait.For(t, 20*time.Second, "both forgeries dead-lettered", func() bool {
-		n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
+		n, err := eventstore.CountDeadLetters(t.Context(), b.DB.Pool)
 		return err == nil && n == 2
 	})
-	letters, err := eventstore.ListDeadLetters(t.Context(), b.db.Pool, "")
+	letters, err := eventstore.ListDeadLetters(t.Context(), b.DB.Pool, "")
 	require.NoError(t, err)
 	for _, l := range letters {
 		require.Contains(t, l.Reason, "did not come from the repair path", l.EventID)
 		require.Equal(t, 1, l.Attempts, "refused on first sight")
 	}
-	c, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_fs"})
+	c, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_fs"})
 	require.NoError(t, err)
 	require.False(t, c.Premium, "no forged subscription grants access")
 
-	proj := &projection.Projector{DB: b.db.Pool, Rules: b.rules, Log: testLogger(t), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
-	err = operate.RedriveLetter(t.Context(), b.db.Pool, proj, letters[0])
+	proj := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Log: processortest.TestLogger(t), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
+	err = operate.RedriveLetter(t.Context(), b.DB.Pool, proj, letters[0])
 	require.ErrorContains(t, err, "is not redriven")
-	n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
+	n, err := eventstore.CountDeadLetters(t.Context(), b.DB.Pool)
 	require.NoError(t, err)
 	require.Equal(t, int64(2), n)
 }
