@@ -55,7 +55,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	fake.AddCustomer(t, map[string]any{"id": "cus_REP1", "object": "customer", "livemode": false,
 		"email": "jenny.rosen+cus_REP1@example.com", "metadata": map[string]any{"user_id": "u_rep"}})
 
-	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": "tok_console",
+	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": consoleAdmin,
 		"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL})
 	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 	dir := t.TempDir()
@@ -64,7 +64,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	key := scope.Key{ID: "cus_REP1"}
 
 	_, loc := page(t, ctx, "html", chromedp.Navigate(s.base+"/admin/"), chromedp.WaitVisible(css("#token")),
-		chromedp.SendKeys(css("#token"), "tok_console"), chromedp.Submit(css("#token")), chromedp.WaitVisible(css("#q")))
+		chromedp.SendKeys(css("#token"), consoleToken), chromedp.Submit(css("#token")), chromedp.WaitVisible(css("#q")))
 	require.Equal(t, s.base+"/admin/search", loc)
 
 	// Before: the stored events' answer, and the button.
@@ -77,7 +77,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	// A page of another origin (same host, another port: the SameSite=Strict cookie goes along)
 	// that posts to the repair route as soon as it loads, with a guessed CSRF token, and one
 	// without: both refused, nothing enqueued.
-	for _, field := range []string{`<input type="hidden" name="csrf" value="` + console.Csrf("tok_guess") + `">`, ""} {
+	for _, field := range []string{`<input type="hidden" name="csrf" value="guessed-0123456789abcdef">`, ""} {
 		attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/admin/customers/cus_REP1/repair?livemode=false">%s</form><script>document.getElementById('f').submit()</script>`, s.base, field)
@@ -94,19 +94,22 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 
 	// The same refusals outside a browser: with the cookie, without the token or with another
 	// session's; and no cookie at all.
+	mine, myCSRF := consoleLogin(t, s.base, consoleToken)
+	_, otherCSRF := consoleLogin(t, s.base, otherToken)
 	for name, tc := range map[string]struct {
 		cookie, form string
 		status       int
 	}{
-		"no token":             {cookie: "tok_console", form: "", status: http.StatusForbidden},
-		"another's token":      {cookie: "tok_console", form: "csrf=" + console.Csrf("tok_other"), status: http.StatusForbidden},
-		"no cookie":            {form: "csrf=" + console.Csrf("tok_console"), status: http.StatusSeeOther},
-		"a wrong cookie":       {cookie: "tok_wrong", form: "csrf=" + console.Csrf("tok_wrong"), status: http.StatusSeeOther},
-		"the token in the url": {cookie: "tok_console", status: http.StatusForbidden},
+		"no token":                      {cookie: mine.Value, form: "", status: http.StatusForbidden},
+		"another session's token":       {cookie: mine.Value, form: "csrf=" + otherCSRF, status: http.StatusForbidden},
+		"no cookie":                     {form: "csrf=" + myCSRF, status: http.StatusSeeOther},
+		"a wrong cookie":                {cookie: "forged-session-id", form: "csrf=" + myCSRF, status: http.StatusSeeOther},
+		"the admin token as the cookie": {cookie: consoleToken, form: "csrf=" + myCSRF, status: http.StatusSeeOther},
+		"the token in the url":          {cookie: mine.Value, status: http.StatusForbidden},
 	} {
 		target := s.base + "/admin/customers/cus_REP1/repair?livemode=false"
 		if name == "the token in the url" {
-			target += "&csrf=" + console.Csrf("tok_console")
+			target += "&csrf=" + myCSRF
 		}
 		code, to := postForm(t, target, tc.cookie, tc.form)
 		require.Equal(t, tc.status, code, name)

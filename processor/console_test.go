@@ -13,7 +13,6 @@ import (
 
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 
-	"github.com/tollgate/tollgate/processor/internal/console"
 	"github.com/tollgate/tollgate/processor/internal/ingest"
 	"github.com/tollgate/tollgate/processor/internal/reconcile"
 
@@ -105,7 +104,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, eventstore.RecordDeadLetter(t.Context(), b.DB.Pool, eventstore.DeadLetter{
 		EventID: ingest.EventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
 		Reason: "test: refused by an older processor", Attempts: 5}))
-	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": "tok_console,tok_other"})
+	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": consoleAdmin})
 	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 	dir := t.TempDir()
 
@@ -134,7 +133,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	noData("after a wrong token")
 
 	// Log in, search by email (and by the other ids), open the customer.
-	_, loc = page(t, ctx, "html", chromedp.SendKeys(css("#token"), "tok_console"), chromedp.Submit(css("#token")), chromedp.WaitVisible(css("#q")))
+	_, loc = page(t, ctx, "html", chromedp.SendKeys(css("#token"), consoleToken), chromedp.Submit(css("#token")), chromedp.WaitVisible(css("#q")))
 	require.Equal(t, s.base+"/admin/search", loc)
 	html, _ = page(t, ctx, "#results", chromedp.SendKeys(css("#q"), "Jenny.Rosen+cus_CON1@example.com"), chromedp.Submit(css("#q")), chromedp.WaitVisible(css("#results")))
 	contains(t, html, "cus_CON1")
@@ -220,7 +219,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+"/admin/fail-open", strings.NewReader("on=true&confirm=yes"))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: "tok_console"})
+	ck, _ := consoleLogin(t, s.base, consoleToken)
+	req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())

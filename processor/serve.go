@@ -98,8 +98,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	schema := pgpool.NewSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
-	handler = admin.With(handler, cfg.AdminTokens, pool, rules, logger)
-	handler = console.With(handler, console.Deps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger})
+	handler = admin.With(handler, cfg.Admins, pool, rules, logger)
+	handler = console.With(handler, console.Deps{Admins: cfg.Admins, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))

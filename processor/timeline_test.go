@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
@@ -43,7 +44,7 @@ func TestTimeline(t *testing.T) {
 	b.Start(t, processortest.TestOptions(), b.DB.URL)
 	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 
-	h := admin.With(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.DB.Pool, b.Rules, processortest.TestLogger(t))
+	h := admin.With(http.NotFoundHandler(), []config.AdminToken{{Name: "a", Token: "tok_a"}, {Name: "b", Token: "tok_b"}}, b.DB.Pool, b.Rules, processortest.TestLogger(t))
 	t.Run("unauthorized", func(t *testing.T) {
 		for _, token := range []string{"", "wrong"} {
 			code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", token)

@@ -93,6 +93,10 @@ type AdminToken struct {
 	Token string
 }
 
+// MinAdminTokenLength is the shortest admin token the processor starts with: a token guessed
+// through the console's login form must be out of reach.
+const MinAdminTokenLength = 16
+
 // DefaultAdminName names the token of an ADMIN_TOKENS entry written without name:.
 const DefaultAdminName = "admin"
 
@@ -211,6 +215,10 @@ func (e *env) adminTokens() []AdminToken {
 				e.fail("ADMIN_TOKENS", fmt.Sprintf("entry %d: a name (before the colon) is letters, digits, '_', '-' and '.'", i+1))
 				continue
 			}
+		}
+		if len(a.Token) < MinAdminTokenLength {
+			e.fail("ADMIN_TOKENS", fmt.Sprintf("entry %d: a token must be at least %d characters (openssl rand -hex 24)", i+1, MinAdminTokenLength))
+			continue
 		}
 		if seen[a.Token] {
 			e.fail("ADMIN_TOKENS", fmt.Sprintf("entry %d repeats the token of an earlier entry", i+1))

@@ -235,10 +235,10 @@ func TestStreamReplicas(t *testing.T) {
 func TestProcessorAdminAndNotify(t *testing.T) {
 	t.Parallel()
 	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
-	c, err := config.LoadProcessor(env(map[string]string{"ADMIN_TOKENS": "a, b", "NOTIFY_URLS": "https://app.example/hooks",
+	c, err := config.LoadProcessor(env(map[string]string{"ADMIN_TOKENS": "a-token-of-16-chars, b-token-of-16-chars", "NOTIFY_URLS": "https://app.example/hooks",
 		"NOTIFY_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
 	require.NoError(t, err)
-	require.Equal(t, []string{"a", "b"}, c.AdminTokens)
+	require.Equal(t, []string{"a-token-of-16-chars", "b-token-of-16-chars"}, c.AdminTokens)
 	require.Equal(t, []string{"https://app.example/hooks"}, c.NotifyURLs)
 	require.Len(t, c.NotifySecret, 24)
 	_, err = config.LoadProcessor(env(map[string]string{"NOTIFY_URLS": "https://app.example/hooks"}))
@@ -257,7 +257,7 @@ func TestProcessorAdminTokenNames(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []config.AdminToken{{Name: "alice", Token: "tok-alice-0123456789"}, {Name: "admin", Token: "tok-bare-0123456789ab"}}, c.Admins)
 	require.Equal(t, []string{"tok-alice-0123456789", "tok-bare-0123456789ab"}, c.AdminTokens)
-	for _, bad := range []string{"al ice:tok-alice-0123456789", ":tok-alice-0123456789", "a:tok-x-0123456789abc,b:tok-x-0123456789abc"} {
+	for _, bad := range []string{"al ice:tok-alice-0123456789", ":tok-alice-0123456789", "a:tok-x-0123456789abc,b:tok-x-0123456789abc", "tok-short", "alice:tok-15-chars-xx"} {
 		_, err := config.LoadProcessor(getenv(map[string]string{"ADMIN_TOKENS": bad}))
 		require.ErrorContains(t, err, "ADMIN_TOKENS", bad)
 		require.NotContains(t, err.Error(), "tok-", "the token is never echoed")

@@ -3,27 +3,40 @@
 package admin
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/tollgate/tollgate/processor/internal/operate"
 
+	"github.com/tollgate/tollgate/pkg/audit"
+	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
-// adminDB is what the admin API reads: the event store and the read model, through the pool.
+// adminDB is what the admin API reads (the event store and the read model) and where it
+// records its changes (the audit log), through the pool.
 type adminDB interface {
 	entitlement.Querier
+	audit.Querier
 }
 
 // With serves the admin API under /admin/ in front of base when tokens are set (ADMIN_TOKENS);
 // without tokens it returns base and /admin/ does not exist. Every admin request needs
-// Authorization: Bearer <token>, else 401 in the query API's error shape.
-func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rules, logger *slog.Logger) http.Handler {
-	if len(tokens) == 0 {
+// Authorization: Bearer <token>, else 401 in the query API's error shape. Every request that
+// may change something (any method but GET and HEAD) is logged and recorded in the audit log
+// with the token's name and its outcome (the status).
+func With(base http.Handler, admins []config.AdminToken, db adminDB, rules subscription.Rules, logger *slog.Logger) http.Handler {
+	if len(admins) == 0 {
 		return base
+	}
+	tokens := make([]string, len(admins))
+	for i, a := range admins {
+		tokens[i] = a.Token
 	}
 	auth := httpx.NewTokens(tokens)
 	admin := http.NewServeMux()
@@ -55,12 +68,41 @@ func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rul
 	mux := http.NewServeMux()
 	mux.Handle("/", base)
 	mux.Handle("/admin/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !auth.ValidHeader(r.Header.Get("Authorization")) {
+		token, ok := httpx.BearerToken(r.Header.Get("Authorization"))
+		i, valid := auth.Match(token)
+		if !ok || !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
 			return
 		}
-		admin.ServeHTTP(w, r)
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		admin.ServeHTTP(rec, r)
+		name := admins[i].Name
+		outcome := audit.OutcomeOK
+		if rec.status >= 300 {
+			outcome = "HTTP " + strconv.Itoa(rec.status)
+		}
+		logger.Info("admin change", "admin", name, "method", r.Method, "path", r.URL.Path, "status", rec.status)
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if err := audit.Record(context.WithoutCancel(r.Context()), db, audit.Entry{Actor: name, Via: audit.ViaAPI,
+			Action: r.Method + " " + r.URL.Path, Outcome: outcome, Remote: host}); err != nil {
+			logger.Error("admin audit", "path", r.URL.Path, "error", err)
+		}
 	}))
 	return mux
+}
+
+// statusRecorder keeps the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	s.status = status
+	s.ResponseWriter.WriteHeader(status)
 }

@@ -5,16 +5,15 @@ package console
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -27,11 +26,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/pkg/audit"
+	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/failopen"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/scope"
+	"github.com/tollgate/tollgate/pkg/session"
 	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
@@ -39,7 +41,9 @@ import (
 var consoleTemplates embed.FS
 
 const (
-	ConsoleCookie = "tollgate_admin"
+	// ConsoleCookie holds a console session's random id, never an admin token. __Host- makes
+	// browsers accept it only with Secure, Path=/ and no Domain: no other host or path can set it.
+	ConsoleCookie = "__Host-tollgate_session"
 	// ReasonRepair is the pending_repairs reason of a repair an operator asked for.
 	ReasonRepair = "operator console"
 )
@@ -47,7 +51,8 @@ const (
 // Deps is what the console reads and changes. Repair is possible when repairs is set
 // (STRIPE_API_KEY: the repairer has an API).
 type Deps struct {
-	Tokens    []string
+	// Admins are ADMIN_TOKENS with their names; sessions of a token not among them end.
+	Admins    []config.AdminToken
 	Pool      *pgxpool.Pool
 	JS        jetstream.JetStream
 	Proj      *projection.Projector
@@ -59,19 +64,38 @@ type Deps struct {
 // console serves the operator console under /admin/ (all but /admin/v1/, the JSON admin API).
 type console struct {
 	Deps
-	auth  httpx.Tokens
-	pages map[string]*template.Template
-	err   error // a template that does not parse: every page answers 500
+	auth     httpx.Tokens
+	digests  map[[sha256.Size]byte]bool // of the admin tokens: a session's token still configured
+	throttle *session.Throttle
+	now      func() time.Time
+	pages    map[string]*template.Template
+	err      error // a template that does not parse: every page answers 500
 }
+
+// Failed logins from one address: past maxLoginFailures within loginWindow, 429 with
+// Retry-After until the window has passed.
+const (
+	maxLoginFailures = 10
+	loginWindow      = 10 * time.Minute
+)
 
 // With serves the console at /admin/ in front of next when tokens are set; /admin/v1/ and
 // everything else go to next. Without tokens it returns next.
 func With(next http.Handler, d Deps) http.Handler {
-	if len(d.Tokens) == 0 {
+	if len(d.Admins) == 0 {
 		return next
 	}
-	c := &console{Deps: d, auth: httpx.NewTokens(d.Tokens), pages: map[string]*template.Template{}}
-	funcs := template.FuncMap{"ts": func(t any) string {
+	tokens := make([]string, len(d.Admins))
+	digests := map[[sha256.Size]byte]bool{}
+	for i, a := range d.Admins {
+		tokens[i] = a.Token
+		digests[sha256.Sum256([]byte(a.Token))] = true
+	}
+	c := &console{Deps: d, auth: httpx.NewTokens(tokens), digests: digests, throttle: session.NewThrottle(maxLoginFailures, loginWindow),
+		now: time.Now, pages: map[string]*template.Template{}}
+	// pathseg escapes an id for a path segment of a form's action or a link: an id with / ? or ..
+	// must not retarget a form (html/template keeps those in URLs).
+	funcs := template.FuncMap{"pathseg": url.PathEscape, "ts": func(t any) string {
 		switch v := t.(type) {
 		case time.Time:
 			if v.IsZero() {
@@ -86,7 +110,7 @@ func With(next http.Handler, d Deps) http.Handler {
 		}
 		return fmt.Sprint(t)
 	}}
-	for _, p := range []string{"login", "search", "customer", "user", "deadletters", "failopen", "pipeline"} {
+	for _, p := range []string{"login", "search", "customer", "user", "deadletters", "failopen", "pipeline", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(consoleTemplates, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			c.err = errors.Join(c.err, fmt.Errorf("console template %s: %w", p, err))
@@ -100,7 +124,7 @@ func With(next http.Handler, d Deps) http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /admin/{$}", c.home)
 	m.HandleFunc("POST /admin/login", c.login)
-	m.HandleFunc("POST /admin/logout", c.logout)
+	m.Handle("POST /admin/logout", c.change(c.logout))
 	m.Handle("GET /admin/search", c.authed(c.search))
 	m.Handle("GET /admin/customers/{id}", c.authed(c.customer))
 	m.Handle("POST /admin/customers/{id}/replay", c.change(c.replayCustomer))
@@ -111,6 +135,7 @@ func With(next http.Handler, d Deps) http.Handler {
 	m.Handle("GET /admin/fail-open", c.authed(c.failOpen))
 	m.Handle("POST /admin/fail-open", c.change(c.setFailOpen))
 	m.Handle("GET /admin/pipeline", c.authed(c.pipeline))
+	m.Handle("GET /admin/audit", c.authed(c.auditPage))
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.Handle("/admin/v1/", next)
@@ -118,27 +143,56 @@ func With(next http.Handler, d Deps) http.Handler {
 	return mux
 }
 
-// session is the token of a request's valid cookie; ok is false without one.
-func (c *console) session(r *http.Request) (string, bool) {
+// session is the open session of a request's cookie; ok is false without one (no cookie, an
+// unknown, ended or expired id, or its token left ADMIN_TOKENS).
+func (c *console) session(r *http.Request) (session.Session, string, bool) {
 	ck, err := r.Cookie(ConsoleCookie)
 	if err != nil || ck.Value == "" {
-		return "", false
+		return session.Session{}, "", false
 	}
-	return ck.Value, c.auth.ValidHeader("Bearer " + ck.Value)
+	s, err := session.Lookup(r.Context(), c.Pool, ck.Value, c.now(), func(d [sha256.Size]byte) bool { return c.digests[d] })
+	if err != nil {
+		if !errors.Is(err, session.ErrNoSession) {
+			c.Log.Error("console session", "error", err)
+		}
+		return session.Session{}, "", false
+	}
+	return s, ck.Value, true
 }
 
-// Csrf is the CSRF token of a session: an HMAC of a fixed label under the session's token, so
-// every instance computes the same one and a page of another origin cannot.
-func Csrf(token string) string {
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("tollgate console csrf v1"))
-	return hex.EncodeToString(m.Sum(nil))
+// setCookie sets (or, with id "", clears) the session cookie.
+func setCookie(w http.ResponseWriter, id string) {
+	ck := &http.Cookie{Name: ConsoleCookie, Value: id, Path: "/", HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: int(session.MaxAge.Seconds())}
+	if id == "" {
+		ck.MaxAge = -1
+	}
+	http.SetCookie(w, ck)
+}
+
+// remote is the client address of r without its port: what failed logins are counted by.
+func remote(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// record writes a change to the audit log; a failure to record is logged, never hidden.
+func (c *console) record(r *http.Request, actor, action, target, outcome string) {
+	err := audit.Record(r.Context(), c.Pool, audit.Entry{Actor: actor, Via: audit.ViaConsole, Action: action, Target: target,
+		Outcome: outcome, Remote: remote(r)})
+	if err != nil {
+		c.Log.Error("console audit", "action", action, "error", err)
+	}
 }
 
 // view is what every page template gets.
 type view struct {
 	Title string
 	CSRF  string
+	Admin string // the session's token name
 	Flash string
 	Error string
 	Data  any
@@ -168,38 +222,40 @@ func (c *console) render(w http.ResponseWriter, status int, page string, v view)
 // authed serves h only with a valid cookie; otherwise 303 to the login form, no data.
 func (c *console) authed(h func(http.ResponseWriter, *http.Request, view)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := c.session(r)
+		s, _, ok := c.session(r)
 		if !ok {
 			http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 			return
 		}
-		h(w, r, view{CSRF: Csrf(tok), Flash: r.URL.Query().Get("done"), Error: r.URL.Query().Get("failed")})
+		h(w, r, view{CSRF: s.CSRF, Admin: s.Name, Flash: r.URL.Query().Get("done"), Error: r.URL.Query().Get("failed")})
 	})
 }
 
 // change serves a POST that changes something: a valid cookie and the session's CSRF token in
 // the form field csrf, else 303 to the login form (no cookie) or 403 (no or a wrong token).
-// h returns where to go next and what to say there.
-func (c *console) change(h func(*http.Request) (to, msg string, err error)) http.Handler {
+// h returns where to go next and what to say there. Every change is logged and recorded in the
+// audit log with the session's token name, its outcome included.
+func (c *console) change(h func(http.ResponseWriter, *http.Request) (to, msg string, err error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := c.session(r)
+		s, _, ok := c.session(r)
 		if !ok {
 			http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<16)
-		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(Csrf(tok))) != 1 {
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.CSRF)) != 1 {
 			http.Error(w, "invalid CSRF token: reload the page and try again", http.StatusForbidden)
 			return
 		}
-		to, msg, err := h(r)
-		key := "done"
+		to, msg, err := h(w, r)
+		key, outcome := "done", audit.OutcomeOK
 		if err != nil {
-			c.Log.Warn("console change failed", "path", r.URL.Path, "error", err)
-			key, msg = "failed", err.Error()
+			c.Log.Warn("console change failed", "admin", s.Name, "path", r.URL.Path, "error", err)
+			key, msg, outcome = "failed", err.Error(), "failed: "+err.Error()
 		} else {
-			c.Log.Info("console change", "path", r.URL.Path, "result", msg)
+			c.Log.Info("console change", "admin", s.Name, "path", r.URL.Path, "result", msg)
 		}
+		c.record(r, s.Name, r.Method+" "+r.URL.Path, r.PathValue("id"), outcome)
 		sep := "?"
 		if strings.Contains(to, "?") {
 			sep = "&"
@@ -209,30 +265,83 @@ func (c *console) change(h func(*http.Request) (to, msg string, err error)) http
 }
 
 func (c *console) home(w http.ResponseWriter, r *http.Request) {
-	if tok, ok := c.session(r); ok {
-		c.render(w, http.StatusOK, "search", view{Title: "Search", CSRF: Csrf(tok)})
+	if s, _, ok := c.session(r); ok {
+		c.render(w, http.StatusOK, "search", view{Title: "Search", CSRF: s.CSRF, Admin: s.Name})
 		return
 	}
 	c.render(w, http.StatusOK, "login", view{Title: "Sign in"})
 }
 
+// login opens a session for a token of ADMIN_TOKENS. Failed logins are counted per address:
+// past maxLoginFailures in loginWindow the address gets 429 with Retry-After. A failure is
+// logged with the address, never with the token tried.
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	addr, now := remote(r), c.now()
+	if wait, ok := c.throttle.Allow(addr, now); !ok {
+		secs := int(wait.Round(time.Second).Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		c.Log.Warn("console login refused: too many failed logins", "remote", addr, "retry_after_s", secs)
+		c.render(w, http.StatusTooManyRequests, "login", view{Title: "Sign in",
+			Error: fmt.Sprintf("Too many failed sign-ins from your address: try again in %d s.", secs)})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<14)
-	tok := strings.TrimSpace(r.PostFormValue("token"))
-	if tok == "" || !c.auth.ValidHeader("Bearer "+tok) {
+	i, ok := c.auth.Match(strings.TrimSpace(r.PostFormValue("token")))
+	if !ok {
+		c.throttle.Fail(addr, now)
+		c.Log.Warn("console login failed", "remote", addr)
 		c.render(w, http.StatusUnauthorized, "login", view{Title: "Sign in", Error: "That token is not one of ADMIN_TOKENS."})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: ConsoleCookie, Value: tok, Path: "/admin/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	c.throttle.Succeed(addr)
+	a := c.Admins[i]
+	id, _, err := session.Create(r.Context(), c.Pool, a.Name, sha256.Sum256([]byte(a.Token)), now)
+	if err != nil {
+		c.Log.Error("console login", "error", err)
+		http.Error(w, "could not open a session: see the processor's log", http.StatusInternalServerError)
+		return
+	}
+	c.Log.Info("console login", "admin", a.Name, "remote", addr)
+	c.record(r, a.Name, "login", "", audit.OutcomeOK)
+	setCookie(w, id)
 	http.Redirect(w, r, "/admin/search", http.StatusSeeOther)
 }
 
-func (c *console) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: ConsoleCookie, Value: "", Path: "/admin/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: -1})
-	http.Redirect(w, r, "/admin/", http.StatusSeeOther)
+// logout ends the session (a change: it needs the session's CSRF token).
+func (c *console) logout(w http.ResponseWriter, r *http.Request) (string, string, error) {
+	_, id, _ := c.session(r)
+	setCookie(w, "")
+	if err := session.End(r.Context(), c.Pool, id, c.now()); err != nil {
+		return "/admin/", "", err
+	}
+	return "/admin/", "signed out", nil
 }
+
+// auditPage lists the audit log, newest first, a page at a time (?before=<id>).
+func (c *console) auditPage(w http.ResponseWriter, r *http.Request, v view) {
+	v.Title = "Audit log"
+	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+	entries, err := audit.List(r.Context(), c.Pool, auditPageSize, before)
+	if err != nil {
+		c.fail(w, v, err)
+		return
+	}
+	next := ""
+	if len(entries) == auditPageSize {
+		next = "/admin/audit?before=" + strconv.FormatInt(entries[len(entries)-1].ID, 10)
+	}
+	v.Data = struct {
+		Entries []audit.Entry
+		Next    string
+	}{entries, next}
+	c.render(w, http.StatusOK, "audit", v)
+}
+
+// auditPageSize and searchPageSize are the rows of one page.
+const (
+	auditPageSize  = 100
+	searchPageSize = 50
+)
 
 // scopeURL is scopeQuery for an href of a template, which would otherwise escape its = and &.
 func scopeURL(sc scope.Scope) template.URL {
@@ -254,6 +363,9 @@ func scopeQuery(sc scope.Scope) string {
 
 func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	page = max(page, 0)
+	next := ""
 	v.Title = "Search"
 	var hits []searchHit
 	add := func(kind, why string, keys []scope.Key) {
@@ -280,8 +392,11 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 			errs = append(errs, err)
 		}
 		if strings.Contains(q, "@") {
-			if keys, err := eventstore.CustomersByEmail(ctx, c.Pool, q, 50); err == nil {
+			if keys, err := eventstore.CustomersByEmailPage(ctx, c.Pool, q, searchPageSize, page*searchPageSize); err == nil {
 				add("customer", "email", keys)
+				if len(keys) == searchPageSize {
+					next = "/admin/search?" + url.Values{"q": {q}, "page": {strconv.Itoa(page + 1)}}.Encode()
+				}
 			} else {
 				errs = append(errs, err)
 			}
@@ -299,7 +414,8 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 	v.Data = struct {
 		Q    string
 		Hits []searchHit
-	}{q, hits}
+		Next string
+	}{q, hits, next}
 	c.render(w, http.StatusOK, "search", v)
 }
 
@@ -479,7 +595,7 @@ func customerPage(r *http.Request) string {
 
 // replayCustomer re-derives the customer in every scope it has events of, as
 // `processor replay --customer` does.
-func (c *console) replayCustomer(r *http.Request) (string, string, error) {
+func (c *console) replayCustomer(_ http.ResponseWriter, r *http.Request) (string, string, error) {
 	var out, progress bytes.Buffer
 	err := operate.Replay(r.Context(), c.Pool, c.Proj, operate.ReplayOptions{Customer: r.PathValue("id")}, &out, &progress)
 	return customerPage(r), "re-derived: " + strings.TrimSpace(out.String()), err
@@ -489,7 +605,7 @@ func (c *console) replayCustomer(r *http.Request) (string, string, error) {
 // lists for it, in the page's scope (one repair.ObjectCustomerSubscriptions): a subscription
 // whose events were all lost is unknown here and is found only so. The repairer applies them as
 // snapshot events.
-func (c *console) repairCustomer(r *http.Request) (string, string, error) {
+func (c *console) repairCustomer(_ http.ResponseWriter, r *http.Request) (string, string, error) {
 	to := customerPage(r)
 	if !c.CanRepair {
 		return to, "", errors.New("repair needs STRIPE_API_KEY on the processor")
@@ -528,7 +644,7 @@ func (c *console) deadLetters(w http.ResponseWriter, r *http.Request, v view) {
 	c.render(w, http.StatusOK, "deadletters", v)
 }
 
-func (c *console) redrive(r *http.Request) (string, string, error) {
+func (c *console) redrive(_ http.ResponseWriter, r *http.Request) (string, string, error) {
 	const to = "/admin/dead-letters"
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
@@ -558,7 +674,7 @@ func (c *console) failOpen(w http.ResponseWriter, r *http.Request, v view) {
 	c.render(w, http.StatusOK, "failopen", v)
 }
 
-func (c *console) setFailOpen(r *http.Request) (string, string, error) {
+func (c *console) setFailOpen(_ http.ResponseWriter, r *http.Request) (string, string, error) {
 	const to = "/admin/fail-open"
 	on := r.PostFormValue("on") == "true"
 	if r.PostFormValue("confirm") != "yes" {
