@@ -47,7 +47,7 @@ Commands:
   help                         print this help (processor COMMAND -h for a command's flags)
 
 replay, dlq redrive, backfill and reconcile are safe while serve runs.
-Configuration comes from environment variables (HTTP_ADDR, NATS_URL, STREAM_REPLICAS, DATABASE_URL,
+Configuration comes from environment variables (HTTP_ADDR, NATS_URL, NATS_CREDS, STREAM_REPLICAS, DATABASE_URL,
 USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
 BACKFILL_INTERVAL, BACKFILL_TYPES for backfill, reconcile and repair; ADMIN_TOKENS, NOTIFY_URLS,
 NOTIFY_SECRET); see the README.
