@@ -27,7 +27,7 @@ func noFollow() *http.Client {
 	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`) //nolint:gochecknoglobals // test-only pattern
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // consoleLogin logs in at base with token as a browser does and returns the session cookie and
 // the CSRF token of the session's forms.

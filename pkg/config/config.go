@@ -209,7 +209,7 @@ func (e *env) adminTokens() []AdminToken {
 		if name, token, ok := strings.Cut(entry, ":"); ok {
 			a = AdminToken{Name: name, Token: token}
 			if name == "" || strings.ContainsFunc(name, func(r rune) bool {
-				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.')
+				return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' && r != '.'
 			}) {
 				// The entry is not echoed: it holds a token.
 				e.fail("ADMIN_TOKENS", fmt.Sprintf("entry %d: a name (before the colon) is letters, digits, '_', '-' and '.'", i+1))
