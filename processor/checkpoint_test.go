@@ -142,3 +142,57 @@ func TestLateEventResumesFromARung(t *testing.T) {
 	n := checkpoints()
 	t.Logf("late events derived %d events; %d checkpoints stored", late, n)
 }
+
+// TestShortTailsKeepTheLadder: with CheckpointAfter, a customer's checkpoints are rewritten only
+// once that many events follow the newest one. Applied in batches with late arrivals, the read
+// model is still the derivation of the whole histories and a replay from scratch changes nothing;
+// with a bound above every history no checkpoint is written at all, with a small one the long
+// histories still get theirs.
+func TestShortTailsKeepTheLadder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		after int
+	}{
+		{"bound above every history", 1000},
+		{"small bound", 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := processortest.Setup(t)
+			k := processortest.NewKit(t, "s")
+			events := k.Population(12)
+			r := rand.New(rand.NewPCG(12, 2))
+			delivered := append([][]byte(nil), events...)
+			for range len(delivered) / 8 {
+				i, j := r.IntN(len(delivered)), r.IntN(len(delivered))
+				delivered[i], delivered[j] = delivered[j], delivered[i]
+			}
+			m := projection.NewMetrics(prometheus.NewRegistry())
+			p := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Cache: projection.NewEventCache(1 << 20),
+				Log: processortest.TestLogger(t), Metrics: m, CheckpointAfter: tc.after}
+			for i := 0; i < len(delivered); i += 3 {
+				batch := make([]projection.Admitted, 0, 3)
+				for _, raw := range delivered[i:min(i+3, len(delivered))] {
+					a, err := projection.Admit(raw)
+					require.NoError(t, err)
+					batch = append(batch, a)
+				}
+				_, err := p.Apply(t.Context(), projection.Input{Events: batch})
+				require.NoError(t, err)
+			}
+			want := processortest.Expect(t, b.Rules, events...)
+			processortest.RequireReadModel(t, b.DB.Pool, want)
+			var rows int
+			require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints`).Scan(&rows))
+			if tc.after == 1000 {
+				require.Zero(t, rows, "no history is long enough for a checkpoint")
+			} else {
+				require.Positive(t, rows, "the long histories have checkpoints")
+			}
+			changed, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.DB.URL}, "--all")
+			require.Zero(t, changed)
+			processortest.RequireReadModel(t, b.DB.Pool, want)
+		})
+	}
+}
