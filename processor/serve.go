@@ -88,8 +88,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		sched = backfill.NewScheduler(cfg.BackfillInterval, cfg.BackfillTypes, api, js, pool, logger, backfill.NewMetrics(reg))
 	}
 	notifier := notify.New(pool, cfg.NotifyURLs, cfg.NotifySecret, nc, notify.DefaultOptions(), logger, reg)
-	proj := &projection.Projector{DB: pool, Rules: rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: logger, Metrics: projection.NewMetrics(reg), Notify: notifier,
-		CheckpointAfter: projection.DefaultCheckpointAfter}
+	proj := &projection.Projector{DB: pool, Rules: rules, Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: logger, Metrics: projection.NewMetrics(reg), Notify: notifier}
 	rep := &repairer.Repairer{DB: pool, JS: js, Log: logger, Metrics: repairer.NewMetrics(reg), Now: time.Now}
 	if cfg.Stripe.Key != "" {
 		api := stripeapi.New(cfg.Stripe, stripeapi.Options{OnRetry: stripeapi.LogRetries(logger, "stripe api (repair): retrying")})

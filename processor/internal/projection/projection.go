@@ -44,18 +44,7 @@ type Projector struct {
 	// FullDerive turns checkpoints off: every customer is derived from its whole
 	// history and no checkpoint is read or written. The benchmark's baseline.
 	FullDerive bool
-	// CheckpointAfter is the fewest events a derivation must fold after the customer's newest
-	// checkpoint (or from scratch, when it has none) before its ladder is rewritten; 0 rewrites
-	// it on every apply. A short tail is cheap to fold again from the event cache, while
-	// rewriting the ladder (delete, insert a jsonb state) was 30 % of Postgres's time in a
-	// burst of customers with 13 events each. See DefaultCheckpointAfter.
-	CheckpointAfter int
 }
-
-// DefaultCheckpointAfter is production's CheckpointAfter: a customer's checkpoint is written
-// once 16 events follow the newest one. Below that a derivation folds at most 15 events more
-// than with a checkpoint written every time.
-const DefaultCheckpointAfter = 16
 
 // Input is what one apply works on.
 type Input struct {
@@ -177,7 +166,7 @@ func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 			if err != nil {
 				return err
 			}
-			if u, ok := ladderUpdate(id, ladder, cps); ok && !p.FullDerive && !p.keepLadder(ladder, len(h.events), in.FromScratch) {
+			if u, ok := ladderUpdate(id, ladder, cps); ok && !p.FullDerive {
 				saves = append(saves, u)
 			}
 			res.Derived++
@@ -256,21 +245,6 @@ func (p *Projector) derive(customer scope.Key, cp *subscription.Checkpoint, even
 	p.Metrics.derive.Observe(time.Since(start).Seconds())
 	p.Metrics.DerivedEvents.Add(float64(len(events)))
 	return row, cps, nil
-}
-
-// keepLadder reports whether a derivation that folded tail events after ladder.From may leave
-// the customer's stored checkpoints as they are: its tail is shorter than CheckpointAfter, and
-// every stored checkpoint stays valid because none is newer than From (From is the newest, or
-// there are none). A checkpoint after From (a late event) must go, so its ladder is rewritten
-// whatever the tail; so is every ladder of a replay from scratch.
-func (p *Projector) keepLadder(ladder entitlement.Ladder, tail int, scratch bool) bool {
-	if p.CheckpointAfter <= 0 || scratch || tail >= p.CheckpointAfter {
-		return false
-	}
-	if ladder.From == nil {
-		return len(ladder.Rungs) == 0
-	}
-	return ladder.Newest()
 }
 
 // ladderUpdate is what a derivation from ladder.From (nil: from scratch) that returned cps
