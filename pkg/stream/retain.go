@@ -9,11 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DefaultRetainApplied is how long an applied event stays in the stream by default: far longer
-// than any standby's replication lag, so that a database that loses its last commits in a
-// failover (a standby promoted under asynchronous replication) gets them back from the stream.
-const DefaultRetainApplied = 10 * time.Minute
-
 // Retainer purges applied events from the stream once they have been applied for at least
 // Keep. It replaces PurgeApplied where the stream must keep a window of applied history: a
 // promoted standby or a restored database that lacks the last commits is given them again by
