@@ -101,6 +101,7 @@ func (r *Retainer) Purge(ctx context.Context, js jetstream.JetStream, cons jetst
 // Retained is one message read back from the stream by ReadRetained.
 type Retained struct {
 	Seq       uint64
+	MsgID     string // Nats-Msg-Id: the event id, as the listener publishes it
 	Subject   string
 	Data      []byte
 	Published time.Time // when the stream stored it
@@ -147,7 +148,11 @@ func ReadRetained(ctx context.Context, js jetstream.JetStream, since time.Time, 
 				continue
 			}
 			n++
-			if err := fn(Retained{Seq: meta.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Published: meta.Timestamp}); err != nil {
+			r := Retained{Seq: meta.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Published: meta.Timestamp}
+			if h := m.Headers(); h != nil {
+				r.MsgID = h.Get(jetstream.MsgIDHeader)
+			}
+			if err := fn(r); err != nil {
 				return n, err
 			}
 			if meta.Sequence.Stream == last || meta.NumPending == 0 {

@@ -106,6 +106,7 @@ func TestReadRetained(t *testing.T) {
 	n, err := stream.ReadRetained(ctx, js, time.Time{}, func(m stream.Retained) error {
 		ids = append(ids, string(m.Data))
 		require.Equal(t, uint64(len(ids)), m.Seq)
+		require.Equal(t, fmt.Sprint("evt_", len(ids)), m.MsgID)
 		return nil
 	})
 	require.NoError(t, err)
