@@ -111,7 +111,7 @@ func TestReadRetained(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, 8, n)
-	require.Equal(t, `{"id":"evt_8"}`, ids[7])
+	require.JSONEq(t, `{"id":"evt_8"}`, ids[7])
 
 	n, err = stream.ReadRetained(ctx, js, time.Now().Add(time.Hour), func(stream.Retained) error { return nil })
 	require.NoError(t, err)
