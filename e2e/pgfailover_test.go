@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -87,6 +87,9 @@ func runFailover(t *testing.T, binDir, natsBin string, synchronous bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	f := &failoverEnv{crashEnv: &crashEnv{http: &http.Client{Timeout: 10 * time.Second}}, sink: newNotifySink(t)}
+	// Down before the kill, then up for good: the delivery's backoff then depends on the outage
+	// alone, not on failures on purpose after it.
+	f.sink.reliable = true
 	f.primary = pgcluster.Start(t)
 	f.pg = f.primary
 	admin, err := pgx.Connect(ctx, f.primary.URL("postgres"))
@@ -247,9 +250,27 @@ func runFailover(t *testing.T, binDir, natsBin string, synchronous bool) {
 	// query API's final answer.
 	// Up to a minute more than the rest: a notification the old primary had leased to a
 	// deliverer waits out its lease (a minute) before another takes it.
-	wait.For(t, 150*time.Second, "the notifications recorded before the kill delivered", func() bool {
-		return !slices.ContainsFunc(pending, func(id string) bool { return !f.sink.delivered(id) })
-	})
+	undelivered := func() []string {
+		var ids []string
+		for _, id := range pending {
+			if !f.sink.delivered(id) {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	for deadline := time.Now().Add(150 * time.Second); len(undelivered()) > 0; time.Sleep(250 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			rows, err := f.db.Query(ctx, `SELECT id || ': attempts ' || attempts || ', next attempt in ' || (next_attempt_at - now())::text ||
+				', delivered ' || coalesce(delivered_at::text, 'no') || ', last error ' || coalesce(last_error, 'none')
+				FROM notification_outbox WHERE id = ANY($1)`, undelivered())
+			require.NoError(t, err)
+			states, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			t.Fatalf("%d of the %d notifications recorded before the kill not delivered after 150 s: %s",
+				len(undelivered()), len(pending), strings.Join(states, "; "))
+		}
+	}
 	allDelivered := time.Now()
 	wait.For(t, 60*time.Second, "every user's last notification equal to the query API's answer", func() bool {
 		for user := range f.plan.users {
