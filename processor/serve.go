@@ -48,7 +48,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	return serveWith(ctx, cfg, rules, ingest.DefaultOptions(), logger)
+	opts := ingest.DefaultOptions()
+	opts.RetainApplied = cfg.RetainApplied
+	return serveWith(ctx, cfg, rules, opts, logger)
 }
 
 // serveWith is serve with its configuration given, for tests that tune the consumer.
@@ -131,6 +133,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 				{Name: "consumer metrics", Run: func(ctx context.Context) { ingest.WatchMetrics(ctx, cons, pool, m, logger) }},
 				{Name: "repairs", Run: func(ctx context.Context) { rep.Loop(ctx, repairer.Every) }},
 				{Name: "applied marks", Run: func(ctx context.Context) { projection.PruneMarks(ctx, pool, logger) }},
+				{Name: "database timeline", Run: func(ctx context.Context) { ingest.WatchTimeline(ctx, pool, js, proj, logger) }},
 			}
 			if sched != nil { // a run in progress stops between two events
 				services = append(services, service.Service{Name: "scheduled backfill", Run: sched.Loop})

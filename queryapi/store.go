@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -48,9 +50,19 @@ func listenConnConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
 // readOnly makes every session of c read-only. It also prices sequential scans out: every
 // lookup is by key, and a prepared statement's plan made while the read model was tiny (a new
 // deployment) would otherwise stay a sequential scan as the tables grow.
+//
+// A DATABASE_URL with target_session_attrs=read-write (the contract's multi-host form, which
+// finds a promoted standby after a failover) asks for a server that accepts writes; pgx checks
+// that with `SHOW transaction_read_only`, which these read-only sessions answer "on" on every
+// server, so no host would ever pass. It is checked as target_session_attrs=primary instead (not
+// in recovery): the same servers, the one question a read-only session can answer.
 func readOnly(c *pgx.ConnConfig) {
 	c.RuntimeParams["default_transaction_read_only"] = "on"
 	c.RuntimeParams["enable_seqscan"] = "off"
+	if c.ValidateConnect != nil &&
+		reflect.ValueOf(c.ValidateConnect).Pointer() == reflect.ValueOf(pgconn.ValidateConnectTargetSessionAttrsReadWrite).Pointer() {
+		c.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsPrimary
+	}
 }
 
 // key names one answer: a user's or a customer's, in one scope. Its String form, "u:" or "c:"

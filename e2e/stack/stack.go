@@ -63,6 +63,10 @@ type Stack struct {
 // ErrPostgresUnreachable means DATABASE_URL's server did not answer.
 var ErrPostgresUnreachable = errors.New("postgres is not reachable")
 
+// Netns is a variable of a process's environment (AddInstanceEnv) that runs it in that network
+// namespace (`ip netns exec`), where its HTTP_ADDR is one of the namespace's addresses.
+const Netns = "TOLLGATE_STACK_NETNS"
+
 // Service names, in start order.
 const (
 	Processor = "processor"
@@ -162,7 +166,15 @@ func (st *Stack) serviceEnv(service, addr string) map[string]string {
 // name (such as "listener-2"), serving on addr, with the stack's configuration, and returns once
 // it answers /readyz. Process(name) finds it; Stop stops it with the others.
 func (st *Stack) AddInstance(ctx context.Context, service, name, addr string) (*Process, error) {
-	p, err := st.startProcess(ctx, service, name, st.serviceEnv(service, addr))
+	return st.AddInstanceEnv(ctx, service, name, addr, nil)
+}
+
+// AddInstanceEnv is AddInstance with variables that override the stack's for this instance
+// only (a query API on a standby gets its own DATABASE_URL, a listener one node's NATS_URL).
+func (st *Stack) AddInstanceEnv(ctx context.Context, service, name, addr string, env map[string]string) (*Process, error) {
+	all := st.serviceEnv(service, addr)
+	maps.Copy(all, env)
+	p, err := st.startProcess(ctx, service, name, all)
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +218,10 @@ func (st *Stack) startProcess(_ context.Context, service, name string, env map[s
 		return nil, fmt.Errorf("%s: %w (run `make build` first)", bin, err)
 	}
 	cmd := exec.Command(bin) //nolint:noctx // our own binary; stopped by Stop, not by ctx
+	if ns := env[Netns]; ns != "" {
+		// ip execs the binary in the namespace: the process is the service itself.
+		cmd = exec.Command("ip", "netns", "exec", ns, bin) //nolint:noctx // as above
+	}
 	cmd.Env = os.Environ()
 	for k, v := range st.opts.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)

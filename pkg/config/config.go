@@ -24,6 +24,10 @@ const (
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultPublishTimeout    = 5 * time.Second
 	DefaultUserIDMetadataKey = "user_id"
+	// DefaultRetainApplied is how long the stream keeps an event after the processor applied it
+	// (STREAM_RETAIN_APPLIED): far longer than a standby's replication lag, so that the commits a
+	// failover loses are re-applied from the stream.
+	DefaultRetainApplied = 10 * time.Minute
 	// DefaultCacheMaxAge is the longest the query API serves an answer from memory without
 	// reading it again (QUERYAPI_CACHE_MAX_AGE): with change notifications it only bounds the
 	// staleness of a notification lost while the LISTEN session stayed up.
@@ -90,6 +94,10 @@ type Processor struct {
 	NotifyURLs []string
 	// NotifySecret is the key of NOTIFY_SECRET (whsec_ + base64), decoded; nil when unset.
 	NotifySecret []byte
+	// RetainApplied is STREAM_RETAIN_APPLIED: how long an applied event stays in the stream, so
+	// that a database that lost its last commits (a standby promoted under asynchronous
+	// replication, a restore) gets them back from it; 0 purges at once.
+	RetainApplied time.Duration
 }
 
 // QueryAPI is the configuration of the query API.
@@ -188,6 +196,7 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 		BackfillTypes:     e.list("BACKFILL_TYPES"),
 		AdminTokens:       e.list("ADMIN_TOKENS"),
 		NotifyURLs:        e.list("NOTIFY_URLS"),
+		RetainApplied:     e.duration("STREAM_RETAIN_APPLIED", DefaultRetainApplied),
 	}
 	c.NotifySecret = e.notifySecret(c.NotifyURLs)
 	if c.BackfillInterval > 0 && c.Stripe.Key == "" {
