@@ -31,13 +31,13 @@ import (
 
 // Options say where the stack runs. Zero values take the contract's defaults.
 type Options struct {
-	BinDir        string            // where listener, processor and queryapi are; default "bin"
-	DataDir       string            // generated secrets and the embedded NATS store; default ".data"
-	NATSURL       string            // default nats://127.0.0.1:4222
-	DatabaseURL   string            // default the contract's
-	ListenerAddr  string            // default :8080
-	QueryAPIAddr  string            // default :8081
-	ProcessorAddr string            // default :8082
+	BinDir        string // where listener, processor and queryapi are; default "bin"
+	DataDir       string // generated secrets and the embedded NATS store; default ".data"
+	NATSURL       string // default nats://127.0.0.1:4222
+	DatabaseURL   string // default the contract's
+	ListenerAddr  string // default :8080
+	QueryAPIAddr  string // default :8081
+	ProcessorAddr string // default :8082
 	// Env are variables for every service (PAST_DUE_GRANTS, PLANS_FILE, ...). They win over what
 	// the stack generates: a QUERYAPI_TOKENS, ADMIN_TOKENS, STRIPE_WEBHOOK_SECRETS or
 	// QUERYAPI_LIVEMODE given here reaches the services unchanged, and Token, AdminToken and
