@@ -2,6 +2,7 @@ package stack
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,8 +15,8 @@ import (
 
 // portFree reports, as an error, that addr cannot be listened on right now (another process
 // holds it). The listener it opens is closed again at once.
-func portFree(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+func portFree(ctx context.Context, addr string) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

@@ -16,14 +16,14 @@ import (
 // there (a second stack on the same ports).
 func TestWaitReadyWantsItsOwnProcess(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ReadHeaderTimeout: time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
 	bin := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(bin, Listener), []byte("#!/bin/sh\nexec sleep 60\n"), 0o700)) //nolint:gosec // a test binary
+	require.NoError(t, os.WriteFile(filepath.Join(bin, Listener), []byte("#!/bin/sh\nexec sleep 60\n"), 0o700))
 	st := &Stack{opts: Options{BinDir: bin}, log: &prefixWriter{w: io.Discard}}
 	p, err := st.StartProcess(t.Context(), Listener, map[string]string{"HTTP_ADDR": ln.Addr().String()})
 	require.NoError(t, err)
@@ -36,14 +36,14 @@ func TestWaitReadyWantsItsOwnProcess(t *testing.T) {
 // The process itself answering is ready.
 func TestListensOnFindsTheProcessSocket(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
 	ours, err := listensOn(os.Getpid(), ln.Addr().String())
 	require.NoError(t, err)
 	require.True(t, ours)
 
-	other, err := net.Listen("tcp", "127.0.0.1:0")
+	other, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := other.Addr().String()
 	require.NoError(t, other.Close())

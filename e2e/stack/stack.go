@@ -130,7 +130,7 @@ func (st *Stack) start(ctx context.Context) error {
 	for _, s := range []struct{ name, variable, addr string }{
 		{Listener, "LISTENER_ADDR", opts.ListenerAddr}, {QueryAPI, "QUERYAPI_ADDR", opts.QueryAPIAddr}, {Processor, "PROCESSOR_ADDR", opts.ProcessorAddr},
 	} {
-		if err := portFree(s.addr); err != nil {
+		if err := portFree(ctx, s.addr); err != nil {
 			return fmt.Errorf("%w: %s cannot serve on %s (%s): %w", ErrPortTaken, s.name, s.addr, s.variable, err)
 		}
 	}

@@ -231,7 +231,7 @@ func TestRun(t *testing.T) {
 	t.Run("a taken port ends the start at once, naming it", func(t *testing.T) {
 		// Another stack's listener answers /readyz on the port: it is still not ours.
 		taken := addr(t)
-		ln, err := net.Listen("tcp", taken)
+		ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", taken)
 		require.NoError(t, err)
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), ReadHeaderTimeout: time.Second}
 		go func() { _ = srv.Serve(ln) }()
