@@ -48,7 +48,9 @@ func TestNothingReadsBesideTheRepository(t *testing.T) {
 			return err
 		}
 		for _, n := range needles {
-			require.False(t, strings.Contains(string(src), n), "%s reads beside the repository (%s)", path, n)
+			if strings.Contains(string(src), n) { // not NotContains: it would print the whole file
+				t.Errorf("%s reads beside the repository (%s)", path, n)
+			}
 		}
 		return nil
 	})
