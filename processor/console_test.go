@@ -152,6 +152,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		contains(t, html, ingest.EventIDOf(raw), "every event id is on the page")
 	}
 	contains(t, html, "sub_CON1 incomplete -&gt; active: active grants access")
+	contains(t, html, `id="premium"`, "premium at a glance")
+	contains(t, html, `class="legend"`, "a legend for the changed rows")
 	// The raw payload opens on click.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(css("#timeline details summary"))))
 	visible, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#timeline details').open && document.querySelector('#timeline details pre').innerText.includes('"object"')`))
@@ -214,7 +216,29 @@ func TestConsoleInBrowser(t *testing.T) {
 	html, _ = page(t, ctx, "#pipeline", nav("/admin/pipeline"), chromedp.WaitVisible(css("#pipeline")))
 	contains(t, html, "0 pending")
 	contains(t, html, "1 drift in 1 customers")
+	contains(t, html, `class="health-warn"`, "the drift needs a look")
+	contains(t, html, `class="health-ok"`)
+	html, _ = page(t, ctx, "main", chromedp.WaitVisible(css("svg.chart")))
+	require.Equal(t, 5, strings.Count(html, `<svg class="chart"`), "events applied, lag, oldest age, notifications, dead letters")
+	require.NotContains(t, html, "<script")
+	contains(t, html, "Read at <time")
 	shot(t, ctx, dir, "pipeline")
+
+	// Usable at 420 px: no page is wider than the screen.
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(420, 900)))
+	for _, path := range []string{"/admin/customers/cus_CON1", "/admin/users/u_con", "/admin/pipeline", "/admin/search?q=u_con"} {
+		_, _ = page(t, ctx, "main", nav(path), chromedp.WaitVisible(css("main")))
+		width, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+		require.NoError(t, err)
+		require.LessOrEqual(t, width, 420, "%s overflows at 420 px", path)
+		if path == "/admin/customers/cus_CON1" {
+			shot(t, ctx, dir, "customer-narrow")
+		}
+	}
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)))
+	// GET /admin/login, the address left after a refused login, leads to the form.
+	_, loc = page(t, ctx, "main", nav("/admin/login"), chromedp.WaitVisible(css("main")))
+	require.Equal(t, s.base+"/admin/", loc)
 
 	// A change without the CSRF token is refused, with the cookie.
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+"/admin/fail-open", strings.NewReader("on=true&confirm=yes"))
