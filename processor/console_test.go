@@ -105,8 +105,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, eventstore.RecordDeadLetter(t.Context(), b.DB.Pool, eventstore.DeadLetter{
 		EventID: ingest.EventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
 		Reason: "test: refused by an older processor", Attempts: 5}))
+	// The same user in live mode: the user page shows both scopes, the live customer's page its own.
+	live := k.Signup("cus_CONL", "u_con", "sub_CONL", "price_1", processortest.T0+100)
+	for i := range live {
+		live[i] = k.Edit(live[i], func(ev, obj map[string]any) { ev["livemode"], obj["livemode"] = true, true })
+	}
+	b.Publish(t, live...)
 	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": "tok_console,tok_other"})
-	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, append(append([][]byte{}, events...), live...)...), 20*time.Second)
 	dir := t.TempDir()
 
 	var html, loc string
@@ -186,6 +192,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	html, _ = page(t, ctx, "html", nav("/admin/users/u_con?livemode=false"), chromedp.WaitVisible(css("#timeline")))
 	for _, raw := range events {
 		contains(t, html, ingest.EventIDOf(raw))
+	}
+	// Both modes: the user in every scope with an answer; each customer page in its own scope.
+	html, _ = page(t, ctx, "#scopes", nav("/admin/users/u_con"), chromedp.WaitVisible(css("#scopes")))
+	require.Equal(t, 3, strings.Count(html, "<tr"), "a header and the live and test answers: %s", html)
+	contains(t, html, ">live<")
+	contains(t, html, ">test<")
+	shot(t, ctx, dir, "user")
+	for id, want := range map[string][][]byte{"cus_CONL": live, "cus_CON1": events} {
+		html, _ = page(t, ctx, "main", nav("/admin/customers/"+id), chromedp.WaitVisible(css("#timeline")))
+		for _, raw := range want {
+			contains(t, html, ingest.EventIDOf(raw), id+" in its own scope")
+		}
+		contains(t, html, map[string]string{"cus_CONL": "live mode", "cus_CON1": "test mode"}[id])
 	}
 
 	// Redrive the dead letter.

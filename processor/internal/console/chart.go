@@ -76,16 +76,17 @@ func chart(title string, points []point, from, to time.Time, limit float64, form
 
 // humanBytes is n in the binary units people read: 512 B, 3.2 KiB, 10 GiB.
 func humanBytes(n float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for n >= 1024 && i < len(units)-1 {
-		n /= 1024
-		i++
+	unit := "B"
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if n < 1024 {
+			break
+		}
+		n, unit = n/1024, u
 	}
-	if i == 0 || n >= 100 || n == math.Trunc(n) {
-		return fmt.Sprintf("%.0f %s", n, units[i])
+	if unit == "B" || n >= 100 || n == math.Trunc(n) {
+		return fmt.Sprintf("%.0f %s", n, unit)
 	}
-	return fmt.Sprintf("%.1f %s", n, units[i])
+	return fmt.Sprintf("%.1f %s", n, unit)
 }
 
 // humanAge is a duration as people say it: "12 s", "3 min", "2 h 5 min", "4 days".

@@ -269,7 +269,7 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 					continue // known by a scope without an answer: the user hit says enough
 				}
 				for _, id := range u.CustomerIDs {
-					add("customer", "customer of user "+q, []scope.Key{k.Scope.Of(id)})
+					add("customer", "customer of user "+q, []scope.Key{k.Of(id)})
 				}
 			}
 		} else {
