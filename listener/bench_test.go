@@ -178,7 +178,7 @@ func deliver(client *http.Client, url string, body []byte, header string) error 
 // limit, verify the signature, answer 200. It stores nothing.
 func baselineHandler(cfg config.Listener) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(w, r, cfg.MaxBodyBytes)
+		body, err := readBody(w, r, cfg.MaxBodyBytes, bytes.NewBuffer(make([]byte, 0, 4096)))
 		if err == nil {
 			err = verifySignature(body, r.Header.Get("Stripe-Signature"), cfg.WebhookSecrets, cfg.WebhookTolerance)
 		}

@@ -28,6 +28,7 @@ type server struct {
 	logger         *slog.Logger
 	metrics        *metrics
 	bodySlots      chan struct{} // one per body being read or handled: see maxBodiesInFlight
+	bodies         bodyBuffers   // the buffers bodies are read into, reused
 	handler        http.Handler
 }
 

@@ -89,8 +89,15 @@ func (s *server) acceptBounded(w http.ResponseWriter, r *http.Request) (*jetstre
 
 // accept reads, verifies and stores one webhook. It returns JetStream's acknowledgment, or an
 // error for refusal to map. ev is filled as far as it was parsed, for logs.
-func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
-	body, err := readBody(w, r, s.bodyLimit())
+func (s *server) accept(w http.ResponseWriter, r *http.Request) (ack *jetstream.PubAck, ev stripeevent.Event, err error) {
+	buf := s.bodies.get()
+	defer func() {
+		// The event's byte fields alias buf, which the next request reuses: only its strings
+		// (id, type, customer) leave accept, for the caller's logs.
+		ev.Raw, ev.Object, ev.PreviousAttributes = nil, nil, nil
+		s.bodies.put(buf)
+	}()
+	body, err := readBody(w, r, s.bodyLimit(), buf)
 	if err != nil {
 		return nil, stripeevent.Event{}, err
 	}
@@ -98,7 +105,7 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 		return nil, stripeevent.Event{}, err
 	}
 	// stripeevent reads only the envelope every API version shares: any api_version is taken.
-	ev, err := stripeevent.Parse(body)
+	ev, err = stripeevent.Parse(body)
 	if err != nil {
 		return nil, ev, err
 	}
@@ -117,7 +124,7 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 	// WARNING: the 200 is written by the caller only after this returns a PubAck, i.e. after
 	// JetStream stored the event. Answering before the publish returns (or publishing
 	// asynchronously) would tell Stripe to stop retrying an event that may be lost.
-	ack, err := stream.Publish(ctx, s.js, ev) // the processor's backfill stores events the same way
+	ack, err = stream.Publish(ctx, s.js, ev) // the processor's backfill stores events the same way
 	s.metrics.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, ev, err
@@ -136,16 +143,15 @@ func (s *server) bodyLimit() int64 {
 	return limit
 }
 
-// readBody reads the whole body, refusing more than limit bytes. A Content-Length over the limit
-// is refused before a byte is read. The buffer grows as bytes arrive, never from the
-// Content-Length, which is the client's claim: connections that send only headers would
-// otherwise reserve a megabyte each before any signature is checked.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads the whole body into buf (empty), refusing more than limit bytes, and returns
+// buf's bytes. A Content-Length over the limit is refused before a byte is read. The buffer grows
+// as bytes arrive, never from the Content-Length, which is the client's claim: connections that
+// send only headers would otherwise reserve a megabyte each before any signature is checked.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *bytes.Buffer) ([]byte, error) {
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close") // the unread body is not worth draining
 		return nil, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, 4096))
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return nil, fmt.Errorf("%w: over the limit of %d bytes", errTooLarge, limit)
