@@ -20,7 +20,7 @@ build: ## build bin/listener, bin/processor, bin/queryapi
 	CGO_ENABLED=0 go build -trimpath -o bin/ ./listener ./processor ./queryapi
 
 .PHONY: run
-run: build ## run listener, processor and queryapi here (NATS embedded if none answers); Ctrl-C stops
+run: build ## run listener, processor and queryapi here (your variables unchanged; this checkout's own NATS and database unless set); Ctrl-C stops
 	go build -o bin/run ./e2e/cmd/run
 	./bin/run
 
