@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/processor/internal/console"
 	"github.com/tollgate/tollgate/processor/internal/ingest"
 	"github.com/tollgate/tollgate/processor/internal/notify"
+	"github.com/tollgate/tollgate/processor/internal/operate"
 	"github.com/tollgate/tollgate/processor/internal/pgpool"
 	"github.com/tollgate/tollgate/processor/internal/projection"
 	"github.com/tollgate/tollgate/processor/internal/repairer"
@@ -101,7 +102,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
 	handler = admin.With(handler, cfg.AdminTokens, pool, rules, logger)
-	handler = console.With(handler, console.Deps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger})
+	history := &operate.History{} // the pipeline page's charts: the last hour, in memory
+	handler = console.With(handler, console.Deps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger, History: history})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
@@ -131,6 +133,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			// The services that need the stream and the schema; they stop with the consumer.
 			services := []service.Service{
 				{Name: "consumer metrics", Run: func(ctx context.Context) { ingest.WatchMetrics(ctx, cons, pool, m, logger) }},
+				{Name: "pipeline history", Run: func(ctx context.Context) { operate.KeepHistory(ctx, pool, js, history) }},
 				{Name: "repairs", Run: func(ctx context.Context) { rep.Loop(ctx, repairer.Every) }},
 				{Name: "applied marks", Run: func(ctx context.Context) { projection.PruneMarks(ctx, pool, logger) }},
 				{Name: "database timeline", Run: func(ctx context.Context) { ingest.WatchTimeline(ctx, pool, js, proj, logger) }},

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
@@ -111,6 +112,24 @@ func TestTimeline(t *testing.T) {
 		code, body := adminGet(t, h, "/admin/v1/users/u_tl/timeline?livemode=maybe", "tok_a")
 		require.Equal(t, http.StatusBadRequest, code)
 		require.Contains(t, string(body), "livemode")
+		code, body = adminGet(t, h, "/admin/v1/nothing", "tok_a")
+		require.Equal(t, http.StatusNotFound, code)
+		require.JSONEq(t, `{"error":{"code":"not_found","message":"no such route"}}`, string(body))
+	})
+	t.Run("a method a route does not serve is 405 with Allow", func(t *testing.T) {
+		for _, path := range []string{"/admin/v1/customers/cus_TL1/timeline", "/admin/v1/users/u_tl/timeline"} {
+			for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequestWithContext(t.Context(), method, path, nil)
+				req.Header.Set("Authorization", "Bearer tok_a")
+				h.ServeHTTP(rec, req)
+				require.Equal(t, http.StatusMethodNotAllowed, rec.Code, "%s %s", method, path)
+				require.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
+				var body httpx.ErrorBody
+				require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+				require.Equal(t, "method_not_allowed", body.Error.Code)
+			}
+		}
 	})
 	t.Run("explain command", func(t *testing.T) {
 		var out strings.Builder

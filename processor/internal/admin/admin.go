@@ -49,9 +49,9 @@ func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rul
 		}
 		httpx.WriteJSON(w, http.StatusOK, tl)
 	})
-	admin.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) {
-		httpx.WriteError(w, http.StatusNotFound, "not_found", "")
-	})
+	// No catch-all on the admin mux: it would take a wrong method for an unknown path. Routes
+	// answers both in JSON: 404 not_found, and 405 method_not_allowed with Allow.
+	routes := httpx.Routes(admin)
 	mux := http.NewServeMux()
 	mux.Handle("/", base)
 	mux.Handle("/admin/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +60,7 @@ func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rul
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
 			return
 		}
-		admin.ServeHTTP(w, r)
+		routes.ServeHTTP(w, r)
 	}))
 	return mux
 }

@@ -54,6 +54,7 @@ type Deps struct {
 	CanRepair bool
 	Rules     subscription.Rules
 	Log       *slog.Logger
+	History   *operate.History // the pipeline page's charts; nil: none
 }
 
 // console serves the operator console under /admin/ (all but /admin/v1/, the JSON admin API).
@@ -71,21 +72,7 @@ func With(next http.Handler, d Deps) http.Handler {
 		return next
 	}
 	c := &console{Deps: d, auth: httpx.NewTokens(d.Tokens), pages: map[string]*template.Template{}}
-	funcs := template.FuncMap{"ts": func(t any) string {
-		switch v := t.(type) {
-		case time.Time:
-			if v.IsZero() {
-				return "–"
-			}
-			return v.UTC().Format(time.RFC3339)
-		case *time.Time:
-			if v == nil {
-				return "–"
-			}
-			return v.UTC().Format(time.RFC3339)
-		}
-		return fmt.Sprint(t)
-	}}
+	funcs := template.FuncMap{"ts": timestamp}
 	for _, p := range []string{"login", "search", "customer", "user", "deadletters", "failopen", "pipeline"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(consoleTemplates, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -100,6 +87,10 @@ func With(next http.Handler, d Deps) http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /admin/{$}", c.home)
 	m.HandleFunc("POST /admin/login", c.login)
+	// The address left in the bar after a refused login: reloading it leads back to the form.
+	m.HandleFunc("GET /admin/login", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/admin/", http.StatusSeeOther)
+	})
 	m.HandleFunc("POST /admin/logout", c.logout)
 	m.Handle("GET /admin/search", c.authed(c.search))
 	m.Handle("GET /admin/customers/{id}", c.authed(c.customer))
@@ -114,7 +105,7 @@ func With(next http.Handler, d Deps) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.Handle("/admin/v1/", next)
-	mux.Handle("/admin/", m)
+	mux.Handle("/admin/", httpx.Routes(m)) // 404 and 405 (with Allow) in JSON
 	return mux
 }
 
@@ -271,6 +262,16 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 		var errs []error
 		if keys, err := entitlement.UserScopes(ctx, c.Pool, q); err == nil {
 			add("user", "user id", keys)
+			// The user's customers, each in the user's scope: one click to a timeline.
+			for _, k := range keys {
+				u, err := entitlement.GetUser(ctx, c.Pool, k)
+				if err != nil {
+					continue // known by a scope without an answer: the user hit says enough
+				}
+				for _, id := range u.CustomerIDs {
+					add("customer", "customer of user "+q, []scope.Key{k.Of(id)})
+				}
+			}
 		} else {
 			errs = append(errs, err)
 		}
@@ -304,6 +305,35 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 }
 
 // scopeLink is a link to the same page in another scope.
+// timestamp is a time on one line, as people read it ("7 Dec 2026 05:43:12 UTC"), with the
+// exact value (RFC 3339, nanoseconds) on hover and in datetime; "–" for none.
+func timestamp(t any) template.HTML {
+	var v time.Time
+	switch x := t.(type) {
+	case time.Time:
+		v = x
+	case *time.Time:
+		if x != nil {
+			v = *x
+		}
+	default:
+		return template.HTML(template.HTMLEscapeString(fmt.Sprint(t))) //nolint:gosec // escaped
+	}
+	if v.IsZero() {
+		return "–"
+	}
+	exact := v.UTC().Format(time.RFC3339Nano)
+	return template.HTML(fmt.Sprintf(`<time datetime="%s" title="%s">%s</time>`, //nolint:gosec // formatted times only
+		exact, exact, v.UTC().Format("2 Jan 2006 15:04:05 UTC")))
+}
+
+// scopedAnswer is a user's answer in one scope, for the user page's every-scope summary.
+type scopedAnswer struct {
+	Scope, Href string
+	Current     bool
+	Answer      entitlement.Answer
+}
+
 type scopeLink struct {
 	Name, Href string
 	Current    bool
@@ -368,13 +398,13 @@ func withFailOpen(a entitlement.Answer, failOpen bool) entitlement.Answer {
 func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "Customer " + id
-	sc, err := requestScope(r)
+	ctx := r.Context()
+	keys, err := eventstore.CustomerScopes(ctx, c.Pool, id)
 	if err != nil {
 		c.fail(w, v, err)
 		return
 	}
-	ctx := r.Context()
-	keys, err := eventstore.CustomerScopes(ctx, c.Pool, id)
+	sc, err := pageScope(r, keys)
 	if err != nil {
 		c.fail(w, v, err)
 		return
@@ -386,6 +416,7 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 		Scopes     []scopeLink
 		Found      bool
 		Answer     string
+		Glance     entitlement.Answer
 		UserID     string
 		Events     []pageEvent
 		CanRepair  bool
@@ -395,7 +426,8 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	switch {
 	case err == nil:
 		data.Found = true
-		data.Answer = pretty(withFailOpen(entitlement.CustomerAnswer(cu), fo.On))
+		data.Glance = withFailOpen(entitlement.CustomerAnswer(cu), fo.On)
+		data.Answer = pretty(data.Glance)
 		data.UserID = cu.UserID
 	case !errors.Is(err, entitlement.ErrNotFound):
 		c.fail(w, v, err)
@@ -421,13 +453,13 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "User " + id
-	sc, err := requestScope(r)
+	ctx := r.Context()
+	keys, err := entitlement.UserScopes(ctx, c.Pool, id)
 	if err != nil {
 		c.fail(w, v, err)
 		return
 	}
-	ctx := r.Context()
-	keys, err := entitlement.UserScopes(ctx, c.Pool, id)
+	sc, err := pageScope(r, keys)
 	if err != nil {
 		c.fail(w, v, err)
 		return
@@ -438,15 +470,32 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 		Scopes      []scopeLink
 		Found       bool
 		Answer      string
+		Glance      entitlement.Answer
 		CustomerIDs []string
 		ScopeQuery  template.URL
 		Events      []pageEvent
+		Everywhere  []scopedAnswer
 	}{ID: id, Scope: sc.String(), Scopes: scopeLinks("/admin/users/"+url.PathEscape(id), keys, sc), ScopeQuery: scopeURL(sc)}
+	// The user in every scope that has an answer, at a glance; the current one in full below.
+	for _, k := range keys {
+		u, err := entitlement.GetUser(ctx, c.Pool, k)
+		if errors.Is(err, entitlement.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			c.fail(w, v, err)
+			return
+		}
+		data.Everywhere = append(data.Everywhere, scopedAnswer{Scope: k.Scope.String(),
+			Href: "/admin/users/" + url.PathEscape(id) + "?" + scopeQuery(k.Scope), Current: k.Scope == sc,
+			Answer: withFailOpen(entitlement.UserAnswer(u), fo.On)})
+	}
 	u, err := entitlement.GetUser(ctx, c.Pool, sc.Of(id))
 	switch {
 	case err == nil:
 		data.Found = true
-		data.Answer = pretty(withFailOpen(entitlement.UserAnswer(u), fo.On))
+		data.Glance = withFailOpen(entitlement.UserAnswer(u), fo.On)
+		data.Answer = pretty(data.Glance)
 		data.CustomerIDs = u.CustomerIDs
 	case !errors.Is(err, entitlement.ErrNotFound):
 		c.fail(w, v, err)
@@ -467,6 +516,17 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	v.Data = data
 	c.render(w, status, "user", v)
+}
+
+// pageScope is the scope a customer or user page shows: the one the request names (livemode,
+// account), else the first of keys, the scopes the id has answers in (a customer id names one
+// customer in one scope), else the default scope.
+func pageScope(r *http.Request, keys []scope.Key) (scope.Scope, error) {
+	q := r.URL.Query()
+	if !q.Has("livemode") && !q.Has("account") && len(keys) > 0 {
+		return keys[0].Scope, nil
+	}
+	return requestScope(r)
 }
 
 func customerPage(r *http.Request) string {
@@ -579,6 +639,16 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	v.Title = "Pipeline"
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	v.Data = operate.Pipeline(ctx, c.Pool, c.JS)
+	p := operate.Pipeline(ctx, c.Pool, c.JS)
+	var samples []operate.Sample
+	if c.History != nil {
+		samples = c.History.Samples()
+	}
+	v.Data = struct {
+		ReadAt time.Time
+		Rows   []pipelineRow
+		Charts []pipelineChart
+		Every  string
+	}{p.ReadAt, pipelineRows(p), pipelineCharts(samples, p.ReadAt), humanAge(operate.HistoryEvery)}
 	c.render(w, http.StatusOK, "pipeline", v)
 }
