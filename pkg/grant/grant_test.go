@@ -226,39 +226,53 @@ func TestExpireDueExactlyOnce(t *testing.T) {
 	notDue := b.give(t, grant.New{Scope: scope.Live(), UserID: "u_a", Features: []string{"beta"}, Until: &later})
 	forever := b.give(t, grant.New{Scope: scope.Live(), UserID: "u_a", Features: []string{"beta"}})
 
+	// Four expiry runners at once, each in its own transactions; assertions stay on the test's
+	// goroutine, the runners report what they expired.
 	var mu sync.Mutex
 	expired := map[string]int{}
+	var ended []grant.Grant
+	errs := make(chan error, 4)
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
-				var n int
-				b.inTx(t, func(tx pgx.Tx) {
-					gs, err := grant.ExpireDue(b.ctx, tx, 3)
-					require.NoError(t, err)
+				var gs []grant.Grant
+				err := pgx.BeginFunc(b.ctx, b.db.Pool, func(tx pgx.Tx) error {
+					var err error
+					if gs, err = grant.ExpireDue(b.ctx, tx, 3); err != nil {
+						return err
+					}
 					users := []scope.Key{}
 					for _, g := range gs {
 						users = append(users, g.User())
 					}
-					require.NoError(t, grant.RefreshUsers(b.ctx, tx, users))
-					mu.Lock()
-					for _, g := range gs {
-						expired[g.ID]++
-						require.Equal(t, grant.EndExpired, *g.EndedWhy)
-						require.True(t, g.EndedAt.Equal(*g.Until), "ended at its until")
-					}
-					mu.Unlock()
-					n = len(gs)
+					return grant.RefreshUsers(b.ctx, tx, users)
 				})
-				if n == 0 {
+				if err != nil {
+					errs <- err
 					return
 				}
+				if len(gs) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, g := range gs {
+					expired[g.ID]++
+				}
+				ended = append(ended, gs...)
+				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	for _, g := range ended {
+		require.Equal(t, grant.EndExpired, *g.EndedWhy)
+		require.True(t, g.EndedAt.Equal(*g.Until), "ended at its until")
+	}
 	require.Len(t, expired, len(want))
 	for id, n := range expired {
 		require.True(t, want[id], id)
