@@ -23,7 +23,7 @@ type notifyListener struct {
 	// warm, when set, is called once each session is established and the cache serves.
 	warm         func(ctx context.Context)
 	sw           interface{ poke() }
-	waits        *waiters // issue 15: woken after the cache dropped the key
+	waits        *waiters // read your writes: woken after the cache dropped the key
 	logger       *slog.Logger
 	reconnectMax time.Duration
 }
