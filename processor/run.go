@@ -43,6 +43,10 @@ Commands:
   explain ID                   print why a customer's (cus_…) or user's answer is what it is: every
                                stored event in derivation order with the answer after it
                                [--livemode=false] [--account acct_…]
+  grant add|list|revoke        access Stripe does not know of (the admin API's grants): add --user ID
+                               --reason TEXT [--feature NAME]... [--limit NAME=N]... [--until RFC3339]
+                               [--by NAME]; list --user ID; revoke GRANT_ID [--reason TEXT] [--by NAME];
+                               add and list take [--livemode=false] [--account acct_…]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
   help                         print this help (processor COMMAND -h for a command's flags)
 
@@ -86,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return reconcileCmd(ctx, rest, getenv, stdout, stderr)
 	case "explain":
 		return explainCmd(ctx, rest, getenv, stdout, stderr)
+	case "grant":
+		return grantCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
 		if addr == "" {

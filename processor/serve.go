@@ -28,6 +28,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/natsconn"
 	"github.com/tollgate/tollgate/pkg/stream"
 	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/processor/internal/operate"
 )
 
 const (
@@ -38,6 +39,12 @@ const (
 	// schemaMaxAge is how long a schema version read stays fresh for readiness (pgpool re-reads
 	// it every pgpool.SchemaEvery).
 	schemaMaxAge = time.Minute
+	// grantExpiryMaxWait is the longest the grant expiry sleeps between two looks: a grant given
+	// on another instance is seen within it, so it expires well within the contract's 2 s of its
+	// until. Each look is one indexed query.
+	grantExpiryMaxWait = 500 * time.Millisecond
+	// grantExpiryBatch is how many grants one expiry transaction ends.
+	grantExpiryBatch = 100
 )
 
 // serve runs the processor until ctx is done, then finishes the batch in progress (commit,
@@ -98,11 +105,12 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	schema := pgpool.NewSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
-	handler = admin.With(handler, cfg.AdminTokens, pool, rules, logger)
+	handler = admin.With(handler, cfg.AdminTokens, pool, proj, logger)
 	handler = console.With(handler, console.Deps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
-		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
+		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans),
+		"plans_with_limits", len(rules.Limits))
 
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -131,6 +139,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 				{Name: "consumer metrics", Run: func(ctx context.Context) { ingest.WatchMetrics(ctx, cons, pool, m, logger) }},
 				{Name: "repairs", Run: func(ctx context.Context) { rep.Loop(ctx, repairer.Every) }},
 				{Name: "applied marks", Run: func(ctx context.Context) { projection.PruneMarks(ctx, pool, logger) }},
+				// Every instance runs it; each due grant is expired by exactly one of them.
+				{Name: "grant expiry", Run: (&operate.GrantExpiry{Proj: proj, Q: pool, Log: logger, Batch: grantExpiryBatch, MaxWait: grantExpiryMaxWait}).Run},
 			}
 			if sched != nil { // a run in progress stops between two events
 				services = append(services, service.Service{Name: "scheduled backfill", Run: sched.Loop})
