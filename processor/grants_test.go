@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
 	"github.com/tollgate/tollgate/processor/internal/admin"
+	"github.com/tollgate/tollgate/processor/internal/console"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 	"github.com/tollgate/tollgate/processor/internal/projection"
 	"github.com/tollgate/tollgate/testkit/pgtest"
@@ -112,4 +113,52 @@ func TestGrantExpiry(t *testing.T) {
 	var n int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM grant_log WHERE grant_id = $1 AND action = 'expired'`, g.ID).Scan(&n))
 	require.Equal(t, 1, n, "two expiry services, one expiry")
+}
+
+// The console's grant form on the user page: a POST without the session's CSRF token is refused;
+// with it the grant is given (recorded with the token's name), listed on the page with who gave
+// it and why, and revoked by its button.
+func TestConsoleGrants(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	proj := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules()}
+	const token = "ops:tok_console_0123456789"
+	h := console.With(http.NotFoundHandler(), console.Deps{Tokens: []string{token}, Pool: db.Pool, Proj: proj,
+		Rules: proj.Rules, Log: slog.New(slog.DiscardHandler)})
+	post := func(path, form string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, path, strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: token})
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	form := "features=premium,+export&limits=projects%3D5&until=&reason=support+comp"
+	require.Equal(t, http.StatusForbidden, post("/admin/users/u_c/grants?livemode=true", form).Code, "no CSRF token")
+	_, err := entitlement.GetUser(t.Context(), db.Pool, scope.Live().Of("u_c"))
+	require.ErrorIs(t, err, entitlement.ErrNotFound, "nothing given without the token")
+
+	rec := post("/admin/users/u_c/grants?livemode=true", form+"&csrf="+console.Csrf(token))
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	require.Contains(t, rec.Header().Get("Location"), "done=")
+	u, err := entitlement.GetUser(t.Context(), db.Pool, scope.Live().Of("u_c"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"export", "premium"}, u.Features)
+	require.Equal(t, map[string]int64{"projects": 5}, u.Limits)
+	require.Equal(t, "ops", u.Grants[0].By)
+
+	page := httptest.NewRecorder()
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/admin/users/u_c?livemode=true", nil)
+	req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: token})
+	h.ServeHTTP(page, req)
+	require.Equal(t, http.StatusOK, page.Code)
+	body := page.Body.String()
+	require.Contains(t, body, u.Grants[0].ID)
+	require.Contains(t, body, "support comp")
+	require.Contains(t, body, u.Grants[0].ID+" by ops until revoked: support comp", "the timeline's why")
+
+	rec = post("/admin/users/u_c/grants/"+u.Grants[0].ID+"/revoke?livemode=true", "reason=done&csrf="+console.Csrf(token))
+	require.Equal(t, http.StatusSeeOther, rec.Code)
+	_, err = entitlement.GetUser(t.Context(), db.Pool, scope.Live().Of("u_c"))
+	require.ErrorIs(t, err, entitlement.ErrNotFound)
 }
