@@ -21,8 +21,8 @@ func TestParsePlans(t *testing.T) {
 		wantErr    string // substring of the error; the error wraps ErrInvalidPlans
 	}{
 		{name: "the contract's object form beside a list",
-			in:   `{"price_1": ["pro", "export"], "price_team": {"features": ["team"], "limits": {"projects": 10, "seats": "quantity"}}}`,
-			want: map[string][]string{"price_1": {"export", "pro"}, "price_team": {"team"}},
+			in:         `{"price_1": ["pro", "export"], "price_team": {"features": ["team"], "limits": {"projects": 10, "seats": "quantity"}}}`,
+			want:       map[string][]string{"price_1": {"export", "pro"}, "price_team": {"team"}},
 			wantLimits: limits{"price_team": {"projects": {Value: 10}, "seats": {PerQuantity: true}}}},
 		{name: "limits only: an add-on with no features",
 			in:         `{"price_addon": {"limits": {"projects": 5}}}`,
@@ -83,7 +83,9 @@ func TestEntitlementLimits(t *testing.T) {
 	}
 	pro := subscription.Item{PriceID: "price_pro", ProductID: "prod_pro", Quantity: 1}
 	addon := subscription.Item{PriceID: "price_addon", ProductID: "prod_addon", Quantity: 3}
-	team := func(q int64) subscription.Item { return subscription.Item{PriceID: "price_team_m", ProductID: "prod_team", Quantity: q} }
+	team := func(q int64) subscription.Item {
+		return subscription.Item{PriceID: "price_team_m", ProductID: "prod_team", Quantity: q}
+	}
 	tests := []struct {
 		name  string
 		subs  []subscription.Subscription

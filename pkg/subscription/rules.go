@@ -55,7 +55,7 @@ func DefaultRules() Rules {
 	return Rules{UserIDMetadataKey: DefaultUserIDMetadataKey, PastDueGrants: true}
 }
 
-// ErrInvalidPlans is wrapped by every error LoadPlans returns for input that is not a valid plans
+// ErrInvalidPlans is wrapped by every error ParsePlans (and LoadPlans) returns for input that is not a valid plans
 // file (read errors are wrapped as they are).
 var ErrInvalidPlans = errors.New("invalid plans file")
 
