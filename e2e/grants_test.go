@@ -150,6 +150,20 @@ func (e *grantEnv) answerWhen(t *testing.T, user, what string, ok func(status in
 	return status, a
 }
 
+// rawAnswer is the query API's answer for user as it was sent.
+func (e *grantEnv) rawAnswer(t *testing.T, user string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, e.st.URL(stack.QueryAPI)+"/v1/users/"+user+"/entitlement", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+e.st.Token)
+	resp, err := e.http.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return strings.TrimSpace(string(b))
+}
+
 func (e *grantEnv) send(t *testing.T, ev scenario.Event) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, e.st.URL(stack.Listener)+"/webhooks/stripe", bytes.NewReader(ev.Payload))
@@ -225,6 +239,7 @@ func TestGrants(t *testing.T) {
 	_, a = e.answerWhen(t, c.UserID, "the grant in the answer", func(_ int, a grantAnswer) bool { return len(a.Grants) == 1 })
 	require.Equal(t, map[string]int64{"projects": 15, "seats": 4}, a.Limits)
 	require.Equal(t, []string{"export", "pro"}, a.Features)
+	t.Logf("an answer with limits and a grant: %s", e.rawAnswer(t, c.UserID))
 	require.Len(t, a.Grants, 1)
 	require.Equal(t, "partner", a.Grants[0].Reason)
 	wait.For(t, 10*time.Second, "the grant's notification", func() bool {
@@ -291,12 +306,12 @@ func TestGrants(t *testing.T) {
 	// processors are down is expired on restart. Each expires once.
 	p2, err := st.AddInstance(ctx, stack.Processor, "processor-2", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	require.NoError(t, err)
-	const n = 30
+	const n = 60
 	start := time.Now().Add(8 * time.Second).Truncate(time.Millisecond)
 	untils := map[string]time.Time{}
 	var ids []string
 	for i := range n {
-		until := start.Add(time.Duration(i) * 250 * time.Millisecond)
+		until := start.Add(time.Duration(i) * 150 * time.Millisecond)
 		user := fmt.Sprintf("u_grt_exp%d", i)
 		g := e.give(t, user, []string{"premium"}, nil, &until, "support extension")
 		untils[user] = until
@@ -316,7 +331,7 @@ func TestGrants(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, p.WaitReady(ctx, 60*time.Second))
 
-	last := start.Add(time.Duration(n-1) * 250 * time.Millisecond)
+	last := start.Add(time.Duration(n-1) * 150 * time.Millisecond)
 	wait.For(t, time.Until(last)+20*time.Second, "every grant expired and notified", func() bool {
 		for user := range untils {
 			ns := sink.of(user)
