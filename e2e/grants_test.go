@@ -261,7 +261,7 @@ func TestGrants(t *testing.T) {
 
 	// A user known only by a grant.
 	e.give(t, "u_grt_comp", []string{"premium"}, nil, nil, "support comp")
-	status, a := e.answerWhen(t, "u_grt_comp", "answered", func(status int, _ grantAnswer) bool { return status == http.StatusOK })
+	_, a = e.answerWhen(t, "u_grt_comp", "answered", func(status int, _ grantAnswer) bool { return status == http.StatusOK })
 	require.Equal(t, []string{}, a.CustomerIDs)
 	require.Equal(t, "none", a.Status)
 	require.True(t, a.Premium)
