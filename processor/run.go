@@ -47,6 +47,10 @@ Commands:
                                re-apply those the stream retains since then
                                (STREAM_RETAIN_APPLIED), and with STRIPE_API_KEY backfill from
                                Stripe since then
+  grant add|list|revoke        access Stripe does not know of (the admin API's grants): add --user ID
+                               --reason TEXT [--feature NAME]... [--limit NAME=N]... [--until RFC3339]
+                               [--by NAME]; list --user ID; revoke GRANT_ID [--reason TEXT] [--by NAME];
+                               add and list take [--livemode=false] [--account acct_…]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
   help                         print this help (processor COMMAND -h for a command's flags)
 
@@ -92,6 +96,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return explainCmd(ctx, rest, getenv, stdout, stderr)
 	case "recover":
 		return recoverCmd(ctx, rest, getenv, stdout, stderr)
+	case "grant":
+		return grantCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
 		if addr == "" {

@@ -39,6 +39,12 @@ const (
 	// schemaMaxAge is how long a schema version read stays fresh for readiness (pgpool re-reads
 	// it every pgpool.SchemaEvery).
 	schemaMaxAge = time.Minute
+	// grantExpiryMaxWait is the longest the grant expiry sleeps between two looks: a grant given
+	// on another instance is seen within it, so it expires well within the contract's 2 s of its
+	// until. Each look is one indexed query.
+	grantExpiryMaxWait = 500 * time.Millisecond
+	// grantExpiryBatch is how many grants one expiry transaction ends.
+	grantExpiryBatch = 100
 )
 
 // serve runs the processor until ctx is done, then finishes the batch in progress (commit,
@@ -101,12 +107,13 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	schema := pgpool.NewSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
-	handler = admin.With(handler, cfg.AdminTokens, pool, rules, logger)
+	handler = admin.With(handler, cfg.AdminTokens, pool, proj, logger)
 	history := &operate.History{} // the pipeline page's charts: the last hour, in memory
 	handler = console.With(handler, console.Deps{Tokens: cfg.AdminTokens, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger, History: history})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
-		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
+		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans),
+		"plans_with_limits", len(rules.Limits))
 
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -137,6 +144,8 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 				{Name: "repairs", Run: func(ctx context.Context) { rep.Loop(ctx, repairer.Every) }},
 				{Name: "applied marks", Run: func(ctx context.Context) { projection.PruneMarks(ctx, pool, logger) }},
 				{Name: "database timeline", Run: func(ctx context.Context) { ingest.WatchTimeline(ctx, pool, js, proj, logger) }},
+				// Every instance runs it; each due grant is expired by exactly one of them.
+				{Name: "grant expiry", Run: (&operate.GrantExpiry{Proj: proj, Q: pool, Log: logger, Batch: grantExpiryBatch, MaxWait: grantExpiryMaxWait}).Run},
 			}
 			if sched != nil { // a run in progress stops between two events
 				services = append(services, service.Service{Name: "scheduled backfill", Run: sched.Loop})

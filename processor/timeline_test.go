@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/processor/internal/admin"
 	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/stretchr/testify/require"
 
@@ -44,7 +45,7 @@ func TestTimeline(t *testing.T) {
 	b.Start(t, processortest.TestOptions(), b.DB.URL)
 	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 
-	h := admin.With(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.DB.Pool, b.Rules, processortest.TestLogger(t))
+	h := admin.With(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.DB.Pool, &projection.Projector{DB: b.DB.Pool, Rules: b.Rules}, processortest.TestLogger(t))
 	t.Run("unauthorized", func(t *testing.T) {
 		for _, token := range []string{"", "wrong"} {
 			code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", token)
@@ -143,7 +144,7 @@ func TestTimeline(t *testing.T) {
 		require.Contains(t, out.String(), "sub_TL1 incomplete -> active: active grants access")
 	})
 	t.Run("off without tokens", func(t *testing.T) {
-		code, _ := adminGet(t, admin.With(http.NotFoundHandler(), nil, b.DB.Pool, b.Rules, processortest.TestLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
+		code, _ := adminGet(t, admin.With(http.NotFoundHandler(), nil, b.DB.Pool, &projection.Projector{DB: b.DB.Pool, Rules: b.Rules}, processortest.TestLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
 		require.Equal(t, http.StatusNotFound, code)
 	})
 }

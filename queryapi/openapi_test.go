@@ -38,6 +38,8 @@ type schema struct {
 	Required   []string           `json:"required"`
 	Properties map[string]*schema `json:"properties"`
 	Items      *schema            `json:"items"`
+	// AdditionalProperties is false on a closed object, a schema on a map.
+	AdditionalProperties json.RawMessage `json:"additionalProperties"`
 }
 
 func loadOpenAPI(t *testing.T) openAPI {
@@ -136,6 +138,11 @@ func requireSchemaMatches(t *testing.T, schemas map[string]*schema, name string,
 			} else {
 				require.Equal(t, "string", p.Items.Type, "%s.%s", name, f.name)
 			}
+		case ft.Kind() == reflect.Map && ft.Key().Kind() == reflect.String && ft.Elem().Kind() >= reflect.Int && ft.Elem().Kind() <= reflect.Int64:
+			require.Equal(t, "object", p.Type, "%s.%s", name, f.name)
+			var values schema
+			require.NoError(t, json.Unmarshal(p.AdditionalProperties, &values), "%s.%s: additionalProperties names the values' schema", name, f.name)
+			require.Equal(t, "integer", values.Type, "%s.%s", name, f.name)
 		case ft.Kind() == reflect.Struct:
 			require.Equal(t, "object", p.Type, "%s.%s", name, f.name)
 			nested := &schema{Properties: p.Properties, Required: p.Required}

@@ -126,10 +126,22 @@ func newAnswer(v entitlement.Answer) (*answer, error) {
 }
 
 // normalize holds the contract whatever the rows contain: times in UTC, [] rather than null
-// for every list.
+// for every list and {} for limits.
 func normalize(v entitlement.Answer) entitlement.Answer {
 	v.CustomerIDs = nonNil(v.CustomerIDs)
 	v.Features = nonNil(v.Features)
+	if v.Limits == nil {
+		v.Limits = map[string]int64{}
+	}
+	grants := make([]entitlement.Grant, len(v.Grants))
+	for i, g := range v.Grants {
+		g.Features, g.Until, g.CreatedAt = nonNil(g.Features), utc(g.Until), g.CreatedAt.UTC()
+		if g.Limits == nil {
+			g.Limits = map[string]int64{}
+		}
+		grants[i] = g
+	}
+	v.Grants = grants
 	subs := make([]entitlement.Subscription, len(v.Subscriptions))
 	for i, s := range v.Subscriptions {
 		s.PriceIDs, s.ProductIDs = nonNil(s.PriceIDs), nonNil(s.ProductIDs)

@@ -5,12 +5,13 @@ package admin
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/httpx"
-	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
 // adminDB is what the admin API reads: the event store and the read model, through the pool.
@@ -21,10 +22,15 @@ type adminDB interface {
 // With serves the admin API under /admin/ in front of base when tokens are set (ADMIN_TOKENS);
 // without tokens it returns base and /admin/ does not exist. Every admin request needs
 // Authorization: Bearer <token>, else 401 in the query API's error shape.
-func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rules, logger *slog.Logger) http.Handler {
+//
+// The grants (POST /admin/v1/grants, GET /admin/v1/users/{user_id}/grants, DELETE
+// /admin/v1/grants/{id}) go through proj, so that a grant changes the read model and notifies
+// as an event does; each is recorded with the name of the token that made it.
+func With(base http.Handler, tokens []string, db adminDB, proj *projection.Projector, logger *slog.Logger) http.Handler {
 	if len(tokens) == 0 {
 		return base
 	}
+	rules := proj.Rules
 	auth := httpx.NewTokens(tokens)
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /admin/v1/customers/{customer_id}/timeline", func(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +55,10 @@ func With(base http.Handler, tokens []string, db adminDB, rules subscription.Rul
 		}
 		httpx.WriteJSON(w, http.StatusOK, tl)
 	})
+	g := grantsAPI{tokens: tokens, db: db, proj: proj, logger: logger, now: time.Now}
+	admin.HandleFunc("POST /admin/v1/grants", g.give)
+	admin.HandleFunc("GET /admin/v1/users/{user_id}/grants", g.list)
+	admin.HandleFunc("DELETE /admin/v1/grants/{id}", g.revoke)
 	// No catch-all on the admin mux: it would take a wrong method for an unknown path. Routes
 	// answers both in JSON: 404 not_found, and 405 method_not_allowed with Allow.
 	routes := httpx.Routes(admin)

@@ -30,6 +30,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/failopen"
+	"github.com/tollgate/tollgate/pkg/grant"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/subscription"
@@ -97,6 +98,8 @@ func With(next http.Handler, d Deps) http.Handler {
 	m.Handle("POST /admin/customers/{id}/replay", c.change(c.replayCustomer))
 	m.Handle("POST /admin/customers/{id}/repair", c.change(c.repairCustomer))
 	m.Handle("GET /admin/users/{id}", c.authed(c.user))
+	m.Handle("POST /admin/users/{id}/grants", c.change(c.giveGrant))
+	m.Handle("POST /admin/users/{id}/grants/{grant}/revoke", c.change(c.revokeGrant))
 	m.Handle("GET /admin/dead-letters", c.authed(c.deadLetters))
 	m.Handle("POST /admin/dead-letters/{id}/redrive", c.change(c.redrive))
 	m.Handle("GET /admin/fail-open", c.authed(c.failOpen))
@@ -475,7 +478,12 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 		ScopeQuery  template.URL
 		Events      []pageEvent
 		Everywhere  []scopedAnswer
+		Grants      []grant.Grant
 	}{ID: id, Scope: sc.String(), Scopes: scopeLinks("/admin/users/"+url.PathEscape(id), keys, sc), ScopeQuery: scopeURL(sc)}
+	if data.Grants, err = operate.ListGrants(ctx, c.Pool, sc.Of(id)); err != nil {
+		c.fail(w, v, err)
+		return
+	}
 	// The user in every scope that has an answer, at a glance; the current one in full below.
 	for _, k := range keys {
 		u, err := entitlement.GetUser(ctx, c.Pool, k)
@@ -527,6 +535,68 @@ func pageScope(r *http.Request, keys []scope.Key) (scope.Scope, error) {
 		return keys[0].Scope, nil
 	}
 	return requestScope(r)
+}
+
+func userPage(r *http.Request) string {
+	to := "/admin/users/" + url.PathEscape(r.PathValue("id"))
+	if q := r.URL.RawQuery; q != "" {
+		to += "?" + q
+	}
+	return to
+}
+
+// giveGrant gives the page's user, in the page's scope, the grant of the form: features and
+// limits as comma-separated lists (limits as name=N), until in RFC 3339 or empty, a reason; it
+// is recorded with the name of the session's token.
+func (c *console) giveGrant(r *http.Request) (string, string, error) {
+	to := userPage(r)
+	sc, err := requestScope(r)
+	if err != nil {
+		return to, "", err
+	}
+	tok, _ := c.session(r)
+	n := grant.New{Scope: sc, UserID: r.PathValue("id"), Reason: r.PostFormValue("reason"), By: operate.TokenName(c.Tokens, tok),
+		Limits: map[string]int64{}}
+	for _, f := range strings.Split(r.PostFormValue("features"), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			n.Features = append(n.Features, f)
+		}
+	}
+	for _, l := range strings.Split(r.PostFormValue("limits"), ",") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		name, v, _ := strings.Cut(l, "=")
+		i, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return to, "", fmt.Errorf("limit %q: want name=N", l)
+		}
+		n.Limits[strings.TrimSpace(name)] = i
+	}
+	if u := strings.TrimSpace(r.PostFormValue("until")); u != "" {
+		t, err := time.Parse(time.RFC3339, u)
+		if err != nil {
+			return to, "", fmt.Errorf("until %q: want RFC 3339, such as 2027-01-31T00:00:00Z", u)
+		}
+		n.Until = &t
+	}
+	g, err := operate.GiveGrant(r.Context(), c.Proj, n, time.Now())
+	if err != nil {
+		return to, "", err
+	}
+	return to, "given: " + g.Why(), nil
+}
+
+// revokeGrant ends one of the page user's grants at once, with the form's reason.
+func (c *console) revokeGrant(r *http.Request) (string, string, error) {
+	to := userPage(r)
+	tok, _ := c.session(r)
+	by := operate.TokenName(c.Tokens, tok)
+	g, err := operate.RevokeGrant(r.Context(), c.Proj, r.PathValue("grant"), by, r.PostFormValue("reason"))
+	if err != nil {
+		return to, "", err
+	}
+	return to, g.ID + " revoked by " + by, nil
 }
 
 func customerPage(r *http.Request) string {
