@@ -21,6 +21,8 @@ type readinessChecker interface {
 type serverDeps struct {
 	reader   reader
 	failOpen failOpenState
+	// flags is the flag catalogue /ofrep answers from.
+	flags    flagNames
 	ready    readinessChecker
 	tokens   []string
 	logger   *slog.Logger
