@@ -216,7 +216,7 @@ func TestOFREPFailOpen(t *testing.T) {
 		}
 		status := map[string]string{"u_42": "active", "u_nobody": "none"}[user]
 		require.Equal(t, status, b.flag(t, "status", ctx, http.StatusOK)["value"], user)
-		require.Equal(t, float64(0), b.flag(t, "seats", ctx, http.StatusOK)["value"], user)
+		require.Equal(t, "0", b.flag(t, "seats", ctx, http.StatusOK)["variant"], user)
 		require.Equal(t, "FLAG_NOT_FOUND", b.flag(t, "exprot", ctx, http.StatusNotFound)["errorCode"], user)
 	}
 	m := b.flag(t, "premium", `{"targetingKey":"u_42"}`, http.StatusOK)
