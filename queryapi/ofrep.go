@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -81,9 +82,99 @@ type flagMetadata struct {
 	UpdatedAt   string `json:"updated_at,omitempty"`
 }
 
-// bulkEvaluation is OFREP's bulkEvaluationSuccess.
+// bulkEvaluation is OFREP's bulkEvaluationSuccess (appendEvaluation writes it by hand).
 type bulkEvaluation struct {
 	Flags []flagEvaluation `json:"flags"`
+}
+
+// appendEvaluation appends ev's JSON, as encoding/json writes it (TestAppendEvaluation), without
+// reflection: an evaluation should cost no more than the entitlement check it is built on.
+func appendEvaluation(dst []byte, ev flagEvaluation) []byte {
+	dst = append(dst, `{"key":`...)
+	dst = appendJSONString(dst, ev.Key)
+	dst = append(dst, `,"value":`...)
+	switch v := ev.Value.(type) {
+	case bool:
+		dst = strconv.AppendBool(dst, v)
+	case int64:
+		dst = strconv.AppendInt(dst, v, 10)
+	case string:
+		dst = appendJSONString(dst, v)
+	default:
+		dst = append(dst, "null"...)
+	}
+	dst = append(dst, `,"reason":`...)
+	dst = appendJSONString(dst, ev.Reason)
+	dst = append(dst, `,"variant":`...)
+	dst = appendJSONString(dst, ev.Variant)
+	m := ev.Metadata
+	dst = append(dst, `,"metadata":{"livemode":`...)
+	dst = strconv.AppendBool(dst, m.Livemode)
+	dst = append(dst, `,"account":`...)
+	dst = appendJSONString(dst, m.Account)
+	dst = append(dst, `,"fail_open":`...)
+	dst = strconv.AppendBool(dst, m.FailOpen)
+	if m.LastEventID != "" {
+		dst = append(dst, `,"last_event_id":`...)
+		dst = appendJSONString(dst, m.LastEventID)
+	}
+	if m.UpdatedAt != "" {
+		dst = append(dst, `,"updated_at":`...)
+		dst = appendJSONString(dst, m.UpdatedAt)
+	}
+	return append(dst, "}}"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and control characters
+// escaped, <, > and & too (as encoding/json does, so a value is safe in HTML), and invalid UTF-8
+// replaced by U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' { // valid JSON, but not JavaScript before ES2019
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // ofrepFailure is OFREP's evaluationFailure and flagNotFound (with key), bulkEvaluationFailure
@@ -147,7 +238,10 @@ func (s *server) evaluateFlag(c echo.Context) error {
 		return c.JSON(http.StatusNotFound, ofrepFailure{Key: name, ErrorCode: codeFlagNotFound,
 			ErrorDetails: fmt.Sprintf("no flag %q: the flags are premium, status, and the feature and limit names of PLANS_FILE and of grants", name)})
 	}
-	return c.JSON(http.StatusOK, evaluate(name, kind, ec, a, failOpen))
+	buf := s.buffer()
+	defer s.ofrepBuffers.Put(buf)
+	buf.Write(appendEvaluation(buf.AvailableBuffer(), evaluate(name, kind, ec, a, failOpen)))
+	return c.JSONBlob(http.StatusOK, buf.Bytes())
 }
 
 // evaluateFlags is POST /ofrep/v1/evaluate/flags: every flag for the user, with an ETag of the
@@ -165,16 +259,18 @@ func (s *server) evaluateFlags(c echo.Context) error {
 	if !known {
 		return errCatalogueUnknown
 	}
-	names := flagNamesOf(cat, a)
-	bulk := bulkEvaluation{Flags: make([]flagEvaluation, 0, len(names))}
-	for _, n := range names {
+	buf := s.buffer()
+	defer s.ofrepBuffers.Put(buf)
+	body := append(buf.AvailableBuffer(), `{"flags":[`...)
+	for i, n := range flagNamesOf(cat, a) {
+		if i > 0 {
+			body = append(body, ',')
+		}
 		kind, _ := flagKindOf(n, cat, a)
-		bulk.Flags = append(bulk.Flags, evaluate(n, kind, ec, a, failOpen))
+		body = appendEvaluation(body, evaluate(n, kind, ec, a, failOpen))
 	}
-	body, err := json.Marshal(bulk)
-	if err != nil {
-		return fmt.Errorf("encode flags: %w", err)
-	}
+	body = append(body, "]}"...)
+	buf.Write(body) // keeps the grown array for the pool
 	h := fnv.New64a()
 	_, _ = h.Write(body) // a hash never fails
 	etag := `"` + hex.EncodeToString(h.Sum(nil)) + `"`
@@ -193,7 +289,10 @@ var errCatalogueUnknown = errors.New("the flag catalogue has not been read yet")
 // Other context fields are ignored (OFREP's context allows any).
 func (s *server) evaluationContext(c echo.Context) (evaluationContext, *ofrepError) {
 	ec := evaluationContext{scope: scope.Scope{Livemode: s.livemode}}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxOFREPBody+1))
+	buf := s.buffer()
+	defer s.ofrepBuffers.Put(buf)
+	_, err := buf.ReadFrom(io.LimitReader(c.Request().Body, maxOFREPBody+1))
+	body := buf.Bytes()
 	switch {
 	case err != nil:
 		return ec, &ofrepError{http.StatusBadRequest, codeParseError, "could not read the request body"}
@@ -217,7 +316,8 @@ func (s *server) evaluationContext(c echo.Context) (evaluationContext, *ofrepErr
 	if req.Context == nil || isNull(req.Context.TargetingKey) {
 		return ec, &ofrepError{http.StatusBadRequest, codeTargetingKeyMissing, "context.targetingKey (the user id) is required"}
 	}
-	if err := json.Unmarshal(req.Context.TargetingKey, &ec.userID); err != nil {
+	var ok bool
+	if ec.userID, ok = jsonString(req.Context.TargetingKey); !ok {
 		return ec, invalidContext("targetingKey must be a string (the user id)")
 	}
 	switch id := ec.userID; {
@@ -236,7 +336,7 @@ func (s *server) evaluationContext(c echo.Context) (evaluationContext, *ofrepErr
 		return ec, invalidContext("livemode must be a boolean")
 	}
 	if !isNull(req.Context.Account) {
-		if err := json.Unmarshal(req.Context.Account, &ec.scope.Account); err != nil {
+		if ec.scope.Account, ok = jsonString(req.Context.Account); !ok {
 			return ec, invalidContext("account must be a string: a connected account id, acct_ followed by letters and digits")
 		}
 		if ec.scope.Account != "" && !scope.ValidAccount(ec.scope.Account) {
@@ -247,6 +347,30 @@ func (s *server) evaluationContext(c echo.Context) (evaluationContext, *ofrepErr
 }
 
 func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// jsonString is the string a JSON value (from a document already found valid) holds; ok is false
+// when it is not a string. A string without escapes is cut out of the quotes: no decoder run.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var v string
+	err := json.Unmarshal(raw, &v)
+	return v, err == nil
+}
+
+// buffer is a reset buffer from the server's pool; put it back when done with its bytes.
+func (s *server) buffer() *bytes.Buffer {
+	b, _ := s.ofrepBuffers.Get().(*bytes.Buffer)
+	if b == nil {
+		return new(bytes.Buffer)
+	}
+	b.Reset()
+	return b
+}
 
 // flagAnswer is the user's answer from the cache /v1 reads, as answer does: while fail-open is on
 // the read is bounded by failOpenTimeout, and a failed read leaves a nil answer (every boolean

@@ -240,6 +240,9 @@ func TestOFREPBulkAndChanges(t *testing.T) {
 		Flags []map[string]any `json:"flags"`
 	}
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+	var typed bulkEvaluation
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &typed))
+	require.Len(t, typed.Flags, len(got.Flags))
 	var keys []string
 	values := map[string]any{}
 	for _, f := range got.Flags {
@@ -291,4 +294,36 @@ func TestOFREPServerError(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
 	require.NotContains(t, rec.Body.String(), `"key"`)
 	require.Contains(t, rec.Body.String(), `"errorDetails"`)
+}
+
+// appendEvaluation writes what encoding/json writes for the same evaluation.
+func TestAppendEvaluation(t *testing.T) {
+	t.Parallel()
+	meta := flagMetadata{Livemode: true, Account: "acct_1", FailOpen: true, LastEventID: "evt_9", UpdatedAt: "2026-11-22T10:00:00.123Z"}
+	for _, ev := range []flagEvaluation{
+		{Key: "premium", Value: true, Reason: reasonTargetingMatch, Variant: "true", Metadata: meta},
+		{Key: "status", Value: "past_due", Reason: reasonDefault, Variant: "past_due", Metadata: flagMetadata{}},
+		{Key: "seats", Value: int64(-12345678901), Reason: reasonStatic, Variant: "-12345678901", Metadata: meta},
+		{Key: "a\"b\\c\n\r\t\x01\x1f<>&\u2028\u2029é😀\xff", Value: "\x00", Reason: "R", Variant: "", Metadata: flagMetadata{Account: "\u00e9"}},
+		{Key: "nil", Value: nil},
+	} {
+		got := appendEvaluation(nil, ev)
+		want, err := json.Marshal(ev)
+		require.NoError(t, err)
+		require.True(t, json.Valid(got), "%s", got)
+		var g, w any
+		require.NoError(t, json.Unmarshal(got, &g))
+		require.NoError(t, json.Unmarshal(want, &w))
+		require.Equal(t, w, g, "%s\n%s", got, want)
+	}
+}
+
+func BenchmarkAppendEvaluation(b *testing.B) {
+	ev := flagEvaluation{Key: "premium", Value: true, Reason: reasonTargetingMatch, Variant: "true",
+		Metadata: flagMetadata{Account: "", LastEventID: "evt_9", UpdatedAt: "2026-11-22T10:00:00.123Z"}}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendEvaluation(buf[:0], ev)
+	}
 }

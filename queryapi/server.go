@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -40,6 +41,8 @@ type serverDeps struct {
 type server struct {
 	serverDeps
 	auth tokenSet // hashed tokens
+	// ofrepBuffers hold OFREP request and answer bodies between requests (*bytes.Buffer).
+	ofrepBuffers sync.Pool
 }
 
 // newServer is the HTTP handler of the query API: echo with every route of routes.go, one
