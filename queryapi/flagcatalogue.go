@@ -62,8 +62,13 @@ func (f *flagCatalogue) refresh(ctx context.Context) error {
 func (f *flagCatalogue) run(ctx context.Context) {
 	retry := backoff.Policy{Base: 100 * time.Millisecond, Max: f.interval}
 	failures := 0 // log the first failure and the recovery, not every read of an outage
+	_, skip := f.current() // read at start already (startApp): no second read at once
 	for {
-		err := f.refresh(ctx)
+		var err error
+		if !skip {
+			err = f.refresh(ctx)
+		}
+		skip = false
 		switch {
 		case err != nil && failures == 0 && ctx.Err() == nil:
 			_, known := f.current()

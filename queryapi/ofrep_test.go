@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/catalogue"
+	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/failopen"
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -326,4 +327,15 @@ func BenchmarkAppendEvaluation(b *testing.B) {
 	for b.Loop() {
 		buf = appendEvaluation(buf[:0], ev)
 	}
+}
+
+// Without a LISTEN session (cache mode max-age, a hot standby) the catalogue is polled.
+func TestOFREPCatalogueIsPolledWithoutNotifications(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.cache.Mode, o.catalogueInterval = config.CacheMaxAge, 50*time.Millisecond })
+	require.Equal(t, "FLAG_NOT_FOUND", b.flag(t, "sso", `{"targetingKey":"u_42"}`, http.StatusNotFound)["errorCode"])
+	b.writeCatalogue(t, catalogue.Features("sso")...)
+	m := b.flag(t, "sso", `{"targetingKey":"u_42"}`, http.StatusOK)
+	require.Equal(t, false, m["value"])
+	require.Equal(t, "DEFAULT", m["reason"])
 }
