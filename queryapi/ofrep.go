@@ -301,9 +301,9 @@ func (s *server) evaluationContext(c echo.Context) (evaluationContext, *ofrepErr
 	}
 	var req struct {
 		Context *struct {
-			TargetingKey json.RawMessage `json:"targetingKey"`
-			Livemode     json.RawMessage `json:"livemode"`
-			Account      json.RawMessage `json:"account"`
+			TargetingKey rawValue `json:"targetingKey"`
+			Livemode     rawValue `json:"livemode"`
+			Account      rawValue `json:"account"`
 		} `json:"context"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -346,11 +346,21 @@ func (s *server) evaluationContext(c echo.Context) (evaluationContext, *ofrepErr
 	return ec, nil
 }
 
-func isNull(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+// rawValue is a JSON value as it stands in the request body: json.RawMessage without the copy
+// (the body outlives every use of it, and the strings taken from it are copies).
+type rawValue []byte
+
+// UnmarshalJSON keeps b, a slice of the body.
+func (r *rawValue) UnmarshalJSON(b []byte) error {
+	*r = b
+	return nil
+}
+
+func isNull(raw rawValue) bool { return len(raw) == 0 || string(raw) == "null" }
 
 // jsonString is the string a JSON value (from a document already found valid) holds; ok is false
 // when it is not a string. A string without escapes is cut out of the quotes: no decoder run.
-func jsonString(raw json.RawMessage) (string, bool) {
+func jsonString(raw rawValue) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
