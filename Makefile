@@ -66,7 +66,7 @@ bin/nats-server: e2e/go.mod
 	cd e2e && CGO_ENABLED=0 go build -trimpath -o ../bin/nats-server github.com/nats-io/nats-server/v2
 
 .PHONY: up
-up: ## docker compose up: Postgres, NATS and the three services from their Dockerfiles
+up: ## docker compose up: Postgres, NATS and the three services from the one Dockerfile (SERVICE build argument)
 	docker compose up -d --build
 
 .PHONY: down

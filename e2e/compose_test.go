@@ -74,7 +74,9 @@ func TestComposeMatchesContract(t *testing.T) {
 		s := p.Services[svc]
 		t.Run("contract/"+svc, func(t *testing.T) {
 			require.NotNil(t, s.Build, "built from the repo")
-			require.Equal(t, svc+"/Dockerfile", s.Build.Dockerfile)
+			require.Equal(t, "Dockerfile", s.Build.Dockerfile, "the one Dockerfile at the root")
+			require.NotNil(t, s.Build.Args["SERVICE"], "the service is a build argument")
+			require.Equal(t, svc, *s.Build.Args["SERVICE"])
 			for _, v := range vars {
 				require.Contains(t, s.Environment, v, "%s sets %s", svc, v)
 			}
@@ -134,8 +136,9 @@ func publishedTarget(t *testing.T, s types.ServiceConfig, published string) stri
 	return ""
 }
 
-// TestDockerfilesBuild reads each service's Dockerfile, runs its go build command on this machine,
-// and checks the final stage: static binary, non-root, entrypoint is that binary, healthcheck works.
+// TestDockerfilesBuild reads the Dockerfile as each service's build argument makes it, runs its
+// go build command on this machine, and checks the final stage: static binary, non-root,
+// entrypoint is that binary, healthcheck works.
 func TestDockerfilesBuild(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
@@ -143,30 +146,36 @@ func TestDockerfilesBuild(t *testing.T) {
 	for svc := range contractVars {
 		t.Run(svc, func(t *testing.T) {
 			t.Parallel()
-			f, err := os.Open(filepath.Join(root, svc, "Dockerfile"))
+			f, err := os.Open(filepath.Join(root, "Dockerfile"))
 			require.NoError(t, err)
 			defer f.Close()
+			// Stages by name, their lines with SERVICE expanded; the last FROM names the one built.
+			stages := map[string][]string{}
+			var order []string
 			var build []string
-			var stages, final []string
+			cur := ""
 			sc := bufio.NewScanner(f)
 			for sc.Scan() {
-				line := strings.TrimSpace(sc.Text())
+				line := strings.ReplaceAll(strings.TrimSpace(sc.Text()), "${SERVICE}", svc)
 				if strings.HasPrefix(line, "FROM ") {
-					stages = append(stages, line)
-					final = nil
+					f := strings.Fields(line)
+					cur = f[len(f)-1]
+					order = append(order, line)
 				}
-				final = append(final, line)
+				stages[cur] = append(stages[cur], line)
 				if m := buildRe.FindStringSubmatch(line); m != nil {
 					build = m
 				}
 			}
 			require.NoError(t, sc.Err())
-			require.Len(t, stages, 2, "multi-stage: build, then a small runtime")
+			require.Equal(t, "FROM "+svc, order[len(order)-1], "SERVICE selects the service's stage")
 			require.NotNil(t, build, "a CGO_ENABLED=0 go build line")
 			require.Equal(t, svc, build[2])
 			require.Equal(t, "./"+svc, build[3])
-			require.Contains(t, stages[1], "distroless/static")
-			require.Contains(t, final, "USER nonroot:nonroot")
+			final := stages[svc]
+			require.Equal(t, "FROM runtime AS "+svc, final[0], "the service's stage is built on the runtime stage")
+			require.Contains(t, stages["runtime"][0], "distroless/static")
+			require.Contains(t, stages["runtime"], "USER nonroot:nonroot")
 			require.Contains(t, final, "COPY --from=build /out/"+svc+" /"+svc)
 			require.Contains(t, final, `ENTRYPOINT ["/`+svc+`"]`)
 

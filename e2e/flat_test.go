@@ -178,7 +178,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// TestFlatCost proves issue 12 through the real services: an event of a customer with 20,000
+// TestFlatCost proves the flat cost of checkpoints through the real services: an event of a customer with 20,000
 // stored events is shown about as soon as one of a fresh customer (median within 3x), and two
 // long customers alternating keep the processor's RSS under 512 MiB.
 func TestFlatCost(t *testing.T) {

@@ -32,7 +32,7 @@ import (
 // notifyCustomers is the size of TestNotify's traffic plan (about 7 events each).
 const notifyCustomers = 24
 
-// TestNotify proves issue 15 through the real services (listener, processor, query API,
+// TestNotify proves the change notifications through the real services (listener, processor, query API,
 // nats-server, Postgres):
 //
 //   - a request holding ?wait_for=<event> started before the event is sent through the listener

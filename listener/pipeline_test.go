@@ -61,7 +61,7 @@ func runProcessorBinary(t *testing.T, natsURL, databaseURL string, env ...string
 	})
 }
 
-// Every hostile input of issue 11 through the real listener and the real processor (embedded
+// Every hostile input (the hostile-input catalogue) through the real listener and the real processor (embedded
 // JetStream, real Postgres): each is refused with its code or applied harmlessly, and the good
 // event sent after each one is applied.
 func TestPipelineSurvivesHostileInputs(t *testing.T) {

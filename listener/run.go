@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/tollgate/tollgate/pkg/config"
-	"github.com/tollgate/tollgate/pkg/probe"
+	"github.com/tollgate/tollgate/pkg/httpx"
 )
 
 const usage = `Usage: listener [command]
@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if addr == "" {
 			addr = config.DefaultListenerAddr
 		}
-		return probe.Ready(ctx, addr)
+		return httpx.Probe(ctx, addr)
 	case "help", "-h", "-help", "--help":
 		_, err := io.WriteString(stdout, usage)
 		return err

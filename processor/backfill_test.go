@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/eventstore"
@@ -28,17 +31,17 @@ import (
 // backfillBundle is the processor's test world (JetStream with the stream, a fresh database) and
 // a fake Stripe API, with the environment `processor backfill` needs to reach all three.
 type backfillBundle struct {
-	*bundle
+	*processortest.Bundle
 	fake *stripetest.API
 	env  map[string]string
 }
 
 func setupBackfill(t *testing.T, faults stripetest.Faults) *backfillBundle {
 	t.Helper()
-	b := setup(t)
-	fake := stripetest.NewAPI(t, testAPIKey, faults)
-	return &backfillBundle{bundle: b, fake: fake, env: map[string]string{
-		"NATS_URL": b.nats.URL(), "DATABASE_URL": b.db.URL, "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
+	b := processortest.Setup(t)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, faults)
+	return &backfillBundle{Bundle: b, fake: fake, env: map[string]string{
+		"NATS_URL": b.Nats.URL(), "DATABASE_URL": b.DB.URL, "STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL,
 	}}
 }
 
@@ -62,46 +65,8 @@ func (b *backfillBundle) backfill(t *testing.T, ctx context.Context, args ...str
 	return c
 }
 
-// webhook stores raw in the stream as the listener does when Stripe's webhook arrives.
-func (b *bundle) webhook(t *testing.T, raw []byte) {
-	t.Helper()
-	b.publish(t, raw)
-}
-
-func (b *bundle) stream(t *testing.T) jetstream.Stream {
-	t.Helper()
-	st, err := b.js.Stream(t.Context(), stream.Name)
-	require.NoError(t, err)
-	return st
-}
-
-// msgCount is the number of messages in the stream.
-func (b *bundle) msgCount(t *testing.T) uint64 {
-	t.Helper()
-	info, err := b.stream(t).Info(t.Context())
-	require.NoError(t, err)
-	// A processor purges applied events from the stream, so count what was ever stored (each
-	// test has a stream of its own, numbered from 1).
-	return info.State.LastSeq
-}
-
-// streamIDs returns the Nats-Msg-Id of every message in the stream, in stream order.
-func (b *bundle) streamIDs(t *testing.T) []string {
-	t.Helper()
-	st := b.stream(t)
-	info, err := st.Info(t.Context())
-	require.NoError(t, err)
-	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		msg, err := st.GetMsg(t.Context(), seq)
-		require.NoError(t, err)
-		ids = append(ids, msg.Header.Get(jetstream.MsgIDHeader))
-	}
-	return ids
-}
-
 // summaryCounts reads the counts line of a backfill's summary.
-func summaryCounts(t *testing.T, stdout string) counts {
+func summaryCounts(t *testing.T, stdout string) backfill.Counts {
 	t.Helper()
 	m := regexp.MustCompile(`(\d+) events listed: (\d+) new, (\d+) already had, (\d+) skipped`).FindStringSubmatch(stdout)
 	require.NotNil(t, m, "no summary in %q", stdout)
@@ -110,21 +75,21 @@ func summaryCounts(t *testing.T, stdout string) counts {
 		require.NoError(t, err)
 		return v
 	}
-	return counts{Listed: n(m[1]), New: n(m[2]), AlreadyHad: n(m[3]), Skipped: n(m[4])}
+	return backfill.Counts{Listed: n(m[1]), New: n(m[2]), AlreadyHad: n(m[3]), Skipped: n(m[4])}
 }
 
 // checkpoints reads every checkpoint in backfill_state.
-func (b *bundle) checkpoints(t *testing.T) map[string]checkpoint {
+func bundleCheckpoints(b *processortest.Bundle, t *testing.T) map[string]backfill.Checkpoint {
 	t.Helper()
-	rows, err := b.db.Pool.Query(t.Context(), `SELECT key, state FROM backfill_state WHERE key LIKE 'checkpoint.%'`)
+	rows, err := b.DB.Pool.Query(t.Context(), `SELECT key, state FROM backfill_state WHERE key LIKE 'checkpoint.%'`)
 	require.NoError(t, err)
 	defer rows.Close()
-	out := map[string]checkpoint{}
+	out := map[string]backfill.Checkpoint{}
 	for rows.Next() {
 		var k string
 		var state []byte
 		require.NoError(t, rows.Scan(&k, &state))
-		var cp checkpoint
+		var cp backfill.Checkpoint
 		require.NoError(t, json.Unmarshal(state, &cp))
 		out[k] = cp
 	}
@@ -138,30 +103,30 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every429: 3, Every500: 5, RetryAfter: 1})
 	delivered := func(i int) bool { return i%3 == 0 }
-	ids, raws := addEvents(t, b.fake, "miss", 250, delivered)
+	ids, raws := processortest.AddEvents(t, b.fake, "miss", 250, delivered)
 	var webhooks int
 	for i, raw := range raws {
 		if delivered(len(raws) - 1 - i) {
-			b.webhook(t, raw)
+			b.Webhook(t, raw)
 			webhooks++
 		}
 	}
-	require.Equal(t, uint64(webhooks), b.msgCount(t))
+	require.Equal(t, uint64(webhooks), b.MsgCount(t))
 
 	first := b.backfill(t, t.Context())
 	require.NoError(t, first.err)
-	require.Equal(t, counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
+	require.Equal(t, backfill.Counts{Listed: 250, New: 250 - webhooks, AlreadyHad: webhooks}, summaryCounts(t, first.stdout))
 	require.Contains(t, first.stdout, `"already had" means the event store holds the event (at any age), or it was received`)
-	got := b.streamIDs(t)
+	got := b.StreamIDs(t)
 	require.Len(t, got, 250, "each event once")
 	require.ElementsMatch(t, ids, got)
 	require.Contains(t, first.stderr, "429 (attempt 1 of 6); retrying in 1s", "Retry-After honoured")
-	require.Empty(t, b.checkpoints(t), "a complete run deletes its checkpoint")
+	require.Empty(t, bundleCheckpoints(b.Bundle, t), "a complete run deletes its checkpoint")
 
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
-	require.Equal(t, counts{Listed: 250, AlreadyHad: 250}, summaryCounts(t, second.stdout))
-	require.Equal(t, got, b.streamIDs(t), "nothing changed")
+	require.Equal(t, backfill.Counts{Listed: 250, AlreadyHad: 250}, summaryCounts(t, second.stdout))
+	require.Equal(t, got, b.StreamIDs(t), "nothing changed")
 
 	var faults, ok int
 	for _, r := range b.fake.Requests() {
@@ -188,7 +153,7 @@ func TestBackfillRecoversMissedWebhooks(t *testing.T) {
 func TestBackfillFilters(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{})
-	ids, _ := addEvents(t, b.fake, "filter", 40, func(i int) bool { return i%2 == 0 })
+	ids, _ := processortest.AddEvents(t, b.fake, "filter", 40, func(i int) bool { return i%2 == 0 })
 	var want []string
 	for i, id := range ids {
 		n := len(ids) - 1 - i
@@ -199,8 +164,8 @@ func TestBackfillFilters(t *testing.T) {
 
 	c := b.backfill(t, t.Context(), "--since", "5430s", "--undelivered", "--types", "customer.subscription.updated,customer.subscription.deleted")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: len(want), New: len(want)}, summaryCounts(t, c.stdout))
-	require.ElementsMatch(t, want, b.streamIDs(t))
+	require.Equal(t, backfill.Counts{Listed: len(want), New: len(want)}, summaryCounts(t, c.stdout))
+	require.ElementsMatch(t, want, b.StreamIDs(t))
 	require.Contains(t, c.stdout, "undelivered only, types customer.subscription.updated,customer.subscription.deleted")
 	reqs := b.fake.Requests()
 	require.Len(t, reqs, 1)
@@ -218,12 +183,12 @@ func TestBackfillFilters(t *testing.T) {
 func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every500: 4})
-	ids, _ := addEvents(t, b.fake, "resume", 230, func(int) bool { return false })
+	ids, _ := processortest.AddEvents(t, b.fake, "resume", 230, func(int) bool { return false })
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var seen atomic.Int64
-	nc := b.js.Conn()
+	nc := b.JS.Conn()
 	sub, err := nc.Subscribe(stream.AllSubjects, func(*nats.Msg) {
 		if seen.Add(1) == 120 {
 			cancel() // Ctrl-C in the middle of the second page
@@ -236,18 +201,18 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	first := b.backfill(t, ctx)
 	require.ErrorContains(t, first.err, "backfill interrupted after")
 	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
-	stored := b.streamIDs(t)
+	stored := b.StreamIDs(t)
 	require.GreaterOrEqual(t, len(stored), 120)
 	require.Less(t, len(stored), 230, "stopped before the end")
 	require.Equal(t, ids[:len(stored)], stored, "newest first, in listing order")
-	cps := b.checkpoints(t)
+	cps := bundleCheckpoints(b.Bundle, t)
 	require.Len(t, cps, 1)
-	var cp checkpoint
+	var cp backfill.Checkpoint
 	for _, c := range cps {
 		cp = c
 	}
 	require.Equal(t, stored[len(stored)-1], cp.StartingAfter, "the cursor is the last event stored")
-	require.Equal(t, counts{Listed: len(stored), New: len(stored)}, cp.Counts)
+	require.Equal(t, backfill.Counts{Listed: len(stored), New: len(stored)}, cp.Counts)
 	require.Equal(t, "since=72h undelivered=false types= scope=test", cp.Params)
 
 	// An event that arrives in Stripe meanwhile is newer than the run's fixed upper bound.
@@ -256,11 +221,11 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
 	require.Contains(t, second.stderr, fmt.Sprintf("after event %q", cp.StartingAfter))
-	require.Equal(t, counts{Listed: 230, New: 230}, summaryCounts(t, second.stdout), "no event twice (none already had)")
-	all := b.streamIDs(t)
+	require.Equal(t, backfill.Counts{Listed: 230, New: 230}, summaryCounts(t, second.stdout), "no event twice (none already had)")
+	all := b.StreamIDs(t)
 	require.Equal(t, ids, all, "none missed, none twice, in listing order")
 	require.NotContains(t, all, "evt_after_interrupt", "the resumed listing kept its upper bound")
-	require.Empty(t, b.checkpoints(t))
+	require.Empty(t, bundleCheckpoints(b.Bundle, t))
 
 	var bounds []string
 	for _, r := range b.fake.Requests() {
@@ -276,24 +241,24 @@ func TestBackfillResumesAfterInterrupt(t *testing.T) {
 func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{DownAfter: 1, DownStatus: http.StatusUnauthorized})
-	ids, raws := addEvents(t, b.fake, "outage", 150, func(int) bool { return false })
+	ids, raws := processortest.AddEvents(t, b.fake, "outage", 150, func(int) bool { return false })
 
 	first := b.backfill(t, t.Context())
 	require.ErrorContains(t, first.err, "backfill stopped after 100 events listed: 100 new")
 	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
 	require.ErrorContains(t, first.err, "This API key was revoked")
 	require.Equal(t, 1, exitCode(first.err))
-	require.Equal(t, ids[:100], b.streamIDs(t))
+	require.Equal(t, ids[:100], b.StreamIDs(t))
 
-	working := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{})
+	working := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
 	for i := len(raws) - 1; i >= 0; i-- { // the same account: oldest first, as they were added
 		working.AddEvent(t, raws[i], false)
 	}
 	b.env["STRIPE_API_BASE"] = working.URL
 	second := b.backfill(t, t.Context())
 	require.NoError(t, second.err)
-	require.Equal(t, counts{Listed: 150, New: 150}, summaryCounts(t, second.stdout))
-	require.Equal(t, ids, b.streamIDs(t))
+	require.Equal(t, backfill.Counts{Listed: 150, New: 150}, summaryCounts(t, second.stdout))
+	require.Equal(t, ids, b.StreamIDs(t))
 	reqs := working.Requests()
 	require.Len(t, reqs, 1)
 	require.Equal(t, ids[99], reqs[0].Query.Get("starting_after"))
@@ -302,10 +267,10 @@ func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 // --restart ignores a checkpoint; other flags have their own checkpoint.
 func TestBackfillCheckpointKey(t *testing.T) {
 	t.Parallel()
-	k1, p1 := checkpointKey(scope.Scope{}, 72*time.Hour, false, []string{"b", "a", "a"})
-	k2, _ := checkpointKey(scope.Scope{}, 72*time.Hour, false, []string{"a", "b"})
-	k3, _ := checkpointKey(scope.Scope{}, 72*time.Hour, true, []string{"a", "b"})
-	k4, _ := checkpointKey(scope.Scope{}, 48*time.Hour, false, []string{"a", "b"})
+	k1, p1 := backfill.CheckpointKey(scope.Scope{}, 72*time.Hour, false, []string{"b", "a", "a"})
+	k2, _ := backfill.CheckpointKey(scope.Scope{}, 72*time.Hour, false, []string{"a", "b"})
+	k3, _ := backfill.CheckpointKey(scope.Scope{}, 72*time.Hour, true, []string{"a", "b"})
+	k4, _ := backfill.CheckpointKey(scope.Scope{}, 48*time.Hour, false, []string{"a", "b"})
 	require.Equal(t, k1, k2)
 	require.NotEqual(t, k1, k3)
 	require.NotEqual(t, k1, k4)
@@ -313,25 +278,25 @@ func TestBackfillCheckpointKey(t *testing.T) {
 	require.Regexp(t, `^checkpoint\.[0-9a-f]{16}$`, k1)
 
 	b := setupBackfill(t, stripetest.Faults{})
-	ids, _ := addEvents(t, b.fake, "restart", 5, func(int) bool { return false })
-	store := &stateStore{db: b.db.Pool}
-	key, params := checkpointKey(scope.Scope{}, 24*time.Hour, false, nil)
+	ids, _ := processortest.AddEvents(t, b.fake, "restart", 5, func(int) bool { return false })
+	store := &backfill.StateStore{DB: b.DB.Pool}
+	key, params := backfill.CheckpointKey(scope.Scope{}, 24*time.Hour, false, nil)
 	now := time.Now().UTC()
-	stale := checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
-		Counts: counts{Listed: 3, New: 3}, StartedAt: now}
-	require.NoError(t, store.saveCheckpoint(t.Context(), key, stale))
+	stale := backfill.Checkpoint{Params: params, CreatedGTE: now.Add(-24 * time.Hour).Unix(), CreatedLTE: now.Unix(), StartingAfter: ids[2],
+		Counts: backfill.Counts{Listed: 3, New: 3}, StartedAt: now}
+	require.NoError(t, store.SaveCheckpoint(t.Context(), key, stale))
 
 	c := b.backfill(t, t.Context(), "--since", "1d", "--restart")
 	require.NoError(t, c.err)
 	require.Contains(t, c.stderr, "--restart: dropping the checkpoint")
-	require.Equal(t, counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
-	require.Empty(t, b.checkpoints(t))
+	require.Equal(t, backfill.Counts{Listed: 5, New: 5}, summaryCounts(t, c.stdout))
+	require.Empty(t, bundleCheckpoints(b.Bundle, t))
 }
 
 func TestBackfillFailsClearly(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{})
-	addEvents(t, b.fake, "fail", 3, func(int) bool { return false })
+	processortest.AddEvents(t, b.fake, "fail", 3, func(int) bool { return false })
 	with := func(k, v string) map[string]string {
 		env := map[string]string{}
 		for k, v := range b.env {
@@ -373,7 +338,7 @@ func TestBackfillFailsClearly(t *testing.T) {
 			require.Empty(t, c.stdout)
 		})
 	}
-	require.Zero(t, b.msgCount(t))
+	require.Zero(t, b.MsgCount(t))
 
 	c := runCommand(t.Context(), b.env, "backfill", "-h")
 	require.NoError(t, c.err, "help is not a failure")
@@ -385,31 +350,31 @@ func TestBackfillFailsClearly(t *testing.T) {
 func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{})
-	ids, _ := addEvents(t, b.fake, "skip", 3, func(int) bool { return false })
+	ids, _ := processortest.AddEvents(t, b.fake, "skip", 3, func(int) bool { return false })
 	created := time.Now().Add(-30 * time.Minute).Unix()
 	b.fake.AddEvent(t, []byte(fmt.Sprintf(`{"id":"evt_no_type","object":"event","created":%d,"data":{"object":{"id":"cus_1","object":"customer"}}}`, created)), false)
 	b.fake.AddEvent(t, stripetest.Event{ID: "evt_huge", Type: "customer.updated", Created: created - 1, Pad: 2 << 20}.JSON(t), false)
 
 	c := b.backfill(t, t.Context())
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 5, New: 3, Skipped: 2}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 5, New: 3, Skipped: 2}, summaryCounts(t, c.stdout))
 	require.Contains(t, c.stderr, "warning: skipped an item of the list that is not a Stripe event")
 	require.Contains(t, c.stderr, "warning: skipped event evt_huge (customer.updated): larger than the NATS server's max_payload")
-	require.ElementsMatch(t, ids, b.streamIDs(t))
+	require.ElementsMatch(t, ids, b.StreamIDs(t))
 }
 
 func TestSinceFlag(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]time.Duration{"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "30d": maxSince} {
+	for in, want := range map[string]time.Duration{"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "30d": backfill.MaxSince} {
 		var f sinceFlag
 		require.NoError(t, f.Set(in))
 		require.Equal(t, want, time.Duration(f))
 	}
 	var f sinceFlag
 	require.Error(t, f.Set("d"))
-	require.Equal(t, "72h", shortDuration(72*time.Hour))
-	require.Equal(t, "1h30m", shortDuration(90*time.Minute))
-	require.Equal(t, "45s", shortDuration(45*time.Second))
+	require.Equal(t, "72h", backfill.ShortDuration(72*time.Hour))
+	require.Equal(t, "1h30m", backfill.ShortDuration(90*time.Minute))
+	require.Equal(t, "45s", backfill.ShortDuration(45*time.Second))
 }
 
 // "Not yet received" is the event store's answer at any age, not JetStream's duplicate window:
@@ -433,21 +398,21 @@ func TestBackfillAsksTheEventStoreAtAnyAge(t *testing.T) {
 			want = append(want, fmt.Sprintf("evt_age_%03d", i))
 		}
 	}
-	_, err := eventstore.Append(t.Context(), b.db.Pool, received)
+	_, err := eventstore.Append(t.Context(), b.DB.Pool, received)
 	require.NoError(t, err)
 
 	c := b.backfill(t, t.Context(), "--since", "30d")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 120, New: len(want), AlreadyHad: len(received)}, summaryCounts(t, c.stdout))
-	require.ElementsMatch(t, want, b.streamIDs(t), "only the events never received are published")
+	require.Equal(t, backfill.Counts{Listed: 120, New: len(want), AlreadyHad: len(received)}, summaryCounts(t, c.stdout))
+	require.ElementsMatch(t, want, b.StreamIDs(t), "only the events never received are published")
 
-	b.start(t, testOptions(), b.db.URL)
-	b.drained(t, testOptions().Durable, 20*time.Second)
-	require.Equal(t, 120, storedEvents(t, b.db.Pool), "the consumer applied them: one apply path")
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	b.Drained(t, processortest.TestOptions().Durable, 20*time.Second)
+	require.Equal(t, 120, processortest.StoredEvents(t, b.DB.Pool), "the consumer applied them: one apply path")
 
-	published := b.msgCount(t)
+	published := b.MsgCount(t)
 	again := b.backfill(t, t.Context(), "--since", "30d")
 	require.NoError(t, again.err)
-	require.Equal(t, counts{Listed: 120, AlreadyHad: 120}, summaryCounts(t, again.stdout))
-	require.Equal(t, published, b.msgCount(t), "nothing published again")
+	require.Equal(t, backfill.Counts{Listed: 120, AlreadyHad: 120}, summaryCounts(t, again.stdout))
+	require.Equal(t, published, b.MsgCount(t), "nothing published again")
 }

@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,14 +31,14 @@ import (
 // history is a customer's life of n realistic events: the signup, then a month of
 // subscription renewal after another (customer.subscription.updated with the new period, and
 // the paid invoice).
-func (k *kit) history(customer string, n int) [][]byte {
-	events := k.signup(customer, "u_"+customer, "sub_"+customer, "price_pro", t0)
+func kitHistory(k *processortest.Kit, customer string, n int) [][]byte {
+	events := k.Signup(customer, "u_"+customer, "sub_"+customer, "price_pro", processortest.T0)
 	for month := int64(1); len(events) < n; month++ {
-		at := t0 + 41 + month*30*86400
+		at := processortest.T0 + 41 + month*30*86400
 		events = append(events,
-			k.subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
+			k.Subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
 				map[string]any{"current_period_start": at - 30*86400, "current_period_end": at, "latest_invoice": "in_prev"}),
-			k.invoicePaid(customer, "sub_"+customer, at))
+			k.InvoicePaid(customer, "sub_"+customer, at))
 	}
 	return events[:n]
 }
@@ -49,10 +54,10 @@ func BenchmarkReplay(b *testing.B) {
 			b.Run(fmt.Sprintf("events=%d/cache=%s", n, cache), func(b *testing.B) {
 				db := pgtest.New(b)
 				ctx := context.Background()
-				k := newKit(b, "b")
+				k := processortest.NewKit(b, "b")
 				var events []stripeevent.Event
 				size := 0
-				for _, raw := range k.history("cus_bench", n) {
+				for _, raw := range kitHistory(k, "cus_bench", n) {
 					ev, err := stripeevent.Parse(raw)
 					require.NoError(b, err)
 					events = append(events, ev)
@@ -60,10 +65,10 @@ func BenchmarkReplay(b *testing.B) {
 				}
 				_, err := eventstore.Append(ctx, db.Pool, events)
 				require.NoError(b, err)
-				p := &projector{db: db.Pool, rules: subscription.DefaultRules(), log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry())}
+				p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Log: processortest.TestLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
 				if cache == "warm" {
-					p.cache = newEventCache(defaultEventCacheSize)
-					_, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
+					p.Cache = projection.NewEventCache(projection.DefaultEventCacheSize)
+					_, err := p.Apply(ctx, projection.Input{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
 					require.NoError(b, err)
 				}
 				b.ResetTimer()
@@ -72,7 +77,7 @@ func BenchmarkReplay(b *testing.B) {
 					_, err := db.Pool.Exec(ctx, `DELETE FROM customer_entitlements`)
 					require.NoError(b, err)
 					b.StartTimer()
-					res, err := p.apply(ctx, projectionInput{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
+					res, err := p.Apply(ctx, projection.Input{Customers: []scope.Key{{ID: "cus_bench"}}, FromScratch: true})
 					require.NoError(b, err)
 					require.Equal(b, 1, res.Changed)
 				}
@@ -104,8 +109,8 @@ func newDrainFixture(b *testing.B, customers int, shuffled bool) *drainFixture {
 	b.Helper()
 	// One customer's signup is built once and re-keyed per customer with byte replacements.
 	const tmpl = "Q7tmpl"
-	k := newKit(b, tmpl)
-	signup := k.signup("cus_"+tmpl, "u_"+tmpl, "sub_"+tmpl, "price_pro", t0)
+	k := processortest.NewKit(b, tmpl)
+	signup := k.Signup("cus_"+tmpl, "u_"+tmpl, "sub_"+tmpl, "price_pro", processortest.T0)
 	type msg struct {
 		customer int
 		event    int
@@ -134,7 +139,7 @@ func newDrainFixture(b *testing.B, customers int, shuffled bool) *drainFixture {
 // publish starts an embedded NATS server, with every write fsynced when syncAlways (nats-server's
 // `sync_interval: always`, what docker-compose.yml runs) or fsynced every two minutes (its
 // default) otherwise, and publishes the burst into the stream.
-func (f *drainFixture) publish(b *testing.B, syncAlways bool) (*natstest.Server, jetstream.JetStream) {
+func (f *drainFixture) Publish(b *testing.B, syncAlways bool) (*natstest.Server, jetstream.JetStream) {
 	b.Helper()
 	ns := natstest.StartWithOptions(b, func(o *server.Options) { o.SyncAlways = syncAlways })
 	js := ns.JetStream(b)
@@ -193,24 +198,24 @@ func (f *drainFixture) drain(b *testing.B, durable string, batch int, syncAlways
 	b.Helper()
 	b.StopTimer()
 	ctx := context.Background()
-	ns, js := f.publish(b, syncAlways)
+	ns, js := f.Publish(b, syncAlways)
 	db := pgtest.New(b)
-	bb := &bundle{nats: ns, js: js, db: db, rules: subscription.DefaultRules()}
-	opts := defaultConsumerOptions()
+	bb := &processortest.Bundle{Nats: ns, JS: js, DB: db, Rules: subscription.DefaultRules()}
+	opts := ingest.DefaultOptions()
 	opts.Durable, opts.BatchSize = durable, batch
 	b.StartTimer()
 	start := time.Now()
-	in := bb.start(b, opts, db.URL)
-	bb.drained(b, durable, 10*time.Minute)
+	in := bb.Start(b, opts, db.URL)
+	bb.Drained(b, durable, 10*time.Minute)
 	wait.For(b, time.Minute, "the stream purged", func() bool {
 		s, err := js.Stream(ctx, stream.Name)
 		return err == nil && s.CachedInfo().State.Msgs == 0
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	require.NoError(b, in.stop())
+	require.NoError(b, in.Stop())
 	events := len(f.msgs)
-	require.Equal(b, events, storedEvents(b, db.Pool))
+	require.Equal(b, events, processortest.StoredEvents(b, db.Pool))
 	var rows int
 	require.NoError(b, db.Pool.QueryRow(ctx, `SELECT count(*) FROM customer_entitlements`).Scan(&rows))
 	require.Equal(b, events/5, rows)

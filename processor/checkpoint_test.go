@@ -4,6 +4,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -20,44 +24,44 @@ import (
 // which derives from scratch and rewrites the checkpoints, changes nothing.
 func TestCheckpointsKeepTheAnswer(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "c")
-	events := k.population(12)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "c")
+	events := k.Population(12)
 	r := rand.New(rand.NewPCG(12, 1))
 	delivered := append([][]byte(nil), events...)
 	for range len(delivered) / 8 { // a few late arrivals in an otherwise time-ordered feed
 		i, j := r.IntN(len(delivered)), r.IntN(len(delivered))
 		delivered[i], delivered[j] = delivered[j], delivered[i]
 	}
-	m := newMetrics(prometheus.NewRegistry())
-	p := &projector{db: b.db.Pool, rules: b.rules, cache: newEventCache(1 << 20), log: testLogger(t), metrics: m}
+	m := projection.NewMetrics(prometheus.NewRegistry())
+	p := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Cache: projection.NewEventCache(1 << 20), Log: processortest.TestLogger(t), Metrics: m}
 	for i := 0; i < len(delivered); i += 3 {
-		batch := make([]admitted, 0, 3)
+		batch := make([]projection.Admitted, 0, 3)
 		for _, raw := range delivered[i:min(i+3, len(delivered))] {
-			a, err := admit(raw)
+			a, err := projection.Admit(raw)
 			require.NoError(t, err)
 			batch = append(batch, a)
 		}
-		_, err := p.apply(t.Context(), projectionInput{Events: batch})
+		_, err := p.Apply(t.Context(), projection.Input{Events: batch})
 		require.NoError(t, err)
 	}
-	want := expect(t, b.rules, events...)
-	requireReadModel(t, b.db.Pool, want)
-	require.Positive(t, testutil.ToFloat64(m.checkpointMisses), "some events arrived before their customer's checkpoint")
+	want := processortest.Expect(t, b.Rules, events...)
+	processortest.RequireReadModel(t, b.DB.Pool, want)
+	require.Positive(t, testutil.ToFloat64(m.CheckpointMisses), "some events arrived before their customer's checkpoint")
 
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(DISTINCT (livemode, account, customer_id)) FROM customer_checkpoints`).Scan(&n))
-	require.Equal(t, len(want.customers), n)
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(DISTINCT (livemode, account, customer_id)) FROM customer_checkpoints`).Scan(&n))
+	require.Equal(t, len(want.Customers), n)
 
 	// A checkpoint that lies is trusted by the consumer, never by replay.
-	_, err := b.db.Pool.Exec(t.Context(), `UPDATE customer_checkpoints SET state = jsonb_set(state, '{fold,metadata_user}', '"u_bogus"')`)
+	_, err := b.DB.Pool.Exec(t.Context(), `UPDATE customer_checkpoints SET state = jsonb_set(state, '{fold,metadata_user}', '"u_bogus"')`)
 	require.NoError(t, err)
-	changed, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.db.URL}, "--all")
+	changed, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.DB.URL}, "--all")
 	require.Zero(t, changed)
 	var bogus int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE state->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE state->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
 	require.Zero(t, bogus, "replay rewrites every checkpoint")
-	requireReadModel(t, b.db.Pool, want)
+	processortest.RequireReadModel(t, b.DB.Pool, want)
 }
 
 // TestLateEventResumesFromARung: a long customer (3,000 stored events, then new events one at a
@@ -69,15 +73,15 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 func TestLateEventResumesFromARung(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	k := newKit(t, "l")
+	k := processortest.NewKit(t, "l")
 	const customer, stored = "cus_ladder", 3000
 	key := scope.Key{ID: customer}
 	at := storeHistory(t, db, k, customer, stored)
-	m := newMetrics(prometheus.NewRegistry())
-	p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize), log: testLogger(t), metrics: m}
-	apply := func(ev admitted) {
+	m := projection.NewMetrics(prometheus.NewRegistry())
+	p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize), Log: processortest.TestLogger(t), Metrics: m}
+	apply := func(ev projection.Admitted) {
 		t.Helper()
-		_, err := p.apply(t.Context(), projectionInput{Events: []admitted{ev}})
+		_, err := p.Apply(t.Context(), projection.Input{Events: []projection.Admitted{ev}})
 		require.NoError(t, err)
 	}
 	checkpoints := func() int {
@@ -87,10 +91,10 @@ func TestLateEventResumesFromARung(t *testing.T) {
 		require.LessOrEqual(t, n, subscription.LadderMax)
 		return n
 	}
-	derived := func() int { return int(testutil.ToFloat64(m.derivedEvents)) }
+	derived := func() int { return int(testutil.ToFloat64(m.DerivedEvents)) }
 	sameAsScratch := func() {
 		t.Helper()
-		res, err := p.apply(t.Context(), projectionInput{Customers: []scope.Key{key}, FromScratch: true})
+		res, err := p.Apply(t.Context(), projection.Input{Customers: []scope.Key{key}, FromScratch: true})
 		require.NoError(t, err)
 		require.Equal(t, 1, res.Derived)
 		require.Zero(t, res.Changed, "the derivation from scratch gives the same row")
@@ -107,13 +111,13 @@ func TestLateEventResumesFromARung(t *testing.T) {
 		apply(newEvent(t, k, customer, at))
 		checkpoints()
 	}
-	require.Zero(t, testutil.ToFloat64(m.checkpointRungResumes))
+	require.Zero(t, testutil.ToFloat64(m.CheckpointRungResumes))
 
 	// 5 events back: between the 6th and 5th newest events.
 	start := derived()
 	apply(newEvent(t, k, customer, times[len(times)-6]+30))
-	require.InDelta(t, 1, testutil.ToFloat64(m.checkpointRungResumes), 0)
-	require.Zero(t, testutil.ToFloat64(m.checkpointMisses))
+	require.InDelta(t, 1, testutil.ToFloat64(m.CheckpointRungResumes), 0)
+	require.Zero(t, testutil.ToFloat64(m.CheckpointMisses))
 	late := derived() - start
 	require.GreaterOrEqual(t, late, 6, "the late event and the 5 after it")
 	require.LessOrEqual(t, late, 4*6+2*subscription.LadderBaseStep, "derived from a rung near the head, not the %d events", stored+200)
@@ -122,8 +126,8 @@ func TestLateEventResumesFromARung(t *testing.T) {
 	// About 1,000 events back, into the bulk-stored history (two events a month there, the
 	// last month about stored/2).
 	start = derived()
-	apply(newEvent(t, k, customer, t0+41+(stored/2-(1000-200)/2)*30*86400+3600))
-	require.InDelta(t, 2, testutil.ToFloat64(m.checkpointRungResumes), 0)
+	apply(newEvent(t, k, customer, processortest.T0+41+(stored/2-(1000-200)/2)*30*86400+3600))
+	require.InDelta(t, 2, testutil.ToFloat64(m.CheckpointRungResumes), 0)
 	late = derived() - start
 	require.GreaterOrEqual(t, late, 990)
 	require.LessOrEqual(t, late, 4*1010+2*subscription.LadderBaseStep)
@@ -134,7 +138,7 @@ func TestLateEventResumesFromARung(t *testing.T) {
 	at += 60
 	apply(newEvent(t, k, customer, at))
 	require.Less(t, derived()-start, 10)
-	require.InDelta(t, 2, testutil.ToFloat64(m.checkpointRungResumes), 0)
+	require.InDelta(t, 2, testutil.ToFloat64(m.CheckpointRungResumes), 0)
 	n := checkpoints()
 	t.Logf("late events derived %d events; %d checkpoints stored", late, n)
 }

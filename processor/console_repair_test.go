@@ -9,6 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/console"
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -20,10 +25,10 @@ import (
 )
 
 // pendingRepairs counts the rows of pending_repairs, done or not.
-func pendingRepairs(t *testing.T, b *bundle) int {
+func pendingRepairs(t *testing.T, b *processortest.Bundle) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&n))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&n))
 	return n
 }
 
@@ -35,24 +40,24 @@ func pendingRepairs(t *testing.T, b *bundle) int {
 func TestConsoleRepairInBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
-	b := setup(t)
-	k := newKit(t, "crep")
-	events := k.signup("cus_REP1", "u_rep", "sub_REP1", "price_1", t0)
-	b.publish(t, events...)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "crep")
+	events := k.Signup("cus_REP1", "u_rep", "sub_REP1", "price_1", processortest.T0)
+	b.Publish(t, events...)
 
 	// Stripe's side: the subscription canceled, the customer still u_rep's. Every third request
 	// fails with a 500, which the repairer retries.
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 3})
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 3})
 	canceled := stripetest.Subscription("sub_REP1", "cus_REP1", "canceled", "price_1")
 	canceled["ended_at"] = time.Now().Add(-time.Hour).Unix()
-	fake.AddSubscription(t, canceled, t0+41)
-	fake.AddSubscription(t, stripetest.Subscription("sub_REP2", "cus_REP1", "active", "price_2"), t0+42)
+	fake.AddSubscription(t, canceled, processortest.T0+41)
+	fake.AddSubscription(t, stripetest.Subscription("sub_REP2", "cus_REP1", "active", "price_2"), processortest.T0+42)
 	fake.AddCustomer(t, map[string]any{"id": "cus_REP1", "object": "customer", "livemode": false,
 		"email": "jenny.rosen+cus_REP1@example.com", "metadata": map[string]any{"user_id": "u_rep"}})
 
-	s := b.serveWithEnv(t, map[string]string{"ADMIN_TOKENS": "tok_console",
-		"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL})
-	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 20*time.Second)
+	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": "tok_console",
+		"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL})
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 	dir := t.TempDir()
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 	customerPath := "/admin/customers/cus_REP1?livemode=false"
@@ -72,7 +77,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	// A page of another origin (same host, another port: the SameSite=Strict cookie goes along)
 	// that posts to the repair route as soon as it loads, with a guessed CSRF token, and one
 	// without: both refused, nothing enqueued.
-	for _, field := range []string{`<input type="hidden" name="csrf" value="` + csrf("tok_guess") + `">`, ""} {
+	for _, field := range []string{`<input type="hidden" name="csrf" value="` + console.Csrf("tok_guess") + `">`, ""} {
 		attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/admin/customers/cus_REP1/repair?livemode=false">%s</form><script>document.getElementById('f').submit()</script>`, s.base, field)
@@ -94,14 +99,14 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 		status       int
 	}{
 		"no token":             {cookie: "tok_console", form: "", status: http.StatusForbidden},
-		"another's token":      {cookie: "tok_console", form: "csrf=" + csrf("tok_other"), status: http.StatusForbidden},
-		"no cookie":            {form: "csrf=" + csrf("tok_console"), status: http.StatusSeeOther},
-		"a wrong cookie":       {cookie: "tok_wrong", form: "csrf=" + csrf("tok_wrong"), status: http.StatusSeeOther},
+		"another's token":      {cookie: "tok_console", form: "csrf=" + console.Csrf("tok_other"), status: http.StatusForbidden},
+		"no cookie":            {form: "csrf=" + console.Csrf("tok_console"), status: http.StatusSeeOther},
+		"a wrong cookie":       {cookie: "tok_wrong", form: "csrf=" + console.Csrf("tok_wrong"), status: http.StatusSeeOther},
 		"the token in the url": {cookie: "tok_console", status: http.StatusForbidden},
 	} {
 		target := s.base + "/admin/customers/cus_REP1/repair?livemode=false"
 		if name == "the token in the url" {
-			target += "&csrf=" + csrf("tok_console")
+			target += "&csrf=" + console.Csrf("tok_console")
 		}
 		code, to := postForm(t, target, tc.cookie, tc.form)
 		require.Equal(t, tc.status, code, name)
@@ -110,7 +115,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 		}
 	}
 	require.Zero(t, pendingRepairs(t, b), "a refused change enqueued a repair")
-	got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, key)
+	got, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, key)
 	require.NoError(t, err)
 	require.True(t, got.Premium, "nothing changed yet")
 
@@ -131,7 +136,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	contains(t, html, `"premium": true`, "the subscription Tollgate never heard of")
 	contains(t, html, `"user_id": "u_rep"`, "the customer snapshot keeps the user")
 	for _, raw := range events {
-		contains(t, html, eventIDOf(raw), "the stored events stay on the timeline")
+		contains(t, html, ingest.EventIDOf(raw), "the stored events stay on the timeline")
 	}
 	for _, obj := range []string{"customer", "subscription"} {
 		contains(t, html, stripeevent.SnapshotType(obj), "the timeline shows the snapshot of the "+obj)
@@ -145,7 +150,7 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	shot(t, ctx, dir, "repair-after")
 
 	// The read model (what the query API answers) agrees with Stripe, for the customer and the user.
-	got, err = entitlement.GetCustomer(t.Context(), b.db.Pool, key)
+	got, err = entitlement.GetCustomer(t.Context(), b.DB.Pool, key)
 	require.NoError(t, err)
 	require.True(t, got.Premium)
 	require.Equal(t, "active", got.Status)
@@ -155,13 +160,13 @@ func TestConsoleRepairInBrowser(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"sub_REP1": "canceled", "sub_REP2": "active"}, status)
 	require.Equal(t, "u_rep", got.UserID)
-	u, err := entitlement.GetUser(t.Context(), b.db.Pool, scope.Key{ID: "u_rep"})
+	u, err := entitlement.GetUser(t.Context(), b.DB.Pool, scope.Key{ID: "u_rep"})
 	require.NoError(t, err)
 	require.True(t, u.Premium)
 	require.Equal(t, []string{"cus_REP1"}, u.CustomerIDs)
 
 	// The repair is closed, applied, as the operator's.
-	rows, err := b.db.Pool.Query(t.Context(), `SELECT object_type, object_id, reason, outcome FROM pending_repairs WHERE done_at IS NOT NULL ORDER BY object_type`)
+	rows, err := b.DB.Pool.Query(t.Context(), `SELECT object_type, object_id, reason, outcome FROM pending_repairs WHERE done_at IS NOT NULL ORDER BY object_type`)
 	require.NoError(t, err)
 	var done []string
 	for rows.Next() {
@@ -189,7 +194,7 @@ func postForm(t *testing.T, target, cookie, form string) (int, string) {
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: consoleCookie, Value: cookie})
+		req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: cookie})
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)

@@ -11,6 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/console"
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/reconcile"
+
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
@@ -90,17 +96,17 @@ func page(t *testing.T, ctx context.Context, sel string, steps ...chromedp.Actio
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
-	b := setup(t)
-	k := newKit(t, "con")
-	events := k.signup("cus_CON1", "u_con", "sub_CON1", "price_1", t0)
-	b.publish(t, events...)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "con")
+	events := k.Signup("cus_CON1", "u_con", "sub_CON1", "price_1", processortest.T0)
+	b.Publish(t, events...)
 	// A dead letter that applies once redriven (the code that refused it was fixed since).
-	poisoned := k.customerCreated("cus_CON2", t0+50, "u_con2")
-	require.NoError(t, eventstore.RecordDeadLetter(t.Context(), b.db.Pool, eventstore.DeadLetter{
-		EventID: eventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
+	poisoned := k.CustomerCreated("cus_CON2", processortest.T0+50, "u_con2")
+	require.NoError(t, eventstore.RecordDeadLetter(t.Context(), b.DB.Pool, eventstore.DeadLetter{
+		EventID: ingest.EventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
 		Reason: "test: refused by an older processor", Attempts: 5}))
-	s := b.serveWithEnv(t, map[string]string{"ADMIN_TOKENS": "tok_console,tok_other"})
-	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 20*time.Second)
+	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": "tok_console,tok_other"})
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 	dir := t.TempDir()
 
 	var html, loc string
@@ -143,7 +149,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, loc, "/admin/customers/cus_CON1?")
 	contains(t, html, `"premium": true`)
 	for _, raw := range events {
-		contains(t, html, eventIDOf(raw), "every event id is on the page")
+		contains(t, html, ingest.EventIDOf(raw), "every event id is on the page")
 	}
 	contains(t, html, "sub_CON1 incomplete -&gt; active: active grants access")
 	// The raw payload opens on click.
@@ -171,13 +177,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	contains(t, html, "repair needs STRIPE_API_KEY on the processor")
 	contains(t, html, `"premium": true`)
 	var repairs int
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&repairs))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs`).Scan(&repairs))
 	require.Zero(t, repairs, "a repair without a key enqueues nothing")
 	shot(t, ctx, dir, "repair-without-key")
 	// The user page.
 	html, _ = page(t, ctx, "html", nav("/admin/users/u_con?livemode=false"), chromedp.WaitVisible(css("#timeline")))
 	for _, raw := range events {
-		contains(t, html, eventIDOf(raw))
+		contains(t, html, ingest.EventIDOf(raw))
 	}
 
 	// Redrive the dead letter.
@@ -186,7 +192,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	shot(t, ctx, dir, "dead-letters")
 	html, _ = page(t, ctx, "#flash", chromedp.Click(css("button.redrive")), chromedp.WaitVisible(css("#nodeadletters")))
 	contains(t, html, "applied dead letter")
-	n, err := eventstore.CountDeadLetters(t.Context(), b.db.Pool)
+	n, err := eventstore.CountDeadLetters(t.Context(), b.DB.Pool)
 	require.NoError(t, err)
 	require.Zero(t, n)
 
@@ -194,7 +200,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	for _, want := range []bool{true, false} {
 		html, _ = page(t, ctx, "#flash", nav("/admin/fail-open"), chromedp.WaitVisible(css("#flip")),
 			chromedp.Click(css("#confirm")), chromedp.Click(css("#flip")), chromedp.WaitVisible(css("#flash")))
-		st, err := failopen.Read(t.Context(), b.db.Pool)
+		st, err := failopen.Read(t.Context(), b.DB.Pool)
 		require.NoError(t, err)
 		require.Equal(t, want, st.On, html)
 		if want {
@@ -203,8 +209,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// The pipeline, with the last reconcile as `processor reconcile` records it.
-	require.NoError(t, recordReconcile(t.Context(), b.db.Pool, scope.Scope{}, reconcileReport{Customers: 2, Subscriptions: 2,
-		Drift: []drift{{CustomerID: "cus_CON1", SubscriptionID: "sub_CON1", Kind: "status", Stripe: "canceled", Tollgate: "active"}}}))
+	require.NoError(t, reconcile.Record(t.Context(), b.DB.Pool, scope.Scope{}, reconcile.Report{Customers: 2, Subscriptions: 2,
+		Drift: []reconcile.Drift{{CustomerID: "cus_CON1", SubscriptionID: "sub_CON1", Kind: "status", Stripe: "canceled", Tollgate: "active"}}}))
 	html, _ = page(t, ctx, "#pipeline", nav("/admin/pipeline"), chromedp.WaitVisible(css("#pipeline")))
 	contains(t, html, "0 pending")
 	contains(t, html, "1 drift in 1 customers")
@@ -214,12 +220,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+"/admin/fail-open", strings.NewReader("on=true&confirm=yes"))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: consoleCookie, Value: "tok_console"})
+	req.AddCookie(&http.Cookie{Name: console.ConsoleCookie, Value: "tok_console"})
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
-	st, err := failopen.Read(t.Context(), b.db.Pool)
+	st, err := failopen.Read(t.Context(), b.DB.Pool)
 	require.NoError(t, err)
 	require.False(t, st.On)
 }

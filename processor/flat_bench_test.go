@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -27,7 +31,7 @@ import (
 // events per statement, generated chunk by chunk so that the benchmark process does not hold the
 // whole history) and returns the created of its last event. The history is kit.history's: the
 // signup, then monthly renewals with their paid invoices.
-func storeHistory(tb testing.TB, db *pgtest.DB, k *kit, customer string, n int) int64 {
+func storeHistory(tb testing.TB, db *pgtest.DB, k *processortest.Kit, customer string, n int) int64 {
 	tb.Helper()
 	ctx := context.Background()
 	var chunk []stripeevent.Event
@@ -52,22 +56,22 @@ func storeHistory(tb testing.TB, db *pgtest.DB, k *kit, customer string, n int) 
 			chunk = chunk[:0]
 		}
 	}
-	add(k.signup(customer, "u_"+customer, "sub_"+customer, "price_pro", t0)...)
+	add(k.Signup(customer, "u_"+customer, "sub_"+customer, "price_pro", processortest.T0)...)
 	for month := int64(1); stored < n; month++ {
-		at := t0 + 41 + month*30*86400
-		add(k.subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
+		at := processortest.T0 + 41 + month*30*86400
+		add(k.Subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
 			map[string]any{"current_period_start": at - 30*86400, "current_period_end": at, "latest_invoice": "in_prev"}),
-			k.invoicePaid(customer, "sub_"+customer, at))
+			k.InvoicePaid(customer, "sub_"+customer, at))
 	}
 	return last
 }
 
 // newEvent is the customer's next renewal, after every stored event, ready for apply.
-func newEvent(tb testing.TB, k *kit, customer string, at int64) admitted {
+func newEvent(tb testing.TB, k *processortest.Kit, customer string, at int64) projection.Admitted {
 	tb.Helper()
-	raw := k.subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
+	raw := k.Subscription("customer.subscription.updated", customer, "sub_"+customer, "active", "price_pro", at,
 		map[string]any{"current_period_start": at - 30*86400, "current_period_end": at, "latest_invoice": "in_prev"})
-	a, err := admit(raw)
+	a, err := projection.Admit(raw)
 	require.NoError(tb, err)
 	return a
 }
@@ -89,7 +93,7 @@ func rssBytes() float64 {
 
 // reportLatencies reports the median and p99 of one apply, and the heap (after a GC, with the
 // projector and its cache still alive) and RSS after.
-func reportLatencies(b *testing.B, p *projector, took []time.Duration) {
+func reportLatencies(b *testing.B, p *projection.Projector, took []time.Duration) {
 	b.Helper()
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "ms-median")
@@ -102,7 +106,7 @@ func reportLatencies(b *testing.B, p *projector, took []time.Duration) {
 	b.ReportMetric(rssBytes()/(1<<20), "rss-MiB")
 }
 
-// BenchmarkNewEvent is the cost of one new event (issue 12): a customer has n stored events,
+// BenchmarkNewEvent is the cost of one new event with checkpoints: a customer has n stored events,
 // one more arrives (after all of them, as a live endpoint receives it) and apply stores it and
 // re-derives the customer, as the consumer does with the processor's decoded-event cache.
 // derive=checkpoint resumes from the customer's checkpoint; derive=full is the baseline, the
@@ -112,18 +116,18 @@ func BenchmarkNewEvent(b *testing.B) {
 	for _, n := range []int{10, 1000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			db := pgtest.New(b)
-			k := newKit(b, "f")
+			k := processortest.NewKit(b, "f")
 			customer := "cus_flat"
 			at := storeHistory(b, db, k, customer, n)
 			for _, mode := range []string{"checkpoint", "full"} {
 				b.Run("derive="+mode, func(b *testing.B) {
 					ctx := context.Background()
-					p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
-						log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry()), fullDerive: mode == "full"}
+					p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
+						Log: processortest.TestLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
 					// The first event after the history is the costly one (the scratch
 					// derivation that writes the checkpoint, or the full one that fills the cache).
 					at += 60
-					_, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, customer, at)}})
+					_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, customer, at)}})
 					require.NoError(b, err)
 					took := make([]time.Duration, 0, b.N)
 					b.ResetTimer()
@@ -133,7 +137,7 @@ func BenchmarkNewEvent(b *testing.B) {
 						ev := newEvent(b, k, customer, at)
 						b.StartTimer()
 						start := time.Now()
-						res, err := p.apply(ctx, projectionInput{Events: []admitted{ev}})
+						res, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{ev}})
 						took = append(took, time.Since(start))
 						require.NoError(b, err)
 						require.Equal(b, int64(1), res.Appended)
@@ -154,18 +158,18 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 	for _, mode := range []string{"checkpoint", "full"} {
 		b.Run(fmt.Sprintf("events=2x%d/derive=%s", n, mode), func(b *testing.B) {
 			db := pgtest.New(b)
-			k := newKit(b, "a"+mode[:1])
+			k := processortest.NewKit(b, "a"+mode[:1])
 			customers := []string{"cus_alt1", "cus_alt2"}
 			var at int64
 			for _, c := range customers {
 				at = max(at, storeHistory(b, db, k, c, n))
 			}
 			ctx := context.Background()
-			p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
-				log: testLogger(b), metrics: newMetrics(prometheus.NewRegistry()), fullDerive: mode == "full"}
+			p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
+				Log: processortest.TestLogger(b), Metrics: projection.NewMetrics(prometheus.NewRegistry()), FullDerive: mode == "full"}
 			for _, c := range customers {
 				at += 60
-				_, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, c, at)}})
+				_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, c, at)}})
 				require.NoError(b, err)
 			}
 			took := make([]time.Duration, 0, b.N)
@@ -176,7 +180,7 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 				ev := newEvent(b, k, customers[i%2], at)
 				b.StartTimer()
 				start := time.Now()
-				_, err := p.apply(ctx, projectionInput{Events: []admitted{ev}})
+				_, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{ev}})
 				took = append(took, time.Since(start))
 				require.NoError(b, err)
 			}
@@ -186,7 +190,7 @@ func BenchmarkNewEventAlternating(b *testing.B) {
 	}
 }
 
-// BenchmarkLateEvent is the cost of one late event (issue 12, the ladder of checkpoints): a
+// BenchmarkLateEvent is the cost of one late event (the ladder of checkpoints): a
 // customer has n stored events, then live ones; each op applies a new event at the head (timed
 // apart, new-ms-median) and then one that arrives late, 10 events before the newest (the timed
 // op: ms-median, ms-p99). derive=checkpoint resumes the late event from the newest rung before
@@ -198,18 +202,18 @@ func BenchmarkLateEvent(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			db := pgtest.New(b)
-			k := newKit(b, "l")
+			k := processortest.NewKit(b, "l")
 			customer := "cus_late"
 			at := storeHistory(b, db, k, customer, n)
 			for _, mode := range []string{"checkpoint", "full"} {
 				b.Run("derive="+mode, func(b *testing.B) {
 					ctx := context.Background()
-					m := newMetrics(prometheus.NewRegistry())
-					p := &projector{db: db.Pool, rules: subscription.DefaultRules(), cache: newEventCache(defaultEventCacheSize),
-						log: testLogger(b), metrics: m, fullDerive: mode == "full"}
+					m := projection.NewMetrics(prometheus.NewRegistry())
+					p := &projection.Projector{DB: db.Pool, Rules: subscription.DefaultRules(), Cache: projection.NewEventCache(projection.DefaultEventCacheSize),
+						Log: processortest.TestLogger(b), Metrics: m, FullDerive: mode == "full"}
 					apply := func(at int64) time.Duration {
 						start := time.Now()
-						res, err := p.apply(ctx, projectionInput{Events: []admitted{newEvent(b, k, customer, at)}})
+						res, err := p.Apply(ctx, projection.Input{Events: []projection.Admitted{newEvent(b, k, customer, at)}})
 						took := time.Since(start)
 						require.NoError(b, err)
 						require.Equal(b, int64(1), res.Appended)
@@ -232,11 +236,11 @@ func BenchmarkLateEvent(b *testing.B) {
 						at += 60
 						times = append(times, at)
 						heads = append(heads, apply(at))
-						before := testutil.ToFloat64(m.derivedEvents)
+						before := testutil.ToFloat64(m.DerivedEvents)
 						b.StartTimer()
 						took = append(took, apply(times[len(times)-1-back]+30)) // after the 11th newest: 10 events back
 						b.StopTimer()
-						derived += testutil.ToFloat64(m.derivedEvents) - before
+						derived += testutil.ToFloat64(m.DerivedEvents) - before
 					}
 					slices.Sort(heads)
 					b.ReportMetric(float64(heads[len(heads)/2].Microseconds())/1000, "new-ms-median")

@@ -15,6 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/notify"
+	"github.com/tollgate/tollgate/processor/internal/pgpool"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,27 +86,27 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // startNotifying runs a consumer whose projector records notifications, and their delivery, as
 // serve does, until the returned stop is called.
-func (b *bundle) startNotifying(tb testing.TB, url string, key []byte) func() {
+func bundleStartNotifying(b *processortest.Bundle, tb testing.TB, url string, key []byte) func() {
 	tb.Helper()
-	log := testLogger(tb)
-	conn, err := natsconn.Connect(b.nats.URL(), "tollgate-processor", "test", log)
+	log := processortest.TestLogger(tb)
+	conn, err := natsconn.Connect(b.Nats.URL(), "tollgate-processor", "test", log)
 	require.NoError(tb, err)
 	js, err := jetstream.New(conn.Conn)
 	require.NoError(tb, err)
-	pool, err := openPool(tb.Context(), b.db.URL)
+	pool, err := pgpool.Open(tb.Context(), b.DB.URL)
 	require.NoError(tb, err)
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
-	opts := defaultNotifyOptions()
+	m := projection.NewMetrics(reg)
+	opts := notify.DefaultOptions()
 	opts.Backoff, opts.Poll = backoff.Policy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond}, 50*time.Millisecond
-	n := newNotifier(pool, []string{url}, key, conn.Conn, opts, log, reg)
-	proj := &projector{db: pool, rules: b.rules, cache: newEventCache(100 << 10), log: log, metrics: m, notify: n}
-	c, err := newConsumer(tb.Context(), js, pool, proj, testOptions(), log, m)
+	n := notify.New(pool, []string{url}, key, conn.Conn, opts, log, reg)
+	proj := &projection.Projector{DB: pool, Rules: b.Rules, Cache: projection.NewEventCache(100 << 10), Log: log, Metrics: m, Notify: n}
+	c, err := ingest.NewConsumer(tb.Context(), js, pool, proj, processortest.TestOptions(), log, ingest.NewMetrics(reg))
 	require.NoError(tb, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = c.run(ctx) })
-	wg.Go(func() { n.run(ctx) })
+	wg.Go(func() { _ = c.Run(ctx) })
+	wg.Go(func() { n.Run(ctx) })
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -115,13 +122,13 @@ func (b *bundle) startNotifying(tb testing.TB, url string, key []byte) func() {
 
 func TestNotificationsReachTheApp(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	key := []byte("0123456789abcdef01234567")
 	s := &sink{key: key, latest: map[string]outbox.Body{}, ids: map[string]string{}}
 	app := httptest.NewServer(s)
 	t.Cleanup(app.Close)
 
-	sub := b.nats.Connect(t)
+	sub := b.Nats.Connect(t)
 	var natsMu sync.Mutex
 	onNATS := map[string]int{}
 	_, err := sub.Subscribe("tollgate.entitlements.>", func(m *nats.Msg) {
@@ -131,35 +138,35 @@ func TestNotificationsReachTheApp(t *testing.T) {
 	})
 	require.NoError(t, err)
 
-	k := newKit(t, "nt")
-	events := k.population(30)
+	k := processortest.NewKit(t, "nt")
+	events := k.Population(30)
 	// A user who loses its last customer: one last notification, premium false.
-	lone := k.signup("cus_ntlone", "u_ntlone", "sub_ntlone", "price_basic", t0)
-	move := k.customerUpdated("cus_ntlone", t0+86400, "u_ntlone", "u_ntother")
+	lone := k.Signup("cus_ntlone", "u_ntlone", "sub_ntlone", "price_basic", processortest.T0)
+	move := k.CustomerUpdated("cus_ntlone", processortest.T0+86400, "u_ntlone", "u_ntother")
 	half := len(events) / 2
 	first := append(events[:half:half], lone...)
 
-	b.publish(t, first...)
-	stop := b.startNotifying(t, app.URL, key)
-	caughtUp(t, b.db.Pool, expect(t, b.rules, first...), 30*time.Second)
+	b.Publish(t, first...)
+	stop := bundleStartNotifying(b, t, app.URL, key)
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, first...), 30*time.Second)
 	stop() // a restart, with notifications possibly still pending or half-delivered
 
 	rest := append(events[half:], move)
 	all := append(first, rest...)
-	b.publish(t, rest...)
-	b.startNotifying(t, app.URL, key)
-	want := expect(t, b.rules, all...)
-	caughtUp(t, b.db.Pool, want, 30*time.Second)
+	b.Publish(t, rest...)
+	bundleStartNotifying(b, t, app.URL, key)
+	want := processortest.Expect(t, b.Rules, all...)
+	processortest.CaughtUp(t, b.DB.Pool, want, 30*time.Second)
 
 	final := func(user string) outbox.Answer {
-		u, err := entitlement.GetUser(context.Background(), b.db.Pool, scope.Key{ID: user}) // test mode
+		u, err := entitlement.GetUser(context.Background(), b.DB.Pool, scope.Key{ID: user}) // test mode
 		if err != nil {
 			return outbox.Answer{UserID: &user, CustomerIDs: []string{}, Status: "none", Features: []string{}}
 		}
 		return outbox.Answer{UserID: &user, CustomerIDs: u.CustomerIDs, Premium: u.Premium, Status: u.Status, Features: u.Features}
 	}
 	users := []string{"u_ntlone"}
-	for k := range want.users {
+	for k := range want.Users {
 		users = append(users, k.ID)
 	}
 	t.Cleanup(func() {
@@ -171,7 +178,7 @@ func TestNotificationsReachTheApp(t *testing.T) {
 					t.Logf("%s: got premium %t %s, want %t %s", u, got.Premium, got.Status, w.Premium, w.Status)
 				}
 			}
-			st, _ := outbox.Count(context.Background(), b.db.Pool)
+			st, _ := outbox.Count(context.Background(), b.DB.Pool)
 			t.Logf("outbox %+v, requests %d", st, s.n)
 		}
 	})
@@ -203,7 +210,7 @@ func TestNotificationsReachTheApp(t *testing.T) {
 	})
 	// Older notifications refused by the sink are still being retried; all end delivered.
 	wait.For(t, 30*time.Second, "every notification delivered", func() bool {
-		st, err := outbox.Count(t.Context(), b.db.Pool)
+		st, err := outbox.Count(t.Context(), b.DB.Pool)
 		return err == nil && st.Pending == 0 && st.Failed == 0
 	})
 }
@@ -212,33 +219,33 @@ func TestNotificationsReachTheApp(t *testing.T) {
 // second replay with the same rules records none.
 func TestReplayRecordsNotifications(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "rn")
-	events := append(k.signup("cus_rn1", "u_rn", "sub_rn1", "price_1", t0),
-		k.subscription("customer.subscription.updated", "cus_rn1", "sub_rn1", "past_due", "price_1", t0+86400, map[string]any{"status": "active"}))
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "rn")
+	events := append(k.Signup("cus_rn1", "u_rn", "sub_rn1", "price_1", processortest.T0),
+		k.Subscription("customer.subscription.updated", "cus_rn1", "sub_rn1", "past_due", "price_1", processortest.T0+86400, map[string]any{"status": "active"}))
 	reg := prometheus.NewRegistry()
-	n := newNotifier(b.db.Pool, []string{"http://app.invalid/hooks"}, []byte("0123456789abcdef01234567"), nil, defaultNotifyOptions(), testLogger(t), reg)
-	proj := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(t), metrics: newMetrics(reg), notify: n}
-	var in []admitted
+	n := notify.New(b.DB.Pool, []string{"http://app.invalid/hooks"}, []byte("0123456789abcdef01234567"), nil, notify.DefaultOptions(), processortest.TestLogger(t), reg)
+	proj := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Log: processortest.TestLogger(t), Metrics: projection.NewMetrics(reg), Notify: n}
+	var in []projection.Admitted
 	for _, raw := range events {
-		a, err := admit(raw)
+		a, err := projection.Admit(raw)
 		require.NoError(t, err)
 		in = append(in, a)
 	}
-	_, err := proj.apply(t.Context(), projectionInput{Events: in})
+	_, err := proj.Apply(t.Context(), projection.Input{Events: in})
 	require.NoError(t, err)
 	pending := func() int64 {
-		st, err := outbox.Count(t.Context(), b.db.Pool)
+		st, err := outbox.Count(t.Context(), b.DB.Pool)
 		require.NoError(t, err)
 		return st.Pending
 	}
 	require.Equal(t, int64(1), pending(), "first appearance")
 
-	proj.rules.PastDueGrants = false
-	_, err = proj.apply(t.Context(), projectionInput{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
+	proj.Rules.PastDueGrants = false
+	_, err = proj.Apply(t.Context(), projection.Input{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
 	require.NoError(t, err)
 	require.Equal(t, int64(2), pending(), "past_due no longer grants: a change")
-	_, err = proj.apply(t.Context(), projectionInput{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
+	_, err = proj.Apply(t.Context(), projection.Input{Customers: []scope.Key{{ID: "cus_rn1"}}, RefreshAllUsers: true})
 	require.NoError(t, err)
 	require.Equal(t, int64(2), pending(), "the same rules again: no change")
 }

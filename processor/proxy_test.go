@@ -31,7 +31,7 @@ func newTCPProxy(tb testing.TB, target string) *tcpProxy {
 	require.NoError(tb, err)
 	p := &tcpProxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Go(p.accept)
-	tb.Cleanup(p.close)
+	tb.Cleanup(p.Close)
 	return p
 }
 
@@ -117,7 +117,7 @@ func (p *tcpProxy) cut() {
 // restore forwards new connections again.
 func (p *tcpProxy) restore() { p.down.Store(false) }
 
-func (p *tcpProxy) close() {
+func (p *tcpProxy) Close() {
 	p.cut()
 	if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		panic(err)

@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -18,8 +22,8 @@ import (
 func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 	t.Parallel()
 	b := setupBackfill(t, stripetest.Faults{Every429: 2, RetryAfter: 1})
-	db := b.db
-	b.start(t, testOptions(), db.URL)
+	db := b.DB
+	b.Start(t, processortest.TestOptions(), db.URL)
 
 	at := time.Now().Add(-2 * time.Hour).Unix()
 	type step struct {
@@ -41,7 +45,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 			Object: stripetest.Subscription(s.sub, s.customer, s.status, "price_pro")}.JSON(t)
 		b.fake.AddEvent(t, raw, s.webhook)
 		if s.webhook {
-			b.webhook(t, raw)
+			b.Webhook(t, raw)
 		}
 	}
 
@@ -60,7 +64,7 @@ func TestBackfillThenProcessorGivesTheRightReadModel(t *testing.T) {
 
 	c := b.backfill(t, t.Context(), "--since", "3h")
 	require.NoError(t, c.err)
-	require.Equal(t, counts{Listed: 8, New: 4, AlreadyHad: 4}, summaryCounts(t, c.stdout))
+	require.Equal(t, backfill.Counts{Listed: 8, New: 4, AlreadyHad: 4}, summaryCounts(t, c.stdout))
 
 	want := map[string]string{"cus_rm_a": "past_due", "cus_rm_b": "active", "cus_rm_c": "canceled", "cus_rm_d": "active"}
 	wait.For(t, 30*time.Second, "the backfilled events applied", func() bool {

@@ -4,6 +4,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/reconcile"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -17,20 +21,20 @@ import (
 // events, the read model then agrees with Stripe (exit 0), and a second reconcile finds nothing.
 func TestReconcileRepair(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.start(t, testOptions(), b.db.URL)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 4})
-	env := map[string]string{"NATS_URL": b.nats.URL(), "DATABASE_URL": b.db.URL, "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL}
+	b := processortest.Setup(t)
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 4})
+	env := map[string]string{"NATS_URL": b.Nats.URL(), "DATABASE_URL": b.DB.URL, "STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL}
 	now := time.Now().Unix()
 
 	// What Tollgate saw: cus_a subscribed.
 	subA := stripetest.Subscription("sub_a", "cus_a", "active", "price_pro")
-	b.publish(t,
+	b.Publish(t,
 		stripetest.Event{ID: "evt_a_cus", Type: "customer.created", Created: now - 10,
 			Object: map[string]any{"id": "cus_a", "object": "customer", "metadata": map[string]any{"user_id": "u_a"}}}.JSON(t),
 		stripetest.Event{ID: "evt_a_sub", Type: "customer.subscription.created", Created: now - 9, Object: subA}.JSON(t))
 	wait.For(t, 15*time.Second, "cus_a applied", func() bool {
-		got, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_a"})
+		got, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_a"})
 		return err == nil && got.Status == "active"
 	})
 
@@ -42,18 +46,18 @@ func TestReconcileRepair(t *testing.T) {
 	fake.AddCustomer(t, map[string]any{"id": "cus_b", "object": "customer", "metadata": map[string]any{"user_id": "u_b"}})
 
 	c := runCommand(t.Context(), env, "reconcile")
-	require.ErrorIs(t, c.err, errDrift, c.stdout)
+	require.ErrorIs(t, c.err, reconcile.ErrDrift, c.stdout)
 
 	c = runCommand(t.Context(), env, "reconcile", "--repair", "--wait", "30s")
 	t.Logf("reconcile --repair: err=%v\nstdout:\n%sstderr:\n%s", c.err, c.stdout, c.stderr)
 	require.NoError(t, c.err, "nothing left after the repair: exit 0")
 	require.Contains(t, c.stdout, "After the repair:\nNo drift")
 
-	a, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_a"})
+	a, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_a"})
 	require.NoError(t, err)
 	require.Equal(t, "canceled", a.Subscriptions[0].Status)
 	require.False(t, a.Premium)
-	bb, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_b"})
+	bb, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_b"})
 	require.NoError(t, err)
 	require.True(t, bb.Premium)
 	require.Equal(t, "u_b", bb.UserID, "the customer is read with its subscription")

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+	"github.com/tollgate/tollgate/processor/internal/reconcile"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -27,9 +30,9 @@ type reconcileBundle struct {
 func setupReconcile(t *testing.T) *reconcileBundle {
 	t.Helper()
 	db := pgtest.New(t)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 2})
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 2})
 	return &reconcileBundle{db: db, fake: fake, env: map[string]string{
-		"DATABASE_URL": db.URL, "STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL,
+		"DATABASE_URL": db.URL, "STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL,
 	}}
 }
 
@@ -70,7 +73,7 @@ func tableRows(stdout string) [][]string {
 		if line == "" {
 			break
 		}
-		rows = append(rows, strings.Fields(strings.ReplaceAll(line, driftUnknownToStripe, "unknown-to-Stripe")))
+		rows = append(rows, strings.Fields(strings.ReplaceAll(line, reconcile.DriftUnknownToStripe, "unknown-to-Stripe")))
 	}
 	return rows
 }
@@ -103,7 +106,7 @@ func TestReconcileFindsThePlantedDrift(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT max(updated_at) FROM customer_entitlements`).Scan(&before))
 
 	c := b.reconcile(t)
-	require.ErrorIs(t, c.err, errDrift)
+	require.ErrorIs(t, c.err, reconcile.ErrDrift)
 	require.Equal(t, 2, exitCode(c.err))
 	require.ErrorContains(t, c.err, "drift found in 4 customers")
 	require.True(t, strings.HasPrefix(c.stdout, "CUSTOMER"), c.stdout)
@@ -124,7 +127,7 @@ func TestReconcileFindsThePlantedDrift(t *testing.T) {
 	require.Equal(t, 124, rows)
 
 	one := b.reconcile(t, "--customer", "cus_status")
-	require.ErrorIs(t, one.err, errDrift)
+	require.ErrorIs(t, one.err, reconcile.ErrDrift)
 	require.Equal(t, [][]string{{"cus_status", "sub_status", "status", "past_due", "active"}}, tableRows(one.stdout))
 	for _, r := range b.fake.Requests()[len(b.fake.Requests())-1:] {
 		require.Equal(t, "cus_status", r.Query.Get("customer"))
@@ -187,7 +190,7 @@ func TestReconcileFailsClearly(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, 0, exitCode(nil))
-	require.Equal(t, 2, exitCode(fmt.Errorf("reconcile: %w in 1 customer", errDrift)))
+	require.Equal(t, 2, exitCode(fmt.Errorf("reconcile: %w in 1 customer", reconcile.ErrDrift)))
 	require.Equal(t, 2, exitCode(fmt.Errorf("%w: unknown command", errUsage)))
 	require.Equal(t, 1, exitCode(errors.New("anything else")))
 

@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -21,16 +26,16 @@ import (
 )
 
 // applyAll stores and applies events through the projector, as the consumer would.
-func (b *bundle) applyAll(tb testing.TB, raws ...[]byte) {
+func bundleApplyAll(b *processortest.Bundle, tb testing.TB, raws ...[]byte) {
 	tb.Helper()
-	events := make([]admitted, len(raws))
+	events := make([]projection.Admitted, len(raws))
 	for i, raw := range raws {
-		a, err := admit(raw)
+		a, err := projection.Admit(raw)
 		require.NoError(tb, err)
 		events[i] = a
 	}
-	p := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(tb), metrics: newMetrics(prometheus.NewRegistry())}
-	_, err := p.apply(tb.Context(), projectionInput{Events: events})
+	p := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Log: processortest.TestLogger(tb), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
+	_, err := p.Apply(tb.Context(), projection.Input{Events: events})
 	require.NoError(tb, err)
 }
 
@@ -51,12 +56,12 @@ func replayCmdOut(tb testing.TB, env map[string]string, args ...string) (int, st
 }
 
 // changedBy counts the customers whose stored row differs from want.
-func changedBy(tb testing.TB, b *bundle, want expected) int {
+func changedBy(tb testing.TB, b *processortest.Bundle, want processortest.Expected) int {
 	tb.Helper()
-	got, err := entitlement.LoadCustomers(tb.Context(), b.db.Pool, keys(want.customers))
+	got, err := entitlement.LoadCustomers(tb.Context(), b.DB.Pool, processortest.Keys(want.Customers))
 	require.NoError(tb, err)
 	n := 0
-	for id, w := range want.customers {
+	for id, w := range want.Customers {
 		if !got[id].Same(w) {
 			n++
 		}
@@ -66,13 +71,13 @@ func changedBy(tb testing.TB, b *bundle, want expected) int {
 
 func TestReplayAppliesCurrentRulesAndIsIdempotent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "r")
-	events := k.population(25) // customers 1, 6, 11, 16, 21 end past_due
-	b.applyAll(t, events...)
-	requireReadModel(t, b.db.Pool, expect(t, b.rules, events...))
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "r")
+	events := k.Population(25) // customers 1, 6, 11, 16, 21 end past_due
+	bundleApplyAll(b, t, events...)
+	processortest.RequireReadModel(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...))
 
-	env := map[string]string{"DATABASE_URL": b.db.URL, "PAST_DUE_GRANTS": "false"}
+	env := map[string]string{"DATABASE_URL": b.DB.URL, "PAST_DUE_GRANTS": "false"}
 	strict := subscription.DefaultRules()
 	strict.PastDueGrants = false
 
@@ -80,7 +85,7 @@ func TestReplayAppliesCurrentRulesAndIsIdempotent(t *testing.T) {
 	n, stderr := replayCmdOut(t, env, "--customer", "cus_r0001")
 	require.Equal(t, 1, n)
 	require.Contains(t, stderr, "replay: 1/1 customers")
-	c, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_r0001"})
+	c, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_r0001"})
 	require.NoError(t, err)
 	require.False(t, c.Premium)
 	require.Equal(t, "past_due", c.Status)
@@ -92,14 +97,14 @@ func TestReplayAppliesCurrentRulesAndIsIdempotent(t *testing.T) {
 	require.NoError(t, os.WriteFile(plans, []byte(`{"price_pro": ["pro", "export"], "price_team": ["team"]}`), 0o600))
 	env["PLANS_FILE"] = plans
 	strict.Plans = map[string][]string{"price_pro": {"export", "pro"}, "price_team": {"team"}}
-	want := expect(t, strict, events...)
+	want := processortest.Expect(t, strict, events...)
 	wantChanged := changedBy(t, b, want)
 	require.Greater(t, wantChanged, 5, "the new rules change past_due customers and pro and team features")
 	n, stderr = replayCmdOut(t, env, "--all")
 	require.Equal(t, wantChanged, n)
 	require.Contains(t, stderr, "replay: 25/25 customers (100.0%)")
-	requireReadModel(t, b.db.Pool, want)
-	pro, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_r0003"})
+	processortest.RequireReadModel(t, b.DB.Pool, want)
+	pro, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_r0003"})
 	require.NoError(t, err)
 	require.Equal(t, []string{"export", "pro", "team"}, pro.Features, "a pro and a team subscription")
 
@@ -113,27 +118,27 @@ func TestReplayAppliesCurrentRulesAndIsIdempotent(t *testing.T) {
 
 func TestReplayRepairsUserRows(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "u")
-	events := k.population(9)
-	b.applyAll(t, events...)
-	_, err := b.db.Pool.Exec(t.Context(), `DELETE FROM user_entitlements`)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "u")
+	events := k.Population(9)
+	bundleApplyAll(b, t, events...)
+	_, err := b.DB.Pool.Exec(t.Context(), `DELETE FROM user_entitlements`)
 	require.NoError(t, err)
 
-	n, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.db.URL}, "--all")
+	n, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.DB.URL}, "--all")
 	require.Zero(t, n, "no customer row changed")
-	requireReadModel(t, b.db.Pool, expect(t, b.rules, events...))
+	processortest.RequireReadModel(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...))
 }
 
 func TestReplayWhileConsuming(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "w")
-	events := shuffledWithDuplicates(6, k.population(60))
-	opts := testOptions()
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "w")
+	events := processortest.ShuffledWithDuplicates(6, k.Population(60))
+	opts := processortest.TestOptions()
 	opts.BatchSize = 10
-	b.start(t, opts, b.db.URL)
-	p := &projector{db: b.db.Pool, rules: b.rules, log: testLogger(t), metrics: newMetrics(prometheus.NewRegistry())}
+	b.Start(t, opts, b.DB.URL)
+	p := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules, Log: processortest.TestLogger(t), Metrics: projection.NewMetrics(prometheus.NewRegistry())}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -141,21 +146,21 @@ func TestReplayWhileConsuming(t *testing.T) {
 	var replayErr error
 	wg.Go(func() {
 		for ctx.Err() == nil && replayErr == nil {
-			err := replay(ctx, b.db.Pool, p, replayOptions{All: true, PageSize: 7}, io.Discard, io.Discard)
+			err := operate.Replay(ctx, b.DB.Pool, p, operate.ReplayOptions{All: true, PageSize: 7}, io.Discard, io.Discard)
 			if ctx.Err() == nil {
 				replayErr = err
 				replays++
 			}
 		}
 	})
-	b.publish(t, events...)
-	want := expect(t, b.rules, events...)
-	caughtUp(t, b.db.Pool, want, 30*time.Second)
-	b.drained(t, opts.Durable, 10*time.Second)
+	b.Publish(t, events...)
+	want := processortest.Expect(t, b.Rules, events...)
+	processortest.CaughtUp(t, b.DB.Pool, want, 30*time.Second)
+	b.Drained(t, opts.Durable, 10*time.Second)
 	cancel()
 	wg.Wait()
 	require.NoError(t, replayErr)
 	require.Positive(t, replays)
-	requireReadModel(t, b.db.Pool, want)
+	processortest.RequireReadModel(t, b.DB.Pool, want)
 	t.Logf("%d replays ran while consuming", replays)
 }

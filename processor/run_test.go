@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/migrations"
@@ -142,10 +144,10 @@ func httpGet(tb testing.TB, url string) (int, string) {
 
 func TestServeEndToEnd(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	db := pgtest.NewEmpty(t) // serve applies the migrations itself
 	addr := freeAddr(t)
-	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.nats.URL(), "DATABASE_URL": db.URL})
+	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.Nats.URL(), "DATABASE_URL": db.URL})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncbuf.Buffer
@@ -158,11 +160,11 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	require.NoError(t, run(t.Context(), []string{"healthcheck"}, env, io.Discard, io.Discard))
 
-	k := newKit(t, "e")
-	events := k.signup("cus_e", "u_e", "sub_e", "price_basic", t0)
-	b.publish(t, events...)
-	b.publishRaw(t, "stripe.events._none.garbage", []byte(`{"id": 7}`))
-	caughtUp(t, db.Pool, expect(t, b.rules, events...), 20*time.Second)
+	k := processortest.NewKit(t, "e")
+	events := k.Signup("cus_e", "u_e", "sub_e", "price_basic", processortest.T0)
+	b.Publish(t, events...)
+	b.PublishRaw(t, "stripe.events._none.garbage", []byte(`{"id": 7}`))
+	processortest.CaughtUp(t, db.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 	v, err := entitlement.GetUser(t.Context(), db.Pool, scope.Key{ID: "u_e"})
 	require.NoError(t, err)
 	require.True(t, v.Premium)
@@ -195,13 +197,13 @@ func TestServeEndToEnd(t *testing.T) {
 
 func TestServeWaitsForPostgresAtStart(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	db := pgtest.NewEmpty(t)
 	cc := db.Pool.Config().ConnConfig
 	proxy := newTCPProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	proxy.cut()
 	addr := freeAddr(t)
-	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.nats.URL(), "DATABASE_URL": proxy.proxyURL(t, db.URL)})
+	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.Nats.URL(), "DATABASE_URL": proxy.proxyURL(t, db.URL)})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr syncbuf.Buffer

@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/backfill"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -41,7 +45,7 @@ type served struct {
 }
 
 // wait waits for run to return and gives its result.
-func (s *served) wait(t *testing.T) error {
+func (s *served) Wait(t *testing.T) error {
 	t.Helper()
 	select {
 	case err := <-s.done:
@@ -55,10 +59,10 @@ func (s *served) wait(t *testing.T) error {
 
 // serveWithEnv runs `processor` (serve) against the bundle's NATS and database with extra
 // variables, until the test ends, and waits until it answers /healthz.
-func (b *bundle) serveWithEnv(t *testing.T, extra map[string]string) *served {
+func bundleServeWithEnv(b *processortest.Bundle, t *testing.T, extra map[string]string) *served {
 	t.Helper()
 	addr := freeAddr(t)
-	env := map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.nats.URL(), "DATABASE_URL": b.db.URL}
+	env := map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.Nats.URL(), "DATABASE_URL": b.DB.URL}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -91,11 +95,11 @@ func holdLock(t *testing.T, databaseURL string) (release func()) {
 	conn, err := pgx.Connect(t.Context(), databaseURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	_, err = conn.Exec(t.Context(), `SELECT pg_advisory_lock($1)`, backfillLockKey)
+	_, err = conn.Exec(t.Context(), `SELECT pg_advisory_lock($1)`, backfill.BackfillLockKey)
 	require.NoError(t, err)
 	return func() {
 		var ok bool
-		require.NoError(t, conn.QueryRow(t.Context(), `SELECT pg_advisory_unlock($1)`, backfillLockKey).Scan(&ok))
+		require.NoError(t, conn.QueryRow(t.Context(), `SELECT pg_advisory_unlock($1)`, backfill.BackfillLockKey).Scan(&ok))
 		require.True(t, ok)
 	}
 }
@@ -143,16 +147,16 @@ func runSpans(t *testing.T, listener int, logs string) (spans []runSpan, skips i
 // counter counts exactly the events whose webhook did not arrive.
 func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	fake := stripetest.NewAPI(t, testAPIKey, stripetest.Faults{Every500: 4, Delay: 30 * time.Millisecond})
+	b := processortest.Setup(t)
+	fake := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{Every500: 4, Delay: 30 * time.Millisecond})
 	delivered := func(i int) bool { return i%3 == 0 }
-	ids, raws := addEvents(t, fake, "sched", 30, delivered)
+	ids, raws := processortest.AddEvents(t, fake, "sched", 30, delivered)
 
 	// The test holds the lock first, as a processor in the middle of a run would.
-	release := holdLock(t, b.db.URL)
+	release := holdLock(t, b.DB.URL)
 
-	env := map[string]string{"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "100ms"}
-	processors := []*served{b.serveWithEnv(t, env), b.serveWithEnv(t, env)}
+	env := map[string]string{"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "100ms"}
+	processors := []*served{bundleServeWithEnv(b, t, env), bundleServeWithEnv(b, t, env)}
 	wait.For(t, 20*time.Second, "both skipped their runs while the lock is held", func() bool {
 		for i, p := range processors {
 			if _, skips := runSpans(t, i, p.stderr.String()); skips < 2 {
@@ -164,7 +168,7 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 	var webhooks int
 	for i, raw := range raws {
 		if delivered(len(raws) - 1 - i) {
-			b.webhook(t, raw)
+			b.Webhook(t, raw)
 			webhooks++
 		}
 	}
@@ -178,7 +182,7 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 
 	release()
 	wait.For(t, 20*time.Second, "the missed events recovered", func() bool {
-		return b.msgCount(t) == uint64(len(ids))
+		return b.MsgCount(t) == uint64(len(ids))
 	})
 	wait.For(t, 20*time.Second, "both processors ran, and met the lock", func() bool {
 		var skipsAfter int
@@ -200,11 +204,11 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 			"processor %d shows the last success of either", i)
 	}
 	require.InDelta(t, float64(len(ids)-webhooks), recovered, 0, "the events whose webhook did not arrive, each once")
-	b.drained(t, testOptions().Durable, 20*time.Second)
-	require.Equal(t, len(ids), storedEvents(t, b.db.Pool), "the processors applied the recovered events")
+	b.Drained(t, processortest.TestOptions().Durable, 20*time.Second)
+	require.Equal(t, len(ids), processortest.StoredEvents(t, b.DB.Pool), "the processors applied the recovered events")
 	for _, p := range processors {
 		p.cancel()
-		require.NoError(t, p.wait(t))
+		require.NoError(t, p.Wait(t))
 	}
 
 	var spans []runSpan
@@ -237,18 +241,18 @@ func TestScheduledBackfillOneProcessorAtATime(t *testing.T) {
 		require.NoError(t, err)
 		return v
 	}
-	require.InDelta(t, float64(time.Now().Add(-defaultSince).Unix()), float64(gte(windows[0])), 60, "the first run: 72h")
-	require.InDelta(t, float64(time.Now().Add(-scheduledSettle).Unix()), float64(lte(windows[0])), 60)
-	require.InDelta(t, float64(time.Now().Add(-scheduledOverlap).Unix()), float64(gte(windows[len(windows)-1])), 60, "later runs: since the last start, less the overlap")
+	require.InDelta(t, float64(time.Now().Add(-backfill.DefaultSince).Unix()), float64(gte(windows[0])), 60, "the first run: 72h")
+	require.InDelta(t, float64(time.Now().Add(-backfill.ScheduledSettle).Unix()), float64(lte(windows[0])), 60)
+	require.InDelta(t, float64(time.Now().Add(-backfill.ScheduledOverlap).Unix()), float64(gte(windows[len(windows)-1])), 60, "later runs: since the last start, less the overlap")
 }
 
 // A scheduled run that fails (here: Stripe refuses the key) counts a failure, logs why, and
 // the processor keeps consuming and tries again on the next tick.
 func TestScheduledBackfillFailureIsCounted(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := processortest.Setup(t)
 	fake := stripetest.NewAPI(t, "rk_test_other_key", stripetest.Faults{})
-	p := b.serveWithEnv(t, map[string]string{"STRIPE_API_KEY": testAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "50ms"})
+	p := bundleServeWithEnv(b, t, map[string]string{"STRIPE_API_KEY": processortest.TestAPIKey, "STRIPE_API_BASE": fake.URL, "BACKFILL_INTERVAL": "50ms"})
 	wait.For(t, 20*time.Second, "two failed runs", func() bool {
 		return metric(t, p.base, "tollgate_processor_backfill_failures_total") >= 2
 	})
@@ -260,5 +264,5 @@ func TestScheduledBackfillFailureIsCounted(t *testing.T) {
 		return code == http.StatusOK
 	})
 	p.cancel()
-	require.NoError(t, p.wait(t))
+	require.NoError(t, p.Wait(t))
 }

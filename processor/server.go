@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tollgate/tollgate/pkg/httpx"
@@ -19,6 +19,14 @@ import (
 
 // readyTimeout bounds one /readyz answer.
 const readyTimeout = 2 * time.Second
+
+// newRegistry is the registry of one process's series: the Go runtime's and the process's, and
+// those each package registers on it.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // newServer is the processor's HTTP handler: every route is here.
 func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Check) http.Handler {
@@ -80,40 +88,4 @@ func consumerCheck(started *atomic.Bool) httpx.Check {
 		}
 		return nil
 	}
-}
-
-// schemaCheck caches the database's schema status (schemaStatus, which goes through
-// golang-migrate and can wait on its migration lock): refresh updates it, check answers from it.
-type schemaCheck struct {
-	url      string
-	maxAge   time.Duration
-	mu       sync.Mutex
-	err      error
-	checked  time.Time
-	observed bool
-}
-
-func newSchemaCheck(url string, maxAge time.Duration) *schemaCheck {
-	return &schemaCheck{url: url, maxAge: maxAge}
-}
-
-func (s *schemaCheck) refresh() {
-	err := schemaStatus(s.url)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.err, s.checked, s.observed = err, time.Now(), true
-}
-
-func (s *schemaCheck) check(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case !s.observed:
-		return errors.New("schema: not checked yet")
-	case s.err != nil:
-		return s.err
-	case time.Since(s.checked) > s.maxAge:
-		return fmt.Errorf("schema: last checked %s ago", time.Since(s.checked).Round(time.Second))
-	}
-	return nil
 }

@@ -10,6 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/ingest"
+	"github.com/tollgate/tollgate/processor/internal/pgpool"
+
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -28,18 +33,18 @@ func get(tb testing.TB, h http.Handler, path string) (int, string) {
 
 func TestReadiness(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	up := b.nats.Connect(t)
-	down, err := nats.Connect(b.nats.URL())
+	b := processortest.Setup(t)
+	up := b.Nats.Connect(t)
+	down, err := nats.Connect(b.Nats.URL())
 	require.NoError(t, err)
 	down.Close()
-	unreachable, err := openPool(t.Context(), "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=1")
+	unreachable, err := pgpool.Open(t.Context(), "postgres://postgres@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=1")
 	require.NoError(t, err)
 	t.Cleanup(unreachable.Close)
-	current := newSchemaCheck(b.db.URL, time.Hour) // a loaded machine may take minutes to reach the subtest
-	current.refresh()
-	behind := newSchemaCheck(pgtest.NewEmpty(t).URL, time.Minute)
-	behind.refresh()
+	current := pgpool.NewSchemaCheck(b.DB.URL, time.Hour) // a loaded machine may take minutes to reach the subtest
+	current.Refresh()
+	behind := pgpool.NewSchemaCheck(pgtest.NewEmpty(t).URL, time.Minute)
+	behind.Refresh()
 	var started, notStarted atomic.Bool
 	started.Store(true)
 
@@ -49,11 +54,11 @@ func TestReadiness(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"ready", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, http.StatusOK, ""},
-		{"nats closed", []httpx.Check{natsCheck(down), postgresCheck(b.db.Pool), current.check, consumerCheck(&started)}, 503, "nats: not ready"},
-		{"postgres unreachable", []httpx.Check{natsCheck(up), postgresCheck(unreachable), current.check, consumerCheck(&started)}, 503, "postgres: not ready"},
-		{"schema behind", []httpx.Check{natsCheck(up), postgresCheck(b.db.Pool), behind.check, consumerCheck(&started)}, 503, "schema: not ready"},
-		{"schema never read", []httpx.Check{newSchemaCheck(b.db.URL, time.Minute).check}, 503, "schema: not ready"},
+		{"ready", []httpx.Check{natsCheck(up), postgresCheck(b.DB.Pool), current.Check, consumerCheck(&started)}, http.StatusOK, ""},
+		{"nats closed", []httpx.Check{natsCheck(down), postgresCheck(b.DB.Pool), current.Check, consumerCheck(&started)}, 503, "nats: not ready"},
+		{"postgres unreachable", []httpx.Check{natsCheck(up), postgresCheck(unreachable), current.Check, consumerCheck(&started)}, 503, "postgres: not ready"},
+		{"schema behind", []httpx.Check{natsCheck(up), postgresCheck(b.DB.Pool), behind.Check, consumerCheck(&started)}, 503, "schema: not ready"},
+		{"schema never read", []httpx.Check{pgpool.NewSchemaCheck(b.DB.URL, time.Minute).Check}, 503, "schema: not ready"},
 		{"no consumer yet", []httpx.Check{natsCheck(up), consumerCheck(&notStarted)}, 503, "consumer: not ready"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,26 +78,26 @@ func TestReadiness(t *testing.T) {
 
 func TestSchemaCheckGoesStale(t *testing.T) {
 	t.Parallel()
-	s := newSchemaCheck(pgtest.New(t).URL, time.Millisecond)
-	s.refresh()
-	s.checked = s.checked.Add(-time.Second)
-	require.ErrorContains(t, s.check(context.Background()), "schema: last checked")
+	s := pgpool.NewSchemaCheck(pgtest.New(t).URL, time.Millisecond)
+	s.Refresh()
+	s.Checked = s.Checked.Add(-time.Second)
+	require.ErrorContains(t, s.Check(context.Background()), "schema: last checked")
 }
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	in := b.start(t, testOptions(), b.db.URL)
-	k := newKit(t, "m")
-	events := k.signup("cus_m", "u_m", "sub_m", "price_basic", t0)
-	b.publish(t, events...)
-	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 10*time.Second)
-	b.publishRaw(t, "stripe.events._none.bad", []byte("not json"))
+	b := processortest.Setup(t)
+	in := b.Start(t, processortest.TestOptions(), b.DB.URL)
+	k := processortest.NewKit(t, "m")
+	events := k.Signup("cus_m", "u_m", "sub_m", "price_basic", processortest.T0)
+	b.Publish(t, events...)
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 10*time.Second)
+	b.PublishRaw(t, "stripe.events._none.bad", []byte("not json"))
 	wait.For(t, 10*time.Second, "the bad message dead-lettered", func() bool {
-		return counter(in.metrics.outcomes.WithLabelValues("dead_letter")) == 1
+		return processortest.Counter(in.Metrics.Outcomes.WithLabelValues("dead_letter")) == 1
 	})
 
-	status, body := get(t, newServer(in.reg, nil), "/metrics")
+	status, body := get(t, newServer(in.Reg, nil), "/metrics")
 	require.Equal(t, http.StatusOK, status)
 	for _, want := range []string{
 		`tollgate_processor_events_total{type="customer.created"} 1`,
@@ -114,7 +119,7 @@ func TestMetrics(t *testing.T) {
 
 func TestHTTPServerHasEveryTimeout(t *testing.T) {
 	t.Parallel()
-	srv := newHTTPServer(http.NotFoundHandler(), testLogger(t))
+	srv := newHTTPServer(http.NotFoundHandler(), processortest.TestLogger(t))
 	require.Positive(t, srv.ReadHeaderTimeout)
 	require.Positive(t, srv.ReadTimeout)
 	require.Positive(t, srv.WriteTimeout)
@@ -123,8 +128,8 @@ func TestHTTPServerHasEveryTimeout(t *testing.T) {
 
 func TestEventTypeLabelIsBounded(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "invoice.paid", eventTypeLabel("invoice.paid"))
-	require.Equal(t, "customer.subscription.updated", eventTypeLabel("customer.subscription.updated"))
-	require.Equal(t, "other", eventTypeLabel("anything.an.attacker.signs"))
-	require.Equal(t, "other", eventTypeLabel(strings.Repeat("x", 5000)))
+	require.Equal(t, "invoice.paid", ingest.EventTypeLabel("invoice.paid"))
+	require.Equal(t, "customer.subscription.updated", ingest.EventTypeLabel("customer.subscription.updated"))
+	require.Equal(t, "other", ingest.EventTypeLabel("anything.an.attacker.signs"))
+	require.Equal(t, "other", ingest.EventTypeLabel(strings.Repeat("x", 5000)))
 }

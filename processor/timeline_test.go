@@ -9,6 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/processortest"
+
+	"github.com/tollgate/tollgate/processor/internal/admin"
+	"github.com/tollgate/tollgate/processor/internal/operate"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -29,16 +34,16 @@ func adminGet(tb testing.TB, h http.Handler, path, token string) (int, []byte) {
 
 func TestTimeline(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	k := newKit(t, "tl")
-	events := k.signup("cus_TL1", "u_tl", "sub_TL1", "price_1", t0)
-	events = append(events, k.signup("cus_TL2", "u_tl", "sub_TL2", "price_1", t0+100)...)
-	events = append(events, k.subscription("customer.subscription.deleted", "cus_TL1", "sub_TL1", "canceled", "price_1", t0+200, nil))
-	b.publish(t, events...)
-	b.start(t, testOptions(), b.db.URL)
-	caughtUp(t, b.db.Pool, expect(t, b.rules, events...), 20*time.Second)
+	b := processortest.Setup(t)
+	k := processortest.NewKit(t, "tl")
+	events := k.Signup("cus_TL1", "u_tl", "sub_TL1", "price_1", processortest.T0)
+	events = append(events, k.Signup("cus_TL2", "u_tl", "sub_TL2", "price_1", processortest.T0+100)...)
+	events = append(events, k.Subscription("customer.subscription.deleted", "cus_TL1", "sub_TL1", "canceled", "price_1", processortest.T0+200, nil))
+	b.Publish(t, events...)
+	b.Start(t, processortest.TestOptions(), b.DB.URL)
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 
-	h := withAdmin(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.db.Pool, b.rules, testLogger(t))
+	h := admin.With(http.NotFoundHandler(), []string{"tok_a", "tok_b"}, b.DB.Pool, b.Rules, processortest.TestLogger(t))
 	t.Run("unauthorized", func(t *testing.T) {
 		for _, token := range []string{"", "wrong"} {
 			code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", token)
@@ -49,7 +54,7 @@ func TestTimeline(t *testing.T) {
 	t.Run("customer", func(t *testing.T) {
 		code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", "tok_b")
 		require.Equal(t, http.StatusOK, code, string(body))
-		var tl timeline
+		var tl operate.Timeline
 		require.NoError(t, json.Unmarshal(body, &tl))
 		require.Equal(t, "cus_TL1", tl.CustomerID)
 		require.Equal(t, "u_tl", *tl.UserID)
@@ -63,24 +68,24 @@ func TestTimeline(t *testing.T) {
 		}
 		require.Equal(t, "sub_TL1 incomplete -> active: active grants access", tl.Events[3].Why)
 		require.True(t, tl.Events[3].Changed)
-		row, err := entitlement.GetCustomer(t.Context(), b.db.Pool, scope.Key{ID: "cus_TL1"})
+		row, err := entitlement.GetCustomer(t.Context(), b.DB.Pool, scope.Key{ID: "cus_TL1"})
 		require.NoError(t, err)
 		last := tl.Events[len(tl.Events)-1].After
-		require.Equal(t, answerFields{Premium: row.Premium, Status: row.Status, Features: row.Features, UserID: &row.UserID}, last)
+		require.Equal(t, operate.AnswerFields{Premium: row.Premium, Status: row.Status, Features: row.Features, UserID: &row.UserID}, last)
 		require.False(t, last.Premium)
 	})
 	t.Run("user", func(t *testing.T) {
 		code, body := adminGet(t, h, "/admin/v1/users/u_tl/timeline?livemode=false", "tok_a")
 		require.Equal(t, http.StatusOK, code, string(body))
-		var tl timeline
+		var tl operate.Timeline
 		require.NoError(t, json.Unmarshal(body, &tl))
 		require.Equal(t, []string{"cus_TL1", "cus_TL2"}, tl.CustomerIDs)
 		require.Len(t, tl.Events, 11)
-		u, err := entitlement.GetUser(t.Context(), b.db.Pool, scope.Key{ID: "u_tl"})
+		u, err := entitlement.GetUser(t.Context(), b.DB.Pool, scope.Key{ID: "u_tl"})
 		require.NoError(t, err)
 		last := tl.Events[len(tl.Events)-1]
 		require.Equal(t, "cus_TL1", last.CustomerID)
-		require.Equal(t, answerFields{Premium: u.Premium, Status: u.Status, Features: u.Features, UserID: &u.UserID}, last.After)
+		require.Equal(t, operate.AnswerFields{Premium: u.Premium, Status: u.Status, Features: u.Features, UserID: &u.UserID}, last.After)
 		require.True(t, last.After.Premium) // cus_TL2 still pays
 	})
 	t.Run("read your writes marks", func(t *testing.T) {
@@ -95,7 +100,7 @@ func TestTimeline(t *testing.T) {
 			{"cs_test_cus_TL1_sub_TL1", false, "cus_TL2", false},
 			{"cs_test_nothing", true, "u_tl", false},
 		} {
-			ok, err := entitlement.Applied(t.Context(), b.db.Pool, tc.id, tc.user, scope.Key{ID: tc.key})
+			ok, err := entitlement.Applied(t.Context(), b.DB.Pool, tc.id, tc.user, scope.Key{ID: tc.key})
 			require.NoError(t, err)
 			require.Equal(t, tc.want, ok, "%+v", tc)
 		}
@@ -109,7 +114,7 @@ func TestTimeline(t *testing.T) {
 	})
 	t.Run("explain command", func(t *testing.T) {
 		var out strings.Builder
-		env := map[string]string{"DATABASE_URL": b.db.URL}
+		env := map[string]string{"DATABASE_URL": b.DB.URL}
 		require.NoError(t, run(t.Context(), []string{"explain", "--livemode=false", "u_tl"}, func(k string) string { return env[k] }, &out, io.Discard))
 		for _, e := range events {
 			ev, err := stripeevent.Parse(e)
@@ -119,7 +124,7 @@ func TestTimeline(t *testing.T) {
 		require.Contains(t, out.String(), "sub_TL1 incomplete -> active: active grants access")
 	})
 	t.Run("off without tokens", func(t *testing.T) {
-		code, _ := adminGet(t, withAdmin(http.NotFoundHandler(), nil, b.db.Pool, b.rules, testLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
+		code, _ := adminGet(t, admin.With(http.NotFoundHandler(), nil, b.DB.Pool, b.Rules, processortest.TestLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
 		require.Equal(t, http.StatusNotFound, code)
 	})
 }

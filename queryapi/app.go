@@ -19,7 +19,6 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
-	"github.com/tollgate/tollgate/pkg/probe"
 )
 
 // Timeouts of the HTTP server. WriteTimeout bounds a whole answer; the database read inside it
@@ -79,7 +78,7 @@ type app struct {
 	cache   *cache
 	sw      *failOpenSwitch
 	flags   *flagCatalogue
-	waits   *waiters // issue 15: the ?wait_for= requests
+	waits   *waiters // read your writes: the ?wait_for= requests
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -135,7 +134,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); flags.run(bg) }()
 
-	// issue 15: waiters are woken by the LISTEN session; a hot standby has none, so there
+	// Read your writes: waiters are woken by the LISTEN session; a hot standby has none, so there
 	// they poll the replica's marks.
 	waits := newWaiters(dbMarks{q: pool}, defaultMaxWaiters, c)
 	a.waits = waits
@@ -238,5 +237,5 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	if addr == "" {
 		addr = config.DefaultQueryAPIAddr
 	}
-	return probe.Ready(ctx, addr)
+	return httpx.Probe(ctx, addr)
 }

@@ -29,7 +29,7 @@ func (s *server) userEntitlement(c echo.Context) error {
 		return err
 	}
 	k := userKey(id).in(sc)
-	if err := s.waitFor(c, k); err != nil { // issue 15: read your writes
+	if err := s.waitFor(c, k); err != nil { // read your writes
 		return err
 	}
 	return s.answer(c, k)
@@ -46,7 +46,7 @@ func (s *server) customerEntitlement(c echo.Context) error {
 		return err
 	}
 	k := customerKey(id).in(sc)
-	if err := s.waitFor(c, k); err != nil { // issue 15: read your writes
+	if err := s.waitFor(c, k); err != nil { // read your writes
 		return err
 	}
 	return s.answer(c, k)

@@ -59,7 +59,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 
 // classify maps an error to status, code and message.
 func classify(err error) (status int, code, message string) {
-	if status, code, message, ok := classifyWait(err); ok { // issue 15: wait_for
+	if status, code, message, ok := classifyWait(err); ok { // read your writes: wait_for
 		return status, code, message
 	}
 	var he *echo.HTTPError

@@ -24,7 +24,7 @@ type notifyListener struct {
 	warm         func(ctx context.Context)
 	sw           interface{ poke() }
 	flags        interface{ poke() } // the flag catalogue
-	waits        *waiters            // issue 15: woken after the cache dropped the key
+	waits        *waiters            // read your writes: woken after the cache dropped the key
 	logger       *slog.Logger
 	reconnectMax time.Duration
 }

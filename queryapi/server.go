@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tollgate/tollgate/pkg/httpx"
 )
 
 // failOpenState says whether the fail-open switch is on (failOpenSwitch).
@@ -33,14 +34,14 @@ type serverDeps struct {
 	livemode bool
 	// failOpenTimeout bounds the read of the real data behind a fail-open answer.
 	failOpenTimeout time.Duration
-	// waits are the ?wait_for= requests (issue 15).
+	// waits are the ?wait_for= requests (read your writes).
 	waits *waiters
 }
 
 // server holds what the handlers need. Its methods are the handlers; routes.go maps them.
 type server struct {
 	serverDeps
-	auth tokenSet // hashed tokens
+	auth httpx.Tokens // hashed tokens
 	// ofrepBuffers hold OFREP request and answer bodies between requests (*bytes.Buffer).
 	ofrepBuffers sync.Pool
 }
@@ -48,7 +49,7 @@ type server struct {
 // newServer is the HTTP handler of the query API: echo with every route of routes.go, one
 // middleware that recovers panics into 500s and records metrics, and one error handler.
 func newServer(d serverDeps) *echo.Echo {
-	s := &server{serverDeps: d, auth: newTokenSet(d.tokens)}
+	s := &server{serverDeps: d, auth: httpx.NewTokens(d.tokens)}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.logger)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
-	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
 const (
@@ -137,9 +136,13 @@ func utc(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := subscription.TimeOf(min(max(t.Unix(), subscription.MinUnix), subscription.MaxUnix))
-	if u.Unix() == t.Unix() {
-		u = t.UTC() // keeps the fraction of updated_at
+	first, last := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	u := t.UTC() // keeps the fraction of updated_at
+	switch {
+	case u.Before(first):
+		u = first
+	case u.After(last):
+		u = last
 	}
 	return &u
 }

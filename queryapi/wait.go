@@ -15,7 +15,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/entitlement"
 )
 
-// Read your writes (issue 15): ?wait_for=<evt_… or cs_…>&timeout=5s holds an answer until the
+// Read your writes: ?wait_for=<evt_… or cs_…>&timeout=5s holds an answer until the
 // read model includes that event or Checkout Session for the user or customer asked about. A
 // waiter wakes on the read model's change notifications (the LISTEN session the cache already
 // holds) and checks again; nothing polls Postgres.

@@ -16,7 +16,7 @@ const (
 	envelopesSQL = `SELECT e.livemode, coalesce(e.account, ''), e.customer_id, e.id, e.type, e.created
 		FROM unnest($1::boolean[], $2::text[], $3::text[]) AS k(livemode, account, customer_id)
 		JOIN stripe_events e ON e.customer_id = k.customer_id AND e.livemode = k.livemode AND coalesce(e.account, '') = k.account`
-	// envelopesAfterSQL is envelopesSQL for the events after a checkpoint (issue 12): the
+	// envelopesAfterSQL is envelopesSQL for the events after a checkpoint: the
 	// created bound is part of the index condition (stripe_events_customer_history ends in
 	// created, id; LATERAL with OFFSET 0, which Postgres cannot flatten, keeps it a per-customer index lookup, never a merge over the whole
 	// index), so a customer with 100,000 stored events reads only its tail.

@@ -1,5 +1,6 @@
 // Package httpx holds the HTTP plumbing the three programs share: JSON answers in the contract's
-// error shape, /healthz and /readyz handlers, and serving with a graceful shutdown.
+// error shape, /healthz and /readyz handlers, serving with a graceful shutdown, the bearer-token
+// set of the admin and query APIs, and the healthcheck command's probe of /readyz.
 package httpx
 
 import (

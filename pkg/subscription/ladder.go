@@ -5,7 +5,7 @@ import (
 	"slices"
 )
 
-// The ladder (issue 12, "an event older than the checkpoint re-derives from the last checkpoint
+// The ladder ("an event older than the checkpoint re-derives from the last checkpoint
 // before it"): a customer keeps its newest checkpoint, the head, and older ones, rungs, spaced
 // geometrically back through its history, so that a late event d events before the head
 // re-derives only the events after the newest rung before it: O(d) events plus a constant, not
