@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,13 +42,16 @@ func TestOpenFeatureNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	// The flag catalogue of that PLANS_FILE, as the processor records it at start, and a limit
-	// name (PLANS_FILE gives no limits yet).
+	// The processor records PLANS_FILE's feature names in the flag catalogue at start; a limit
+	// name comes with a grant's limits (added here as a grant records it).
 	conn, err := pgx.Connect(ctx, st.DatabaseURL)
 	require.NoError(t, err)
 	defer func() { _ = conn.Close(context.Background()) }()
-	require.NoError(t, catalogue.Write(ctx, conn, catalogue.SourcePlans,
-		append(catalogue.Features("export", "pro"), catalogue.Limits("seats")...)))
+	wait.For(t, 30*time.Second, "the processor's flag catalogue", func() bool {
+		c, err := catalogue.Load(ctx, conn)
+		return err == nil && slices.Equal(c.Names(), []string{"export", "pro"})
+	})
+	require.NoError(t, catalogue.Add(ctx, conn, catalogue.SourceGrant, catalogue.Limits("seats")))
 
 	c := scenario.NewCustomer("ofrep", 1)
 	steps := c.Lifecycle(time.Now().Add(-time.Hour))

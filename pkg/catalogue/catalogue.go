@@ -50,6 +50,17 @@ func Features(names ...string) []Entry { return entries(KindFeature, names) }
 // Limits are the entries of kind limit for names.
 func Limits(names ...string) []Entry { return entries(KindLimit, names) }
 
+// FromPlans are the feature entries of a plans file's mapping of price or product ids to
+// feature names (subscription.Rules.Plans), each name once, sorted.
+func FromPlans(plans map[string][]string) []Entry {
+	var names []string
+	for _, fs := range plans {
+		names = append(names, fs...)
+	}
+	slices.Sort(names)
+	return Features(slices.Compact(names)...)
+}
+
 func entries(k Kind, names []string) []Entry {
 	out := make([]Entry, len(names))
 	for i, n := range names {

@@ -98,3 +98,10 @@ func TestWriteNotifies(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "tollgate_catalogue", n.Channel)
 }
+
+func TestFromPlans(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, catalogue.Features("export", "pro", "team"),
+		catalogue.FromPlans(map[string][]string{"price_1": {"pro", "export"}, "prod_2": {"team", "pro"}, "price_3": {}}))
+	require.Empty(t, catalogue.FromPlans(nil))
+}
