@@ -28,7 +28,7 @@ func tables(t *testing.T, db *pgtest.DB) []string {
 func TestUpDownUp(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewEmpty(t)
-	want := []string{"applied_marks", "backfill_state", "customer_checkpoints", "customer_entitlements", "database_timeline", "dead_letters", "grant_log", "grants", "notification_outbox", "notification_state", "pending_repairs", "stripe_events", "switches", "user_entitlements"}
+	want := []string{"applied_marks", "backfill_state", "customer_checkpoints", "customer_entitlements", "database_timeline", "dead_letters", "flag_catalogue", "grant_log", "grants", "notification_outbox", "notification_state", "pending_repairs", "stripe_events", "switches", "user_entitlements"}
 
 	v, dirty, err := migrations.Current(db.URL)
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/pkg/catalogue"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/grant"
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -53,6 +54,15 @@ func TestAdminGrants(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, u.Premium)
 	require.Equal(t, map[string]int64{"projects": 5}, u.Limits)
+	// The grant's names are flags for the query API's OpenFeature endpoint from now on.
+	cat, err := catalogue.Load(t.Context(), db.Pool)
+	require.NoError(t, err)
+	kind, ok := cat.Kind("projects")
+	require.True(t, ok, "a grant's limit is in the flag catalogue")
+	require.Equal(t, catalogue.KindLimit, kind)
+	kind, ok = cat.Kind("premium")
+	require.True(t, ok, "a grant's feature is in the flag catalogue")
+	require.Equal(t, catalogue.KindFeature, kind)
 
 	for name, body := range map[string]string{
 		"until in the past":  `{"user_id": "u_1", "features": ["premium"], "until": "2001-01-01T00:00:00Z", "reason": "x"}`,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/pkg/catalogue"
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/natsconn"
@@ -130,7 +131,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 
 	var bg service.Group
 	var runErr error
-	if runErr = pgpool.Migrate(runCtx, cfg.DatabaseURL, logger); runErr == nil {
+	if runErr = startSchema(runCtx, cfg.DatabaseURL, pool, rules, logger); runErr == nil {
 		schema.Refresh()
 		bg.Start(runCtx, service.Service{Name: "schema", Run: schema.Watch})
 		var cons *ingest.Consumer
@@ -169,4 +170,19 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		logger.Info("stopped")
 	}
 	return err
+}
+
+// startSchema applies pending migrations, then records PLANS_FILE's feature names in the flag
+// catalogue, which the query API's OpenFeature endpoint (/ofrep) reads to tell a flag that is
+// off from a name that is no flag. The catalogue holds the names of the last processor started.
+func startSchema(ctx context.Context, databaseURL string, pool catalogue.Execer, rules subscription.Rules, logger *slog.Logger) error {
+	if err := pgpool.Migrate(ctx, databaseURL, logger); err != nil {
+		return err
+	}
+	names := append(catalogue.FromPlans(rules.Plans), catalogue.FromPlanLimits(rules.Limits)...)
+	if err := catalogue.Write(ctx, pool, catalogue.SourcePlans, names); err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	logger.Info("flag catalogue recorded", "names", len(names))
+	return nil
 }

@@ -86,6 +86,15 @@ func TestOpenAPIDocumentsEveryField(t *testing.T) {
 	requireSchemaMatches(t, s, "Subscription", reflect.TypeFor[entitlement.Subscription]())
 	requireSchemaMatches(t, s, "Error", reflect.TypeFor[httpx.ErrorBody]())
 	requireSchemaMatches(t, s, "Ready", reflect.TypeFor[readyBody]())
+	requireSchemaMatches(t, s, "OFREPMetadata", reflect.TypeFor[flagMetadata]())
+	requireSchemaMatches(t, s, "OFREPFailure", reflect.TypeFor[ofrepFailure]())
+	// An evaluation's value is a boolean, a string or an integer (oneOf): its fields by name.
+	var names []string
+	for _, f := range jsonFields(reflect.TypeFor[flagEvaluation]()) {
+		names = append(names, f.name)
+	}
+	require.ElementsMatch(t, names, s["OFREPEvaluation"].Required)
+	require.Len(t, s["OFREPEvaluation"].Properties, len(names))
 }
 
 // requireSchemaMatches checks, both ways, that the schema has exactly the JSON fields of typ

@@ -28,6 +28,11 @@ func addRoutes(e *echo.Echo, s *server) {
 	for _, p := range []string{"/users/:user_id/entitlement", "/customers/:customer_id/entitlement"} {
 		v1.Match(otherMethods(http.MethodGet), p, notAllowed(http.MethodGet))
 	}
+
+	// OpenFeature Remote Evaluation Protocol (ofrep.go): entitlements as flags. Routes, not a
+	// group: a group's catch-all would answer another method 404 instead of 405 with Allow.
+	e.POST("/ofrep/v1/evaluate/flags/:key", s.evaluateFlag, requireToken(s.auth))
+	e.POST("/ofrep/v1/evaluate/flags", s.evaluateFlags, requireToken(s.auth))
 }
 
 // otherMethods are the standard methods but the ones served.

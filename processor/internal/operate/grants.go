@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tollgate/tollgate/pkg/catalogue"
 	"github.com/tollgate/tollgate/pkg/grant"
 	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -27,8 +29,13 @@ func GiveGrant(ctx context.Context, p *projection.Projector, n grant.New, now ti
 	var g grant.Grant
 	err = grantTx(ctx, p, func(tx pgx.Tx) ([]scope.Key, error) {
 		var err error
-		g, err = grant.Create(ctx, tx, n)
-		return []scope.Key{g.User()}, err
+		if g, err = grant.Create(ctx, tx, n); err != nil {
+			return nil, err
+		}
+		// The query API's OpenFeature endpoint answers only names it knows: a grant's names
+		// become flags in the same transaction as the grant.
+		names := append(catalogue.Features(n.Features...), catalogue.Limits(slices.Sorted(maps.Keys(n.Limits))...)...)
+		return []scope.Key{g.User()}, catalogue.Add(ctx, tx, catalogue.SourceGrant, names)
 	})
 	return g, err
 }
