@@ -20,7 +20,7 @@ build: ## build bin/listener, bin/processor, bin/queryapi
 	CGO_ENABLED=0 go build -trimpath -o bin/ ./listener ./processor ./queryapi
 
 .PHONY: run
-run: build ## run listener, processor and queryapi here (NATS embedded if none answers); Ctrl-C stops
+run: build ## run listener, processor and queryapi here (your variables unchanged; this checkout's own NATS and database unless set); Ctrl-C stops
 	go build -o bin/run ./e2e/cmd/run
 	./bin/run
 
@@ -29,10 +29,15 @@ demo: ## while `make run` is up: send a signed subscription lifecycle, print the
 	go run ./e2e/cmd/demo
 
 .PHONY: test
-test: lint ## gofmt, vet and golangci-lint, then every module's tests with the race detector, then the fuzz targets briefly
+test: lint rules ## gofmt, vet, golangci-lint and the alert rules, then every module's tests with the race detector, then the fuzz targets briefly
 	go test -race -count=1 -timeout 15m $(PACKAGES)
 	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/stripeevent
 	go test -run='^$$' -fuzz='^FuzzDerive$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) ./pkg/subscription
+
+.PHONY: rules
+rules: ## promtool: check the Prometheus alert rules (deploy/prometheus) and run their unit tests
+	promtool check rules deploy/prometheus/tollgate.rules.yml
+	cd deploy/prometheus && promtool test rules tollgate.rules.test.yml
 
 .PHONY: vet
 vet: ## gofmt check and go vet of every module

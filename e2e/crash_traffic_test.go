@@ -173,6 +173,7 @@ func inScope(sc scope.Scope) string {
 // attempt is one webhook request of the traffic and how it ended.
 type attempt struct {
 	id         string
+	url        string // the listener it went to
 	start, end time.Time
 	status     int  // 0 when no answer came
 	duplicate  bool // the 200's "duplicate"
@@ -278,7 +279,8 @@ func (tr *traffic) post(ctx context.Context, id string) attempt {
 			tr.inFlight.Add(1)
 		}
 	}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tr.urls[rand.IntN(len(tr.urls))], bytes.NewReader(ev.Payload))
+	a.url = tr.urls[rand.IntN(len(tr.urls))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(ev.Payload))
 	if err != nil {
 		a.err, a.end = err, time.Now()
 		return a

@@ -238,6 +238,9 @@ type notifySink struct {
 	invalid  int
 	webhooks map[string]bool
 	latest   map[string]notifyDelivery // by user id
+	held     bool                      // answer every delivery 503 (the app down)
+	reliable bool                      // do not fail every third delivery
+	ok       map[string]bool           // webhook-ids answered 2xx
 }
 
 type notifyDelivery struct {
@@ -247,7 +250,7 @@ type notifyDelivery struct {
 
 func newNotifySink(t *testing.T) *notifySink {
 	t.Helper()
-	s := &notifySink{key: make([]byte, 32), webhooks: map[string]bool{}, latest: map[string]notifyDelivery{}}
+	s := &notifySink{key: make([]byte, 32), webhooks: map[string]bool{}, latest: map[string]notifyDelivery{}, ok: map[string]bool{}}
 	_, _ = crand.Read(s.key)
 	s.secret = "whsec_" + base64.StdEncoding.EncodeToString(s.key)
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -274,7 +277,11 @@ func (s *notifySink) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.webhooks[id] = true
-	if s.n%3 == 0 {
+	if s.held {
+		http.Error(w, "the app is down", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.reliable && s.n%3 == 0 {
 		s.failed++
 		http.Error(w, "failing on purpose", http.StatusInternalServerError)
 		return
@@ -292,7 +299,22 @@ func (s *notifySink) serve(w http.ResponseWriter, r *http.Request) {
 	if cur, ok := s.latest[n.Data.UserID]; !ok || n.Sequence > cur.seq {
 		s.latest[n.Data.UserID] = notifyDelivery{seq: n.Sequence, answer: n.Data}
 	}
+	s.ok[id] = true
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// hold makes the sink answer every delivery 503 (true) or serve again (false).
+func (s *notifySink) hold(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = on
+}
+
+// delivered reports whether the delivery with webhook-id id was answered 2xx.
+func (s *notifySink) delivered(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ok[id]
 }
 
 func (s *notifySink) last(user string) (notifyAnswer, bool) {

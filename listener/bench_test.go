@@ -179,7 +179,7 @@ func deliver(client *http.Client, url string, body []byte, header string) error 
 func baselineHandler(cfg config.Listener) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		budget := &byteBudget{limit: maxBodiesInFlight * cfg.MaxBodyBytes}
-		body, reserved, err := readBody(w, r, cfg.MaxBodyBytes, budget)
+		body, reserved, err := readBody(w, r, cfg.MaxBodyBytes, bytes.NewBuffer(make([]byte, 0, 4096)), budget)
 		defer budget.release(reserved)
 		if err == nil {
 			_, err = verifySignature(body, r.Header.Get("Stripe-Signature"), cfg.WebhookSecrets, cfg.WebhookTolerance)

@@ -29,6 +29,7 @@ type server struct {
 	logger         *slog.Logger
 	metrics        *metrics
 	budget         *byteBudget // the bytes of bodies being read or handled: see maxBodiesInFlight
+	bodies         bodyBuffers // the buffers bodies are read into, reused
 	handler        http.Handler
 }
 

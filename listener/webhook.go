@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -120,9 +121,17 @@ func (s *server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 
 // accept reads, verifies and stores one webhook. It returns JetStream's acknowledgment, or an
 // error for refusal to map. ev is filled as far as it was parsed, for logs.
-func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubAck, stripeevent.Event, error) {
-	body, reserved, err := readBody(w, r, s.bodyLimit(), s.budget)
-	defer s.budget.release(reserved) // the body is held until the publish returned
+func (s *server) accept(w http.ResponseWriter, r *http.Request) (ack *jetstream.PubAck, ev stripeevent.Event, err error) {
+	buf := s.bodies.get()
+	body, reserved, err := readBody(w, r, s.bodyLimit(), buf, s.budget)
+	defer func() {
+		// The body is held until the publish returned. The event's byte fields alias buf, which
+		// the next request reuses: only its strings (id, type, customer) leave accept, for the
+		// caller's logs.
+		s.budget.release(reserved)
+		ev.Raw, ev.Object, ev.PreviousAttributes = nil, nil, nil
+		s.bodies.put(buf)
+	}()
 	if err != nil {
 		return nil, stripeevent.Event{}, err
 	}
@@ -131,7 +140,7 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 		return nil, stripeevent.Event{}, err
 	}
 	// stripeevent reads only the envelope every API version shares: any api_version is taken.
-	ev, err := stripeevent.Parse(body)
+	ev, err = stripeevent.Parse(body)
 	if err != nil {
 		return nil, ev, err
 	}
@@ -160,7 +169,7 @@ func (s *server) accept(w http.ResponseWriter, r *http.Request) (*jetstream.PubA
 	// WARNING: the 200 is written by the caller only after this returns a PubAck, i.e. after
 	// JetStream stored the event. Answering before the publish returns (or publishing
 	// asynchronously) would tell Stripe to stop retrying an event that may be lost.
-	ack, err := stream.Publish(ctx, s.js, ev) // the processor's backfill stores events the same way
+	ack, err = stream.Publish(ctx, s.js, ev) // the processor's backfill stores events the same way
 	s.metrics.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, ev, err
@@ -179,13 +188,14 @@ func (s *server) bodyLimit() int64 {
 	return limit
 }
 
-// readBody reads the whole body, refusing more than limit bytes, and returns it with the bytes
-// of budget reserved for it, which the caller releases once done with the body (also on error).
-// A Content-Length over the limit is refused before a byte is read. The buffer grows as bytes
-// arrive, never from the Content-Length, which is the client's claim, and every growth is
-// reserved from budget first (errOverloaded when it is spent). The body must arrive at the pace
-// of bodyGrace and minBodyRate (errSlowBody otherwise, and the connection is closed).
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, budget *byteBudget) (body []byte, reserved int64, err error) {
+// readBody reads the whole body into buf (empty), refusing more than limit bytes, and returns
+// buf's bytes with the bytes of budget reserved for it, which the caller releases once done with
+// the body (also on error). A Content-Length over the limit is refused before a byte is read. The
+// body is charged as it arrives, never from the Content-Length, which is the client's claim, and
+// every growth is reserved from budget first (errOverloaded when it is spent), whatever the
+// pooled buffer's capacity already is. The body must arrive at the pace of bodyGrace and
+// minBodyRate (errSlowBody otherwise, and the connection is closed).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf *bytes.Buffer, budget *byteBudget) (body []byte, reserved int64, err error) {
 	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close") // the unread body is not worth draining
 		return nil, 0, fmt.Errorf("%w: Content-Length %d is over the limit of %d bytes", errTooLarge, r.ContentLength, limit)
@@ -199,7 +209,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, budget *byteB
 		return nil, 0, fmt.Errorf("%w (%d bytes buffered)", errOverloaded, budget.used.Load())
 	}
 	reserved = first
-	buf := make([]byte, 0, first)
+	buf.Grow(int(first))
 
 	rc := http.NewResponseController(w)
 	start := time.Now()
@@ -216,9 +226,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, budget *byteB
 
 	src := http.MaxBytesReader(w, r.Body, limit)
 	for {
-		if len(buf) == cap(buf) {
-			grow := max(int64(cap(buf)), bodyChunk)
-			grow = min(grow, limit+1-int64(cap(buf))) // never past limit+1: one byte more is an error anyway
+		// reserved is how far buf may fill before more of the budget is charged; the pooled
+		// buffer's own capacity may be larger, and is not what a request is charged for.
+		if int64(buf.Len()) == reserved {
+			grow := max(reserved, bodyChunk)
+			grow = min(grow, limit+1-reserved) // never past limit+1: one byte more is an error anyway
 			if grow <= 0 {
 				grow = 1
 			}
@@ -227,12 +239,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, budget *byteB
 				return nil, reserved, fmt.Errorf("%w (%d bytes buffered)", errOverloaded, budget.used.Load())
 			}
 			reserved += grow
-			buf = append(buf, make([]byte, grow)...)[:len(buf)]
+			buf.Grow(int(grow))
 		}
-		n, rerr := src.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		room := buf.AvailableBuffer()[:reserved-int64(buf.Len())]
+		n, rerr := src.Read(room)
+		buf.Write(room[:n]) // no copy: room is buf's own free space
 		if rerr == io.EOF {
-			return buf, reserved, nil
+			return buf.Bytes(), reserved, nil
 		}
 		if rerr != nil {
 			if mbe := (*http.MaxBytesError)(nil); errors.As(rerr, &mbe) {
@@ -241,12 +254,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, budget *byteB
 			if ne := net.Error(nil); errors.As(rerr, &ne) && ne.Timeout() {
 				w.Header().Set("Connection", "close")
 				return nil, reserved, fmt.Errorf("%w: %d bytes in %s (at least %d bytes/s after %s are needed)",
-					errSlowBody, len(buf), time.Since(start).Round(time.Millisecond), minBodyRate, bodyGrace)
+					errSlowBody, buf.Len(), time.Since(start).Round(time.Millisecond), minBodyRate, bodyGrace)
 			}
 			return nil, reserved, fmt.Errorf("%w: %w", errUnreadable, rerr)
 		}
 		if n > 0 {
-			_ = rc.SetReadDeadline(deadline(len(buf)))
+			_ = rc.SetReadDeadline(deadline(buf.Len()))
 		}
 	}
 }

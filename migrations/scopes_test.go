@@ -79,3 +79,35 @@ func TestScopesMigrationCarriesRowsOver(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM customer_entitlements WHERE customer_id = 'cus_live' AND premium`).Scan(&n))
 	require.Equal(t, 1, n)
 }
+
+// 000012 gives the rows derived before it empty limits and grants, and its down drops the rows of
+// users known only by a grant (they have no event) before the columns that hold them.
+func TestGrantsMigrationCarriesRowsOver(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	migrateTo(t, db, 10)
+	exec := func(sql string) {
+		t.Helper()
+		_, err := db.Pool.Exec(ctx, sql)
+		require.NoError(t, err)
+	}
+	exec(`INSERT INTO customer_entitlements (livemode, account, customer_id, user_id, premium, status, features, subscriptions, last_event_id, last_event_created)
+		VALUES (true, '', 'cus_1', 'u_1', true, 'active', '{premium}', '[]', 'evt_1', now())`)
+	exec(`INSERT INTO user_entitlements (livemode, account, user_id, customer_ids, premium, status, features, subscriptions, last_event_id, last_event_created)
+		VALUES (true, '', 'u_1', '{cus_1}', true, 'active', '{premium}', '[]', 'evt_1', now())`)
+	migrateTo(t, db, 12)
+	var limits, grants string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT limits::text, grants::text FROM user_entitlements WHERE user_id = 'u_1'`).Scan(&limits, &grants))
+	require.Equal(t, "{}", limits)
+	require.Equal(t, "[]", grants)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT limits::text FROM customer_entitlements WHERE customer_id = 'cus_1'`).Scan(&limits))
+	require.Equal(t, "{}", limits)
+
+	exec(`INSERT INTO user_entitlements (livemode, account, user_id, customer_ids, premium, status, features, subscriptions, grants)
+		VALUES (true, '', 'u_comp', '{}', true, 'none', '{premium}', '[]', '[{"id": "grt_1"}]')`)
+	migrateTo(t, db, 10)
+	var users int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM user_entitlements`).Scan(&users))
+	require.Equal(t, 1, users, "the grant-only user is gone with the grants")
+}

@@ -104,8 +104,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, eventstore.RecordDeadLetter(t.Context(), b.DB.Pool, eventstore.DeadLetter{
 		EventID: ingest.EventIDOf(poisoned), Subject: "stripe.events.test", StreamSeq: 1 << 40, Payload: poisoned,
 		Reason: "test: refused by an older processor", Attempts: 5}))
+	// The same user in live mode: the user page shows both scopes, the live customer's page its own.
+	live := k.Signup("cus_CONL", "u_con", "sub_CONL", "price_1", processortest.T0+100)
+	for i := range live {
+		live[i] = k.Edit(live[i], func(ev, obj map[string]any) { ev["livemode"], obj["livemode"] = true, true })
+	}
+	b.Publish(t, live...)
 	s := bundleServeWithEnv(b, t, map[string]string{"ADMIN_TOKENS": consoleAdmin})
-	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
+	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, append(append([][]byte{}, events...), live...)...), 20*time.Second)
 	dir := t.TempDir()
 
 	var html, loc string
@@ -151,6 +157,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		contains(t, html, ingest.EventIDOf(raw), "every event id is on the page")
 	}
 	contains(t, html, "sub_CON1 incomplete -&gt; active: active grants access")
+	contains(t, html, `id="premium"`, "premium at a glance")
+	contains(t, html, `class="legend"`, "a legend for the changed rows")
 	// The raw payload opens on click.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(css("#timeline details summary"))))
 	visible, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#timeline details').open && document.querySelector('#timeline details pre').innerText.includes('"object"')`))
@@ -184,6 +192,19 @@ func TestConsoleInBrowser(t *testing.T) {
 	for _, raw := range events {
 		contains(t, html, ingest.EventIDOf(raw))
 	}
+	// Both modes: the user in every scope with an answer; each customer page in its own scope.
+	html, _ = page(t, ctx, "#scopes", nav("/admin/users/u_con"), chromedp.WaitVisible(css("#scopes")))
+	require.Equal(t, 3, strings.Count(html, "<tr"), "a header and the live and test answers: %s", html)
+	contains(t, html, ">live<")
+	contains(t, html, ">test<")
+	shot(t, ctx, dir, "user")
+	for id, want := range map[string][][]byte{"cus_CONL": live, "cus_CON1": events} {
+		html, _ = page(t, ctx, "main", nav("/admin/customers/"+id), chromedp.WaitVisible(css("#timeline")))
+		for _, raw := range want {
+			contains(t, html, ingest.EventIDOf(raw), id+" in its own scope")
+		}
+		contains(t, html, map[string]string{"cus_CONL": "live mode", "cus_CON1": "test mode"}[id])
+	}
 
 	// Redrive the dead letter.
 	html, _ = page(t, ctx, "#deadletters", nav("/admin/dead-letters"), chromedp.WaitVisible(css("#deadletters")))
@@ -213,7 +234,29 @@ func TestConsoleInBrowser(t *testing.T) {
 	html, _ = page(t, ctx, "#pipeline", nav("/admin/pipeline"), chromedp.WaitVisible(css("#pipeline")))
 	contains(t, html, "0 pending")
 	contains(t, html, "1 drift in 1 customers")
+	contains(t, html, `class="health-warn"`, "the drift needs a look")
+	contains(t, html, `class="health-ok"`)
+	html, _ = page(t, ctx, "main", chromedp.WaitVisible(css("svg.chart")))
+	require.Equal(t, 5, strings.Count(html, `<svg class="chart"`), "events applied, lag, oldest age, notifications, dead letters")
+	require.NotContains(t, html, "<script")
+	contains(t, html, "Read at <time")
 	shot(t, ctx, dir, "pipeline")
+
+	// Usable at 420 px: no page is wider than the screen.
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(420, 900)))
+	for _, path := range []string{"/admin/customers/cus_CON1", "/admin/users/u_con", "/admin/pipeline", "/admin/search?q=u_con"} {
+		_, _ = page(t, ctx, "main", nav(path), chromedp.WaitVisible(css("main")))
+		width, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+		require.NoError(t, err)
+		require.LessOrEqual(t, width, 420, "%s overflows at 420 px", path)
+		if path == "/admin/customers/cus_CON1" {
+			shot(t, ctx, dir, "customer-narrow")
+		}
+	}
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)))
+	// GET /admin/login, the address left after a refused login, leads to the form.
+	_, loc = page(t, ctx, "main", nav("/admin/login"), chromedp.WaitVisible(css("main")))
+	require.Equal(t, s.base+"/admin/", loc)
 
 	// A change without the CSRF token is refused, with the cookie.
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.base+"/admin/fail-open", strings.NewReader("on=true&confirm=yes"))

@@ -43,6 +43,14 @@ Commands:
   explain ID                   print why a customer's (cus_…) or user's answer is what it is: every
                                stored event in derivation order with the answer after it
                                [--livemode=false] [--account acct_…]
+  recover [--since 10m]        give a database restored from a backup the events it lacks:
+                               re-apply those the stream retains since then
+                               (STREAM_RETAIN_APPLIED), and with STRIPE_API_KEY backfill from
+                               Stripe since then
+  grant add|list|revoke        access Stripe does not know of (the admin API's grants): add --user ID
+                               --reason TEXT [--feature NAME]... [--limit NAME=N]... [--until RFC3339]
+                               [--by NAME]; list --user ID; revoke GRANT_ID [--reason TEXT] [--by NAME];
+                               add and list take [--livemode=false] [--account acct_…]
   healthcheck                  exit 0 when the processor on HTTP_ADDR answers /readyz with 200
   help                         print this help (processor COMMAND -h for a command's flags)
 
@@ -50,7 +58,7 @@ replay, dlq redrive, backfill and reconcile are safe while serve runs.
 Configuration comes from environment variables (HTTP_ADDR, NATS_URL, NATS_CREDS, STREAM_REPLICAS, DATABASE_URL,
 USER_ID_METADATA_KEY, PAST_DUE_GRANTS, PLANS_FILE; STRIPE_API_KEY, STRIPE_API_BASE,
 BACKFILL_INTERVAL, BACKFILL_TYPES for backfill, reconcile and repair; ADMIN_TOKENS, NOTIFY_URLS,
-NOTIFY_SECRET); see the README.
+NOTIFY_SECRET, STREAM_RETAIN_APPLIED); see the README.
 Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (whose own flag
 errors exit 1, so that its 2 always means drift).
 `
@@ -86,6 +94,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return reconcileCmd(ctx, rest, getenv, stdout, stderr)
 	case "explain":
 		return explainCmd(ctx, rest, getenv, stdout, stderr)
+	case "recover":
+		return recoverCmd(ctx, rest, getenv, stdout, stderr)
+	case "grant":
+		return grantCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		addr := getenv("HTTP_ADDR")
 		if addr == "" {

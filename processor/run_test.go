@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/migrations"
+	"github.com/tollgate/tollgate/pkg/catalogue"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/testkit/natstest"
@@ -148,7 +149,9 @@ func TestServeEndToEnd(t *testing.T) {
 	b := processortest.Setup(t)
 	db := pgtest.NewEmpty(t) // serve applies the migrations itself
 	addr := freeAddr(t)
-	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.Nats.URL(), "DATABASE_URL": db.URL})
+	plans := filepath.Join(t.TempDir(), "plans.json")
+	require.NoError(t, os.WriteFile(plans, []byte(`{"price_other": ["premium", "pro"], "prod_team": ["export", "pro"]}`), 0o600))
+	env := envOf(map[string]string{"HTTP_ADDR": addr, "NATS_URL": b.Nats.URL(), "DATABASE_URL": db.URL, "PLANS_FILE": plans})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr syncbuf.Buffer
@@ -160,6 +163,10 @@ func TestServeEndToEnd(t *testing.T) {
 		return status == http.StatusOK
 	})
 	require.NoError(t, run(t.Context(), []string{"healthcheck"}, env, io.Discard, io.Discard))
+	// The flag catalogue the query API's /ofrep reads: PLANS_FILE's feature names.
+	flags, err := catalogue.Load(t.Context(), db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, []string{"export", "premium", "pro"}, flags.Names())
 
 	k := processortest.NewKit(t, "e")
 	events := k.Signup("cus_e", "u_e", "sub_e", "price_basic", processortest.T0)

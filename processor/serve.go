@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/processor/internal/console"
 	"github.com/tollgate/tollgate/processor/internal/ingest"
 	"github.com/tollgate/tollgate/processor/internal/notify"
+	"github.com/tollgate/tollgate/processor/internal/operate"
 	"github.com/tollgate/tollgate/processor/internal/pgpool"
 	"github.com/tollgate/tollgate/processor/internal/projection"
 	"github.com/tollgate/tollgate/processor/internal/repairer"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tollgate/tollgate/pkg/catalogue"
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/natsconn"
@@ -38,6 +40,12 @@ const (
 	// schemaMaxAge is how long a schema version read stays fresh for readiness (pgpool re-reads
 	// it every pgpool.SchemaEvery).
 	schemaMaxAge = time.Minute
+	// grantExpiryMaxWait is the longest the grant expiry sleeps between two looks: a grant given
+	// on another instance is seen within it, so it expires well within the contract's 2 s of its
+	// until. Each look is one indexed query.
+	grantExpiryMaxWait = 500 * time.Millisecond
+	// grantExpiryBatch is how many grants one expiry transaction ends.
+	grantExpiryBatch = 100
 )
 
 // serve runs the processor until ctx is done, then finishes the batch in progress (commit,
@@ -48,7 +56,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	return serveWith(ctx, cfg, rules, ingest.DefaultOptions(), logger)
+	opts := ingest.DefaultOptions()
+	opts.RetainApplied = cfg.RetainApplied
+	return serveWith(ctx, cfg, rules, opts, logger)
 }
 
 // serveWith is serve with its configuration given, for tests that tune the consumer.
@@ -98,11 +108,13 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	schema := pgpool.NewSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
 	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
-	handler = admin.With(handler, cfg.Admins, pool, rules, logger)
-	handler = console.With(handler, console.Deps{Admins: cfg.Admins, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger})
+	handler = admin.With(handler, cfg.Admins, pool, proj, logger)
+	history := &operate.History{} // the pipeline page's charts: the last hour, in memory
+	handler = console.With(handler, console.Deps{Admins: cfg.Admins, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger, History: history})
 	srv := newHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
-		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans))
+		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans),
+		"plans_with_limits", len(rules.Limits))
 
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -119,7 +131,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 
 	var bg service.Group
 	var runErr error
-	if runErr = pgpool.Migrate(runCtx, cfg.DatabaseURL, logger); runErr == nil {
+	if runErr = startSchema(runCtx, cfg.DatabaseURL, pool, rules, logger); runErr == nil {
 		schema.Refresh()
 		bg.Start(runCtx, service.Service{Name: "schema", Run: schema.Watch})
 		var cons *ingest.Consumer
@@ -129,8 +141,12 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 			// The services that need the stream and the schema; they stop with the consumer.
 			services := []service.Service{
 				{Name: "consumer metrics", Run: func(ctx context.Context) { ingest.WatchMetrics(ctx, cons, pool, m, logger) }},
+				{Name: "pipeline history", Run: func(ctx context.Context) { operate.KeepHistory(ctx, pool, js, history) }},
 				{Name: "repairs", Run: func(ctx context.Context) { rep.Loop(ctx, repairer.Every) }},
 				{Name: "applied marks", Run: func(ctx context.Context) { projection.PruneMarks(ctx, pool, logger) }},
+				{Name: "database timeline", Run: func(ctx context.Context) { ingest.WatchTimeline(ctx, pool, js, proj, logger) }},
+				// Every instance runs it; each due grant is expired by exactly one of them.
+				{Name: "grant expiry", Run: (&operate.GrantExpiry{Proj: proj, Q: pool, Log: logger, Batch: grantExpiryBatch, MaxWait: grantExpiryMaxWait}).Run},
 			}
 			if sched != nil { // a run in progress stops between two events
 				services = append(services, service.Service{Name: "scheduled backfill", Run: sched.Loop})
@@ -154,4 +170,19 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		logger.Info("stopped")
 	}
 	return err
+}
+
+// startSchema applies pending migrations, then records PLANS_FILE's feature names in the flag
+// catalogue, which the query API's OpenFeature endpoint (/ofrep) reads to tell a flag that is
+// off from a name that is no flag. The catalogue holds the names of the last processor started.
+func startSchema(ctx context.Context, databaseURL string, pool catalogue.Execer, rules subscription.Rules, logger *slog.Logger) error {
+	if err := pgpool.Migrate(ctx, databaseURL, logger); err != nil {
+		return err
+	}
+	names := append(catalogue.FromPlans(rules.Plans), catalogue.FromPlanLimits(rules.Limits)...)
+	if err := catalogue.Write(ctx, pool, catalogue.SourcePlans, names); err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	logger.Info("flag catalogue recorded", "names", len(names))
+	return nil
 }

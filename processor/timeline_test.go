@@ -13,11 +13,13 @@ import (
 
 	"github.com/tollgate/tollgate/processor/internal/admin"
 	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
+	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 )
@@ -44,7 +46,7 @@ func TestTimeline(t *testing.T) {
 	b.Start(t, processortest.TestOptions(), b.DB.URL)
 	processortest.CaughtUp(t, b.DB.Pool, processortest.Expect(t, b.Rules, events...), 20*time.Second)
 
-	h := admin.With(http.NotFoundHandler(), []config.AdminToken{{Name: "a", Token: "tok_a"}, {Name: "b", Token: "tok_b"}}, b.DB.Pool, b.Rules, processortest.TestLogger(t))
+	h := admin.With(http.NotFoundHandler(), []config.AdminToken{{Name: "a", Token: "tok_a"}, {Name: "b", Token: "tok_b"}}, b.DB.Pool, &projection.Projector{DB: b.DB.Pool, Rules: b.Rules}, processortest.TestLogger(t))
 	t.Run("unauthorized", func(t *testing.T) {
 		for _, token := range []string{"", "wrong"} {
 			code, body := adminGet(t, h, "/admin/v1/customers/cus_TL1/timeline", token)
@@ -112,6 +114,24 @@ func TestTimeline(t *testing.T) {
 		code, body := adminGet(t, h, "/admin/v1/users/u_tl/timeline?livemode=maybe", "tok_a")
 		require.Equal(t, http.StatusBadRequest, code)
 		require.Contains(t, string(body), "livemode")
+		code, body = adminGet(t, h, "/admin/v1/nothing", "tok_a")
+		require.Equal(t, http.StatusNotFound, code)
+		require.JSONEq(t, `{"error":{"code":"not_found","message":"no such route"}}`, string(body))
+	})
+	t.Run("a method a route does not serve is 405 with Allow", func(t *testing.T) {
+		for _, path := range []string{"/admin/v1/customers/cus_TL1/timeline", "/admin/v1/users/u_tl/timeline"} {
+			for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequestWithContext(t.Context(), method, path, nil)
+				req.Header.Set("Authorization", "Bearer tok_a")
+				h.ServeHTTP(rec, req)
+				require.Equal(t, http.StatusMethodNotAllowed, rec.Code, "%s %s", method, path)
+				require.Equal(t, "GET, HEAD", rec.Header().Get("Allow"))
+				var body httpx.ErrorBody
+				require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+				require.Equal(t, "method_not_allowed", body.Error.Code)
+			}
+		}
 	})
 	t.Run("explain command", func(t *testing.T) {
 		var out strings.Builder
@@ -125,7 +145,7 @@ func TestTimeline(t *testing.T) {
 		require.Contains(t, out.String(), "sub_TL1 incomplete -> active: active grants access")
 	})
 	t.Run("off without tokens", func(t *testing.T) {
-		code, _ := adminGet(t, admin.With(http.NotFoundHandler(), nil, b.DB.Pool, b.Rules, processortest.TestLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
+		code, _ := adminGet(t, admin.With(http.NotFoundHandler(), nil, b.DB.Pool, &projection.Projector{DB: b.DB.Pool, Rules: b.Rules}, processortest.TestLogger(t)), "/admin/v1/customers/cus_TL1/timeline", "x")
 		require.Equal(t, http.StatusNotFound, code)
 	})
 }

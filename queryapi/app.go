@@ -52,6 +52,8 @@ type options struct {
 	warnEvery time.Duration
 	// reconnectMax caps the backoff between attempts to re-establish LISTEN.
 	reconnectMax time.Duration
+	// catalogueInterval is how often the flag catalogue is read even without a notification.
+	catalogueInterval time.Duration
 }
 
 func defaultOptions() options {
@@ -64,6 +66,9 @@ func defaultOptions() options {
 		pollInterval: time.Second,
 		warnEvery:    time.Minute,
 		reconnectMax: 5 * time.Second,
+		// The catalogue changes when a processor starts with another PLANS_FILE or a grant names
+		// something new, and each change notifies: the poll only bounds a lost notification.
+		catalogueInterval: 10 * time.Second,
 	}
 }
 
@@ -74,6 +79,7 @@ type app struct {
 	pool    *pgxpool.Pool
 	cache   *cache
 	sw      *failOpenSwitch
+	flags   *flagCatalogue
 	waits   *waiters // read your writes: the ?wait_for= requests
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -114,13 +120,21 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	sw := newFailOpenSwitch(pool, opts.pollInterval, opts.warnEvery, logger, m.failOpen)
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &app{pool: pool, cache: c, sw: sw, cancel: cancel}
+	// The catalogue is read in the background, nobody waiting: it gets more time than a request.
+	flags := newFlagCatalogue(pool, opts.catalogueInterval, 5*opts.dbTimeout, logger)
+	a := &app{pool: pool, cache: c, sw: sw, flags: flags, cancel: cancel}
 	// One read before serving, so an instance started while fail-open is on grants at once.
 	first, cancelFirst := context.WithTimeout(ctx, 2*time.Second)
 	if err := sw.refresh(first); err != nil {
 		logger.Warn("could not read the fail-open switch yet; assuming off until Postgres answers", "err", err)
 	}
+	// And the flag catalogue, so that /ofrep knows its flags from the first request.
+	if err := flags.refresh(first); err != nil {
+		logger.Warn("could not read the flag catalogue yet; /ofrep knows only premium, status and each answer's own names until Postgres answers", "err", err)
+	}
 	cancelFirst()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); flags.run(bg) }()
 
 	// Read your writes: waiters are woken by the LISTEN session; a hot standby has none, so there
 	// they poll the replica's marks.
@@ -139,6 +153,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 			connect:      func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, connConfig) },
 			cache:        c,
 			sw:           sw,
+			flags:        flags,
 			waits:        waits,
 			logger:       logger,
 			reconnectMax: opts.reconnectMax,
@@ -154,6 +169,7 @@ func startApp(ctx context.Context, cfg config.QueryAPI, opts options, logger *sl
 	a.handler = newServer(serverDeps{
 		reader:          c,
 		failOpen:        sw,
+		flags:           flags,
 		ready:           &readiness{q: pool, sw: sw, cache: c, log: logger},
 		tokens:          cfg.Tokens,
 		livemode:        cfg.Livemode,

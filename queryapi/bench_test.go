@@ -278,7 +278,6 @@ type genConn struct {
 
 func newLoadGenerator(tb testing.TB, addr string, paths [][]byte, concurrency int) *loadGenerator {
 	tb.Helper()
-	g := &loadGenerator{}
 	// One set of requests for every connection, prepared before any connection is opened (the
 	// server closes a connection that sends nothing within its ReadHeaderTimeout).
 	reqs := make([][]byte, 0, len(paths))
@@ -286,12 +285,30 @@ func newLoadGenerator(tb testing.TB, addr string, paths [][]byte, concurrency in
 		reqs = append(reqs, slices.Concat([]byte("GET "), p,
 			[]byte(" HTTP/1.1\r\nHost: "+addr+"\r\nAuthorization: Bearer "+testToken+"\r\nUser-Agent: tollgate-bench\r\n\r\n")))
 	}
+	return newRequestGenerator(tb, addr, reqs, concurrency)
+}
+
+// postRequests are POST requests of path i with JSON body i, for newRequestGenerator.
+func postRequests(addr string, paths []string, bodies []string) [][]byte {
+	reqs := make([][]byte, len(paths))
+	for i, p := range paths {
+		reqs[i] = []byte("POST " + p + " HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + testToken +
+			"\r\nUser-Agent: tollgate-bench\r\nContent-Type: application/json\r\nContent-Length: " +
+			strconv.Itoa(len(bodies[i])) + "\r\n\r\n" + bodies[i])
+	}
+	return reqs
+}
+
+// newRequestGenerator is a load generator sending the prepared raw HTTP/1.1 requests reqs.
+func newRequestGenerator(tb testing.TB, addr string, reqs [][]byte, concurrency int) *loadGenerator {
+	tb.Helper()
+	g := &loadGenerator{}
 	for i := range concurrency {
 		c, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", addr)
 		require.NoError(tb, err)
 		tb.Cleanup(func() { _ = c.Close() })
 		// Connections start spread over the paths, not all on the same id.
-		gc := &genConn{c: c, r: bufio.NewReaderSize(c, 16<<10), reqs: reqs, next: i * len(paths) / concurrency}
+		gc := &genConn{c: c, r: bufio.NewReaderSize(c, 16<<10), reqs: reqs, next: i * len(reqs) / concurrency}
 		g.conns = append(g.conns, gc)
 	}
 	return g

@@ -67,6 +67,7 @@ func TestClientAgainstTheServer(t *testing.T) {
 	e.UpdatedAt = time.Time{}
 	require.Equal(t, client.Entitlement{
 		UserID: "u_42", CustomerIDs: []string{"cus_123"}, Premium: true, Status: "active", Features: []string{"premium"},
+		Limits: map[string]int64{}, Grants: []client.Grant{},
 		Subscriptions: []client.Subscription{{ID: "sub_1", CustomerID: "cus_123", Status: "active",
 			PriceIDs: []string{"price_1"}, ProductIDs: []string{"prod_1"}, CurrentPeriodEnd: periodEnd}},
 		LastEventID: "evt_9", LastEventCreated: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
@@ -169,7 +170,7 @@ func TestClientFailOpenWhenTheServerIsDown(t *testing.T) {
 	e, err = down.Entitlement(ctx, "u_free")
 	require.NoError(t, err)
 	require.Equal(t, client.Entitlement{UserID: "u_free", CustomerIDs: []string{}, Premium: true, Status: "none",
-		Features: []string{"premium"}, Subscriptions: []client.Subscription{}, Fallback: true}, e)
+		Features: []string{"premium"}, Limits: map[string]int64{}, Grants: []client.Grant{}, Subscriptions: []client.Subscription{}, Fallback: true}, e)
 	premium, err := down.IsPremium(ctx, "u_free")
 	require.NoError(t, err)
 	require.True(t, premium)

@@ -90,7 +90,8 @@ func failOpenView(k key, a *answer) entitlement.Answer {
 		v = a.view
 	} else {
 		v = entitlement.Answer{CustomerIDs: []string{}, Livemode: k.scope.Livemode, Account: entitlement.AccountOf(k.scope),
-			Status: "none", Subscriptions: []entitlement.Subscription{}}
+			Status: "none", Features: []string{}, Limits: map[string]int64{}, Grants: []entitlement.Grant{},
+			Subscriptions: []entitlement.Subscription{}}
 		id := k.id
 		if k.user {
 			v.UserID = &id

@@ -83,8 +83,10 @@ func TestUserAnswerShape(t *testing.T) {
 	save(t, b.db, premiumCustomer(), second)
 
 	m := b.getJSON(t, "/v1/users/u_42/entitlement", http.StatusOK)
-	require.ElementsMatch(t, []string{"user_id", "customer_ids", "livemode", "account", "premium", "status", "features", "subscriptions",
-		"last_event_id", "last_event_created", "updated_at", "fail_open"}, keys(m))
+	require.ElementsMatch(t, []string{"user_id", "customer_ids", "livemode", "account", "premium", "status", "features", "limits", "grants",
+		"subscriptions", "last_event_id", "last_event_created", "updated_at", "fail_open"}, keys(m))
+	require.Equal(t, map[string]any{}, m["limits"], "{} when nothing gives a limit")
+	require.Equal(t, []any{}, m["grants"])
 	require.Equal(t, false, m["livemode"], "the scope asked (this server's default: test mode)")
 	require.Nil(t, m["account"], "null for the platform")
 	require.Equal(t, "u_42", m["user_id"])

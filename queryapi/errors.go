@@ -41,9 +41,14 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate"`)
 		}
 		var werr error
-		if c.Request().Method == http.MethodHead {
+		switch {
+		case c.Request().Method == http.MethodHead:
 			werr = c.NoContent(status)
-		} else {
+		case status >= http.StatusInternalServerError && strings.HasPrefix(c.Path(), ofrepPrefix):
+			// OFREP knows one server error, 500 with generalErrorResponse (errorDetails); the key
+			// and GENERAL let its providers report the details as the evaluation's error.
+			werr = c.JSON(http.StatusInternalServerError, ofrepFailure{Key: c.Param("key"), ErrorCode: codeGeneral, ErrorDetails: message})
+		default:
 			werr = c.JSON(status, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: code, Message: message}})
 		}
 		if werr != nil {
@@ -67,6 +72,8 @@ func classify(err error) (status int, code, message string) {
 		return http.StatusBadRequest, "invalid_id", err.Error()
 	case errors.Is(err, errInvalidParam):
 		return http.StatusBadRequest, "invalid_parameter", err.Error()
+	case errors.Is(err, errCatalogueUnknown):
+		return http.StatusServiceUnavailable, "unavailable", "the flag catalogue has not been read yet; retry"
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "unavailable", "the read model did not answer in time; retry"
 	case postgresUnavailable(err):

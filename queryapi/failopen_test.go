@@ -54,7 +54,7 @@ func TestFailOpenAcrossInstances(t *testing.T) {
 		m := second.getJSON(t, "/v1/users/u_unknown/entitlement", http.StatusOK)
 		require.Equal(t, map[string]any{
 			"user_id": "u_unknown", "customer_ids": []any{}, "livemode": false, "account": nil, "premium": true, "status": "none",
-			"features": []any{"premium"}, "subscriptions": []any{}, "last_event_id": nil,
+			"features": []any{"premium"}, "limits": map[string]any{}, "grants": []any{}, "subscriptions": []any{}, "last_event_id": nil,
 			"last_event_created": nil, "updated_at": nil, "fail_open": true,
 		}, m)
 	})

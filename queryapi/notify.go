@@ -23,7 +23,8 @@ type notifyListener struct {
 	// warm, when set, is called once each session is established and the cache serves.
 	warm         func(ctx context.Context)
 	sw           interface{ poke() }
-	waits        *waiters // read your writes: woken after the cache dropped the key
+	flags        interface{ poke() } // the flag catalogue
+	waits        *waiters            // read your writes: woken after the cache dropped the key
 	logger       *slog.Logger
 	reconnectMax time.Duration
 }
@@ -68,7 +69,7 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 		defer cancel()
 		_ = conn.Close(closeCtx) // the session is over either way
 	}()
-	for _, ch := range []string{entitlementsChannel, switchesChannel} {
+	for _, ch := range []string{entitlementsChannel, switchesChannel, catalogueChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return false, fmt.Errorf("listen %s: %w", ch, err)
 		}
@@ -76,6 +77,7 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 	// Changes committed from here on are notified; setListening drops what came before.
 	l.cache.setListening(true)
 	l.sw.poke()
+	l.flags.poke() // what changed while no session listened
 	if l.warm != nil {
 		l.warm(ctx)
 	}
@@ -86,6 +88,10 @@ func (l *notifyListener) session(ctx context.Context) (established bool, err err
 		}
 		if n.Channel == switchesChannel {
 			l.sw.poke()
+			continue
+		}
+		if n.Channel == catalogueChannel {
+			l.flags.poke()
 			continue
 		}
 		if k, ok := parseKey(n.Payload); ok {

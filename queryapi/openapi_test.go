@@ -38,6 +38,8 @@ type schema struct {
 	Required   []string           `json:"required"`
 	Properties map[string]*schema `json:"properties"`
 	Items      *schema            `json:"items"`
+	// AdditionalProperties is false on a closed object, a schema on a map.
+	AdditionalProperties json.RawMessage `json:"additionalProperties"`
 }
 
 func loadOpenAPI(t *testing.T) openAPI {
@@ -59,7 +61,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	param := regexp.MustCompile(`:([a-z_]+)`)
 	var routes int
 	for _, r := range b.app.handler.Routes() {
-		if r.Method == echo.RouteNotFound { // the group's catch-all that makes /v1/* answer 401
+		if r.Method == echo.RouteNotFound || isNotAllowed(r) { // the group's catch-all that makes /v1/* answer 401; 405s
 			continue
 		}
 		path := param.ReplaceAllString(r.Path, "{$1}")
@@ -84,6 +86,15 @@ func TestOpenAPIDocumentsEveryField(t *testing.T) {
 	requireSchemaMatches(t, s, "Subscription", reflect.TypeFor[entitlement.Subscription]())
 	requireSchemaMatches(t, s, "Error", reflect.TypeFor[httpx.ErrorBody]())
 	requireSchemaMatches(t, s, "Ready", reflect.TypeFor[readyBody]())
+	requireSchemaMatches(t, s, "OFREPMetadata", reflect.TypeFor[flagMetadata]())
+	requireSchemaMatches(t, s, "OFREPFailure", reflect.TypeFor[ofrepFailure]())
+	// An evaluation's value is a boolean, a string or an integer (oneOf): its fields by name.
+	var names []string
+	for _, f := range jsonFields(reflect.TypeFor[flagEvaluation]()) {
+		names = append(names, f.name)
+	}
+	require.ElementsMatch(t, names, s["OFREPEvaluation"].Required)
+	require.Len(t, s["OFREPEvaluation"].Properties, len(names))
 }
 
 // requireSchemaMatches checks, both ways, that the schema has exactly the JSON fields of typ
@@ -136,6 +147,11 @@ func requireSchemaMatches(t *testing.T, schemas map[string]*schema, name string,
 			} else {
 				require.Equal(t, "string", p.Items.Type, "%s.%s", name, f.name)
 			}
+		case ft.Kind() == reflect.Map && ft.Key().Kind() == reflect.String && ft.Elem().Kind() >= reflect.Int && ft.Elem().Kind() <= reflect.Int64:
+			require.Equal(t, "object", p.Type, "%s.%s", name, f.name)
+			var values schema
+			require.NoError(t, json.Unmarshal(p.AdditionalProperties, &values), "%s.%s: additionalProperties names the values' schema", name, f.name)
+			require.Equal(t, "integer", values.Type, "%s.%s", name, f.name)
 		case ft.Kind() == reflect.Struct:
 			require.Equal(t, "object", p.Type, "%s.%s", name, f.name)
 			nested := &schema{Properties: p.Properties, Required: p.Required}

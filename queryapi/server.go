@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,8 @@ type readinessChecker interface {
 type serverDeps struct {
 	reader   reader
 	failOpen failOpenState
+	// flags is the flag catalogue /ofrep answers from.
+	flags    flagNames
 	ready    readinessChecker
 	tokens   []string
 	logger   *slog.Logger
@@ -39,6 +42,8 @@ type serverDeps struct {
 type server struct {
 	serverDeps
 	auth httpx.Tokens // hashed tokens
+	// ofrepBuffers hold OFREP request and answer bodies between requests (*bytes.Buffer).
+	ofrepBuffers sync.Pool
 }
 
 // newServer is the HTTP handler of the query API: echo with every route of routes.go, one

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
@@ -48,9 +50,19 @@ func listenConnConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
 // readOnly makes every session of c read-only. It also prices sequential scans out: every
 // lookup is by key, and a prepared statement's plan made while the read model was tiny (a new
 // deployment) would otherwise stay a sequential scan as the tables grow.
+//
+// A DATABASE_URL with target_session_attrs=read-write (the contract's multi-host form, which
+// finds a promoted standby after a failover) asks for a server that accepts writes; pgx checks
+// that with `SHOW transaction_read_only`, which these read-only sessions answer "on" on every
+// server, so no host would ever pass. It is checked as target_session_attrs=primary instead (not
+// in recovery): the same servers, the one question a read-only session can answer.
 func readOnly(c *pgx.ConnConfig) {
 	c.RuntimeParams["default_transaction_read_only"] = "on"
 	c.RuntimeParams["enable_seqscan"] = "off"
+	if c.ValidateConnect != nil &&
+		reflect.ValueOf(c.ValidateConnect).Pointer() == reflect.ValueOf(pgconn.ValidateConnectTargetSessionAttrsReadWrite).Pointer() {
+		c.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsPrimary
+	}
 }
 
 // key names one answer: a user's or a customer's, in one scope. Its String form, "u:" or "c:"
@@ -114,10 +126,22 @@ func newAnswer(v entitlement.Answer) (*answer, error) {
 }
 
 // normalize holds the contract whatever the rows contain: times in UTC, [] rather than null
-// for every list.
+// for every list and {} for limits.
 func normalize(v entitlement.Answer) entitlement.Answer {
 	v.CustomerIDs = nonNil(v.CustomerIDs)
 	v.Features = nonNil(v.Features)
+	if v.Limits == nil {
+		v.Limits = map[string]int64{}
+	}
+	grants := make([]entitlement.Grant, len(v.Grants))
+	for i, g := range v.Grants {
+		g.Features, g.Until, g.CreatedAt = nonNil(g.Features), utc(g.Until), g.CreatedAt.UTC()
+		if g.Limits == nil {
+			g.Limits = map[string]int64{}
+		}
+		grants[i] = g
+	}
+	v.Grants = grants
 	subs := make([]entitlement.Subscription, len(v.Subscriptions))
 	for i, s := range v.Subscriptions {
 		s.PriceIDs, s.ProductIDs = nonNil(s.PriceIDs), nonNil(s.ProductIDs)

@@ -59,6 +59,17 @@ type Options struct {
 	Name string
 	// Cluster, when set, makes the server a node of a JetStream cluster (see LaunchCluster).
 	Cluster *Cluster
+	// Host is the address it listens on (clients and routes); default 127.0.0.1.
+	Host string
+	// Netns, when set, runs the server in that network namespace (`ip netns exec`), where Host
+	// is one of its addresses.
+	Netns string
+}
+
+// Node is where one node of a cluster runs: its address and network namespace (see Options).
+type Node struct {
+	Host  string
+	Netns string
 }
 
 // Cluster is the cluster block of one node.
@@ -72,7 +83,9 @@ type Cluster struct {
 type Server struct {
 	Port       int
 	Name       string // server_name, as JetStream's stream info names a cluster's leader
+	Host       string // the address it listens on
 	SyncAlways bool
+	netns      string
 	bin        string
 	dir        string // config, store and log
 	logPath    string
@@ -107,24 +120,27 @@ func configure(bin string, opts Options) (*Server, error) {
 	if opts.Name == "" {
 		opts.Name = "tollgate-test"
 	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("natsproc: %w", err)
 	}
-	s := &Server{Port: port, Name: opts.Name, SyncAlways: opts.SyncAlways, bin: bin, dir: opts.Dir,
+	s := &Server{Port: port, Name: opts.Name, Host: opts.Host, netns: opts.Netns, SyncAlways: opts.SyncAlways, bin: bin, dir: opts.Dir,
 		logPath: filepath.Join(opts.Dir, "nats-server.log"), log: opts.Log}
 	syncLine := ""
 	if opts.SyncAlways {
 		syncLine = "\n  sync_interval: always"
 	}
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nserver_name: %q\nmax_payload: 1MB\njetstream {\n  store_dir: %q%s\n}\n",
-		port, opts.Name, filepath.Join(opts.Dir, "store"), syncLine)
+	conf := fmt.Sprintf("listen: \"%s:%d\"\nserver_name: %q\nmax_payload: 1MB\njetstream {\n  store_dir: %q%s\n}\n",
+		opts.Host, port, opts.Name, filepath.Join(opts.Dir, "store"), syncLine)
 	if c := opts.Cluster; c != nil {
 		routes := make([]string, len(c.Routes))
 		for i, r := range c.Routes {
 			routes[i] = fmt.Sprintf("%q", r)
 		}
-		conf += fmt.Sprintf("cluster {\n  name: %q\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
-			c.Name, c.Port, strings.Join(routes, ", "))
+		conf += fmt.Sprintf("cluster {\n  name: %q\n  listen: \"%s:%d\"\n  routes: [%s]\n}\n",
+			c.Name, opts.Host, c.Port, strings.Join(routes, ", "))
 	}
 	if err := os.WriteFile(s.confPath(), []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("natsproc: %w", err)
@@ -138,6 +154,18 @@ func configure(bin string, opts Options) (*Server, error) {
 // Log; its Dir, Port, Name and Cluster are ignored. The caller stops the servers with Stop or
 // Kill.
 func LaunchCluster(ctx context.Context, bin, dir string, n int, opts Options) ([]*Server, error) {
+	return LaunchClusterOn(ctx, bin, dir, make([]Node, n), opts)
+}
+
+// LaunchClusterOn is LaunchCluster with each node where nodes says (a zero Node is loopback in
+// this namespace).
+func LaunchClusterOn(ctx context.Context, bin, dir string, nodes []Node, opts Options) ([]*Server, error) {
+	n := len(nodes)
+	for i := range nodes {
+		if nodes[i].Host == "" {
+			nodes[i].Host = "127.0.0.1"
+		}
+	}
 	routes := make([]string, n)
 	ports := make([]int, n)
 	for i := range n {
@@ -145,7 +173,7 @@ func LaunchCluster(ctx context.Context, bin, dir string, n int, opts Options) ([
 		if ports[i], err = freeport.Get(); err != nil {
 			return nil, fmt.Errorf("natsproc: %w", err)
 		}
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
+		routes[i] = fmt.Sprintf("nats-route://%s:%d", nodes[i].Host, ports[i])
 	}
 	servers := make([]*Server, 0, n)
 	killAll := func() {
@@ -157,6 +185,7 @@ func LaunchCluster(ctx context.Context, bin, dir string, n int, opts Options) ([
 		o := opts
 		o.Name = fmt.Sprintf("tollgate-%d", i+1)
 		o.Dir, o.Port = filepath.Join(dir, o.Name), 0
+		o.Host, o.Netns = nodes[i].Host, nodes[i].Netns
 		o.Cluster = &Cluster{Name: "tollgate", Port: ports[i], Routes: routes}
 		s, err := configure(bin, o)
 		if err != nil {
@@ -183,7 +212,13 @@ func LaunchCluster(ctx context.Context, bin, dir string, n int, opts Options) ([
 // test. t.Cleanup kills the servers; when the test failed their logs are printed.
 func StartCluster(tb testing.TB, bin string, n int) []*Server {
 	tb.Helper()
-	servers, err := LaunchCluster(context.Background(), bin, tb.TempDir(), n, Options{SyncAlways: true})
+	return StartClusterOn(tb, bin, make([]Node, n))
+}
+
+// StartClusterOn is StartCluster with each node where nodes says.
+func StartClusterOn(tb testing.TB, bin string, nodes []Node) []*Server {
+	tb.Helper()
+	servers, err := LaunchClusterOn(context.Background(), bin, tb.TempDir(), nodes, Options{SyncAlways: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -254,7 +289,7 @@ func (s *Server) Stop() {
 func (s *Server) confPath() string { return filepath.Join(s.dir, "nats-server.conf") }
 
 // URL is the server's client URL.
-func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.Port) }
+func (s *Server) URL() string { return fmt.Sprintf("nats://%s:%d", s.Host, s.Port) }
 
 // Restart starts the server (again) with the same config, store and port, and returns once
 // JetStream answers. It fails when the server is running.
@@ -275,6 +310,10 @@ func (s *Server) start() error {
 		}
 	}
 	cmd := exec.Command(s.bin, "-c", s.confPath()) //nolint:noctx // our own build; stopped by Kill
+	if s.netns != "" {
+		// ip execs the server in the namespace: the process is the server itself.
+		cmd = exec.Command("ip", "netns", "exec", s.netns, s.bin, "-c", s.confPath()) //nolint:noctx // as above
+	}
 	if s.log != nil {
 		cmd.Stdout, cmd.Stderr = s.log, s.log
 	} else {

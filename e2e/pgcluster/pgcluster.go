@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -40,15 +41,38 @@ type Cluster struct {
 	binDir  string
 	cred    *syscall.Credential // nil: run as the current user
 	logPath string
+	opts    Options
 	cmd     *exec.Cmd
 	done    chan struct{}
+}
+
+// Options change how a cluster runs; the zero value is a lone server on loopback.
+type Options struct {
+	// Settings are extra server settings, name=value (postgres -c), such as
+	// synchronous_standby_names=standby.
+	Settings []string
+	// Listen are addresses to listen on besides 127.0.0.1 (an address of a bridge that processes
+	// in network namespaces reach); each gets a trust line in pg_hba.conf for its /24.
+	Listen []string
 }
 
 // Start creates and starts a cluster for the test. t.Cleanup stops it and removes its
 // directory, also when the test failed; then the server's log is printed.
 func Start(tb testing.TB) *Cluster {
 	tb.Helper()
-	c, err := start()
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	c, err := start(opts)
+	return started(tb, c, err)
+}
+
+// started registers c's cleanup and fails the test on err.
+func started(tb testing.TB, c *Cluster, err error) *Cluster {
+	tb.Helper()
 	if c != nil {
 		tb.Cleanup(func() {
 			c.Stop()
@@ -64,7 +88,25 @@ func Start(tb testing.TB) *Cluster {
 	return c
 }
 
-func start() (*Cluster, error) {
+func start(opts Options) (*Cluster, error) {
+	c, err := newCluster(opts)
+	if err != nil {
+		return c, err
+	}
+	// -N: no fsync of the new files; the cluster lives for one test.
+	initdb := c.command("initdb", "-D", c.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N")
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return c, fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	if err := c.allowListen(); err != nil {
+		return c, err
+	}
+	return c, c.Restart(context.Background())
+}
+
+// newCluster makes the cluster's directory, owned by the user that runs the server, and picks
+// its port.
+func newCluster(opts Options) (*Cluster, error) {
 	binDir, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -73,7 +115,7 @@ func start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, binDir: binDir, logPath: filepath.Join(dir, "postgres.log")}
+	c := &Cluster{dir: dir, binDir: binDir, logPath: filepath.Join(dir, "postgres.log"), opts: opts}
 	if os.Geteuid() == 0 {
 		if c.cred, err = postgresUser(); err != nil {
 			return c, err
@@ -89,15 +131,116 @@ func start() (*Cluster, error) {
 			}
 		}
 	}
-	// -N: no fsync of the new files; the cluster lives for one test.
-	initdb := c.command("initdb", "-D", c.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "-N")
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return c, fmt.Errorf("initdb: %w\n%s", err, out)
+	c.Port, err = freeport.Get()
+	return c, err
+}
+
+// allowListen adds a trust line to pg_hba.conf for the /24 of each of opts.Listen.
+func (c *Cluster) allowListen() error {
+	var lines string
+	for _, a := range c.opts.Listen {
+		ip := net.ParseIP(a).To4()
+		if ip == nil {
+			return fmt.Errorf("listen address %q is not IPv4", a)
+		}
+		lines += fmt.Sprintf("host all all %s/24 trust\nhost replication all %s/24 trust\n", ip.Mask(net.CIDRMask(24, 32)), ip.Mask(net.CIDRMask(24, 32)))
 	}
-	if c.Port, err = freeport.Get(); err != nil {
-		return c, err
+	if lines == "" {
+		return nil
 	}
-	return c, c.Restart(context.Background())
+	f, err := os.OpenFile(filepath.Join(c.dataDir(), "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(lines)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// StartStandby makes a hot standby of primary (pg_basebackup of its data, streaming replication
+// from it under the application_name name, which synchronous_standby_names on the primary may
+// list) and starts it with opts. t.Cleanup stops it as Start's does.
+func StartStandby(tb testing.TB, primary *Cluster, name string, opts Options) *Cluster {
+	tb.Helper()
+	c, err := newCluster(opts)
+	if err == nil {
+		err = c.basebackup(primary, name)
+	}
+	if err == nil {
+		err = c.Restart(context.Background())
+	}
+	return started(tb, c, err)
+}
+
+func (c *Cluster) basebackup(primary *Cluster, name string) error {
+	bb := c.command("pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port), "-U", "postgres",
+		"-D", c.dataDir(), "-X", "stream", "--checkpoint=fast", "--no-sync")
+	if out, err := bb.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_basebackup: %w\n%s", err, out)
+	}
+	// standby.signal makes it a standby; primary_conninfo names it to the primary.
+	conf := fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=postgres application_name=%s'\n", primary.Port, name)
+	for path, text := range map[string]string{"standby.signal": "", "postgresql.auto.conf": conf} {
+		f, err := os.OpenFile(filepath.Join(c.dataDir(), path), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(text)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if c.cred != nil {
+			if err := os.Chown(filepath.Join(c.dataDir(), path), int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return c.allowListen()
+}
+
+// Promote ends the standby's recovery (pg_promote) and returns once it accepts writes.
+func (c *Cluster) Promote(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	if !ok {
+		return errors.New("promote: pg_promote did not finish in 60 s")
+	}
+	return nil
+}
+
+// WalReceiverPid is the process id of the standby's walreceiver (0 when none runs).
+func (c *Cluster) WalReceiverPid(ctx context.Context) (int, error) {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var pid int
+	err = conn.QueryRow(ctx, "SELECT coalesce((SELECT pid FROM pg_stat_wal_receiver), 0)").Scan(&pid)
+	return pid, err
+}
+
+// Kill kills every process of the server with SIGKILL at once (kill -9 of the postmaster and
+// its backends, as a machine lost would), without crash recovery's chance to run, and returns
+// once they are gone.
+func (c *Cluster) Kill() {
+	if c.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	<-c.done
 }
 
 // BinDir is the directory holding initdb and postgres.
@@ -172,9 +315,14 @@ func (c *Cluster) Restart(ctx context.Context) error {
 	defer func() { _ = logf.Close() }()
 	// fsync=off: an immediate shutdown loses nothing the OS has (only a power loss would), and
 	// the tests run on a shared 2-core machine.
-	cmd := c.command("postgres", "-D", c.dataDir(), "-p", strconv.Itoa(c.Port),
-		"-c", "listen_addresses=127.0.0.1", "-k", filepath.Join(c.dir, "socket"),
-		"-c", "fsync=off", "-c", "max_connections=100", "-c", "shared_buffers=32MB")
+	args := []string{"-D", c.dataDir(), "-p", strconv.Itoa(c.Port),
+		"-c", "listen_addresses=" + strings.Join(append([]string{"127.0.0.1"}, c.opts.Listen...), ","),
+		"-k", filepath.Join(c.dir, "socket"),
+		"-c", "fsync=off", "-c", "max_connections=100", "-c", "shared_buffers=32MB"}
+	for _, set := range c.opts.Settings {
+		args = append(args, "-c", set)
+	}
+	cmd := c.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// An immediate shutdown if the test binary dies without its cleanup (timeout panic).
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT

@@ -22,7 +22,9 @@ type Customer struct {
 	SubID  string // sub_...
 	Price  string // price_...
 	Prod   string // prod_...
-	seq    int
+	// Quantity is the subscription item's quantity (seats); 0 means 1.
+	Quantity int64
+	seq      int
 }
 
 // NewCustomer names a customer and its subscription after n, so ids never clash between runs
@@ -107,13 +109,14 @@ func (c *Customer) CheckoutCompleted(created int64) Event {
 // SubscriptionEvent is a customer.subscription.* event with the subscription in status.
 func (c *Customer) SubscriptionEvent(typ, status string, created int64, previous map[string]any) Event {
 	periodStart := created - 60
+	quantity := max(c.Quantity, 1)
 	sub := map[string]any{
 		"id": c.SubID, "object": "subscription", "customer": c.ID, "status": status, "created": periodStart,
 		"current_period_start": periodStart, "current_period_end": periodStart + 30*24*3600,
 		"cancel_at_period_end": false, "canceled_at": nil, "ended_at": nil, "trial_start": nil, "trial_end": nil,
 		"pause_collection": nil, "livemode": false, "metadata": map[string]any{}, "collection_method": "charge_automatically",
 		"items": map[string]any{"object": "list", "has_more": false, "data": []any{map[string]any{
-			"id": "si_" + c.SubID[4:], "object": "subscription_item", "quantity": 1, "subscription": c.SubID,
+			"id": "si_" + c.SubID[4:], "object": "subscription_item", "quantity": quantity, "subscription": c.SubID,
 			"price": map[string]any{"id": c.Price, "object": "price", "product": c.Prod, "unit_amount": 2000,
 				"currency": "usd", "recurring": map[string]any{"interval": "month", "interval_count": 1}},
 		}}},

@@ -31,14 +31,18 @@ import (
 
 // Options say where the stack runs. Zero values take the contract's defaults.
 type Options struct {
-	BinDir        string            // where listener, processor and queryapi are; default "bin"
-	DataDir       string            // generated secrets and the embedded NATS store; default ".data"
-	NATSURL       string            // default nats://127.0.0.1:4222
-	DatabaseURL   string            // default the contract's
-	ListenerAddr  string            // default :8080
-	QueryAPIAddr  string            // default :8081
-	ProcessorAddr string            // default :8082
-	Env           map[string]string // extra variables for every service (PAST_DUE_GRANTS, PLANS_FILE, ...)
+	BinDir        string // where listener, processor and queryapi are; default "bin"
+	DataDir       string // generated secrets and the embedded NATS store; default ".data"
+	NATSURL       string // default nats://127.0.0.1:4222
+	DatabaseURL   string // default the contract's
+	ListenerAddr  string // default :8080
+	QueryAPIAddr  string // default :8081
+	ProcessorAddr string // default :8082
+	// Env are variables for every service (PAST_DUE_GRANTS, PLANS_FILE, ...). They win over what
+	// the stack generates: a QUERYAPI_TOKENS, ADMIN_TOKENS, STRIPE_WEBHOOK_SECRETS or
+	// QUERYAPI_LIVEMODE given here reaches the services unchanged, and Token, AdminToken and
+	// WebhookSecret are then the first of those given.
+	Env map[string]string
 	// ProcessorEnv are extra variables for the processor only (NOTIFY_URLS, NOTIFY_SECRET, ...).
 	ProcessorEnv map[string]string
 	// ExtraWebhookSecrets are accepted besides the generated dev secret (e.g. the one `stripe listen` prints).
@@ -65,6 +69,16 @@ type Stack struct {
 
 // ErrPostgresUnreachable means DATABASE_URL's server did not answer.
 var ErrPostgresUnreachable = errors.New("postgres is not reachable")
+
+// Netns is a variable of a process's environment (AddInstanceEnv) that runs it in that network
+// namespace (`ip netns exec`), where its HTTP_ADDR is one of the namespace's addresses.
+const Netns = "TOLLGATE_STACK_NETNS"
+
+// ErrPortTaken means a service's address is already in use by another process.
+var ErrPortTaken = errors.New("port taken")
+
+// ErrNotOurs means a service's address answered, but not from the process the stack started.
+var ErrNotOurs = errors.New("another process answers on the service's port")
 
 // Service names, in start order.
 const (
@@ -109,19 +123,28 @@ func (st *Stack) start(ctx context.Context) error {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if st.WebhookSecret, err = persistentSecret(filepath.Join(opts.DataDir, "webhook-secret"), "whsec_"); err != nil {
+	if st.WebhookSecret, err = st.secret("STRIPE_WEBHOOK_SECRETS", "webhook-secret", "whsec_"); err != nil {
 		return err
 	}
-	if st.Token, err = persistentSecret(filepath.Join(opts.DataDir, "api-token"), "tg_dev_"); err != nil {
+	if st.Token, err = st.secret("QUERYAPI_TOKENS", "api-token", "tg_dev_"); err != nil {
 		return err
 	}
-	if st.AdminToken, err = persistentSecret(filepath.Join(opts.DataDir, "admin-token"), "tg_admin_"); err != nil {
+	if st.AdminToken, err = st.secret("ADMIN_TOKENS", "admin-token", "tg_admin_"); err != nil {
 		return err
+	}
+	// Before anything starts: a taken port ends the start at once, naming it, instead of a
+	// service failing to bind while whatever holds the port answers its readiness check.
+	for _, s := range []struct{ name, variable, addr string }{
+		{Listener, "LISTENER_ADDR", opts.ListenerAddr}, {QueryAPI, "QUERYAPI_ADDR", opts.QueryAPIAddr}, {Processor, "PROCESSOR_ADDR", opts.ProcessorAddr},
+	} {
+		if err := portFree(ctx, s.addr); err != nil {
+			return fmt.Errorf("%w: %s cannot serve on %s (%s): %w", ErrPortTaken, s.name, s.addr, s.variable, err)
+		}
 	}
 	if err := st.startNATS(ctx); err != nil {
 		return err
 	}
-	if st.DatabaseURL, err = ensureDatabase(ctx, opts.DatabaseURL); err != nil {
+	if st.DatabaseURL, err = EnsureDatabase(ctx, opts.DatabaseURL); err != nil {
 		return err
 	}
 	for _, s := range []struct{ name, addr string }{
@@ -162,14 +185,62 @@ func (st *Stack) serviceEnv(service, addr string) map[string]string {
 		// scenarios send; Options.Env may say QUERYAPI_LIVEMODE=true.
 		env["QUERYAPI_LIVEMODE"] = "false"
 	}
+	// What the caller set wins over what the stack generates (make run passes the contract
+	// variables its user set through unchanged).
+	for k, v := range st.opts.Env {
+		if k != "HTTP_ADDR" {
+			env[k] = v
+		}
+	}
 	return env
+}
+
+// secret is the first entry of the caller's variable (without a "name:" or "live:"/"test:"
+// prefix) when Options.Env sets it, else the generated secret kept in DataDir/file.
+func (st *Stack) secret(variable, file, prefix string) (string, error) {
+	var first string
+	for entry := range strings.SplitSeq(st.opts.Env[variable], ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if variable == "STRIPE_WEBHOOK_SECRETS" {
+			if mode, rest, ok := strings.Cut(entry, ":"); ok && (mode == "test" || mode == "live") {
+				if mode == "live" {
+					// A dev stack signs test-mode events: a test or unbound secret is preferred.
+					if first == "" {
+						first = rest
+					}
+					continue
+				}
+				entry = rest
+			}
+			return entry, nil
+		}
+		if _, token, ok := strings.Cut(entry, ":"); ok {
+			entry = token
+		}
+		return entry, nil
+	}
+	if first != "" {
+		return first, nil
+	}
+	return persistentSecret(filepath.Join(st.opts.DataDir, file), prefix)
 }
 
 // AddInstance starts one more instance of a service (Listener, Processor or QueryAPI), named
 // name (such as "listener-2"), serving on addr, with the stack's configuration, and returns once
 // it answers /readyz. Process(name) finds it; Stop stops it with the others.
 func (st *Stack) AddInstance(ctx context.Context, service, name, addr string) (*Process, error) {
-	p, err := st.startProcess(ctx, service, name, st.serviceEnv(service, addr))
+	return st.AddInstanceEnv(ctx, service, name, addr, nil)
+}
+
+// AddInstanceEnv is AddInstance with variables that override the stack's for this instance
+// only (a query API on a standby gets its own DATABASE_URL, a listener one node's NATS_URL).
+func (st *Stack) AddInstanceEnv(ctx context.Context, service, name, addr string, env map[string]string) (*Process, error) {
+	all := st.serviceEnv(service, addr)
+	maps.Copy(all, env)
+	p, err := st.startProcess(ctx, service, name, all)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +284,10 @@ func (st *Stack) startProcess(_ context.Context, service, name string, env map[s
 		return nil, fmt.Errorf("%s: %w (run `make build` first)", bin, err)
 	}
 	cmd := exec.Command(bin) //nolint:noctx // our own binary; stopped by Stop, not by ctx
+	if ns := env[Netns]; ns != "" {
+		// ip execs the binary in the namespace: the process is the service itself.
+		cmd = exec.Command("ip", "netns", "exec", ns, bin) //nolint:noctx // as above
+	}
 	cmd.Env = os.Environ()
 	for k, v := range st.opts.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -284,7 +359,25 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration) error {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				// Ready only when the answer came from our own process: another process on the
+				// port (a second stack) answers too, while ours failed to bind.
+				ours, err := listensOn(p.Pid(), p.env["HTTP_ADDR"])
+				if err != nil {
+					return err
+				}
+				if ours {
+					return nil
+				}
+				select {
+				case <-p.done:
+					return fmt.Errorf("%w: %s exited (%w) while %s answers from another process", ErrNotOurs, p.Name, p.err, url)
+				case <-time.After(time.Second):
+					// A process that has just bound its socket may not be listed yet.
+					if ours, err := listensOn(p.Pid(), p.env["HTTP_ADDR"]); err == nil && ours {
+						return nil
+					}
+					return fmt.Errorf("%w: %s answers, but not from %s (pid %d)", ErrNotOurs, url, p.Name, p.Pid())
+				}
 			}
 		}
 		select {
@@ -390,8 +483,9 @@ func (st *Stack) startNATS(ctx context.Context) error {
 	return nil
 }
 
-// ensureDatabase connects to DATABASE_URL's server and creates the database when missing.
-func ensureDatabase(ctx context.Context, databaseURL string) (string, error) {
+// EnsureDatabase connects to DATABASE_URL's server and creates the database when missing. It
+// returns databaseURL unchanged; ErrPostgresUnreachable when the server does not answer.
+func EnsureDatabase(ctx context.Context, databaseURL string) (string, error) {
 	u, err := url.Parse(databaseURL)
 	if err != nil {
 		return "", fmt.Errorf("DATABASE_URL: %w", err)

@@ -26,6 +26,10 @@ const (
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultPublishTimeout    = 5 * time.Second
 	DefaultUserIDMetadataKey = "user_id"
+	// DefaultRetainApplied is how long the stream keeps an event after the processor applied it
+	// (STREAM_RETAIN_APPLIED): far longer than a standby's replication lag, so that the commits a
+	// failover loses are re-applied from the stream.
+	DefaultRetainApplied = 10 * time.Minute
 	// DefaultCacheMaxAge is the longest the query API serves an answer from memory without
 	// reading it again (QUERYAPI_CACHE_MAX_AGE): with change notifications it only bounds the
 	// staleness of a notification lost while the LISTEN session stayed up.
@@ -140,6 +144,10 @@ type Processor struct {
 	NotifyURLs []string
 	// NotifySecret is the key of NOTIFY_SECRET (whsec_ + base64), decoded; nil when unset.
 	NotifySecret []byte
+	// RetainApplied is STREAM_RETAIN_APPLIED: how long an applied event stays in the stream, so
+	// that a database that lost its last commits (a standby promoted under asynchronous
+	// replication, a restore) gets them back from it; 0 purges at once.
+	RetainApplied time.Duration
 }
 
 // QueryAPI is the configuration of the query API.
@@ -288,6 +296,7 @@ func LoadProcessor(getenv func(string) string) (Processor, error) {
 		BackfillTypes:     e.list("BACKFILL_TYPES"),
 		Admins:            e.adminTokens(),
 		NotifyURLs:        e.list("NOTIFY_URLS"),
+		RetainApplied:     e.duration("STREAM_RETAIN_APPLIED", DefaultRetainApplied),
 	}
 	for _, a := range c.Admins {
 		c.AdminTokens = append(c.AdminTokens, a.Token)

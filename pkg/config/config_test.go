@@ -95,6 +95,13 @@ func TestLoadProcessor(t *testing.T) {
 	require.Empty(t, c.Stripe.Key, "STRIPE_API_KEY is optional")
 	require.Zero(t, c.BackfillInterval)
 	require.Empty(t, c.BackfillTypes)
+	require.Equal(t, 10*time.Minute, c.RetainApplied)
+
+	c, err = config.LoadProcessor(getenv(map[string]string{"STREAM_RETAIN_APPLIED": "0s"}))
+	require.NoError(t, err)
+	require.Zero(t, c.RetainApplied, "0 purges applied events at once")
+	_, err = config.LoadProcessor(getenv(map[string]string{"STREAM_RETAIN_APPLIED": "ten minutes"}))
+	require.ErrorContains(t, err, "STREAM_RETAIN_APPLIED")
 
 	c, err = config.LoadProcessor(getenv(map[string]string{"STRIPE_API_KEY": "rk_test_1", "STRIPE_API_BASE": "http://127.0.0.1:12111",
 		"BACKFILL_INTERVAL": "15m", "BACKFILL_TYPES": "customer.subscription.updated, customer.deleted"}))

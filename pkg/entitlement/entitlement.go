@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -36,6 +37,17 @@ type Subscription struct {
 	EndedAt           *time.Time `json:"ended_at"`
 }
 
+// Grant is an active grant as the answer lists it: access an operator gave outside Stripe.
+type Grant struct {
+	ID        string           `json:"id"`
+	Features  []string         `json:"features"`
+	Limits    map[string]int64 `json:"limits"`
+	Until     *time.Time       `json:"until"` // nil: until revoked
+	Reason    string           `json:"reason"`
+	By        string           `json:"by"` // the name of the admin token that gave it
+	CreatedAt time.Time        `json:"created_at"`
+}
+
 // Customer is one customer's row in its scope: its derived state and entitlement.
 type Customer struct {
 	Scope            scope.Scope
@@ -45,6 +57,7 @@ type Customer struct {
 	Premium          bool
 	Status           string
 	Features         []string
+	Limits           map[string]int64 // never nil
 	Subscriptions    []Subscription
 	LastEventID      string
 	LastEventCreated time.Time
@@ -52,7 +65,7 @@ type Customer struct {
 }
 
 // User is one app user's row in one scope: the union of the rows of all the customers of that
-// scope that carry its id.
+// scope that carry its id, with the user's grants active when it was written on top.
 type User struct {
 	Scope            scope.Scope
 	UserID           string
@@ -60,10 +73,12 @@ type User struct {
 	Premium          bool
 	Status           string
 	Features         []string
-	Subscriptions    []Subscription // by customer id, then subscription id
-	LastEventID      string         // of the latest event of all the user's customers
-	LastEventCreated time.Time
-	UpdatedAt        time.Time // set by the database on write
+	Limits           map[string]int64 // never nil
+	Grants           []Grant          // the active grants, oldest first; never nil
+	Subscriptions    []Subscription   // by customer id, then subscription id
+	LastEventID      string           // of the latest event of all the user's customers; "" for a user known only by grants
+	LastEventCreated time.Time        // zero for a user known only by grants
+	UpdatedAt        time.Time        // set by the database on write
 }
 
 // FromState is the row of a derived customer state of scope sc under the given rules.
@@ -77,6 +92,7 @@ func FromState(sc scope.Scope, s subscription.State, rules subscription.Rules) C
 		Premium:          ent.Premium,
 		Status:           ent.Status,
 		Features:         nonNil(ent.Features),
+		Limits:           nonNilMap(ent.Limits),
 		Subscriptions:    make([]Subscription, 0, len(s.Subscriptions)),
 		LastEventID:      s.LastEventID,
 		LastEventCreated: subscription.TimeOf(s.LastEventCreated),
@@ -103,7 +119,7 @@ func (c Customer) Same(o Customer) bool {
 	b, _ := json.Marshal(o.Subscriptions)
 	return c.Scope == o.Scope && c.CustomerID == o.CustomerID && c.UserID == o.UserID && c.Deleted == o.Deleted &&
 		c.Premium == o.Premium && c.Status == o.Status && slices.Equal(c.Features, o.Features) &&
-		string(a) == string(b) && c.LastEventID == o.LastEventID && c.LastEventCreated.Equal(o.LastEventCreated)
+		maps.Equal(nonNilMap(c.Limits), nonNilMap(o.Limits)) && string(a) == string(b) && c.LastEventID == o.LastEventID && c.LastEventCreated.Equal(o.LastEventCreated)
 }
 
 // Querier runs queries: a pool, a connection or a transaction.
@@ -114,15 +130,18 @@ type Querier interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-const customerColumns = `livemode, account, customer_id, coalesce(user_id, ''), deleted, premium, status, features, subscriptions,
+const customerColumns = `livemode, account, customer_id, coalesce(user_id, ''), deleted, premium, status, features, limits, subscriptions,
 	last_event_id, last_event_created, updated_at`
+
+// userColumns are what scanUser reads of a user row.
+const userColumns = `customer_ids, premium, status, features, limits, grants, subscriptions, coalesce(last_event_id, ''),
+	last_event_created, updated_at`
 
 // The lookups the query API answers with. They read by key and are planned for index use on
 // sessions that price sequential scans out (enable_seqscan=off, as the query API's pool sets
 // it): plan_test.go holds them to that as the tables grow.
 const (
-	getUserSQL = `SELECT customer_ids, premium, status, features, subscriptions, last_event_id,
-			last_event_created, updated_at FROM user_entitlements
+	getUserSQL = `SELECT ` + userColumns + ` FROM user_entitlements
 			WHERE livemode = $1 AND account = $2 AND user_id = $3`
 	getCustomerSQL = `SELECT ` + customerColumns + ` FROM customer_entitlements
 			WHERE livemode = $1 AND account = $2 AND customer_id = $3`
@@ -130,14 +149,18 @@ const (
 
 func scanCustomer(row pgx.Row) (Customer, error) {
 	var c Customer
-	var subs []byte
-	if err := row.Scan(&c.Scope.Livemode, &c.Scope.Account, &c.CustomerID, &c.UserID, &c.Deleted, &c.Premium, &c.Status, &c.Features, &subs,
+	var subs, limits []byte
+	if err := row.Scan(&c.Scope.Livemode, &c.Scope.Account, &c.CustomerID, &c.UserID, &c.Deleted, &c.Premium, &c.Status, &c.Features, &limits, &subs,
 		&c.LastEventID, &c.LastEventCreated, &c.UpdatedAt); err != nil {
 		return Customer{}, err
 	}
 	if err := json.Unmarshal(subs, &c.Subscriptions); err != nil {
 		return Customer{}, fmt.Errorf("decode subscriptions of %s: %w", c.CustomerID, err)
 	}
+	if err := json.Unmarshal(limits, &c.Limits); err != nil {
+		return Customer{}, fmt.Errorf("decode limits of %s: %w", c.CustomerID, err)
+	}
+	c.Limits = nonNilMap(c.Limits)
 	c.LastEventCreated = c.LastEventCreated.UTC()
 	c.UpdatedAt = c.UpdatedAt.UTC()
 	return c, nil
@@ -179,15 +202,19 @@ func SaveCustomers(ctx context.Context, q Querier, cs []Customer) error {
 		if err != nil {
 			return fmt.Errorf("encode subscriptions of %s: %w", c.CustomerID, err)
 		}
+		limits, err := json.Marshal(nonNilMap(c.Limits))
+		if err != nil {
+			return fmt.Errorf("encode limits of %s: %w", c.CustomerID, err)
+		}
 		b.Queue(`INSERT INTO customer_entitlements (customer_id, user_id, deleted, premium, status, features,
-				subscriptions, last_event_id, last_event_created, livemode, account, updated_at)
-			VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+				subscriptions, last_event_id, last_event_created, livemode, account, limits, updated_at)
+			VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 			ON CONFLICT (livemode, account, customer_id) DO UPDATE SET user_id = excluded.user_id, deleted = excluded.deleted,
 				premium = excluded.premium, status = excluded.status, features = excluded.features,
 				subscriptions = excluded.subscriptions, last_event_id = excluded.last_event_id,
-				last_event_created = excluded.last_event_created, updated_at = now()`,
+				last_event_created = excluded.last_event_created, limits = excluded.limits, updated_at = now()`,
 			c.CustomerID, c.UserID, c.Deleted, c.Premium, c.Status, nonNil(c.Features), subs,
-			c.LastEventID, c.LastEventCreated, c.Scope.Livemode, c.Scope.Account)
+			c.LastEventID, c.LastEventCreated, c.Scope.Livemode, c.Scope.Account, limits)
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("save customer entitlements: %w", err)
@@ -195,11 +222,21 @@ func SaveCustomers(ctx context.Context, q Querier, cs []Customer) error {
 	return nil
 }
 
-// RefreshUsers rebuilds the user rows of the given users, each in its scope, from the rows of
-// their customers of that scope, and deletes the row of a user no customer of the scope carries
-// any more. Callers serialize per user (the processor holds
-// an advisory lock on each user id) so concurrent writers cannot interleave.
+// RefreshUsers is RefreshUsersWithGrants without grants: a user's row is the union of its
+// customers' rows alone, and a user without customers has none. Once grants exist every writer
+// must use RefreshUsersWithGrants (pkg/grant.RefreshUsers), or a write drops the user's grants
+// from the answer until the next.
 func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
+	return RefreshUsersWithGrants(ctx, q, users, nil)
+}
+
+// RefreshUsersWithGrants rebuilds the user rows of the given users, each in its scope, from the
+// rows of their customers of that scope and the user's active grants (grants[user], oldest
+// first, as the answer lists them), and deletes the row of a user with neither. A user with
+// grants and no customer has a row of its own: no customer ids, status none, no last event.
+// Callers serialize per user (the processor holds an advisory lock on each user id) so
+// concurrent writers cannot interleave.
+func RefreshUsersWithGrants(ctx context.Context, q Querier, users []scope.Key, grants map[scope.Key][]Grant) error {
 	if len(users) == 0 {
 		return nil
 	}
@@ -227,24 +264,37 @@ func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
 
 	b := &pgx.Batch{}
 	for _, u := range users {
-		cs := byUser[u]
-		if len(cs) == 0 {
+		cs, gs := byUser[u], grants[u]
+		if len(cs) == 0 && len(gs) == 0 {
 			b.Queue(`DELETE FROM user_entitlements WHERE livemode = $1 AND account = $2 AND user_id = $3`, u.Livemode, u.Account, u.ID)
 			continue
 		}
-		v := Merge(cs)
+		v := MergeWithGrants(u.Scope, cs, gs)
 		subs, err := json.Marshal(v.Subscriptions)
 		if err != nil {
 			return fmt.Errorf("encode subscriptions of user %s: %w", u, err)
 		}
+		limits, err := json.Marshal(v.Limits)
+		if err != nil {
+			return fmt.Errorf("encode limits of user %s: %w", u, err)
+		}
+		grantsJSON, err := json.Marshal(v.Grants)
+		if err != nil {
+			return fmt.Errorf("encode grants of user %s: %w", u, err)
+		}
+		var lastCreated *time.Time
+		if v.LastEventID != "" {
+			lastCreated = &v.LastEventCreated
+		}
 		b.Queue(`INSERT INTO user_entitlements (user_id, customer_ids, premium, status, features, subscriptions,
-				last_event_id, last_event_created, livemode, account, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+				last_event_id, last_event_created, livemode, account, limits, grants, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, $10, $11, $12, now())
 			ON CONFLICT (livemode, account, user_id) DO UPDATE SET customer_ids = excluded.customer_ids, premium = excluded.premium,
 				status = excluded.status, features = excluded.features, subscriptions = excluded.subscriptions,
 				last_event_id = excluded.last_event_id, last_event_created = excluded.last_event_created,
-				updated_at = now()`,
-			u.ID, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, v.LastEventID, v.LastEventCreated, u.Livemode, u.Account)
+				limits = excluded.limits, grants = excluded.grants, updated_at = now()`,
+			u.ID, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, v.LastEventID, lastCreated, u.Livemode, u.Account,
+			limits, grantsJSON)
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("save user entitlements: %w", err)
@@ -255,11 +305,19 @@ func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
 // Merge is the row of a user over the rows of all the user's customers (cs, at least one, all of
 // one scope): the union RefreshUsers stores. UserID and UpdatedAt are left unset, Scope is cs's. It does not modify cs.
 func Merge(cs []Customer) User {
+	return MergeWithGrants(cs[0].Scope, cs, nil)
+}
+
+// MergeWithGrants is the row of a user of scope sc over the rows of its customers (cs, possibly
+// none) and its active grants (gs, oldest first): the union of the customers as Merge makes it
+// with the grants' features and limits on top (subscription.WithGrants). UserID and UpdatedAt
+// are left unset. It modifies neither cs nor gs.
+func MergeWithGrants(sc scope.Scope, cs []Customer, gs []Grant) User {
 	ents := make([]subscription.Entitlement, 0, len(cs))
-	v := User{Scope: cs[0].Scope, CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}}
+	v := User{Scope: sc, CustomerIDs: make([]string, 0, len(cs)), Subscriptions: []Subscription{}, Grants: make([]Grant, 0, len(gs))}
 	var last Customer
 	for i, c := range cs {
-		ents = append(ents, subscription.Entitlement{Premium: c.Premium, Status: c.Status, Features: c.Features})
+		ents = append(ents, subscription.Entitlement{Premium: c.Premium, Status: c.Status, Features: c.Features, Limits: c.Limits})
 		v.CustomerIDs = append(v.CustomerIDs, c.CustomerID)
 		v.Subscriptions = append(v.Subscriptions, c.Subscriptions...)
 		if i == 0 || c.LastEventCreated.After(last.LastEventCreated) ||
@@ -267,8 +325,13 @@ func Merge(cs []Customer) User {
 			last = c
 		}
 	}
-	e := subscription.Merge(ents...)
-	v.Premium, v.Status, v.Features = e.Premium, e.Status, nonNil(e.Features)
+	terms := make([]subscription.Grant, 0, len(gs))
+	for _, g := range gs {
+		terms = append(terms, subscription.Grant{Features: g.Features, Limits: g.Limits})
+		v.Grants = append(v.Grants, g)
+	}
+	e := subscription.WithGrants(subscription.Merge(ents...), terms...)
+	v.Premium, v.Status, v.Features, v.Limits = e.Premium, e.Status, nonNil(e.Features), nonNilMap(e.Limits)
 	sort.Strings(v.CustomerIDs)
 	sort.Slice(v.Subscriptions, func(i, j int) bool {
 		a, b := v.Subscriptions[i], v.Subscriptions[j]
@@ -320,23 +383,49 @@ func GetUsers(ctx context.Context, q Querier, keys []scope.Key) (map[scope.Key]U
 func scanUser(row pgx.Row, k scope.Key) (User, error) {
 	userID := k.ID
 	u := User{Scope: k.Scope, UserID: userID}
-	var subs []byte
-	err := row.Scan(&u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &subs, &u.LastEventID, &u.LastEventCreated, &u.UpdatedAt)
+	err := scanUserColumns(row, &u)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, fmt.Errorf("user %s: %w", userID, ErrNotFound)
 	}
 	if err != nil {
 		return User{}, fmt.Errorf("read entitlement of user %s: %w", userID, err)
 	}
-	if err := json.Unmarshal(subs, &u.Subscriptions); err != nil {
-		return User{}, fmt.Errorf("decode subscriptions of user %s: %w", userID, err)
+	return u, nil
+}
+
+// scanUserColumns reads userColumns into u, times in UTC and lists never nil; the columns before
+// them (scope, user id) go to before.
+func scanUserColumns(row pgx.Row, u *User, before ...any) error {
+	var subs, limits, grants []byte
+	var lastCreated *time.Time
+	if err := row.Scan(append(before, &u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &limits, &grants, &subs,
+		&u.LastEventID, &lastCreated, &u.UpdatedAt)...); err != nil {
+		return err
 	}
-	u.CustomerIDs, u.Features = nonNil(u.CustomerIDs), nonNil(u.Features)
+	if err := json.Unmarshal(subs, &u.Subscriptions); err != nil {
+		return fmt.Errorf("decode subscriptions of user %s: %w", u.UserID, err)
+	}
+	if err := json.Unmarshal(limits, &u.Limits); err != nil {
+		return fmt.Errorf("decode limits of user %s: %w", u.UserID, err)
+	}
+	if err := json.Unmarshal(grants, &u.Grants); err != nil {
+		return fmt.Errorf("decode grants of user %s: %w", u.UserID, err)
+	}
+	u.CustomerIDs, u.Features, u.Limits = nonNil(u.CustomerIDs), nonNil(u.Features), nonNilMap(u.Limits)
 	if u.Subscriptions == nil {
 		u.Subscriptions = []Subscription{}
 	}
-	u.LastEventCreated, u.UpdatedAt = u.LastEventCreated.UTC(), u.UpdatedAt.UTC()
-	return u, nil
+	if u.Grants == nil {
+		u.Grants = []Grant{}
+	}
+	for i := range u.Grants {
+		u.Grants[i].Features, u.Grants[i].Limits = nonNil(u.Grants[i].Features), nonNilMap(u.Grants[i].Limits)
+	}
+	if lastCreated != nil {
+		u.LastEventCreated = lastCreated.UTC()
+	}
+	u.UpdatedAt = u.UpdatedAt.UTC()
+	return nil
 }
 
 // GetCustomer reads the row of a Stripe customer in a scope, times in UTC and lists never nil.
@@ -355,6 +444,13 @@ func GetCustomer(ctx context.Context, q Querier, k scope.Key) (Customer, error) 
 		c.Subscriptions = []Subscription{}
 	}
 	return c, nil
+}
+
+func nonNilMap(m map[string]int64) map[string]int64 {
+	if m == nil {
+		return map[string]int64{}
+	}
+	return m
 }
 
 func nonNil(s []string) []string {

@@ -2,7 +2,6 @@ package entitlement
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 )
 
@@ -15,8 +14,8 @@ func RecentUsers(ctx context.Context, q Querier, limit int) ([]User, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("recent user entitlements: limit %d is not positive", limit)
 	}
-	rows, err := q.Query(ctx, `SELECT livemode, account, user_id, customer_ids, premium, status, features, subscriptions, last_event_id,
-			last_event_created, updated_at FROM user_entitlements ORDER BY updated_at DESC, livemode, account, user_id LIMIT $1`, limit)
+	rows, err := q.Query(ctx, `SELECT livemode, account, user_id, `+userColumns+` FROM user_entitlements
+			ORDER BY updated_at DESC, livemode, account, user_id LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("recent user entitlements: %w", err)
 	}
@@ -24,19 +23,9 @@ func RecentUsers(ctx context.Context, q Querier, limit int) ([]User, error) {
 	out := make([]User, 0, min(limit, 1024))
 	for rows.Next() {
 		var u User
-		var subs []byte
-		if err := rows.Scan(&u.Scope.Livemode, &u.Scope.Account, &u.UserID, &u.CustomerIDs, &u.Premium, &u.Status, &u.Features, &subs,
-			&u.LastEventID, &u.LastEventCreated, &u.UpdatedAt); err != nil {
+		if err := scanUserColumns(rows, &u, &u.Scope.Livemode, &u.Scope.Account, &u.UserID); err != nil {
 			return nil, fmt.Errorf("recent user entitlements: %w", err)
 		}
-		if err := json.Unmarshal(subs, &u.Subscriptions); err != nil {
-			return nil, fmt.Errorf("decode subscriptions of user %s: %w", u.UserID, err)
-		}
-		u.CustomerIDs, u.Features = nonNil(u.CustomerIDs), nonNil(u.Features)
-		if u.Subscriptions == nil {
-			u.Subscriptions = []Subscription{}
-		}
-		u.LastEventCreated, u.UpdatedAt = u.LastEventCreated.UTC(), u.UpdatedAt.UTC()
 		out = append(out, u)
 	}
 	if err := rows.Err(); err != nil {

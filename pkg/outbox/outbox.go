@@ -52,7 +52,7 @@ type Change struct {
 // gone is the answer of a user who lost its last customer.
 func gone(userID string, sc scope.Scope) Answer {
 	a := Answer{UserID: &userID, CustomerIDs: []string{}, Livemode: sc.Livemode, Status: "none",
-		Features: []string{}, Subscriptions: []entitlement.Subscription{}}
+		Features: []string{}, Limits: map[string]int64{}, Grants: []entitlement.Grant{}, Subscriptions: []entitlement.Subscription{}}
 	if sc.Account != "" {
 		a.Account = &sc.Account
 	}
@@ -108,13 +108,14 @@ func Record(ctx context.Context, q entitlement.Querier, users []scope.Key, urls 
 	for _, k := range users {
 		sc, id := k.Scope, k.ID
 		a := gone(id, sc)
-		if u, ok := rows[k]; ok {
+		u, there := rows[k]
+		if there {
 			a = entitlement.UserAnswer(u)
 		}
 		d := digest(a)
 		prev, notified := last[k]
 		switch {
-		case !notified && len(a.CustomerIDs) == 0:
+		case !notified && !there:
 			continue // never notified and not there: nothing to say
 		case notified && prev.digest == d:
 			continue

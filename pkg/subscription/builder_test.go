@@ -36,6 +36,21 @@ const (
 type item struct {
 	id, price, product string
 	amount             int64
+	quantity           int64 // 0 renders as 1
+	trialOffer         *trialOffer
+}
+
+// trialOffer is an item's current_trial (Trial Offers, 2026-09-30.endive).
+type trialOffer struct {
+	id         string
+	start, end int64
+}
+
+func (it item) qty() int64 {
+	if it.quantity == 0 {
+		return 1
+	}
+	return it.quantity
 }
 
 type pause struct {
@@ -119,8 +134,14 @@ func (s sub) object(api string) map[string]any {
 	for _, it := range s.items {
 		o := map[string]any{
 			"id": it.id, "object": "subscription_item", "billing_thresholds": nil, "created": s.created,
-			"discounts": []any{}, "metadata": map[string]any{}, "quantity": int64(1),
+			"discounts": []any{}, "metadata": map[string]any{}, "quantity": it.qty(),
 			"subscription": s.id, "tax_rates": []any{},
+		}
+		if api >= "2026-09-30" {
+			o["current_trial"] = nil
+			if t := it.trialOffer; t != nil {
+				o["current_trial"] = map[string]any{"trial_offer": t.id, "start_date": t.start, "end_date": t.end}
+			}
 		}
 		if s.priceAsID {
 			o["price"] = it.price
@@ -188,7 +209,7 @@ func (s sub) object(api string) map[string]any {
 	}
 	if len(s.items) == 1 && api < "2025-03-31" {
 		o["plan"] = planObject(s.items[0])
-		o["quantity"] = int64(1)
+		o["quantity"] = s.items[0].qty()
 	}
 	return o
 }

@@ -11,8 +11,9 @@ import (
 // it whenever the fold, the tie-break or the encoding changes: a checkpoint of another version is
 // refused by Resume (ErrCheckpointInvalid), so the customer is derived from scratch again.
 //
-// Version 2 (the ladder) added Events.
-const CheckpointVersion = 2
+// Version 2 (the ladder) added Events; version 3 the subscription items (quantities and trial
+// offers, for limits).
+const CheckpointVersion = 3
 
 // Sentinel errors of Resume.
 var (
@@ -79,6 +80,8 @@ type subObject struct {
 	PlanPriceIDs      []string `json:"plan_price_ids,omitempty"`
 	PlanProductIDs    []string `json:"plan_product_ids,omitempty"`
 	ItemsSeen         bool     `json:"items_seen,omitempty"`
+	Items             []Item   `json:"items,omitempty"`
+	PlanQuantity      int64    `json:"plan_quantity,omitempty"`
 }
 
 // eventState is what the tie-break reads of an earlier second's event (keyOf, canFollow's a).
@@ -102,6 +105,7 @@ func toSubObject(o *SubscriptionObject) subObject {
 		ItemsPeriodEnd: o.itemsPeriodEnd, CancelAt: o.cancelAt, CanceledAt: o.canceledAt,
 		LatestInvoice: o.latestInvoice, PlanPriceIDs: slices.Clone(o.planPriceIDs),
 		PlanProductIDs: slices.Clone(o.planProductIDs), ItemsSeen: o.itemsSeen,
+		Items: slices.Clone(o.Items), PlanQuantity: o.planQuantity,
 	}
 }
 
@@ -115,6 +119,7 @@ func (s subObject) object() *SubscriptionObject {
 		itemsPeriodEnd: s.ItemsPeriodEnd, cancelAt: s.CancelAt, canceledAt: s.CanceledAt,
 		latestInvoice: s.LatestInvoice, planPriceIDs: slices.Clone(s.PlanPriceIDs),
 		planProductIDs: slices.Clone(s.PlanProductIDs), itemsSeen: s.ItemsSeen,
+		Items: slices.Clone(s.Items), planQuantity: s.PlanQuantity,
 	}
 }
 

@@ -243,9 +243,11 @@ func TestDeriveCapturedPayloads(t *testing.T) {
 		Subscriptions: []subscription.Subscription{
 			{ID: "sub_JLEPMp81LApOJl", CustomerID: "cus_IhGfebO16cMIGN", Status: "active",
 				PriceIDs: []string{"price_1IDQm5JDPojXS6LNM31hxKzp"}, ProductIDs: []string{"prod_Ip4vqwv3EJ7Mi0"},
+				Items:            []subscription.Item{{PriceID: "price_1IDQm5JDPojXS6LNM31hxKzp", ProductID: "prod_Ip4vqwv3EJ7Mi0", Quantity: 1}},
 				CurrentPeriodEnd: unix(1621572344)},
 			{ID: "sub_JdIzvfy6o5GZRd", CustomerID: "cus_IhGfebO16cMIGN", Status: "canceled",
 				PriceIDs: []string{"price_1IDQm5JDPojXS6LNM31hxKzp"}, ProductIDs: []string{"prod_Ip4vqwv3EJ7Mi0"},
+				Items:            []subscription.Item{{PriceID: "price_1IDQm5JDPojXS6LNM31hxKzp", ProductID: "prod_Ip4vqwv3EJ7Mi0", Quantity: 1}},
 				CurrentPeriodEnd: unix(1625740918), EndedAt: unix(1623149102)},
 		},
 		LastEventID:      "evt_1J02QdJDPojXS6LNnOJB09Xb",

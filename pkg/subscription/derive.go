@@ -31,11 +31,14 @@ type State struct {
 // canceled once a customer.subscription.deleted or customer.deleted event was seen. Times are UTC,
 // nil when absent.
 type Subscription struct {
-	ID                string
-	CustomerID        string
-	Status            string
-	PriceIDs          []string // sorted, deduplicated; nil when none
-	ProductIDs        []string // sorted, deduplicated; nil when none
+	ID         string
+	CustomerID string
+	Status     string
+	PriceIDs   []string // sorted, deduplicated; nil when none
+	ProductIDs []string // sorted, deduplicated; nil when none
+	// Items are the subscription's items with their quantities, as SubscriptionObject.Items; nil
+	// when none.
+	Items             []Item
 	CurrentPeriodEnd  *time.Time
 	TrialEnd          *time.Time
 	EndedAt           *time.Time // when deleted without ended_at: the deleting event's time
@@ -190,6 +193,10 @@ func dedupe(events []Event) []Event {
 	return events[:out]
 }
 
+// subscriptionOf is the state of a subscription whose latest object is o. A subscription an item
+// of which is in a Trial Offer (items[].current_trial) while its status is active is in a trial
+// the customer may pay for: it is answered trialing, and its trial_end, when the subscription has
+// none of its own, is the latest end of its items' trial offers.
 func subscriptionOf(o *SubscriptionObject) Subscription {
 	s := Subscription{
 		ID:                o.ID,
@@ -197,10 +204,25 @@ func subscriptionOf(o *SubscriptionObject) Subscription {
 		Status:            o.Status,
 		PriceIDs:          slices.Clone(o.PriceIDs),
 		ProductIDs:        slices.Clone(o.ProductIDs),
+		Items:             slices.Clone(o.Items),
 		CurrentPeriodEnd:  timeOf(o.CurrentPeriodEnd),
 		TrialEnd:          timeOf(o.TrialEnd),
 		EndedAt:           timeOf(o.EndedAt),
 		CancelAtPeriodEnd: o.CancelAtPeriodEnd,
+	}
+	var offerEnd int64
+	inOffer := false
+	for _, it := range o.Items {
+		if it.InTrial {
+			inOffer = true
+			offerEnd = max(offerEnd, it.TrialEnd)
+		}
+	}
+	if inOffer && s.Status == StatusActive {
+		s.Status = StatusTrialing
+	}
+	if inOffer && s.TrialEnd == nil {
+		s.TrialEnd = timeOf(offerEnd)
 	}
 	if o.Paused {
 		s.PauseCollection = &PauseCollection{Behavior: o.PauseBehavior, ResumesAt: timeOf(o.PauseResumesAt)}

@@ -79,6 +79,7 @@ func TestDerive(t *testing.T) {
 				require.Equal(t, subscription.Subscription{
 					ID: "sub_1QkA", CustomerID: cus, Status: "active",
 					PriceIDs: []string{proItem().price}, ProductIDs: []string{proItem().product},
+					Items:            []subscription.Item{{PriceID: proItem().price, ProductID: proItem().product, Quantity: 1}},
 					CurrentPeriodEnd: unix(t0 + month),
 				}, st.Subscriptions[0])
 				require.Equal(t, t0+2, st.LastEventCreated)

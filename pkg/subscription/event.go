@@ -1,6 +1,7 @@
 package subscription
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -52,6 +53,10 @@ type SubscriptionObject struct {
 	// API versions, items.data[].plan), sorted and deduplicated.
 	PriceIDs   []string
 	ProductIDs []string
+	// Items are the subscription's items with their quantities (the oldest API versions' top-level
+	// plan and quantity make one item), sorted by price, product, quantity and trial; the limits
+	// of PLANS_FILE are counted per item.
+	Items []Item
 	// CurrentPeriodEnd is the subscription's current_period_end (API versions before
 	// 2025-03-31.basil) or, when the subscription has none, the latest of its items' (basil and later).
 	CurrentPeriodEnd  int64
@@ -75,7 +80,36 @@ type SubscriptionObject struct {
 	// the subscription's price when items never came.
 	planPriceIDs   []string
 	planProductIDs []string
+	planQuantity   int64 // the top-level quantity of the oldest API versions
 	itemsSeen      bool
+}
+
+// Item is one subscription item. PriceID or ProductID is "" when the event did not carry it (a
+// price given as an id only has no product). Quantity is the item's quantity, 0 when null (a
+// metered price has none). TrialEnd is the end_date of the item's current_trial (a Trial Offer,
+// API 2026-09-30.endive and later), 0 when the item is not in a trial offer; InTrial is true
+// while current_trial is set.
+type Item struct {
+	PriceID   string `json:"price_id,omitempty"`
+	ProductID string `json:"product_id,omitempty"`
+	Quantity  int64  `json:"quantity,omitempty"`
+	InTrial   bool   `json:"in_trial,omitempty"`
+	TrialEnd  int64  `json:"trial_end,omitempty"`
+}
+
+func compareItems(a, b Item) int {
+	return cmp.Or(strings.Compare(a.PriceID, b.PriceID), strings.Compare(a.ProductID, b.ProductID),
+		cmp.Compare(a.Quantity, b.Quantity), cmp.Compare(a.TrialEnd, b.TrialEnd), boolCompare(a.InTrial, b.InTrial))
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // CustomerObject holds the facts of a Stripe customer object.
@@ -251,6 +285,8 @@ func readSubscription(d []byte, s *SubscriptionObject, partial bool) error {
 				err = readPrice(dec, &p)
 			}
 			s.planPriceIDs, s.planProductIDs = p.PriceIDs, p.ProductIDs
+		case "quantity":
+			s.planQuantity, err = stripejson.Int(dec)
 		default:
 			return dec.SkipValue()
 		}
@@ -261,11 +297,17 @@ func readSubscription(d []byte, s *SubscriptionObject, partial bool) error {
 	})
 }
 
-// usePlan makes the top-level plan the subscription's price when it has no items.
+// usePlan makes the top-level plan the subscription's price (and its one item) when it has no
+// items.
 func (s *SubscriptionObject) usePlan() {
 	if !s.itemsSeen && len(s.PriceIDs) == 0 && len(s.planPriceIDs) > 0 {
 		s.PriceIDs = sortedSet(slices.Clone(s.planPriceIDs))
 		s.ProductIDs = sortedSet(slices.Clone(s.planProductIDs))
+		it := Item{PriceID: s.planPriceIDs[0], Quantity: s.planQuantity}
+		if len(s.planProductIDs) > 0 {
+			it.ProductID = s.planProductIDs[0]
+		}
+		s.Items = []Item{it}
 	}
 }
 
@@ -296,7 +338,7 @@ func readPause(dec *stripejson.Decoder, s *SubscriptionObject, partial bool) err
 // readItems reads a subscription's items list (a list object, or {"data": [...]} in
 // previous_attributes); the items replace whatever s had.
 func readItems(dec *stripejson.Decoder, s *SubscriptionObject) error {
-	s.PriceIDs, s.ProductIDs, s.itemsPeriodEnd = nil, nil, 0
+	s.PriceIDs, s.ProductIDs, s.Items, s.itemsPeriodEnd = nil, nil, nil, 0
 	err := stripejson.Members(dec, func(key []byte) error {
 		if string(key) != "data" {
 			return dec.SkipValue()
@@ -308,14 +350,21 @@ func readItems(dec *stripejson.Decoder, s *SubscriptionObject) error {
 	}
 	s.PriceIDs = sortedSet(s.PriceIDs)
 	s.ProductIDs = sortedSet(s.ProductIDs)
+	slices.SortFunc(s.Items, compareItems)
 	return nil
 }
 
 func readItem(dec *stripejson.Decoder, s *SubscriptionObject) error {
-	return stripejson.Members(dec, func(key []byte) (err error) {
+	var it Item
+	var price SubscriptionObject // the item's price and plan (the same price, as two objects)
+	err := stripejson.Members(dec, func(key []byte) (err error) {
 		switch string(key) {
 		case "price", "plan":
-			err = readPrice(dec, s)
+			err = readPrice(dec, &price)
+		case "quantity":
+			it.Quantity, err = stripejson.Int(dec)
+		case "current_trial":
+			err = readTrial(dec, &it)
 		case "current_period_end":
 			var periodEnd int64
 			periodEnd, err = stripejson.Int(dec)
@@ -327,6 +376,36 @@ func readItem(dec *stripejson.Decoder, s *SubscriptionObject) error {
 			return fmt.Errorf("%s: %w", key, err)
 		}
 		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.PriceIDs = append(s.PriceIDs, price.PriceIDs...)
+	s.ProductIDs = append(s.ProductIDs, price.ProductIDs...)
+	if len(price.PriceIDs) > 0 {
+		it.PriceID = price.PriceIDs[0]
+	}
+	if len(price.ProductIDs) > 0 {
+		it.ProductID = price.ProductIDs[0]
+	}
+	s.Items = append(s.Items, it)
+	return nil
+}
+
+// readTrial reads an item's current_trial (Trial Offers): null, or {trial_offer, start_date,
+// end_date}.
+func readTrial(dec *stripejson.Decoder, it *Item) error {
+	if stripejson.IsNull(dec) {
+		it.InTrial, it.TrialEnd = false, 0
+		return dec.SkipValue()
+	}
+	it.InTrial = true
+	return stripejson.Members(dec, func(key []byte) (err error) {
+		if string(key) != "end_date" {
+			return dec.SkipValue()
+		}
+		it.TrialEnd, err = stripejson.Int(dec)
+		return err
 	})
 }
 

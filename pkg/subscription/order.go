@@ -339,5 +339,6 @@ func sameSubscription(a, b *SubscriptionObject) bool {
 		a.PauseBehavior == b.PauseBehavior &&
 		a.PauseResumesAt == b.PauseResumesAt &&
 		slices.Equal(a.PriceIDs, b.PriceIDs) &&
-		slices.Equal(a.ProductIDs, b.ProductIDs)
+		slices.Equal(a.ProductIDs, b.ProductIDs) &&
+		slices.Equal(a.Items, b.Items)
 }

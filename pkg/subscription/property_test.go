@@ -56,6 +56,7 @@ func (g *generator) lifecycle(id string, start int64) int64 {
 	r, h := g.r, g.h
 	it := prices()[r.IntN(len(prices()))]
 	it.id = "si_" + id[4:]
+	it.quantity = 1 + r.Int64N(5) // seats
 	s := sub{id: id, items: []item{it}, created: start, periodStart: start, periodEnd: start + month,
 		latestInvoice: "in_" + id[4:] + "_0", priceAsID: r.IntN(10) == 0, productExpanded: r.IntN(5) == 0}
 	invoices := 0
@@ -111,7 +112,7 @@ func (g *generator) lifecycle(id string, start int64) int64 {
 				h.updated(now, s)
 			case 3:
 				next := prices()[r.IntN(len(prices()))]
-				next.id = s.items[0].id
+				next.id, next.quantity = s.items[0].id, 1+r.Int64N(5) // a plan or seat change
 				s.items = []item{next}
 				h.updated(now, s)
 			case 4:
@@ -209,6 +210,20 @@ func deliver(r *rand.Rand, events []subscription.Event) []subscription.Event {
 	return out
 }
 
+// limitRules are rules with a PLANS_FILE that gives features and limits to the generator's prices
+// (seats by quantity, projects fixed, by price and by product), so that the property tests cover
+// the limits.
+func limitRules() subscription.Rules {
+	rules := subscription.DefaultRules()
+	rules.Plans = map[string][]string{proItem().price: {"pro"}, "prod_QkTeam": {"team"}, "price_1BasicMonthly": {}}
+	rules.Limits = map[string]map[string]subscription.Limit{
+		proItem().price:       {"projects": {Value: 10}, "seats": {PerQuantity: true}},
+		"prod_QkTeam":         {"projects": {Value: 50}, "seats": {PerQuantity: true}},
+		"price_1BasicMonthly": {"projects": {Value: 1}},
+	}
+	return rules
+}
+
 // TestDeriveAnyDelivery checks the property the contract promises: whatever the order and the
 // number of times events are delivered, the derived state is the same.
 func TestDeriveAnyDelivery(t *testing.T) {
@@ -220,14 +235,17 @@ func TestDeriveAnyDelivery(t *testing.T) {
 	for seed := range uint64(histories) {
 		h := generate(t, seed, cus)
 		events := decodeAll(t, h.raws)
-		rules := subscription.DefaultRules()
+		rules := limitRules()
 		want := subscription.Derive(cus, events, rules)
+		wantEnt := want.Entitlement(rules)
 		ordered := slices.Clone(events)
 		subscription.Order(ordered)
 		r := rand.New(rand.NewPCG(seed, 2))
 		for range deliveries {
 			delivered := deliver(r, events)
-			require.Equal(t, want, subscription.Derive(cus, delivered, rules), "seed %d", seed)
+			got := subscription.Derive(cus, delivered, rules)
+			require.Equal(t, want, got, "seed %d", seed)
+			require.Equal(t, wantEnt, got.Entitlement(rules), "seed %d: limits and features", seed)
 			unique := slices.Clone(events)
 			r.Shuffle(len(unique), func(i, j int) { unique[i], unique[j] = unique[j], unique[i] })
 			subscription.Order(unique)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"container/list"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -79,6 +80,12 @@ func (c *ttlCache) len() int {
 func clone(e Entitlement) Entitlement {
 	e.CustomerIDs = slices.Clone(e.CustomerIDs)
 	e.Features = slices.Clone(e.Features)
+	e.Limits = maps.Clone(e.Limits)
+	grants := slices.Clone(e.Grants)
+	for i := range grants {
+		grants[i].Features, grants[i].Limits = slices.Clone(grants[i].Features), maps.Clone(grants[i].Limits)
+	}
+	e.Grants = grants
 	subs := slices.Clone(e.Subscriptions)
 	for i := range subs {
 		subs[i].PriceIDs = slices.Clone(subs[i].PriceIDs)

@@ -42,17 +42,20 @@ const maxBody = 1 << 20
 
 // Entitlement is the query API's answer for a user. Absent values (JSON null) are zero.
 type Entitlement struct {
-	UserID           string         `json:"user_id"`
-	CustomerIDs      []string       `json:"customer_ids"`
-	Livemode         bool           `json:"livemode"` // the Stripe mode the answer is of
-	Account          string         `json:"account"`  // the connected account, "" for the platform
-	Premium          bool           `json:"premium"`
-	Status           string         `json:"status"`
-	Features         []string       `json:"features"`
-	Subscriptions    []Subscription `json:"subscriptions"`
-	LastEventID      string         `json:"last_event_id"`
-	LastEventCreated time.Time      `json:"last_event_created"`
-	UpdatedAt        time.Time      `json:"updated_at"`
+	UserID      string   `json:"user_id"`
+	CustomerIDs []string `json:"customer_ids"`
+	Livemode    bool     `json:"livemode"` // the Stripe mode the answer is of
+	Account     string   `json:"account"`  // the connected account, "" for the platform
+	Premium     bool     `json:"premium"`
+	Status      string   `json:"status"`
+	Features    []string `json:"features"`
+	// Limits maps a limit name (PLANS_FILE, grants) to its value; a name absent is 0.
+	Limits           map[string]int64 `json:"limits"`
+	Grants           []Grant          `json:"grants"` // the user's active grants, oldest first
+	Subscriptions    []Subscription   `json:"subscriptions"`
+	LastEventID      string           `json:"last_event_id"`
+	LastEventCreated time.Time        `json:"last_event_created"`
+	UpdatedAt        time.Time        `json:"updated_at"`
 	// FailOpen is true when the server's fail-open switch is on: access is granted whatever the
 	// subscriptions say.
 	FailOpen bool `json:"fail_open"`
@@ -69,6 +72,21 @@ func (e Entitlement) HasFeature(name string) bool {
 		}
 	}
 	return false
+}
+
+// Limit is the value of the named limit, 0 when nothing gives it.
+func (e Entitlement) Limit(name string) int64 { return e.Limits[name] }
+
+// Grant is access an operator gave the user outside Stripe. Until is zero for a grant that lasts
+// until revoked.
+type Grant struct {
+	ID        string           `json:"id"`
+	Features  []string         `json:"features"`
+	Limits    map[string]int64 `json:"limits"`
+	Until     time.Time        `json:"until"`
+	Reason    string           `json:"reason"`
+	By        string           `json:"by"`
+	CreatedAt time.Time        `json:"created_at"`
 }
 
 // Subscription is one Stripe subscription of the user. Absent times are zero.
@@ -266,6 +284,8 @@ func (c *Client) fallback(userID string) Entitlement {
 		Premium:       true,
 		Status:        "none",
 		Features:      []string{"premium"},
+		Limits:        map[string]int64{},
+		Grants:        []Grant{},
 		Subscriptions: []Subscription{},
 		Fallback:      true,
 	}

@@ -3,26 +3,28 @@ package stripetest
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 )
 
-// ExternalEvent is one body of the shared external events: Name is its path under events/.
+// ExternalEvent is one body of the external events: Name is its path under events/.
 type ExternalEvent struct {
 	Name string
 	Raw  []byte
 }
 
 // ExternalEventsDir is the directory of the external events (567 event bodies from other
-// projects' test suites; its README says what they are): $TOLLGATE_EXTERNAL_EVENTS, else
-// shared/external-events beside the repository's directory.
+// projects' test suites; its README names their sources): testdata/external-events of this
+// package, inside the repository, so that the tests need nothing beside the clone.
 func ExternalEventsDir(tb testing.TB) string {
 	tb.Helper()
-	if dir := os.Getenv("TOLLGATE_EXTERNAL_EVENTS"); dir != "" {
-		return dir
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		tb.Fatalf("stripetest: cannot locate the package source")
 	}
-	return filepath.Join(FixtureDir(tb), "..", "..", "..", "..", "shared", "external-events")
+	return filepath.Join(filepath.Dir(file), "testdata", "external-events")
 }
 
 // ExternalEvents returns every body under events/ of ExternalEventsDir, sorted by name. It fails
@@ -44,7 +46,7 @@ func ExternalEvents(tb testing.TB) []ExternalEvent {
 		return nil
 	})
 	if err != nil || len(out) == 0 {
-		tb.Fatalf("stripetest: external events in %s: %v (%d found; set TOLLGATE_EXTERNAL_EVENTS)", root, err, len(out))
+		tb.Fatalf("stripetest: external events in %s: %v (%d found)", root, err, len(out))
 	}
 	slices.SortFunc(out, func(a, b ExternalEvent) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -13,7 +13,9 @@
 // Variables: BIN_DIR (bin, must hold listener, processor, queryapi and nats-server),
 // DATABASE_URL (the Postgres server to create tollgate_bench_<random> on), BENCH_OUT
 // (bench/results.md), BENCH_SCALE (1; a smaller factor shrinks every phase, for a quick try),
-// BENCH_LOG (bench/out/bench.log: the services' logs).
+// BENCH_LOG (bench/out/bench.log: the services' logs), BENCH_ONLY (burst: only the burst drain,
+// against a default-sync nats-server; for profiling and before/after runs), BENCH_BURST_EVENTS and
+// BENCH_BURST_CUSTOMERS (the burst's size: 100,000 events over 20,000 customers).
 package main
 
 import (
@@ -41,12 +43,33 @@ func main() {
 type settings struct {
 	binDir, databaseURL, out, logPath string
 	scale                             float64
+	only                              string // "" (every phase) or "burst"
+	burstEvents, burstCustomers       int
 }
 
 func loadSettings(getenv func(string) string) (settings, error) {
 	s := settings{
 		binDir: getenv("BIN_DIR"), databaseURL: getenv("DATABASE_URL"),
-		out: getenv("BENCH_OUT"), logPath: getenv("BENCH_LOG"), scale: 1,
+		out: getenv("BENCH_OUT"), logPath: getenv("BENCH_LOG"), scale: 1, only: getenv("BENCH_ONLY"),
+		burstEvents: burstEvents, burstCustomers: burstCustomers,
+	}
+	if s.only != "" && s.only != "burst" {
+		return s, fmt.Errorf("BENCH_ONLY %q: want burst or nothing", s.only)
+	}
+	for _, v := range []struct {
+		name string
+		p    *int
+	}{{"BENCH_BURST_EVENTS", &s.burstEvents}, {"BENCH_BURST_CUSTOMERS", &s.burstCustomers}} {
+		if e := getenv(v.name); e != "" {
+			n, err := strconv.Atoi(e)
+			if err != nil || n <= 0 {
+				return s, fmt.Errorf("%s %q: want a positive number", v.name, e)
+			}
+			*v.p = n
+		}
+	}
+	if s.burstEvents < 5*s.burstCustomers {
+		return s, fmt.Errorf("BENCH_BURST_EVENTS %d: want at least 5 per customer (%d customers)", s.burstEvents, s.burstCustomers)
 	}
 	def := func(p *string, v string) {
 		if *p == "" {

@@ -20,8 +20,8 @@ func (b *bench) table(m rig.Machine, started time.Time, loadStart string) string
 	fmt.Fprintf(&s, "- machine: %d CPUs, %s; load average (1/5/15 min) %s at start, %s at end\n", m.CPUs, m.CPUModel, loadStart, rig.LoadAvg())
 	fmt.Fprintf(&s, "- software: Go %s; %s as its own process, JetStream file store, sync as each row says; %s, default settings\n",
 		strings.TrimPrefix(m.Go, "go"), m.NATS, m.Postgres)
-	fmt.Fprintf(&s, "- command: `make bench` (`go run ./e2e/cmd/bench`%s): the real bin/ services, judged through HTTP only; load generator, services, NATS and Postgres share the machine\n",
-		scaleNote(b.scale))
+	fmt.Fprintf(&s, "- command: `make bench` (`go run ./e2e/cmd/bench`%s%s): the real bin/ services, judged through HTTP only; load generator, services, NATS and Postgres share the machine\n",
+		scaleNote(b.scale), onlyNote(b.settings))
 	fmt.Fprintf(&s, "\n| metric | result | goal | met |\n|---|---|---|---|\n")
 	for _, r := range b.rows {
 		goal := r.goal
@@ -44,6 +44,14 @@ func scaleNote(scale float64) string {
 		return ""
 	}
 	return fmt.Sprintf(", BENCH_SCALE=%g", scale)
+}
+
+// onlyNote names the variables of a run of the burst alone.
+func onlyNote(s settings) string {
+	if s.only == "" {
+		return ""
+	}
+	return fmt.Sprintf(", BENCH_ONLY=%s BENCH_BURST_EVENTS=%d BENCH_BURST_CUSTOMERS=%d", s.only, s.burstEvents, s.burstCustomers)
 }
 
 // summary is a run's rate and latency in the table's words.

@@ -3,20 +3,25 @@
 // DATABASE_URL. Logs of all parts go to one terminal, each line prefixed by its service.
 // Ctrl-C stops everything cleanly.
 //
-// Variables: NATS_URL, DATABASE_URL and every service variable of the contract, plus
-// LISTENER_ADDR, QUERYAPI_ADDR, PROCESSOR_ADDR (default :8080, :8081, :8082), DATA_DIR (.data)
-// and BIN_DIR (bin). STRIPE_WEBHOOK_SECRETS are accepted besides the generated dev secret.
+// Variables: every service variable of the contract, passed to the services unchanged (the
+// stack generates only a webhook secret, tokens and QUERYAPI_LIVEMODE=false when they are
+// unset), plus LISTENER_ADDR, QUERYAPI_ADDR, PROCESSOR_ADDR (default :8080, :8081, :8082),
+// DATA_DIR (.data) and BIN_DIR (bin).
+//
+// Without NATS_URL it embeds this checkout's own JetStream server on a free port (store in
+// DATA_DIR); without DATABASE_URL it uses a database named after the checkout. Either way it
+// refuses to start while another checkout's `make run` uses the same NATS server or database,
+// naming that checkout. "Tollgate is running" is printed only when the three processes it
+// started answer /readyz on their own ports.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/tollgate/tollgate/e2e/stack"
@@ -32,42 +37,67 @@ func main() {
 }
 
 func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
-	var extra []string
-	for _, s := range strings.Split(getenv("STRIPE_WEBHOOK_SECRETS"), ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			extra = append(extra, s)
-		}
-	}
-	opts := stack.Options{
-		BinDir:              getenv("BIN_DIR"),
-		DataDir:             getenv("DATA_DIR"),
-		NATSURL:             getenv("NATS_URL"),
-		DatabaseURL:         getenv("DATABASE_URL"),
-		ListenerAddr:        getenv("LISTENER_ADDR"),
-		QueryAPIAddr:        getenv("QUERYAPI_ADDR"),
-		ProcessorAddr:       getenv("PROCESSOR_ADDR"),
-		ExtraWebhookSecrets: extra,
-		WebhookSecretMode:   "test", // the dev secret signs only test-mode events, as `stripe listen` forwards
-		Log:                 stderr,
-	}
-	if v := getenv("QUERYAPI_LIVEMODE"); v != "" { // default false: test mode, as stripe listen sends
-		opts.Env = map[string]string{"QUERYAPI_LIVEMODE": v}
-	}
-	st, err := stack.Start(ctx, opts)
-	if errors.Is(err, stack.ErrPostgresUnreachable) {
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	dataDir := opts.DataDir
+	dataDir := getenv("DATA_DIR")
 	if dataDir == "" {
 		dataDir = ".data"
 	}
+	co, err := newCheckout(dataDir)
+	if err != nil {
+		return err
+	}
+	// The contract's variables reach the services exactly as set; the stack generates only the
+	// ones left unset (a dev webhook secret, tokens, test mode for the query API).
+	env := map[string]string{}
+	for _, k := range contractVariables() {
+		if v := getenv(k); v != "" {
+			env[k] = v
+		}
+	}
+	natsURL, databaseURL := getenv("NATS_URL"), getenv("DATABASE_URL")
+	if natsURL == "" {
+		// This checkout's own JetStream server (store in DATA_DIR), never another checkout's.
+		if natsURL, err = co.natsURL(); err != nil {
+			return err
+		}
+	}
+	if databaseURL == "" {
+		databaseURL = co.databaseURL()
+	}
+	if _, err := stack.EnsureDatabase(ctx, databaseURL); err != nil {
+		return err
+	}
+	claim, err := co.claim(ctx, natsURL, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer claim.Close()
+	opts := stack.Options{
+		BinDir:        getenv("BIN_DIR"),
+		DataDir:       dataDir,
+		NATSURL:       natsURL,
+		DatabaseURL:   databaseURL,
+		ListenerAddr:  getenv("LISTENER_ADDR"),
+		QueryAPIAddr:  getenv("QUERYAPI_ADDR"),
+		ProcessorAddr: getenv("PROCESSOR_ADDR"),
+		Env:           env,
+		// The generated dev secret signs only test-mode events, as `stripe listen` forwards; a
+		// STRIPE_WEBHOOK_SECRETS the user set replaces it and keeps its own bindings.
+		WebhookSecretMode: "test",
+		Log:               stderr,
+	}
+	st, err := stack.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := claim.answer(st.NATSURL); err != nil {
+		_ = st.Stop()
+		return err
+	}
 	envFile := filepath.Join(dataDir, "stack.env")
 	if err := os.WriteFile(envFile, fmt.Appendf(nil,
-		"LISTENER_URL=%s\nQUERYAPI_URL=%s\nPROCESSOR_URL=%s\nSTRIPE_WEBHOOK_SECRET=%s\nQUERYAPI_TOKEN=%s\nADMIN_TOKEN=%s\n",
-		st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.WebhookSecret, st.Token, st.AdminToken), 0o600); err != nil {
+		"LISTENER_URL=%s\nQUERYAPI_URL=%s\nPROCESSOR_URL=%s\nSTRIPE_WEBHOOK_SECRET=%s\nQUERYAPI_TOKEN=%s\nADMIN_TOKEN=%s\nNATS_URL=%s\nDATABASE_URL=%s\n",
+		st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.WebhookSecret, st.Token, st.AdminToken,
+		st.NATSURL, databaseURL), 0o600); err != nil {
 		_ = st.Stop()
 		return fmt.Errorf("write %s: %w", envFile, err)
 	}
@@ -79,6 +109,8 @@ Tollgate is running (Ctrl-C stops it).
   queries    %[2]s/v1/users/{user_id}/entitlement
   processor  %[3]s/metrics
   console    %[3]s/admin/   (sign in with the admin token %[5]s)
+  NATS       %[6]s
+  database   %[7]s
 
 Forward Stripe test-mode events (Stripe CLI), then restart with the whsec_ it prints:
   stripe listen --forward-to %[1]s/webhooks/stripe
@@ -90,7 +122,7 @@ Ask for an entitlement:
 See the whole flow with signed demo events, in another terminal:
   make demo
 
-`, st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.Token, st.AdminToken)
+`, st.URL(stack.Listener), st.URL(stack.QueryAPI), st.URL(stack.Processor), st.Token, st.AdminToken, st.NATSURL, redacted(databaseURL))
 
 	select {
 	case <-ctx.Done():

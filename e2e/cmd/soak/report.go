@@ -9,6 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate/e2e/rig"
 	"github.com/tollgate/tollgate/e2e/stack"
+	"github.com/tollgate/tollgate/pkg/stream"
 )
 
 // sampleSet is one service's memory and goroutines at one moment; -1 where unknown.
@@ -84,6 +85,7 @@ func (s *soak) report(r *rig.Rig, loadFor time.Duration, idle, warm, last, final
 	if len(leaks) > 0 {
 		s.fail(fmt.Errorf("leak: %s", strings.Join(leaks, "; ")))
 	}
+	b.WriteString(queueMemory(idle, final, len(s.accepted), loadFor))
 	s.mu.Lock()
 	errs := append([]error(nil), s.errs...)
 	s.mu.Unlock()
@@ -114,4 +116,32 @@ func count(v float64) string {
 		return "?"
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// queueMemory is the report's line on nats-server's memory: what it kept per unique event once
+// every event was applied and purged (idle start to idle end), and what the duplicate window
+// holds at this run's rate. The server keeps each event id of the last stream.DuplicateWindow
+// whatever is purged, so its memory grows with the run until the window is full, then stays.
+func queueMemory(idle, final []sampleSet, unique int, loadFor time.Duration) string {
+	start, end := natsRSS(idle), natsRSS(final)
+	if start < 0 || end < 0 || unique == 0 {
+		return "\nQueue memory: nats-server's resident memory unknown.\n"
+	}
+	perEvent := (end - start) / float64(unique)
+	rate := float64(unique) / loadFor.Seconds()
+	window := stream.DuplicateWindow
+	held := rate * window.Seconds()
+	return fmt.Sprintf("\nQueue memory: nats-server's resident memory %s idle at start, %s idle at the end after %d unique events "+
+		"(all applied and purged): **%.0f bytes per event** kept, the ids of the %s duplicate window. "+
+		"At this run's %.0f events/s a full window holds %.0f ids, about %s at that cost; the window's memory stops growing after %s of traffic.\n",
+		mib(start), mib(end), unique, perEvent, window, rate, held, mib(held*max(perEvent, 0)), window)
+}
+
+func natsRSS(set []sampleSet) float64 {
+	for _, x := range set {
+		if x.name == "nats-server" {
+			return x.rss
+		}
+	}
+	return -1
 }

@@ -8,14 +8,15 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/tollgate/tollgate/processor/internal/operate"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 
 	"github.com/tollgate/tollgate/pkg/audit"
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/httpx"
-	"github.com/tollgate/tollgate/pkg/subscription"
 )
 
 // adminDB is what the admin API reads (the event store and the read model) and where it
@@ -30,7 +31,11 @@ type adminDB interface {
 // Authorization: Bearer <token>, else 401 in the query API's error shape. Every request that
 // may change something (any method but GET and HEAD) is logged and recorded in the audit log
 // with the token's name and its outcome (the status).
-func With(base http.Handler, admins []config.AdminToken, db adminDB, rules subscription.Rules, logger *slog.Logger) http.Handler {
+//
+// The grants (POST /admin/v1/grants, GET /admin/v1/users/{user_id}/grants, DELETE
+// /admin/v1/grants/{id}) go through proj, so that a grant changes the read model and notifies
+// as an event does; each is recorded with the name of the token that made it.
+func With(base http.Handler, admins []config.AdminToken, db adminDB, proj *projection.Projector, logger *slog.Logger) http.Handler {
 	if len(admins) == 0 {
 		return base
 	}
@@ -38,6 +43,7 @@ func With(base http.Handler, admins []config.AdminToken, db adminDB, rules subsc
 	for i, a := range admins {
 		tokens[i] = a.Token
 	}
+	rules := proj.Rules
 	auth := httpx.NewTokens(tokens)
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /admin/v1/customers/{customer_id}/timeline", func(w http.ResponseWriter, r *http.Request) {
@@ -62,9 +68,13 @@ func With(base http.Handler, admins []config.AdminToken, db adminDB, rules subsc
 		}
 		httpx.WriteJSON(w, http.StatusOK, tl)
 	})
-	admin.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) {
-		httpx.WriteError(w, http.StatusNotFound, "not_found", "")
-	})
+	g := grantsAPI{db: db, proj: proj, logger: logger, now: time.Now}
+	admin.HandleFunc("POST /admin/v1/grants", g.give)
+	admin.HandleFunc("GET /admin/v1/users/{user_id}/grants", g.list)
+	admin.HandleFunc("DELETE /admin/v1/grants/{id}", g.revoke)
+	// No catch-all on the admin mux: it would take a wrong method for an unknown path. Routes
+	// answers both in JSON: 404 not_found, and 405 method_not_allowed with Allow.
+	routes := httpx.Routes(admin)
 	mux := http.NewServeMux()
 	mux.Handle("/", base)
 	mux.Handle("/admin/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,13 +85,14 @@ func With(base http.Handler, admins []config.AdminToken, db adminDB, rules subsc
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthorized", "a valid Authorization: Bearer token is required")
 			return
 		}
+		name := admins[i].Name
+		r = r.WithContext(operate.WithActor(r.Context(), name))
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			admin.ServeHTTP(w, r)
+			routes.ServeHTTP(w, r)
 			return
 		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		admin.ServeHTTP(rec, r)
-		name := admins[i].Name
+		routes.ServeHTTP(rec, r)
 		outcome := audit.OutcomeOK
 		if rec.status >= 300 {
 			outcome = "HTTP " + strconv.Itoa(rec.status)

@@ -31,6 +31,7 @@ import (
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
 	"github.com/tollgate/tollgate/pkg/failopen"
+	"github.com/tollgate/tollgate/pkg/grant"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/session"
@@ -59,6 +60,7 @@ type Deps struct {
 	CanRepair bool
 	Rules     subscription.Rules
 	Log       *slog.Logger
+	History   *operate.History // the pipeline page's charts; nil: none
 }
 
 // console serves the operator console under /admin/ (all but /admin/v1/, the JSON admin API).
@@ -95,21 +97,7 @@ func With(next http.Handler, d Deps) http.Handler {
 		now: time.Now, pages: map[string]*template.Template{}}
 	// pathseg escapes an id for a path segment of a form's action or a link: an id with / ? or ..
 	// must not retarget a form (html/template keeps those in URLs).
-	funcs := template.FuncMap{"pathseg": url.PathEscape, "ts": func(t any) string {
-		switch v := t.(type) {
-		case time.Time:
-			if v.IsZero() {
-				return "–"
-			}
-			return v.UTC().Format(time.RFC3339)
-		case *time.Time:
-			if v == nil {
-				return "–"
-			}
-			return v.UTC().Format(time.RFC3339)
-		}
-		return fmt.Sprint(t)
-	}}
+	funcs := template.FuncMap{"pathseg": url.PathEscape, "ts": timestamp}
 	for _, p := range []string{"login", "search", "customer", "user", "deadletters", "failopen", "pipeline", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(consoleTemplates, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -125,11 +113,17 @@ func With(next http.Handler, d Deps) http.Handler {
 	m.HandleFunc("GET /admin/{$}", c.home)
 	m.HandleFunc("POST /admin/login", c.login)
 	m.Handle("POST /admin/logout", c.change(c.logout))
+	// The address left in the bar after a refused login: reloading it leads back to the form.
+	m.HandleFunc("GET /admin/login", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/admin/", http.StatusSeeOther)
+	})
 	m.Handle("GET /admin/search", c.authed(c.search))
 	m.Handle("GET /admin/customers/{id}", c.authed(c.customer))
 	m.Handle("POST /admin/customers/{id}/replay", c.change(c.replayCustomer))
 	m.Handle("POST /admin/customers/{id}/repair", c.change(c.repairCustomer))
 	m.Handle("GET /admin/users/{id}", c.authed(c.user))
+	m.Handle("POST /admin/users/{id}/grants", c.change(c.giveGrant))
+	m.Handle("POST /admin/users/{id}/grants/{grant}/revoke", c.change(c.revokeGrant))
 	m.Handle("GET /admin/dead-letters", c.authed(c.deadLetters))
 	m.Handle("POST /admin/dead-letters/{id}/redrive", c.change(c.redrive))
 	m.Handle("GET /admin/fail-open", c.authed(c.failOpen))
@@ -139,7 +133,7 @@ func With(next http.Handler, d Deps) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.Handle("/admin/v1/", next)
-	mux.Handle("/admin/", m)
+	mux.Handle("/admin/", httpx.Routes(m)) // 404 and 405 (with Allow) in JSON
 	return mux
 }
 
@@ -247,7 +241,7 @@ func (c *console) change(h func(http.ResponseWriter, *http.Request) (to, msg str
 			http.Error(w, "invalid CSRF token: reload the page and try again", http.StatusForbidden)
 			return
 		}
-		to, msg, err := h(w, r)
+		to, msg, err := h(w, r.WithContext(operate.WithActor(r.Context(), s.Name)))
 		key, outcome := "done", audit.OutcomeOK
 		if err != nil {
 			c.Log.Warn("console change failed", "admin", s.Name, "path", r.URL.Path, "error", err)
@@ -383,6 +377,16 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 		var errs []error
 		if keys, err := entitlement.UserScopes(ctx, c.Pool, q); err == nil {
 			add("user", "user id", keys)
+			// The user's customers, each in the user's scope: one click to a timeline.
+			for _, k := range keys {
+				u, err := entitlement.GetUser(ctx, c.Pool, k)
+				if err != nil {
+					continue // known by a scope without an answer: the user hit says enough
+				}
+				for _, id := range u.CustomerIDs {
+					add("customer", "customer of user "+q, []scope.Key{k.Of(id)})
+				}
+			}
 		} else {
 			errs = append(errs, err)
 		}
@@ -420,6 +424,35 @@ func (c *console) search(w http.ResponseWriter, r *http.Request, v view) {
 }
 
 // scopeLink is a link to the same page in another scope.
+// timestamp is a time on one line, as people read it ("7 Dec 2026 05:43:12 UTC"), with the
+// exact value (RFC 3339, nanoseconds) on hover and in datetime; "–" for none.
+func timestamp(t any) template.HTML {
+	var v time.Time
+	switch x := t.(type) {
+	case time.Time:
+		v = x
+	case *time.Time:
+		if x != nil {
+			v = *x
+		}
+	default:
+		return template.HTML(template.HTMLEscapeString(fmt.Sprint(t))) //nolint:gosec // escaped
+	}
+	if v.IsZero() {
+		return "–"
+	}
+	exact := v.UTC().Format(time.RFC3339Nano)
+	return template.HTML(fmt.Sprintf(`<time datetime="%s" title="%s">%s</time>`, //nolint:gosec // formatted times only
+		exact, exact, v.UTC().Format("2 Jan 2006 15:04:05 UTC")))
+}
+
+// scopedAnswer is a user's answer in one scope, for the user page's every-scope summary.
+type scopedAnswer struct {
+	Scope, Href string
+	Current     bool
+	Answer      entitlement.Answer
+}
+
 type scopeLink struct {
 	Name, Href string
 	Current    bool
@@ -484,13 +517,13 @@ func withFailOpen(a entitlement.Answer, failOpen bool) entitlement.Answer {
 func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "Customer " + id
-	sc, err := requestScope(r)
+	ctx := r.Context()
+	keys, err := eventstore.CustomerScopes(ctx, c.Pool, id)
 	if err != nil {
 		c.fail(w, v, err)
 		return
 	}
-	ctx := r.Context()
-	keys, err := eventstore.CustomerScopes(ctx, c.Pool, id)
+	sc, err := pageScope(r, keys)
 	if err != nil {
 		c.fail(w, v, err)
 		return
@@ -502,6 +535,7 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 		Scopes     []scopeLink
 		Found      bool
 		Answer     string
+		Glance     entitlement.Answer
 		UserID     string
 		Events     []pageEvent
 		CanRepair  bool
@@ -511,7 +545,8 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	switch {
 	case err == nil:
 		data.Found = true
-		data.Answer = pretty(withFailOpen(entitlement.CustomerAnswer(cu), fo.On))
+		data.Glance = withFailOpen(entitlement.CustomerAnswer(cu), fo.On)
+		data.Answer = pretty(data.Glance)
 		data.UserID = cu.UserID
 	case !errors.Is(err, entitlement.ErrNotFound):
 		c.fail(w, v, err)
@@ -537,13 +572,13 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "User " + id
-	sc, err := requestScope(r)
+	ctx := r.Context()
+	keys, err := entitlement.UserScopes(ctx, c.Pool, id)
 	if err != nil {
 		c.fail(w, v, err)
 		return
 	}
-	ctx := r.Context()
-	keys, err := entitlement.UserScopes(ctx, c.Pool, id)
+	sc, err := pageScope(r, keys)
 	if err != nil {
 		c.fail(w, v, err)
 		return
@@ -554,15 +589,37 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 		Scopes      []scopeLink
 		Found       bool
 		Answer      string
+		Glance      entitlement.Answer
 		CustomerIDs []string
 		ScopeQuery  template.URL
 		Events      []pageEvent
+		Everywhere  []scopedAnswer
+		Grants      []grant.Grant
 	}{ID: id, Scope: sc.String(), Scopes: scopeLinks("/admin/users/"+url.PathEscape(id), keys, sc), ScopeQuery: scopeURL(sc)}
+	if data.Grants, err = operate.ListGrants(ctx, c.Pool, sc.Of(id)); err != nil {
+		c.fail(w, v, err)
+		return
+	}
+	// The user in every scope that has an answer, at a glance; the current one in full below.
+	for _, k := range keys {
+		u, err := entitlement.GetUser(ctx, c.Pool, k)
+		if errors.Is(err, entitlement.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			c.fail(w, v, err)
+			return
+		}
+		data.Everywhere = append(data.Everywhere, scopedAnswer{Scope: k.Scope.String(),
+			Href: "/admin/users/" + url.PathEscape(id) + "?" + scopeQuery(k.Scope), Current: k.Scope == sc,
+			Answer: withFailOpen(entitlement.UserAnswer(u), fo.On)})
+	}
 	u, err := entitlement.GetUser(ctx, c.Pool, sc.Of(id))
 	switch {
 	case err == nil:
 		data.Found = true
-		data.Answer = pretty(withFailOpen(entitlement.UserAnswer(u), fo.On))
+		data.Glance = withFailOpen(entitlement.UserAnswer(u), fo.On)
+		data.Answer = pretty(data.Glance)
 		data.CustomerIDs = u.CustomerIDs
 	case !errors.Is(err, entitlement.ErrNotFound):
 		c.fail(w, v, err)
@@ -583,6 +640,77 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	v.Data = data
 	c.render(w, status, "user", v)
+}
+
+// pageScope is the scope a customer or user page shows: the one the request names (livemode,
+// account), else the first of keys, the scopes the id has answers in (a customer id names one
+// customer in one scope), else the default scope.
+func pageScope(r *http.Request, keys []scope.Key) (scope.Scope, error) {
+	q := r.URL.Query()
+	if !q.Has("livemode") && !q.Has("account") && len(keys) > 0 {
+		return keys[0].Scope, nil
+	}
+	return requestScope(r)
+}
+
+func userPage(r *http.Request) string {
+	to := "/admin/users/" + url.PathEscape(r.PathValue("id"))
+	if q := r.URL.RawQuery; q != "" {
+		to += "?" + q
+	}
+	return to
+}
+
+// giveGrant gives the page's user, in the page's scope, the grant of the form: features and
+// limits as comma-separated lists (limits as name=N), until in RFC 3339 or empty, a reason; it
+// is recorded with the name of the session's token.
+func (c *console) giveGrant(_ http.ResponseWriter, r *http.Request) (string, string, error) {
+	to := userPage(r)
+	sc, err := requestScope(r)
+	if err != nil {
+		return to, "", err
+	}
+	n := grant.New{Scope: sc, UserID: r.PathValue("id"), Reason: r.PostFormValue("reason"), By: operate.Actor(r.Context()),
+		Limits: map[string]int64{}}
+	for _, f := range strings.Split(r.PostFormValue("features"), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			n.Features = append(n.Features, f)
+		}
+	}
+	for _, l := range strings.Split(r.PostFormValue("limits"), ",") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		name, v, _ := strings.Cut(l, "=")
+		i, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return to, "", fmt.Errorf("limit %q: want name=N", l)
+		}
+		n.Limits[strings.TrimSpace(name)] = i
+	}
+	if u := strings.TrimSpace(r.PostFormValue("until")); u != "" {
+		t, err := time.Parse(time.RFC3339, u)
+		if err != nil {
+			return to, "", fmt.Errorf("until %q: want RFC 3339, such as 2027-01-31T00:00:00Z", u)
+		}
+		n.Until = &t
+	}
+	g, err := operate.GiveGrant(r.Context(), c.Proj, n, time.Now())
+	if err != nil {
+		return to, "", err
+	}
+	return to, "given: " + g.Why(), nil
+}
+
+// revokeGrant ends one of the page user's grants at once, with the form's reason.
+func (c *console) revokeGrant(_ http.ResponseWriter, r *http.Request) (string, string, error) {
+	to := userPage(r)
+	by := operate.Actor(r.Context())
+	g, err := operate.RevokeGrant(r.Context(), c.Proj, r.PathValue("grant"), by, r.PostFormValue("reason"))
+	if err != nil {
+		return to, "", err
+	}
+	return to, g.ID + " revoked by " + by, nil
 }
 
 func customerPage(r *http.Request) string {
@@ -695,6 +823,16 @@ func (c *console) pipeline(w http.ResponseWriter, r *http.Request, v view) {
 	v.Title = "Pipeline"
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	v.Data = operate.Pipeline(ctx, c.Pool, c.JS)
+	p := operate.Pipeline(ctx, c.Pool, c.JS)
+	var samples []operate.Sample
+	if c.History != nil {
+		samples = c.History.Samples()
+	}
+	v.Data = struct {
+		ReadAt time.Time
+		Rows   []pipelineRow
+		Charts []pipelineChart
+		Every  string
+	}{p.ReadAt, pipelineRows(p), pipelineCharts(samples, p.ReadAt), humanAge(operate.HistoryEvery)}
 	c.render(w, http.StatusOK, "pipeline", v)
 }

@@ -50,6 +50,10 @@ type Options struct {
 	PoisonAttempts uint64
 	// PoisonRetryDelay is the redelivery delay of a message at fault that has attempts left.
 	PoisonRetryDelay time.Duration
+	// RetainApplied is how long an applied event stays in the stream (STREAM_RETAIN_APPLIED,
+	// stream.Retainer): the window that gives a database back the commits a failover lost
+	// (WatchTimeline). 0 purges at once (tests).
+	RetainApplied time.Duration
 
 	// Crash, when set, is called at two points of every batch: "fetched" (before the
 	// transaction) and "committed" (after the commit, before the acknowledgments). Returning
@@ -241,24 +245,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 // purgeLoop purges the stream after each settled batch (a value on settled) and every purgeEvery,
 // until ctx is done.
 func (c *Consumer) purgeLoop(ctx context.Context, settled <-chan struct{}) {
-	var purged uint64 // the ack floor of the last purge
+	r := &stream.Retainer{Keep: c.opts.RetainApplied}
 	service.Loop{Interval: PurgeEvery, Wake: settled, Delay: true}.Run(ctx, func(ctx context.Context) service.Next {
-		purged = c.purge(ctx, purged)
+		c.purge(ctx, r)
 		return service.Wait
 	})
 }
 
-// purge removes the applied events from the stream (stream.PurgeApplied) and returns the ack
-// floor purged to. A failure is logged and counted, not returned: it only delays the removal
-// until the next purge.
-func (c *Consumer) purge(ctx context.Context, purged uint64) uint64 {
+// purge removes from the stream the events applied for longer than the retention window
+// (stream.Retainer; all applied ones with a window of 0). A failure is logged and counted, not
+// returned: it only delays the removal until the next purge.
+func (c *Consumer) purge(ctx context.Context, r *stream.Retainer) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	floor, err := stream.PurgeApplied(ctx, c.js, c.JsConsumer(), purged)
-	if err != nil {
+	if _, err := r.Purge(ctx, c.js, c.JsConsumer()); err != nil {
 		c.purgeFailed(ctx, err)
 	}
-	return floor
 }
 
 func (c *Consumer) purgeFailed(ctx context.Context, err error) {

@@ -18,6 +18,9 @@ import (
 // PipelineStatus is the state of the pipeline as an operator sees it (the console's pipeline
 // page); a part that could not be read names its error.
 type PipelineStatus struct {
+	ReadAt            time.Time     // when it was read
+	AckFloor          uint64        // the stream sequence up to which every event is applied
+	OldestAge         time.Duration // how long the oldest unapplied event has waited; 0 when none
 	Pending           uint64
 	AckPending        int
 	ConsumerErr       string
@@ -40,12 +43,13 @@ type PipelineStatus struct {
 // the notifications, the open repairs and the last scheduled backfill and reconcile. A part that
 // cannot be read names its error instead; js may be nil (no stream part).
 func Pipeline(ctx context.Context, db *pgxpool.Pool, js jetstream.JetStream) PipelineStatus {
-	var p PipelineStatus
+	p := PipelineStatus{ReadAt: time.Now()}
 	if js != nil {
 		var ackFloor uint64 // every message at or below it is applied (or dead-lettered)
 		if cons, err := js.Consumer(ctx, stream.Name, ingest.Durable); err == nil {
 			if info, err := cons.Info(ctx); err == nil {
 				p.Pending, p.AckPending, ackFloor = info.NumPending, info.NumAckPending, info.AckFloor.Stream
+				p.AckFloor = ackFloor
 			} else {
 				p.ConsumerErr = err.Error()
 			}
@@ -59,6 +63,7 @@ func Pipeline(ctx context.Context, db *pgxpool.Pool, js jetstream.JetStream) Pip
 			if oldest, err := ingest.OldestUnapplied(ctx, s, ackFloor); err != nil {
 				p.OldestUnapplied = err.Error()
 			} else if !oldest.IsZero() {
+				p.OldestAge = p.ReadAt.Sub(oldest)
 				p.OldestUnapplied = oldest.UTC().Format(time.RFC3339) + " (" + time.Since(oldest).Round(time.Second).String() + " ago)"
 			}
 		} else {

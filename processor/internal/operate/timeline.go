@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/grant"
 	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
@@ -165,9 +167,12 @@ func CustomerEvents(ctx context.Context, q eventstore.Querier, k scope.Key, rule
 }
 
 // UserTimeline merges the timelines of the user's customers (those the read model lists for it)
-// by Stripe's created, then customer id, each customer's events in their derivation order.
-// After each event it shows the user's answer: the union of the customers that carried the
-// user id at that point, as the user endpoint merges them.
+// by Stripe's created, then customer id, each customer's events in their derivation order, with
+// the user's grants in the same scope: each created, revoked or expired (type
+// tollgate.grant.<action>, id the grant's) at its time, after the events of that second, its why
+// "grt_… by ops until …: reason". After each entry it shows the user's answer: the union of the
+// customers that carried the user id at that point, as the user endpoint merges them, with the
+// grants active then on top.
 func UserTimeline(ctx context.Context, q entitlement.Querier, userID string, sc scope.Scope, rules subscription.Rules) (Timeline, error) {
 	u, err := entitlement.GetUser(ctx, q, sc.Of(userID))
 	if errors.Is(err, entitlement.ErrNotFound) {
@@ -180,6 +185,7 @@ func UserTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 		customer int
 		step     subscription.Step
 		received map[string]time.Time
+		grant    *grant.Entry // set for a grant's entry (customer -1)
 	}
 	var items []item
 	for ci, c := range u.CustomerIDs {
@@ -188,10 +194,19 @@ func UserTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 			return Timeline{}, err
 		}
 		for _, s := range steps {
-			items = append(items, item{ci, s, received})
+			items = append(items, item{ci, s, received, nil})
 		}
 	}
-	// Stable: each customer's steps keep the derivation's order.
+	log, err := grant.Log(ctx, q, sc.Of(userID))
+	if err != nil {
+		return Timeline{}, err
+	}
+	for i := range log {
+		e := &log[i]
+		items = append(items, item{customer: len(u.CustomerIDs), grant: e,
+			step: subscription.Step{Event: subscription.Event{ID: e.Grant.ID, Type: "tollgate.grant." + e.Action, Created: e.At.Unix()}}})
+	}
+	// Stable: each customer's steps keep the derivation's order, the grants their log's.
 	slices.SortStableFunc(items, func(a, b item) int {
 		if a.step.Event.Created != b.step.Event.Created {
 			return int(a.step.Event.Created - b.step.Event.Created)
@@ -199,23 +214,39 @@ func UserTimeline(ctx context.Context, q entitlement.Querier, userID string, sc 
 		return a.customer - b.customer
 	})
 	current := make([]*subscription.Step, len(u.CustomerIDs))
+	active := map[string]subscription.Grant{}
 	tl := Timeline{UserID: &u.UserID, CustomerIDs: u.CustomerIDs, Livemode: sc.Livemode, Account: nullable(sc.Account),
 		Events: make([]TimelineEvent, 0, len(items))}
 	var prev AnswerFields
 	for i, it := range items {
-		current[it.customer] = &it.step
+		var te TimelineEvent
+		if g := it.grant; g != nil {
+			if g.Action == "created" {
+				active[g.Grant.ID] = subscription.Grant{Features: g.Grant.Features, Limits: g.Grant.Limits}
+			} else {
+				delete(active, g.Grant.ID)
+			}
+			at := g.At
+			te = TimelineEvent{ID: g.Grant.ID, Type: it.step.Event.Type, Created: at, ReceivedAt: &at, Why: g.Why()}
+		} else {
+			current[it.customer] = &it.step
+			te = EventOf(it.step, it.received)
+			te.CustomerID = u.CustomerIDs[it.customer]
+		}
 		var ents []subscription.Entitlement
 		for _, s := range current {
 			if s != nil && s.State.UserID == userID {
 				ents = append(ents, s.Entitlement)
 			}
 		}
-		after := FieldsOf(subscription.Merge(ents...), "")
-		if len(ents) > 0 {
+		terms := make([]subscription.Grant, 0, len(active))
+		for _, id := range slices.Sorted(maps.Keys(active)) {
+			terms = append(terms, active[id])
+		}
+		after := FieldsOf(subscription.WithGrants(subscription.Merge(ents...), terms...), "")
+		if len(ents) > 0 || len(active) > 0 {
 			after.UserID = &u.UserID
 		}
-		te := EventOf(it.step, it.received)
-		te.CustomerID = u.CustomerIDs[it.customer]
 		te.After = after
 		te.Changed = i == 0 || !sameFields(prev, after)
 		tl.Events = append(tl.Events, te)

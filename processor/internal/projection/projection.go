@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate/tollgate/pkg/entitlement"
 	"github.com/tollgate/tollgate/pkg/eventstore"
+	"github.com/tollgate/tollgate/pkg/grant"
 	"github.com/tollgate/tollgate/pkg/outbox"
 	"github.com/tollgate/tollgate/pkg/repair"
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -196,15 +197,7 @@ func (p *Projector) Apply(ctx context.Context, in Input) (Result, error) {
 		// rows are rebuilt after: whoever takes a user's lock last reads every customer row the
 		// others committed and writes the complete union. Refreshing before locking, or saving
 		// after, lets two customers of one user each write a union missing the other.
-		if err := lockKeys(ctx, tx, "user:", userIDs); err != nil {
-			return err
-		}
-		if err := entitlement.RefreshUsers(ctx, tx, userIDs); err != nil {
-			return err
-		}
-		// Notifications are recorded in this transaction, under the user locks, after
-		// the user rows they describe were rebuilt.
-		if notes, err = p.Notify.Record(ctx, tx, userIDs); err != nil {
+		if notes, err = p.RefreshUsers(ctx, tx, userIDs); err != nil {
 			return err
 		}
 		res.Users = len(userIDs)
@@ -340,6 +333,24 @@ func (p *Projector) loadLadders(ctx context.Context, tx pgx.Tx, customers []scop
 		ladders[k] = l
 	}
 	return ladders, after, nil
+}
+
+// RefreshUsers rewrites the read-model rows of users (sorted, scope.Compare) in tx: it takes
+// their locks, rebuilds each from its customers' rows and the grants active at the transaction's
+// time (grant.RefreshUsers), and records the notifications of the answers that changed. Apply
+// calls it after saving the customer rows; the grant use cases (operate) after giving, revoking
+// or expiring a grant, so that a grant changes an answer exactly as an event does. Publish the
+// changes it returns with p.Notify.Committed once tx committed.
+func (p *Projector) RefreshUsers(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]outbox.Change, error) {
+	if err := lockKeys(ctx, tx, "user:", users); err != nil {
+		return nil, err
+	}
+	if err := grant.RefreshUsers(ctx, tx, users); err != nil {
+		return nil, err
+	}
+	// Notifications are recorded in this transaction, under the user locks, after the user rows
+	// they describe were rebuilt.
+	return p.Notify.Record(ctx, tx, users)
 }
 
 // lockKeys takes a transaction-scoped advisory lock on prefix+key for each key, in the order of

@@ -9,7 +9,7 @@ import (
 )
 
 // LoadRules are the derivation rules of the configuration: the user id's metadata key, whether
-// past_due grants, and the plans of PLANS_FILE (read and validated) when it is set.
+// past_due grants, and the features and limits of PLANS_FILE (read and validated) when it is set.
 func LoadRules(cfg config.Processor) (subscription.Rules, error) {
 	rules := subscription.DefaultRules()
 	rules.UserIDMetadataKey = cfg.UserIDMetadataKey
@@ -22,10 +22,10 @@ func LoadRules(cfg config.Processor) (subscription.Rules, error) {
 		return rules, fmt.Errorf("configuration: PLANS_FILE=%q: %w", cfg.PlansFile, err)
 	}
 	defer func() { _ = f.Close() }() // read only: nothing to lose
-	plans, err := subscription.LoadPlans(f)
+	plans, err := subscription.ParsePlans(f)
 	if err != nil {
 		return rules, fmt.Errorf("configuration: PLANS_FILE=%q: %w", cfg.PlansFile, err)
 	}
-	rules.Plans = plans
+	rules.Plans, rules.Limits = plans.Features, plans.Limits
 	return rules, nil
 }

@@ -1,0 +1,2 @@
+DROP TABLE flag_catalogue;
+DROP FUNCTION tollgate_notify_catalogue();
