@@ -37,7 +37,10 @@ func runProcessorBinary(t *testing.T, natsURL, databaseURL string, env ...string
 	require.NoError(t, err, "go build ../processor:\n%s", out)
 	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin) //nolint:noctx // stopped with SIGTERM in Cleanup
-	cmd.Env = append([]string{"HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + natsURL, "DATABASE_URL=" + databaseURL, "PATH=" + os.Getenv("PATH")}, env...)
+	// STREAM_RETAIN_APPLIED=0: applied events leave the stream at once (the default keeps them
+	// for a failover's lost commits), which the tests check as a sign they were settled.
+	cmd.Env = append([]string{"HTTP_ADDR=127.0.0.1:0", "NATS_URL=" + natsURL, "DATABASE_URL=" + databaseURL, "PATH=" + os.Getenv("PATH"),
+		"STREAM_RETAIN_APPLIED=0"}, env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
