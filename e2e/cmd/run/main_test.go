@@ -228,6 +228,24 @@ func TestRun(t *testing.T) {
 		require.Contains(t, err.Error(), firstDir)
 	})
 
+	t.Run("the generated dev secret signs only test-mode events", func(t *testing.T) {
+		env := second(t, nil)
+		b := start(t, env)
+		b.running(t)
+		envs := childEnvs(t, env["LISTENER_ADDR"])
+		require.Len(t, envs, 1)
+		stackEnv, err := os.ReadFile(filepath.Join(env["DATA_DIR"], "stack.env"))
+		require.NoError(t, err)
+		var secret string
+		for line := range strings.SplitSeq(string(stackEnv), "\n") {
+			if v, ok := strings.CutPrefix(line, "STRIPE_WEBHOOK_SECRET="); ok {
+				secret = v
+			}
+		}
+		require.Regexp(t, `^whsec_`, secret)
+		require.Equal(t, "test:"+secret, envs[env["LISTENER_ADDR"]]["STRIPE_WEBHOOK_SECRETS"])
+	})
+
 	t.Run("a taken port ends the start at once, naming it", func(t *testing.T) {
 		// Another stack's listener answers /readyz on the port: it is still not ours.
 		taken := addr(t)
