@@ -7,12 +7,17 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tollgate/tollgate/pkg/audit"
+	"github.com/tollgate/tollgate/pkg/grant"
+	"github.com/tollgate/tollgate/pkg/scope"
 	"github.com/tollgate/tollgate/processor/internal/console"
+	"github.com/tollgate/tollgate/processor/internal/operate"
 	"github.com/tollgate/tollgate/processor/internal/processortest"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 )
 
 // The console's admin tokens in the tests (ADMIN_TOKENS entries name:token, at least 16 characters).
@@ -185,4 +190,14 @@ func TestConsoleFormActionsEscapeTheID(t *testing.T) {
 	_, body := consoleGet(t, s.base+"/admin/customers/"+url.PathEscape(crafted)+"?livemode=false", ck)
 	require.Contains(t, body, `action="/admin/customers/..%2F..%2Fdead-letters%2F1%2Fredrive%3Fx=/replay?livemode=false"`)
 	require.NotContains(t, body, `action="/admin/customers/../`)
+
+	// The user page's grant form and revoke buttons too.
+	proj := &projection.Projector{DB: b.DB.Pool, Rules: b.Rules}
+	g, err := operate.GiveGrant(t.Context(), proj, grant.New{Scope: scope.Scope{}, UserID: crafted, Features: []string{"premium"},
+		Reason: "escaping", By: "alice"}, time.Now())
+	require.NoError(t, err)
+	_, body = consoleGet(t, s.base+"/admin/users/"+url.PathEscape(crafted)+"?livemode=false", ck)
+	require.Contains(t, body, `action="/admin/users/..%2F..%2Fdead-letters%2F1%2Fredrive%3Fx=/grants?livemode=false"`)
+	require.Contains(t, body, `action="/admin/users/..%2F..%2Fdead-letters%2F1%2Fredrive%3Fx=/grants/`+g.ID+`/revoke?livemode=false"`)
+	require.NotContains(t, body, `action="/admin/users/../`)
 }
