@@ -40,9 +40,10 @@ rules: ## promtool: check the Prometheus alert rules (deploy/prometheus) and run
 	cd deploy/prometheus && promtool test rules tollgate.rules.test.yml
 
 .PHONY: vet
-vet: ## gofmt check and go vet of every module
+vet: ## gofmt check, go vet of every module, every markdown link resolves
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PACKAGES)
+	bash .ci/linkcheck
 
 .PHONY: lint
 lint: vet ## golangci-lint v2 (.golangci.yml) over every module, fetched from the module proxy
