@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +81,52 @@ func TestPipelineEveryAPIVersionAndThinEvents(t *testing.T) {
 	require.Zero(t, deadLetters)
 	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pending_repairs WHERE done_at IS NULL`).Scan(&open))
 	require.Zero(t, open)
+}
+
+// The shapes of 2026-09-30.endive and later through the real listener and the real processor:
+// a pause on demand and the automatic pauses (after a failed payment, after a trial without a
+// payment method) and a Trial Offer, each history shuffled with a duplicate. The histories are
+// the pure core's (pkg/subscription/testdata/endive), each given ids of its own here.
+func TestPipelineEndivePausesAndTrialOffers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	db := pgtest.NewEmpty(t)
+	runProcessorBinary(t, b.nats.URL(), db.URL)
+
+	want := map[string]string{ // history -> the customer's status after all of it
+		"pause_on_demand":                          "active",
+		"pause_after_failed_payment":               "paused",
+		"pause_after_trial_without_payment_method": "active",
+		"trial_offer":                              "active",
+	}
+	customers := map[string]string{} // customer -> status
+	i := 0
+	for name, status := range want {
+		i++
+		data, err := os.ReadFile(filepath.Join("..", "pkg", "subscription", "testdata", "endive", name+".json"))
+		require.NoError(t, err)
+		// Every id of a history names TEndive: a tag per history keeps the four apart.
+		data = []byte(strings.ReplaceAll(string(data), "TEndive", fmt.Sprintf("TEndive%dx", i)))
+		var events []json.RawMessage
+		require.NoError(t, json.Unmarshal(data, &events))
+		events = append(events, events[len(events)/2]) // a duplicate
+		rand.Shuffle(len(events), func(a, b int) { events[a], events[b] = events[b], events[a] })
+		for _, e := range events {
+			resp := stripetest.Deliver(t, b.url, e, testSecret)
+			require.Equal(t, http.StatusOK, resp.Status, "%s: %s", name, resp.Body)
+		}
+		customers[fmt.Sprintf("cus_TEndive%dx0001", i)] = status
+	}
+	wait.For(t, 60*time.Second, "every endive history's customer has its final status", func() bool {
+		for cus, status := range customers {
+			got, err := entitlement.GetCustomer(t.Context(), db.Pool, scope.Key{ID: cus})
+			if err != nil || got.Status != status || got.Premium != (status != "paused") {
+				return false
+			}
+		}
+		return true
+	})
+	var deadLetters int
+	require.NoError(t, db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM dead_letters`).Scan(&deadLetters))
+	require.Zero(t, deadLetters)
 }
