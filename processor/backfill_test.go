@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/tollgate/tollgate/processor/internal/backfill"
@@ -247,7 +248,7 @@ func TestBackfillStripeFailureKeepsTheCheckpoint(t *testing.T) {
 	require.ErrorContains(t, first.err, "backfill stopped after 100 events listed: 100 new")
 	require.ErrorContains(t, first.err, "the checkpoint is kept: run the same command again to resume")
 	require.ErrorContains(t, first.err, "This API key was revoked")
-	require.Equal(t, 1, exitCode(first.err))
+	require.Equal(t, 1, cli.ExitCode(first.err))
 	require.Equal(t, ids[:100], b.StreamIDs(t))
 
 	working := stripetest.NewAPI(t, processortest.TestAPIKey, stripetest.Faults{})
@@ -334,7 +335,7 @@ func TestBackfillFailsClearly(t *testing.T) {
 			t.Parallel()
 			c := runCommand(t.Context(), tt.env, append([]string{"backfill"}, tt.args...)...)
 			require.ErrorContains(t, c.err, tt.want)
-			require.Equal(t, 1, exitCode(c.err))
+			require.Equal(t, 1, cli.ExitCode(c.err))
 			require.Empty(t, c.stdout)
 		})
 	}
@@ -361,20 +362,6 @@ func TestBackfillSkipsWhatTheWebhookRefuses(t *testing.T) {
 	require.Contains(t, c.stderr, "warning: skipped an item of the list that is not a Stripe event")
 	require.Contains(t, c.stderr, "warning: skipped event evt_huge (customer.updated): larger than the NATS server's max_payload")
 	require.ElementsMatch(t, ids, b.StreamIDs(t))
-}
-
-func TestSinceFlag(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]time.Duration{"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "90m": 90 * time.Minute, "30d": backfill.MaxSince} {
-		var f sinceFlag
-		require.NoError(t, f.Set(in))
-		require.Equal(t, want, time.Duration(f))
-	}
-	var f sinceFlag
-	require.Error(t, f.Set("d"))
-	require.Equal(t, "72h", backfill.ShortDuration(72*time.Hour))
-	require.Equal(t, "1h30m", backfill.ShortDuration(90*time.Minute))
-	require.Equal(t, "45s", backfill.ShortDuration(45*time.Second))
 }
 
 // "Not yet received" is the event store's answer at any age, not JetStream's duplicate window:

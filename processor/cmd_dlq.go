@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 	"github.com/tollgate/tollgate/processor/internal/pgpool"
 
@@ -18,12 +19,12 @@ import (
 
 func dlqCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: dlq needs a subcommand: list or redrive [EVENT_ID]", errUsage)
+		return fmt.Errorf("%w: dlq needs a subcommand: list or redrive [EVENT_ID]", cli.ErrUsage)
 	}
 	switch sub, rest := args[0], args[1:]; sub {
 	case "list":
 		if len(rest) > 0 {
-			return fmt.Errorf("%w: dlq list takes no arguments, got %q", errUsage, strings.Join(rest, " "))
+			return fmt.Errorf("%w: dlq list takes no arguments, got %q", cli.ErrUsage, strings.Join(rest, " "))
 		}
 		url, err := config.LoadDatabase(getenv)
 		if err != nil {
@@ -37,20 +38,20 @@ func dlqCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 		return dlqList(ctx, pool, stdout)
 	case "redrive":
 		if len(rest) > 1 {
-			return fmt.Errorf("%w: dlq redrive takes at most one EVENT_ID, got %q", errUsage, strings.Join(rest, " "))
+			return fmt.Errorf("%w: dlq redrive takes at most one EVENT_ID, got %q", cli.ErrUsage, strings.Join(rest, " "))
 		}
 		eventID := ""
 		if len(rest) == 1 {
 			eventID = rest[0]
 		}
-		deps, err := openCommand(ctx, getenv, stderr)
+		deps, err := cli.Open(ctx, getenv, stderr)
 		if err != nil {
 			return err
 		}
-		defer deps.pool.Close()
-		return operate.Redrive(ctx, deps.pool, deps.proj, eventID, stdout)
+		defer deps.Pool.Close()
+		return operate.Redrive(ctx, deps.Pool, deps.Proj, eventID, stdout)
 	default:
-		return fmt.Errorf("%w: unknown dlq subcommand %q: want list or redrive [EVENT_ID]", errUsage, sub)
+		return fmt.Errorf("%w: unknown dlq subcommand %q: want list or redrive [EVENT_ID]", cli.ErrUsage, sub)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 
 	"github.com/tollgate/tollgate/pkg/scope"
@@ -26,23 +27,23 @@ func explainCmd(ctx context.Context, args []string, getenv func(string) string, 
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: explain: %w", errUsage, err)
+		return fmt.Errorf("%w: explain: %w", cli.ErrUsage, err)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("%w: explain needs one customer or user id", errUsage)
+		return fmt.Errorf("%w: explain needs one customer or user id", cli.ErrUsage)
 	}
-	deps, err := openCommand(ctx, getenv, stderr)
+	deps, err := cli.Open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer deps.pool.Close()
+	defer deps.Pool.Close()
 	id := fs.Arg(0)
 	var tl operate.Timeline
 	if strings.HasPrefix(id, "cus_") {
-		tl, err = operate.CustomerTimeline(ctx, deps.pool, id, deps.proj.Rules)
+		tl, err = operate.CustomerTimeline(ctx, deps.Pool, id, deps.Proj.Rules)
 	} else {
-		tl, err = operate.UserTimeline(ctx, deps.pool, id, sc, deps.proj.Rules)
+		tl, err = operate.UserTimeline(ctx, deps.Pool, id, sc, deps.Proj.Rules)
 	}
 	if errors.Is(err, operate.ErrNoHistory) {
 		return fmt.Errorf("explain %s: no stored history (a customer needs events, a user a read-model row)", id)

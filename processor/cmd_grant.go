@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,31 +11,9 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/grant"
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 )
-
-// listFlag collects a repeated flag's values.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
-// limitsFlag collects repeated name=N values.
-type limitsFlag map[string]int64
-
-func (l limitsFlag) String() string { b, _ := json.Marshal(map[string]int64(l)); return string(b) }
-func (l limitsFlag) Set(v string) error {
-	name, n, ok := strings.Cut(v, "=")
-	if !ok {
-		return fmt.Errorf("want name=N, got %q", v)
-	}
-	i, err := strconv.ParseInt(n, 10, 64)
-	if err != nil {
-		return fmt.Errorf("limit %q: want an integer, got %q", name, n)
-	}
-	l[name] = i
-	return nil
-}
 
 // grantCmd is processor grant add|list|revoke: the grants of the admin API from the command line.
 func grantCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -48,7 +25,7 @@ func grantCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if len(args) == 0 {
 		usage()
-		return fmt.Errorf("%w: grant needs add, list or revoke", errUsage)
+		return fmt.Errorf("%w: grant needs add, list or revoke", cli.ErrUsage)
 	}
 	sub, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("grant "+sub, flag.ContinueOnError)
@@ -58,8 +35,8 @@ func grantCmd(ctx context.Context, args []string, getenv func(string) string, st
 		user, reason, account, until string
 		by                           = "cli"
 		livemode                     = true
-		features                     listFlag
-		limits                       = limitsFlag{}
+		features                     cli.ListFlag
+		limits                       = cli.LimitsFlag{}
 		id                           string
 	)
 	switch sub {
@@ -80,47 +57,47 @@ func grantCmd(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	default:
 		usage()
-		return fmt.Errorf("%w: unknown grant command %q (add, list or revoke)", errUsage, sub)
+		return fmt.Errorf("%w: unknown grant command %q (add, list or revoke)", cli.ErrUsage, sub)
 	}
 	if sub != "revoke" {
 		fs.BoolVar(&livemode, "livemode", true, "the Stripe mode (scope)")
 		fs.StringVar(&account, "account", "", "the connected account `acct_…` (scope; default the platform)")
 	}
 	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: grant %s: %w", errUsage, sub, err)
+		return fmt.Errorf("%w: grant %s: %w", cli.ErrUsage, sub, err)
 	}
 	if sub == "revoke" && id == "" && fs.NArg() == 1 {
 		id = fs.Arg(0)
 	} else if fs.NArg() > 0 {
-		return fmt.Errorf("%w: grant %s: unexpected arguments %q", errUsage, sub, strings.Join(fs.Args(), " "))
+		return fmt.Errorf("%w: grant %s: unexpected arguments %q", cli.ErrUsage, sub, strings.Join(fs.Args(), " "))
 	}
 	sc, err := operate.ParseScope(strconv.FormatBool(livemode), account)
 	if err != nil {
-		return fmt.Errorf("%w: grant %s: %w", errUsage, sub, err)
+		return fmt.Errorf("%w: grant %s: %w", cli.ErrUsage, sub, err)
 	}
 	switch {
 	case sub != "revoke" && user == "":
-		return fmt.Errorf("%w: grant %s needs --user ID", errUsage, sub)
+		return fmt.Errorf("%w: grant %s needs --user ID", cli.ErrUsage, sub)
 	case sub == "revoke" && id == "":
-		return fmt.Errorf("%w: grant revoke needs the grant's id (grt_…)", errUsage)
+		return fmt.Errorf("%w: grant revoke needs the grant's id (grt_…)", cli.ErrUsage)
 	}
 	var untilAt *time.Time
 	if until != "" {
 		t, err := time.Parse(time.RFC3339, until)
 		if err != nil {
-			return fmt.Errorf("%w: grant add: --until %q is not RFC 3339 (2027-01-31T00:00:00Z)", errUsage, until)
+			return fmt.Errorf("%w: grant add: --until %q is not RFC 3339 (2027-01-31T00:00:00Z)", cli.ErrUsage, until)
 		}
 		untilAt = &t
 	}
 
-	deps, err := openCommand(ctx, getenv, stderr)
+	deps, err := cli.Open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer deps.pool.Close()
+	defer deps.Pool.Close()
 	switch sub {
 	case "add":
-		g, err := operate.GiveGrant(ctx, deps.proj, grant.New{Scope: sc, UserID: user, Features: features, Limits: limits,
+		g, err := operate.GiveGrant(ctx, deps.Proj, grant.New{Scope: sc, UserID: user, Features: features, Limits: limits,
 			Until: untilAt, Reason: reason, By: by}, time.Now())
 		if err != nil {
 			return err
@@ -128,7 +105,7 @@ func grantCmd(ctx context.Context, args []string, getenv func(string) string, st
 		_, err = fmt.Fprintf(stdout, "%s given to %s (%s): %s\n", g.ID, g.UserID, sc, g.Why())
 		return err
 	case "list":
-		gs, err := operate.ListGrants(ctx, deps.pool, sc.Of(user))
+		gs, err := operate.ListGrants(ctx, deps.Pool, sc.Of(user))
 		if err != nil {
 			return err
 		}
@@ -143,7 +120,7 @@ func grantCmd(ctx context.Context, args []string, getenv func(string) string, st
 		_, err = fmt.Fprintf(stdout, "%d grants of %s (%s)\n", len(gs), user, sc)
 		return err
 	default:
-		g, err := operate.RevokeGrant(ctx, deps.proj, id, by, reason)
+		g, err := operate.RevokeGrant(ctx, deps.Proj, id, by, reason)
 		if err != nil {
 			return err
 		}

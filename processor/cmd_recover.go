@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/pkg/config"
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/jsconn"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 )
@@ -29,30 +30,30 @@ func recoverCmd(ctx context.Context, args []string, getenv func(string) string, 
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return fmt.Errorf("%w: recover: %w", errUsage, err)
+		return fmt.Errorf("%w: recover: %w", cli.ErrUsage, err)
 	}
 	switch {
 	case fs.NArg() > 0:
-		return fmt.Errorf("%w: recover takes no positional arguments, got %q", errUsage, strings.Join(fs.Args(), " "))
+		return fmt.Errorf("%w: recover takes no positional arguments, got %q", cli.ErrUsage, strings.Join(fs.Args(), " "))
 	case *since <= 0:
-		return fmt.Errorf("%w: recover: --since must be positive, got %s", errUsage, *since)
+		return fmt.Errorf("%w: recover: --since must be positive, got %s", cli.ErrUsage, *since)
 	}
-	cfg, _, err := loadConfig(getenv)
+	cfg, _, err := cli.LoadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	deps, err := openCommand(ctx, getenv, stderr)
+	deps, err := cli.Open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer deps.pool.Close()
+	defer deps.Pool.Close()
 	js, done, err := jsconn.OpenCommandStream(ctx, cfg, "tollgate-processor-recover")
 	if err != nil {
 		return err
 	}
 	defer done()
 	from := time.Now().Add(-*since)
-	if _, err := operate.Recover(ctx, js, deps.pool, deps.proj, from, stdout, slog.New(slog.NewJSONHandler(stderr, nil))); err != nil {
+	if _, err := operate.Recover(ctx, js, deps.Pool, deps.Proj, from, stdout, slog.New(slog.NewJSONHandler(stderr, nil))); err != nil {
 		return err
 	}
 	if cfg.Stripe.Key == "" {

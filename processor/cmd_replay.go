@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/operate"
 )
 
@@ -22,20 +23,20 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: replay: %w", errUsage, err)
+		return fmt.Errorf("%w: replay: %w", cli.ErrUsage, err)
 	}
 	switch {
 	case fs.NArg() > 0:
-		return fmt.Errorf("%w: replay takes no positional arguments, got %q", errUsage, strings.Join(fs.Args(), " "))
+		return fmt.Errorf("%w: replay takes no positional arguments, got %q", cli.ErrUsage, strings.Join(fs.Args(), " "))
 	case (o.Customer == "") == !o.All:
 		fs.Usage()
-		return fmt.Errorf("%w: replay needs exactly one of --customer ID or --all", errUsage)
+		return fmt.Errorf("%w: replay needs exactly one of --customer ID or --all", cli.ErrUsage)
 	}
-	deps, err := openCommand(ctx, getenv, stderr)
+	deps, err := cli.Open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer deps.pool.Close()
+	defer deps.Pool.Close()
 	o.PageSize, o.ProgressEvery = 500, 2*time.Second
-	return operate.Replay(ctx, deps.pool, deps.proj, o, stdout, stderr)
+	return operate.Replay(ctx, deps.Pool, deps.Proj, o, stdout, stderr)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 	"github.com/tollgate/tollgate/processor/internal/reconcile"
 
@@ -107,7 +108,7 @@ func TestReconcileFindsThePlantedDrift(t *testing.T) {
 
 	c := b.reconcile(t)
 	require.ErrorIs(t, c.err, reconcile.ErrDrift)
-	require.Equal(t, 2, exitCode(c.err))
+	require.Equal(t, 2, cli.ExitCode(c.err))
 	require.ErrorContains(t, c.err, "drift found in 4 customers")
 	require.True(t, strings.HasPrefix(c.stdout, "CUSTOMER"), c.stdout)
 	require.Equal(t, [][]string{
@@ -135,7 +136,7 @@ func TestReconcileFindsThePlantedDrift(t *testing.T) {
 	}
 	fine := b.reconcile(t, "--customer", "cus_ok")
 	require.NoError(t, fine.err)
-	require.Equal(t, 0, exitCode(fine.err))
+	require.Equal(t, 0, cli.ExitCode(fine.err))
 	require.Equal(t, "No drift: customer cus_ok matches Stripe's 2 subscriptions (status=all).\n", fine.stdout)
 
 	// Once the events are in (here: the rows as the processor would derive them), no drift.
@@ -180,7 +181,7 @@ func TestReconcileFailsClearly(t *testing.T) {
 			t.Parallel()
 			c := runCommand(t.Context(), tt.env, append([]string{"reconcile"}, tt.args...)...)
 			require.ErrorContains(t, c.err, tt.want)
-			require.Equal(t, 1, exitCode(c.err), "an error is 1, not drift's 2")
+			require.Equal(t, 1, cli.ExitCode(c.err), "an error is 1, not drift's 2")
 			require.Empty(t, c.stdout)
 		})
 	}
@@ -189,10 +190,10 @@ func TestReconcileFailsClearly(t *testing.T) {
 // main exits with exitCode: reconcile's drift is 2, as a usage error is; any other failure is 1.
 func TestExitCode(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, 0, exitCode(nil))
-	require.Equal(t, 2, exitCode(fmt.Errorf("reconcile: %w in 1 customer", reconcile.ErrDrift)))
-	require.Equal(t, 2, exitCode(fmt.Errorf("%w: unknown command", errUsage)))
-	require.Equal(t, 1, exitCode(errors.New("anything else")))
+	require.Equal(t, 0, cli.ExitCode(nil))
+	require.Equal(t, 2, cli.ExitCode(fmt.Errorf("reconcile: %w in 1 customer", reconcile.ErrDrift)))
+	require.Equal(t, 2, cli.ExitCode(fmt.Errorf("%w: unknown command", cli.ErrUsage)))
+	require.Equal(t, 1, cli.ExitCode(errors.New("anything else")))
 
 	var out bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"help"}, envOf(nil), &out, io.Discard))

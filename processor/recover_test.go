@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 	"github.com/tollgate/tollgate/testkit/pgtest"
 )
@@ -35,5 +36,5 @@ func TestRecoverCommandReappliesTheStreamWindow(t *testing.T) {
 	processortest.RequireReadModel(t, restored.Pool, want)
 
 	err = run(t.Context(), []string{"recover", "--since", "-5m"}, func(k string) string { return env[k] }, &out, &errOut)
-	require.ErrorIs(t, err, errUsage)
+	require.ErrorIs(t, err, cli.ErrUsage)
 }

@@ -2,23 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
-
-	"github.com/tollgate/tollgate/processor/internal/notify"
-	"github.com/tollgate/tollgate/processor/internal/pgpool"
-	"github.com/tollgate/tollgate/processor/internal/projection"
-	"github.com/tollgate/tollgate/processor/internal/reconcile"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
-	"github.com/tollgate/tollgate/pkg/subscription"
+	"github.com/tollgate/tollgate/processor/internal/cli"
 )
 
 const usage = `Usage: processor [command]
@@ -63,9 +53,6 @@ Exit status: 0 done; 1 failure; 2 a usage error, or drift found by reconcile (wh
 errors exit 1, so that its 2 always means drift).
 `
 
-// errUsage is wrapped by errors in how the processor was invoked (exit status 2).
-var errUsage = errors.New("usage")
-
 // run dispatches on the first argument; no argument means serve. It returns when the command is
 // done or, for serve, after a graceful shutdown once ctx is cancelled.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -76,12 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		if len(rest) > 0 {
-			return fmt.Errorf("%w: serve takes no arguments, got %q", errUsage, strings.Join(rest, " "))
+			return fmt.Errorf("%w: serve takes no arguments, got %q", cli.ErrUsage, strings.Join(rest, " "))
 		}
 		return serve(ctx, getenv, stderr)
 	case "migrate":
 		if len(rest) > 0 {
-			return fmt.Errorf("%w: migrate takes no arguments, got %q", errUsage, strings.Join(rest, " "))
+			return fmt.Errorf("%w: migrate takes no arguments, got %q", cli.ErrUsage, strings.Join(rest, " "))
 		}
 		return migrateCmd(getenv, stdout)
 	case "replay":
@@ -109,55 +96,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	default:
 		_, _ = io.WriteString(stderr, usage)
-		return fmt.Errorf("%w: unknown command %q (see processor help)", errUsage, cmd)
+		return fmt.Errorf("%w: unknown command %q (see processor help)", cli.ErrUsage, cmd)
 	}
-}
-
-// exitCode is the exit status for run's error: 0 for nil, 2 for a usage error or drift found by
-// reconcile, 1 for any other failure.
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage), errors.Is(err, reconcile.ErrDrift):
-		return 2
-	default:
-		return 1
-	}
-}
-
-// loadConfig reads the processor's variables and builds the derivation rules from them,
-// reading and validating PLANS_FILE.
-func loadConfig(getenv func(string) string) (config.Processor, subscription.Rules, error) {
-	cfg, err := config.LoadProcessor(getenv)
-	if err != nil {
-		return cfg, subscription.Rules{}, err
-	}
-	rules, err := projection.LoadRules(cfg)
-	return cfg, rules, err
-}
-
-// commandDeps are what replay and dlq redrive run on.
-type commandDeps struct {
-	pool *pgxpool.Pool
-	proj *projection.Projector
-}
-
-func openCommand(ctx context.Context, getenv func(string) string, stderr io.Writer) (commandDeps, error) {
-	cfg, rules, err := loadConfig(getenv)
-	if err != nil {
-		return commandDeps{}, err
-	}
-	pool, err := pgpool.OpenCommand(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return commandDeps{}, err
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	reg := prometheus.NewRegistry()
-	// Replay and redrive record the notifications of what they change, for serve to deliver.
-	notify := notify.New(pool, cfg.NotifyURLs, cfg.NotifySecret, nil, notify.DefaultOptions(), logger, reg)
-	return commandDeps{
-		pool: pool,
-		proj: &projection.Projector{DB: pool, Rules: rules, Log: logger, Metrics: projection.NewMetrics(reg), Notify: notify},
-	}, nil
 }

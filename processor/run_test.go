@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/stretchr/testify/require"
@@ -52,7 +53,7 @@ func TestRunUsage(t *testing.T) {
 			t.Parallel()
 			var out, errOut bytes.Buffer
 			err := run(t.Context(), tc.args, envOf(nil), &out, &errOut)
-			require.ErrorIs(t, err, errUsage)
+			require.ErrorIs(t, err, cli.ErrUsage)
 			require.Empty(t, out.String())
 		})
 	}
@@ -62,7 +63,7 @@ func TestRunUsage(t *testing.T) {
 	require.Contains(t, out.String(), "replay --customer ID")
 	require.Contains(t, out.String(), "dlq redrive [EVENT_ID]")
 	out.Reset()
-	require.ErrorIs(t, run(t.Context(), []string{"bogus"}, envOf(nil), &out, &errOut), errUsage)
+	require.ErrorIs(t, run(t.Context(), []string{"bogus"}, envOf(nil), &out, &errOut), cli.ErrUsage)
 	require.Contains(t, errOut.String(), "Usage: processor", "usage on stderr for an unknown command")
 }
 

@@ -12,7 +12,9 @@ import (
 
 	"github.com/tollgate/tollgate/processor/internal/admin"
 	"github.com/tollgate/tollgate/processor/internal/backfill"
+	"github.com/tollgate/tollgate/processor/internal/cli"
 	"github.com/tollgate/tollgate/processor/internal/console"
+	"github.com/tollgate/tollgate/processor/internal/health"
 	"github.com/tollgate/tollgate/processor/internal/ingest"
 	"github.com/tollgate/tollgate/processor/internal/notify"
 	"github.com/tollgate/tollgate/processor/internal/operate"
@@ -24,7 +26,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/tollgate/tollgate/pkg/catalogue"
 	"github.com/tollgate/tollgate/pkg/config"
 	"github.com/tollgate/tollgate/pkg/httpx"
 	"github.com/tollgate/tollgate/pkg/natsconn"
@@ -52,7 +53,7 @@ const (
 // acknowledgments), stops the HTTP server, drains NATS and returns nil.
 func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	cfg, rules, err := loadConfig(getenv)
+	cfg, rules, err := cli.LoadConfig(getenv)
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		return fmt.Errorf("HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 
-	reg := newRegistry()
+	reg := health.NewRegistry()
 	m := ingest.NewMetrics(reg)
 	var sched *backfill.Scheduler
 	if cfg.BackfillInterval > 0 {
@@ -107,11 +108,11 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 	}
 	schema := pgpool.NewSchemaCheck(cfg.DatabaseURL, schemaMaxAge)
 	var started atomic.Bool
-	handler := newServer(reg, logger, natsCheck(nc), postgresCheck(pool), schema.Check, consumerCheck(&started))
+	handler := health.NewServer(reg, logger, health.NATSCheck(nc), health.PostgresCheck(pool), schema.Check, health.ConsumerCheck(&started))
 	handler = admin.With(handler, cfg.Admins, pool, proj, logger)
 	history := &operate.History{} // the pipeline page's charts: the last hour, in memory
 	handler = console.With(handler, console.Deps{Admins: cfg.Admins, Pool: pool, JS: js, Proj: proj, CanRepair: rep.API != nil, Rules: rules, Log: logger, History: history})
-	srv := newHTTPServer(handler, logger)
+	srv := health.NewHTTPServer(handler, logger)
 	logger.Info("listening", "addr", ln.Addr().String(), "batch_size", opts.BatchSize,
 		"user_id_metadata_key", rules.UserIDMetadataKey, "past_due_grants", rules.PastDueGrants, "plans", len(rules.Plans),
 		"plans_with_limits", len(rules.Limits))
@@ -131,7 +132,7 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 
 	var bg service.Group
 	var runErr error
-	if runErr = startSchema(runCtx, cfg.DatabaseURL, pool, rules, logger); runErr == nil {
+	if runErr = pgpool.StartSchema(runCtx, cfg.DatabaseURL, pool, rules, logger); runErr == nil {
 		schema.Refresh()
 		bg.Start(runCtx, service.Service{Name: "schema", Run: schema.Watch})
 		var cons *ingest.Consumer
@@ -170,19 +171,4 @@ func serveWith(ctx context.Context, cfg config.Processor, rules subscription.Rul
 		logger.Info("stopped")
 	}
 	return err
-}
-
-// startSchema applies pending migrations, then records PLANS_FILE's feature names in the flag
-// catalogue, which the query API's OpenFeature endpoint (/ofrep) reads to tell a flag that is
-// off from a name that is no flag. The catalogue holds the names of the last processor started.
-func startSchema(ctx context.Context, databaseURL string, pool catalogue.Execer, rules subscription.Rules, logger *slog.Logger) error {
-	if err := pgpool.Migrate(ctx, databaseURL, logger); err != nil {
-		return err
-	}
-	names := append(catalogue.FromPlans(rules.Plans), catalogue.FromPlanLimits(rules.Limits)...)
-	if err := catalogue.Write(ctx, pool, catalogue.SourcePlans, names); err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	logger.Info("flag catalogue recorded", "names", len(names))
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/processor/internal/health"
 	"github.com/tollgate/tollgate/processor/internal/processortest"
 
 	"github.com/tollgate/tollgate/processor/internal/ingest"
@@ -54,16 +55,16 @@ func TestReadiness(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"ready", []httpx.Check{natsCheck(up), postgresCheck(b.DB.Pool), current.Check, consumerCheck(&started)}, http.StatusOK, ""},
-		{"nats closed", []httpx.Check{natsCheck(down), postgresCheck(b.DB.Pool), current.Check, consumerCheck(&started)}, 503, "nats: not ready"},
-		{"postgres unreachable", []httpx.Check{natsCheck(up), postgresCheck(unreachable), current.Check, consumerCheck(&started)}, 503, "postgres: not ready"},
-		{"schema behind", []httpx.Check{natsCheck(up), postgresCheck(b.DB.Pool), behind.Check, consumerCheck(&started)}, 503, "schema: not ready"},
+		{"ready", []httpx.Check{health.NATSCheck(up), health.PostgresCheck(b.DB.Pool), current.Check, health.ConsumerCheck(&started)}, http.StatusOK, ""},
+		{"nats closed", []httpx.Check{health.NATSCheck(down), health.PostgresCheck(b.DB.Pool), current.Check, health.ConsumerCheck(&started)}, 503, "nats: not ready"},
+		{"postgres unreachable", []httpx.Check{health.NATSCheck(up), health.PostgresCheck(unreachable), current.Check, health.ConsumerCheck(&started)}, 503, "postgres: not ready"},
+		{"schema behind", []httpx.Check{health.NATSCheck(up), health.PostgresCheck(b.DB.Pool), behind.Check, health.ConsumerCheck(&started)}, 503, "schema: not ready"},
 		{"schema never read", []httpx.Check{pgpool.NewSchemaCheck(b.DB.URL, time.Minute).Check}, 503, "schema: not ready"},
-		{"no consumer yet", []httpx.Check{natsCheck(up), consumerCheck(&notStarted)}, 503, "consumer: not ready"},
+		{"no consumer yet", []httpx.Check{health.NATSCheck(up), health.ConsumerCheck(&notStarted)}, 503, "consumer: not ready"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(prometheus.NewRegistry(), nil, tc.checks...)
+			srv := health.NewServer(prometheus.NewRegistry(), nil, tc.checks...)
 			status, body := get(t, srv, "/readyz")
 			require.Equal(t, tc.status, status, body)
 			var got httpx.ReadyBody
@@ -97,7 +98,7 @@ func TestMetrics(t *testing.T) {
 		return processortest.Counter(in.Metrics.Outcomes.WithLabelValues("dead_letter")) == 1
 	})
 
-	status, body := get(t, newServer(in.Reg, nil), "/metrics")
+	status, body := get(t, health.NewServer(in.Reg, nil), "/metrics")
 	require.Equal(t, http.StatusOK, status)
 	for _, want := range []string{
 		`tollgate_processor_events_total{type="customer.created"} 1`,
@@ -119,7 +120,7 @@ func TestMetrics(t *testing.T) {
 
 func TestHTTPServerHasEveryTimeout(t *testing.T) {
 	t.Parallel()
-	srv := newHTTPServer(http.NotFoundHandler(), processortest.TestLogger(t))
+	srv := health.NewHTTPServer(http.NotFoundHandler(), processortest.TestLogger(t))
 	require.Positive(t, srv.ReadHeaderTimeout)
 	require.Positive(t, srv.ReadTimeout)
 	require.Positive(t, srv.WriteTimeout)

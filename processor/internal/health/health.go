@@ -1,4 +1,6 @@
-package main
+// Package health is the processor's HTTP surface besides the admin API and the console:
+// /healthz, /readyz with its readiness checks, /metrics, and the server's timeouts.
+package health
 
 import (
 	"context"
@@ -20,16 +22,16 @@ import (
 // readyTimeout bounds one /readyz answer.
 const readyTimeout = 2 * time.Second
 
-// newRegistry is the registry of one process's series: the Go runtime's and the process's, and
+// NewRegistry is the registry of one process's series: the Go runtime's and the process's, and
 // those each package registers on it.
-func newRegistry() *prometheus.Registry {
+func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }
 
-// newServer is the processor's HTTP handler: every route is here.
-func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Check) http.Handler {
+// NewServer is the processor's HTTP handler: every route is here.
+func NewServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Check) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", httpx.Health())
 	mux.Handle("GET /readyz", httpx.Ready(readyTimeout, logger, checks...))
@@ -37,10 +39,10 @@ func newServer(reg *prometheus.Registry, logger *slog.Logger, checks ...httpx.Ch
 	return mux
 }
 
-// newHTTPServer serves handler with every timeout set: a client that sends its headers or body
+// NewHTTPServer serves handler with every timeout set: a client that sends its headers or body
 // slowly, reads the answer slowly or idles holds a connection (and its goroutine) for a bounded
 // time only.
-func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
+func NewHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -57,7 +59,8 @@ type natsStatus interface {
 	Status() nats.Status
 }
 
-func natsCheck(nc natsStatus) httpx.Check {
+// NATSCheck fails while the NATS connection is not connected.
+func NATSCheck(nc natsStatus) httpx.Check {
 	return func(context.Context) error {
 		if s := nc.Status(); s != nats.CONNECTED {
 			return fmt.Errorf("nats: %s", s)
@@ -71,7 +74,8 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-func postgresCheck(db pinger) httpx.Check {
+// PostgresCheck fails while Postgres does not answer a ping.
+func PostgresCheck(db pinger) httpx.Check {
 	return func(ctx context.Context) error {
 		if err := db.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
@@ -80,8 +84,8 @@ func postgresCheck(db pinger) httpx.Check {
 	}
 }
 
-// consumerCheck fails until the JetStream consumer exists (the stream may not exist yet).
-func consumerCheck(started *atomic.Bool) httpx.Check {
+// ConsumerCheck fails until the JetStream consumer exists (the stream may not exist yet).
+func ConsumerCheck(started *atomic.Bool) httpx.Check {
 	return func(context.Context) error {
 		if !started.Load() {
 			return errors.New("consumer: not started yet (waiting for JetStream stream)")
