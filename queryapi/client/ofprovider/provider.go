@@ -100,46 +100,31 @@ func (p *Provider) Hooks() []openfeature.Hook { return nil }
 
 // BooleanEvaluation evaluates premium or a feature.
 func (p *Provider) BooleanEvaluation(ctx context.Context, flag string, defaultValue bool, flatCtx openfeature.FlattenedContext) openfeature.BoolResolutionDetail {
-	v, d := evaluateAs[bool](ctx, p, flag, flatCtx)
-	if d.Reason == openfeature.ErrorReason {
-		v = defaultValue
-	}
+	v, d := evaluateAs(ctx, p, flag, defaultValue, flatCtx)
 	return openfeature.BoolResolutionDetail{Value: v, ProviderResolutionDetail: d}
 }
 
 // StringEvaluation evaluates status.
 func (p *Provider) StringEvaluation(ctx context.Context, flag string, defaultValue string, flatCtx openfeature.FlattenedContext) openfeature.StringResolutionDetail {
-	v, d := evaluateAs[string](ctx, p, flag, flatCtx)
-	if d.Reason == openfeature.ErrorReason {
-		v = defaultValue
-	}
+	v, d := evaluateAs(ctx, p, flag, defaultValue, flatCtx)
 	return openfeature.StringResolutionDetail{Value: v, ProviderResolutionDetail: d}
 }
 
 // IntEvaluation evaluates a limit.
 func (p *Provider) IntEvaluation(ctx context.Context, flag string, defaultValue int64, flatCtx openfeature.FlattenedContext) openfeature.IntResolutionDetail {
-	v, d := evaluateAs[int64](ctx, p, flag, flatCtx)
-	if d.Reason == openfeature.ErrorReason {
-		v = defaultValue
-	}
+	v, d := evaluateAs(ctx, p, flag, defaultValue, flatCtx)
 	return openfeature.IntResolutionDetail{Value: v, ProviderResolutionDetail: d}
 }
 
 // FloatEvaluation evaluates a limit as a float.
 func (p *Provider) FloatEvaluation(ctx context.Context, flag string, defaultValue float64, flatCtx openfeature.FlattenedContext) openfeature.FloatResolutionDetail {
-	v, d := evaluateAs[float64](ctx, p, flag, flatCtx)
-	if d.Reason == openfeature.ErrorReason {
-		v = defaultValue
-	}
+	v, d := evaluateAs(ctx, p, flag, defaultValue, flatCtx)
 	return openfeature.FloatResolutionDetail{Value: v, ProviderResolutionDetail: d}
 }
 
 // ObjectEvaluation evaluates any flag as its JSON value (bool, string or float64).
 func (p *Provider) ObjectEvaluation(ctx context.Context, flag string, defaultValue any, flatCtx openfeature.FlattenedContext) openfeature.InterfaceResolutionDetail {
-	v, d := evaluateAs[any](ctx, p, flag, flatCtx)
-	if d.Reason == openfeature.ErrorReason {
-		v = defaultValue
-	}
+	v, d := evaluateAs(ctx, p, flag, defaultValue, flatCtx)
 	return openfeature.InterfaceResolutionDetail{Value: v, ProviderResolutionDetail: d}
 }
 
@@ -155,11 +140,11 @@ type evaluation struct {
 }
 
 // evaluateAs evaluates flag and decodes its value as T; on failure the detail carries the
-// resolution error and reason ERROR, and the value is T's zero value.
-func evaluateAs[T any](ctx context.Context, p *Provider, flag string, flatCtx openfeature.FlattenedContext) (T, openfeature.ProviderResolutionDetail) {
+// resolution error and reason ERROR, and the value is defaultValue (what the caller asked for).
+func evaluateAs[T any](ctx context.Context, p *Provider, flag string, defaultValue T, flatCtx openfeature.FlattenedContext) (T, openfeature.ProviderResolutionDetail) {
 	var zero T
 	fail := func(e openfeature.ResolutionError) (T, openfeature.ProviderResolutionDetail) {
-		return zero, openfeature.ProviderResolutionDetail{ResolutionError: e, Reason: openfeature.ErrorReason}
+		return defaultValue, openfeature.ProviderResolutionDetail{ResolutionError: e, Reason: openfeature.ErrorReason}
 	}
 	ev, err := p.evaluate(ctx, flag, flatCtx)
 	if err != nil {
