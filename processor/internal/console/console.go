@@ -518,17 +518,11 @@ func (c *console) customer(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "Customer " + id
 	ctx := r.Context()
-	keys, err := eventstore.CustomerScopes(ctx, c.Pool, id)
+	keys, sc, fo, err := c.pageScopes(r, func(ctx context.Context) ([]scope.Key, error) { return eventstore.CustomerScopes(ctx, c.Pool, id) })
 	if err != nil {
 		c.fail(w, v, err)
 		return
 	}
-	sc, err := pageScope(r, keys)
-	if err != nil {
-		c.fail(w, v, err)
-		return
-	}
-	fo, _ := failopen.Read(ctx, c.Pool)
 	data := struct {
 		ID         string
 		Scope      string
@@ -573,17 +567,11 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("id")
 	v.Title = "User " + id
 	ctx := r.Context()
-	keys, err := entitlement.UserScopes(ctx, c.Pool, id)
+	keys, sc, fo, err := c.pageScopes(r, func(ctx context.Context) ([]scope.Key, error) { return entitlement.UserScopes(ctx, c.Pool, id) })
 	if err != nil {
 		c.fail(w, v, err)
 		return
 	}
-	sc, err := pageScope(r, keys)
-	if err != nil {
-		c.fail(w, v, err)
-		return
-	}
-	fo, _ := failopen.Read(ctx, c.Pool)
 	data := struct {
 		ID, Scope   string
 		Scopes      []scopeLink
@@ -640,6 +628,21 @@ func (c *console) user(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	v.Data = data
 	c.render(w, status, "user", v)
+}
+
+// pageScopes are the scopes a customer or user page's id has answers in (scopesOf), the scope
+// the page shows (pageScope) and the fail-open switch its answers are shown under.
+func (c *console) pageScopes(r *http.Request, scopesOf func(context.Context) ([]scope.Key, error)) ([]scope.Key, scope.Scope, failopen.Status, error) {
+	keys, err := scopesOf(r.Context())
+	if err != nil {
+		return nil, scope.Scope{}, failopen.Status{}, err
+	}
+	sc, err := pageScope(r, keys)
+	if err != nil {
+		return nil, scope.Scope{}, failopen.Status{}, err
+	}
+	fo, _ := failopen.Read(r.Context(), c.Pool) // unreadable: shown as off, as the query API falls back
+	return keys, sc, fo, nil
 }
 
 // pageScope is the scope a customer or user page shows: the one the request names (livemode,
