@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,8 +35,12 @@ type Options struct {
 	// Durable names the consumer. Every processor instance shares it, so the stream's messages
 	// are spread over the instances and each is delivered to one at a time.
 	Durable string
-	// BatchSize is the most messages fetched, and applied in one transaction, at once.
+	// BatchSize is the most messages fetched at once.
 	BatchSize int
+	// Parallel is how many transactions apply one batch at once, each the events of its own
+	// share of the batch's customers (by a hash of the customer), so that one transaction's
+	// Postgres work overlaps another's derivation. 1 applies a batch in one transaction.
+	Parallel int
 	// FetchWait is how long an idle fetch waits for the next message before asking again.
 	FetchWait time.Duration
 	// AckWait is how long JetStream waits for the acknowledgment of a delivered message before
@@ -68,6 +74,7 @@ func DefaultOptions() Options {
 	return Options{
 		Durable:          Durable,
 		BatchSize:        1000,
+		Parallel:         2,
 		FetchWait:        5 * time.Second,
 		AckWait:          30 * time.Second,
 		TxTimeout:        20 * time.Second,
@@ -367,30 +374,66 @@ func (c *Consumer) handle(ctx context.Context, ds []delivery) (bool, error) {
 	return healthy, nil
 }
 
-// applyBatch applies the admitted messages in one transaction and records the outcome in each
-// delivery's err. When the transaction fails and Postgres still answers, whatever the error (a
-// refused value, a panic, an encoding error nobody foresaw), the batch is split in halves and
-// each applied on its own, down to the message at fault: the others commit and are acked, so a
-// poison message never brings the good ones of its batch back with it. A message that fails
-// alone while Postgres answers is a poisonError, counted by its deliveries and dead-lettered
-// after PoisonAttempts (settle). When Postgres does not answer, every message is left to
-// transient retry and the consumer waits for Postgres.
+// applyBatch applies the admitted messages and records the outcome in each delivery's err: in
+// Parallel transactions at once, each holding every event of its share of the customers
+// (shares), so that no two of them wait for each other's customer locks. When a transaction fails
+// and Postgres still answers, whatever the error (a refused value, a panic, an encoding error
+// nobody foresaw), its messages are split in halves and each applied on its own, down to the
+// message at fault: the others commit and are acked, so a poison message never brings the good
+// ones of its batch back with it. A message that fails alone while Postgres answers is a
+// poisonError, counted by its deliveries and dead-lettered after PoisonAttempts (settle). When
+// Postgres does not answer, every message is left to transient retry and the consumer waits for
+// Postgres.
 func (c *Consumer) applyBatch(ctx context.Context, good []*delivery) error {
 	if len(good) == 0 {
 		return nil
 	}
-	err := c.applyEvents(ctx, good)
-	if err == nil {
+	parts := shares(good, c.opts.Parallel)
+	failed := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Go(func() { failed[i] = c.applyEvents(ctx, part) })
+	}
+	wg.Wait()
+	if err := errors.Join(failed...); err == nil {
 		if c.opts.Crash != nil && c.opts.Crash("committed") {
 			return ErrCrashed
 		}
 		return nil
 	}
-	if len(good) > 1 {
-		c.log.Warn("batch not applied; isolating the message at fault", "messages", len(good), "error", err)
+	for i, err := range failed {
+		if err == nil {
+			continue
+		}
+		if len(parts[i]) > 1 {
+			c.log.Warn("batch not applied; isolating the message at fault", "messages", len(parts[i]), "error", err)
+		}
+		c.isolate(ctx, parts[i], err)
 	}
-	c.isolate(ctx, good, err)
 	return nil
+}
+
+// shareSeed spreads customers over a batch's shares; any seed does, as long as one batch uses one.
+var shareSeed = maphash.MakeSeed()
+
+// shares splits ds into at most n parts by the hash of each event's customer (in its scope), or
+// of its id when it has none, so that all of a customer's events are in one part. A batch of one
+// customer is one part.
+func shares(ds []*delivery, n int) [][]*delivery {
+	if n <= 1 || len(ds) == 1 {
+		return [][]*delivery{ds}
+	}
+	parts := make([][]*delivery, n)
+	for _, d := range ds {
+		e := d.event.Event
+		key := e.ID
+		if e.CustomerID != "" {
+			key = projection.ScopeOf(e).Of(e.CustomerID).String()
+		}
+		i := maphash.String(shareSeed, key) % uint64(n) //nolint:gosec // n is small and positive
+		parts[i] = append(parts[i], d)
+	}
+	return slices.DeleteFunc(parts, func(p []*delivery) bool { return len(p) == 0 })
 }
 
 // isolate records the outcome of ds, whose transaction together failed with err: split in
