@@ -31,7 +31,8 @@ func TestAnswerLimitsAndGrants(t *testing.T) {
 		g, err := grant.Create(ctx, tx, grant.New{Scope: scope.Scope{}, UserID: user, Features: features, Limits: limits,
 			Until: until, Reason: "support comp", By: "ops"})
 		require.NoError(t, err)
-		require.NoError(t, grant.RefreshUsers(ctx, tx, []scope.Key{g.User()}))
+		_, err = grant.RefreshUsers(ctx, tx, []scope.Key{g.User()})
+		require.NoError(t, err)
 		require.NoError(t, tx.Commit(ctx))
 		return g
 	}

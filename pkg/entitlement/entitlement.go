@@ -227,7 +227,8 @@ func SaveCustomers(ctx context.Context, q Querier, cs []Customer) error {
 // must use RefreshUsersWithGrants (pkg/grant.RefreshUsers), or a write drops the user's grants
 // from the answer until the next.
 func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
-	return RefreshUsersWithGrants(ctx, q, users, nil)
+	_, err := RefreshUsersWithGrants(ctx, q, users, nil)
+	return err
 }
 
 // RefreshUsersWithGrants rebuilds the user rows of the given users, each in its scope, from the
@@ -235,34 +236,37 @@ func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
 // first, as the answer lists them), and deletes the row of a user with neither. A user with
 // grants and no customer has a row of its own: no customer ids, status none, no last event.
 // Callers serialize per user (the processor holds an advisory lock on each user id) so
-// concurrent writers cannot interleave.
-func RefreshUsersWithGrants(ctx context.Context, q Querier, users []scope.Key, grants map[scope.Key][]Grant) error {
+// concurrent writers cannot interleave. It returns the rows it wrote, as GetUsers would read
+// them back in the same transaction (the notifications are made from them without reading
+// them again); a deleted user is absent.
+func RefreshUsersWithGrants(ctx context.Context, q Querier, users []scope.Key, grants map[scope.Key][]Grant) (map[scope.Key]User, error) {
 	if len(users) == 0 {
-		return nil
+		return nil, nil
 	}
 	livemode, account, ids := scope.Columns(users)
 	rows, err := q.Query(ctx, `SELECT `+customerColumns+` FROM customer_entitlements
 		WHERE (livemode, account, user_id) IN (SELECT * FROM unnest($1::boolean[], $2::text[], $3::text[]))
 		ORDER BY livemode, account, user_id, customer_id`, livemode, account, ids)
 	if err != nil {
-		return fmt.Errorf("load customers of users: %w", err)
+		return nil, fmt.Errorf("load customers of users: %w", err)
 	}
 	byUser := make(map[scope.Key][]Customer, len(users))
 	for rows.Next() {
 		c, err := scanCustomer(rows)
 		if err != nil {
 			rows.Close()
-			return fmt.Errorf("load customers of users: %w", err)
+			return nil, fmt.Errorf("load customers of users: %w", err)
 		}
 		k := c.Scope.Of(c.UserID)
 		byUser[k] = append(byUser[k], c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load customers of users: %w", err)
+		return nil, fmt.Errorf("load customers of users: %w", err)
 	}
 
 	b := &pgx.Batch{}
+	written := make([]User, 0, len(users)) // in the order of the upserts queued
 	for _, u := range users {
 		cs, gs := byUser[u], grants[u]
 		if len(cs) == 0 && len(gs) == 0 {
@@ -270,36 +274,52 @@ func RefreshUsersWithGrants(ctx context.Context, q Querier, users []scope.Key, g
 			continue
 		}
 		v := MergeWithGrants(u.Scope, cs, gs)
+		v.UserID = u.ID
+		normalizeUser(&v)
 		subs, err := json.Marshal(v.Subscriptions)
 		if err != nil {
-			return fmt.Errorf("encode subscriptions of user %s: %w", u, err)
+			return nil, fmt.Errorf("encode subscriptions of user %s: %w", u, err)
 		}
 		limits, err := json.Marshal(v.Limits)
 		if err != nil {
-			return fmt.Errorf("encode limits of user %s: %w", u, err)
+			return nil, fmt.Errorf("encode limits of user %s: %w", u, err)
 		}
 		grantsJSON, err := json.Marshal(v.Grants)
 		if err != nil {
-			return fmt.Errorf("encode grants of user %s: %w", u, err)
+			return nil, fmt.Errorf("encode grants of user %s: %w", u, err)
 		}
 		var lastCreated *time.Time
 		if v.LastEventID != "" {
 			lastCreated = &v.LastEventCreated
 		}
+		i := len(written)
 		b.Queue(`INSERT INTO user_entitlements (user_id, customer_ids, premium, status, features, subscriptions,
 				last_event_id, last_event_created, livemode, account, limits, grants, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''), $8, $9, $10, $11, $12, now())
 			ON CONFLICT (livemode, account, user_id) DO UPDATE SET customer_ids = excluded.customer_ids, premium = excluded.premium,
 				status = excluded.status, features = excluded.features, subscriptions = excluded.subscriptions,
 				last_event_id = excluded.last_event_id, last_event_created = excluded.last_event_created,
-				limits = excluded.limits, grants = excluded.grants, updated_at = now()`,
+				limits = excluded.limits, grants = excluded.grants, updated_at = now()
+			RETURNING updated_at`,
 			u.ID, v.CustomerIDs, v.Premium, v.Status, v.Features, subs, v.LastEventID, lastCreated, u.Livemode, u.Account,
-			limits, grantsJSON)
+			limits, grantsJSON).QueryRow(func(row pgx.Row) error {
+			w := &written[i] // the slice as it is when the batch is read, every row appended
+			if err := row.Scan(&w.UpdatedAt); err != nil {
+				return err
+			}
+			w.UpdatedAt = w.UpdatedAt.UTC()
+			return nil
+		})
+		written = append(written, v)
 	}
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("save user entitlements: %w", err)
+		return nil, fmt.Errorf("save user entitlements: %w", err)
 	}
-	return nil
+	out := make(map[scope.Key]User, len(written))
+	for _, u := range written {
+		out[u.Scope.Of(u.UserID)] = u
+	}
+	return out, nil
 }
 
 // Merge is the row of a user over the rows of all the user's customers (cs, at least one, all of
@@ -411,6 +431,16 @@ func scanUserColumns(row pgx.Row, u *User, before ...any) error {
 	if err := json.Unmarshal(grants, &u.Grants); err != nil {
 		return fmt.Errorf("decode grants of user %s: %w", u.UserID, err)
 	}
+	normalizeUser(u)
+	if lastCreated != nil {
+		u.LastEventCreated = lastCreated.UTC()
+	}
+	u.UpdatedAt = u.UpdatedAt.UTC()
+	return nil
+}
+
+// normalizeUser makes u's lists and maps non-nil, as the answers show them ([] and {}, never null).
+func normalizeUser(u *User) {
 	u.CustomerIDs, u.Features, u.Limits = nonNil(u.CustomerIDs), nonNil(u.Features), nonNilMap(u.Limits)
 	if u.Subscriptions == nil {
 		u.Subscriptions = []Subscription{}
@@ -421,11 +451,6 @@ func scanUserColumns(row pgx.Row, u *User, before ...any) error {
 	for i := range u.Grants {
 		u.Grants[i].Features, u.Grants[i].Limits = nonNil(u.Grants[i].Features), nonNilMap(u.Grants[i].Limits)
 	}
-	if lastCreated != nil {
-		u.LastEventCreated = lastCreated.UTC()
-	}
-	u.UpdatedAt = u.UpdatedAt.UTC()
-	return nil
 }
 
 // GetCustomer reads the row of a Stripe customer in a scope, times in UTC and lists never nil.

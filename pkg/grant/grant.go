@@ -343,11 +343,12 @@ func Active(ctx context.Context, q Querier, users []scope.Key) (map[scope.Key][]
 
 // RefreshUsers rebuilds the read-model rows of the given users from their customers' rows and
 // their grants active at the transaction's time (entitlement.RefreshUsersWithGrants). Callers
-// hold the users' locks, as for entitlement.RefreshUsers.
-func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) error {
+// hold the users' locks, as for entitlement.RefreshUsers. It returns the rows written (a user
+// left with no row is absent).
+func RefreshUsers(ctx context.Context, q Querier, users []scope.Key) (map[scope.Key]entitlement.User, error) {
 	active, err := Active(ctx, q, users)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return entitlement.RefreshUsersWithGrants(ctx, q, users, active)
 }

@@ -109,7 +109,8 @@ func (b bundle) give(t *testing.T, n grant.New) grant.Grant {
 		var err error
 		g, err = grant.Create(b.ctx, tx, n)
 		require.NoError(t, err)
-		require.NoError(t, grant.RefreshUsers(b.ctx, tx, []scope.Key{g.User()}))
+		_, err = grant.RefreshUsers(b.ctx, tx, []scope.Key{g.User()})
+		require.NoError(t, err)
 	})
 	return g
 }
@@ -127,7 +128,8 @@ func TestGrantOnlyUserAndOnTopOfSubscriptions(t *testing.T) {
 			Limits: map[string]int64{"projects": 10, "seats": 3}, Subscriptions: []entitlement.Subscription{},
 			LastEventID: "evt_7", LastEventCreated: time.Unix(1765000000, 0).UTC(),
 		}}))
-		require.NoError(t, grant.RefreshUsers(b.ctx, tx, []scope.Key{u7}))
+		_, err := grant.RefreshUsers(b.ctx, tx, []scope.Key{u7})
+		require.NoError(t, err)
 	})
 
 	until := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
@@ -162,7 +164,8 @@ func TestGrantOnlyUserAndOnTopOfSubscriptions(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, grant.EndRevoked, *r.EndedWhy)
 		require.False(t, r.Active)
-		require.NoError(t, grant.RefreshUsers(b.ctx, tx, []scope.Key{u7}))
+		_, err = grant.RefreshUsers(b.ctx, tx, []scope.Key{u7})
+		require.NoError(t, err)
 	})
 	u, err = entitlement.GetUser(b.ctx, b.db.Pool, u7)
 	require.NoError(t, err)
@@ -246,7 +249,8 @@ func TestExpireDueExactlyOnce(t *testing.T) {
 					for _, g := range gs {
 						users = append(users, g.User())
 					}
-					return grant.RefreshUsers(b.ctx, tx, users)
+					_, err = grant.RefreshUsers(b.ctx, tx, users)
+					return err
 				})
 				if err != nil {
 					errs <- err
@@ -295,4 +299,39 @@ func TestExpireDueExactlyOnce(t *testing.T) {
 	var logged int
 	require.NoError(t, b.db.Pool.QueryRow(b.ctx, `SELECT count(*) FROM grant_log WHERE action = 'expired'`).Scan(&logged))
 	require.Equal(t, len(want), logged)
+}
+
+// The notifications are made from the rows RefreshUsers returns, not from a second read: they
+// must be exactly what GetUsers reads back, lists never nil, times in UTC, updated_at the row's.
+func TestRefreshUsersReturnsTheRowsAsRead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	live, test := scope.Live(), scope.Scope{Account: "acct_1"}
+	end := time.Unix(1767000000, 0).UTC()
+	b.inTx(t, func(tx pgx.Tx) {
+		require.NoError(t, entitlement.SaveCustomers(b.ctx, tx, []entitlement.Customer{
+			{Scope: live, CustomerID: "cus_a", UserID: "u_1", Premium: true, Status: "active", Features: []string{"pro"},
+				Limits: map[string]int64{"seats": 3}, LastEventID: "evt_a", LastEventCreated: time.Unix(1765000000, 0).UTC(),
+				Subscriptions: []entitlement.Subscription{{ID: "sub_a", CustomerID: "cus_a", Status: "active",
+					PriceIDs: []string{"price_1"}, ProductIDs: []string{"prod_1"}, CurrentPeriodEnd: &end}}},
+			{Scope: live, CustomerID: "cus_b", UserID: "u_1", Status: "canceled", LastEventID: "evt_b",
+				LastEventCreated: time.Unix(1765000001, 0).UTC(), Subscriptions: []entitlement.Subscription{{ID: "sub_b", CustomerID: "cus_b"}}},
+			{Scope: test, CustomerID: "cus_c", UserID: "u_2", Status: "none", LastEventID: "evt_c", LastEventCreated: time.Unix(1765000002, 0).UTC()},
+		}))
+		// A grant with limits and no features, and one with features and no limits.
+		for _, n := range []grant.New{
+			{Scope: live, UserID: "u_1", Features: []string{}, Limits: map[string]int64{"projects": 5}, Reason: "comp", By: "ops"},
+			{Scope: live, UserID: "u_3", Features: []string{"export"}, Limits: map[string]int64{}, Reason: "partner", By: "ops"},
+		} {
+			_, err := grant.Create(b.ctx, tx, n)
+			require.NoError(t, err)
+		}
+		users := []scope.Key{live.Of("u_1"), live.Of("u_3"), live.Of("u_gone"), test.Of("u_2")}
+		wrote, err := grant.RefreshUsers(b.ctx, tx, users)
+		require.NoError(t, err)
+		read, err := entitlement.GetUsers(b.ctx, tx, users)
+		require.NoError(t, err)
+		require.Len(t, read, 3, "u_gone has no row")
+		require.Equal(t, read, wrote)
+	})
 }

@@ -68,22 +68,18 @@ func digest(a Answer) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// Record compares the read model's rows of the given users (as the transaction q sees them, after
-// the refresh) with the last answer notified for each, and for each that changed (a first
+// Record compares the read model's rows of the given users (rows: what the refresh wrote, as
+// entitlement.RefreshUsersWithGrants returns them; a user absent has no row) with the last answer notified for each, and for each that changed (a first
 // appearance included; a user whose row is gone gets one last answer with premium false) writes
 // the next sequence and one outbox row per URL. Call it inside the read-model transaction, under
 // the users' locks. It returns what it recorded, to publish once the transaction committed. With
 // no URLs it still advances the sequences (NATS subscribers see them).
-func Record(ctx context.Context, q entitlement.Querier, users []scope.Key, urls []string, now time.Time) ([]Change, error) {
+func Record(ctx context.Context, q entitlement.Querier, users []scope.Key, rows map[scope.Key]entitlement.User, urls []string, now time.Time) ([]Change, error) {
 	if len(users) == 0 {
 		return nil, nil
 	}
-	// Three round trips for the whole batch of users, whatever its size: their rows, their last
-	// notified state, then every write (a drain applies a thousand users per transaction).
-	rows, err := entitlement.GetUsers(ctx, q, users)
-	if err != nil {
-		return nil, err
-	}
+	// Two round trips for the whole batch of users, whatever its size: their last notified
+	// state, then every write (a drain applies a thousand users per transaction).
 	type state struct {
 		seq    int64
 		digest string

@@ -102,12 +102,12 @@ func New(pool notifierPool, urls []string, key []byte, nc publisher, opts Option
 }
 
 // Record is the projector's hook: inside its transaction, after the user rows (each in its
-// scope) were rebuilt.
-func (n *Notifier) Record(ctx context.Context, tx pgx.Tx, users []scope.Key) ([]outbox.Change, error) {
+// scope) were rebuilt; rows are the rows written (a user absent has none).
+func (n *Notifier) Record(ctx context.Context, tx pgx.Tx, users []scope.Key, rows map[scope.Key]entitlement.User) ([]outbox.Change, error) {
 	if n == nil || len(users) == 0 {
 		return nil, nil
 	}
-	return outbox.Record(ctx, tx, users, n.urls, time.Now())
+	return outbox.Record(ctx, tx, users, rows, n.urls, time.Now())
 }
 
 // Committed is the projector's hook once the transaction committed: publish on NATS, wake the

@@ -345,12 +345,13 @@ func (p *Projector) RefreshUsers(ctx context.Context, tx pgx.Tx, users []scope.K
 	if err := lockKeys(ctx, tx, "user:", users); err != nil {
 		return nil, err
 	}
-	if err := grant.RefreshUsers(ctx, tx, users); err != nil {
+	rows, err := grant.RefreshUsers(ctx, tx, users)
+	if err != nil {
 		return nil, err
 	}
-	// Notifications are recorded in this transaction, under the user locks, after the user rows
-	// they describe were rebuilt.
-	return p.Notify.Record(ctx, tx, users)
+	// Notifications are recorded in this transaction, under the user locks, from the user rows
+	// just rebuilt.
+	return p.Notify.Record(ctx, tx, users, rows)
 }
 
 // lockKeys takes a transaction-scoped advisory lock on prefix+key for each key, in the order of
