@@ -39,3 +39,23 @@ func TestCheckpointLadderMigration(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Equal(t, []string{"cus_1 false 9", "cus_1 true 3", "cus_2 false 1"}, got)
 }
+
+// 000017 keeps each checkpoint's JSON as bytes; down makes it jsonb again, the same value.
+func TestCheckpointStateBytesMigration(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	migrateTo(t, db, 16)
+	const state = `{"version": 3, "created": 9, "fold": {"subs": [{"object": {"id": "sub_1"}}], "last_id": "evt_é"}}`
+	_, err := db.Pool.Exec(ctx, `INSERT INTO customer_checkpoints (livemode, customer_id, checkpoint_created, events, version, state)
+		VALUES (false, 'cus_1', 9, 20, 3, $1::jsonb)`, state)
+	require.NoError(t, err)
+	migrateTo(t, db, 17)
+	var raw []byte
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state FROM customer_checkpoints`).Scan(&raw))
+	require.JSONEq(t, state, string(raw))
+	migrateTo(t, db, 16)
+	var back string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state::text FROM customer_checkpoints`).Scan(&back))
+	require.JSONEq(t, state, back)
+}

@@ -54,12 +54,14 @@ func TestCheckpointsKeepTheAnswer(t *testing.T) {
 	require.Equal(t, len(want.Customers), n)
 
 	// A checkpoint that lies is trusted by the consumer, never by replay.
-	_, err := b.DB.Pool.Exec(t.Context(), `UPDATE customer_checkpoints SET state = jsonb_set(state, '{fold,metadata_user}', '"u_bogus"')`)
+	_, err := b.DB.Pool.Exec(t.Context(), `UPDATE customer_checkpoints
+		SET state = convert_to(jsonb_set(convert_from(state, 'UTF8')::jsonb, '{fold,metadata_user}', '"u_bogus"')::text, 'UTF8')`)
 	require.NoError(t, err)
 	changed, _ := replayCmdOut(t, map[string]string{"DATABASE_URL": b.DB.URL}, "--all")
 	require.Zero(t, changed)
 	var bogus int
-	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints WHERE state->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
+	require.NoError(t, b.DB.Pool.QueryRow(t.Context(), `SELECT count(*) FROM customer_checkpoints
+		WHERE convert_from(state, 'UTF8')::jsonb->'fold'->>'metadata_user' = 'u_bogus'`).Scan(&bogus))
 	require.Zero(t, bogus, "replay rewrites every checkpoint")
 	processortest.RequireReadModel(t, b.DB.Pool, want)
 }

@@ -98,7 +98,7 @@ func SaveLadders(ctx context.Context, q Querier, updates []LadderUpdate) error {
 	var insKeys []scope.Key
 	var created, events []int64
 	var versions []int32
-	var states []string
+	var states [][]byte
 	for _, u := range updates {
 		delKeys, lo, hi = append(delKeys, u.Customer), append(lo, u.After), append(hi, math.MaxInt64)
 		for _, d := range u.Drop {
@@ -110,7 +110,7 @@ func SaveLadders(ctx context.Context, q Querier, updates []LadderUpdate) error {
 				return fmt.Errorf("encode checkpoint of customer %s: %w", u.Customer.ID, err)
 			}
 			insKeys, created, events = append(insKeys, u.Customer), append(created, cp.Created), append(events, cp.Events)
-			versions, states = append(versions, int32(cp.Version)), append(states, string(b)) //nolint:gosec // a small constant
+			versions, states = append(versions, int32(cp.Version)), append(states, b) //nolint:gosec // a small constant
 		}
 	}
 	livemode, account, ids := scope.Columns(delKeys)
@@ -126,7 +126,7 @@ func SaveLadders(ctx context.Context, q Querier, updates []LadderUpdate) error {
 	}
 	livemode, account, ids = scope.Columns(insKeys)
 	if _, err := q.Exec(ctx, `INSERT INTO customer_checkpoints (livemode, account, customer_id, checkpoint_created, events, version, state)
-		SELECT l, a, c, t, n, v, s::jsonb FROM unnest($1::boolean[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::integer[], $7::text[]) AS u(l, a, c, t, n, v, s)
+		SELECT l, a, c, t, n, v, s FROM unnest($1::boolean[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::integer[], $7::bytea[]) AS u(l, a, c, t, n, v, s)
 		ON CONFLICT (livemode, account, customer_id, checkpoint_created) DO UPDATE SET events = excluded.events,
 			version = excluded.version, state = excluded.state, updated_at = now()`,
 		livemode, account, ids, created, events, versions, states); err != nil {
