@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate/processor/internal/projection"
@@ -35,8 +36,19 @@ type Options struct {
 	// Durable names the consumer. Every processor instance shares it, so the stream's messages
 	// are spread over the instances and each is delivered to one at a time.
 	Durable string
-	// BatchSize is the most messages fetched at once.
+	// BatchSize is the most messages fetched at once, unless a backlog grows the batches.
 	BatchSize int
+	// MaxBatch is the most messages fetched at once while a backlog exists: after a batch of at
+	// least BatchSize messages applied within BatchTime, the next fetch asks for twice as many,
+	// up to MaxBatch and BatchBytes; a batch under BatchSize (the backlog is gone) brings it back
+	// to BatchSize, one slower than twice BatchTime halves it. Up to BatchSize keeps every
+	// fetch at BatchSize.
+	MaxBatch int
+	// BatchBytes bounds the bytes of a grown fetch. A message larger than it is fetched by the
+	// next fetch of BatchSize, which has no byte bound.
+	BatchBytes int
+	// BatchTime is how long a batch may take to apply and still grow the next one.
+	BatchTime time.Duration
 	// Parallel is how many transactions apply one batch at once, each the events of its own
 	// share of the batch's customers (by a hash of the customer), so that one transaction's
 	// Postgres work overlaps another's derivation. 1 applies a batch in one transaction.
@@ -74,6 +86,9 @@ func DefaultOptions() Options {
 	return Options{
 		Durable:          Durable,
 		BatchSize:        1000,
+		MaxBatch:         8000,
+		BatchBytes:       32 << 20,
+		BatchTime:        time.Second,
 		Parallel:         2,
 		FetchWait:        5 * time.Second,
 		AckWait:          30 * time.Second,
@@ -127,12 +142,16 @@ type Consumer struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *Metrics
+	size    atomic.Int64 // messages the next fetch asks for (grow)
 }
 
 // PurgeEvery is how often the consumer checks, besides after each batch, whether its ack floor
 // moved past the last purge. Acks are asynchronous, so the floor may lag the batch that moved
 // it; the check catches up and empties the stream once traffic stops.
 const PurgeEvery = time.Second
+
+// backlogWait is how long a grown fetch waits for the rest of its batch.
+const backlogWait = 50 * time.Millisecond
 
 // ErrCrashed is returned by run when the crash hook of tests stopped it.
 var ErrCrashed = errors.New("consumer stopped by the crash hook")
@@ -143,6 +162,7 @@ var errReleased = errors.New("released unapplied")
 // NewConsumer creates or updates the durable consumer on the stream, which must exist.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, proj *projection.Projector, opts Options, log *slog.Logger, m *Metrics) (*Consumer, error) {
 	c := &Consumer{js: js, proj: proj, db: db, opts: opts, log: log, metrics: m}
+	c.size.Store(int64(opts.BatchSize))
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -179,8 +199,9 @@ type delivery struct {
 // batch is a fetched batch, each message read and admitted, and the fetch's error (ds holds
 // whatever arrived before it).
 type batch struct {
-	ds  []delivery
-	err error
+	ds    []delivery
+	asked int // messages the fetch asked for
+	err   error
 }
 
 // Run fetches and applies batches until ctx is done. While one batch's transaction runs, the next
@@ -218,7 +239,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			// and the acks would otherwise leave committed events unacknowledged (harmless but
 			// slow: redelivered after AckWait) or abort a transaction halfway (harmless, but
 			// the shutdown promise is to finish the current batch).
+			began := time.Now()
 			ok, err := c.handle(context.WithoutCancel(ctx), b.ds)
+			c.grow(b.asked, len(b.ds), time.Since(began))
 			if err != nil {
 				<-ahead // killed: the batch fetched ahead is left unsettled too
 				return err
@@ -280,7 +303,8 @@ func (c *Consumer) purgeFailed(ctx context.Context, err error) {
 
 // fetchBatch fetches the next batch and reads each message: its JetStream metadata and admit.
 func (c *Consumer) fetchBatch(ctx context.Context) batch {
-	msgs, err := c.fetch(ctx)
+	asked := int(c.size.Load())
+	msgs, err := c.fetch(ctx, asked)
 	ds := make([]delivery, len(msgs))
 	for i, m := range msgs {
 		d := &ds[i]
@@ -304,7 +328,29 @@ func (c *Consumer) fetchBatch(ctx context.Context) batch {
 			}
 		}
 	}
-	return batch{ds: ds, err: err}
+	return batch{ds: ds, asked: asked, err: err}
+}
+
+// grow sets the size of the next fetch from the batch just applied (asked for, got, applied
+// in took): twice as large while a backlog fills batches of BatchSize or more and each applies
+// within BatchTime, up to MaxBatch. Larger batches drain a backlog faster (a customer with
+// several events in one batch is derived and written once, and each statement carries more
+// rows): 80,000 events of 6,000 customers drained at 3,190-3,300 events/s in batches of 1,000,
+// 4,430 in batches of 8,000 (bench/drain.md). The ahead fetch already running keeps its size;
+// the one after it takes the new one.
+func (c *Consumer) grow(asked, got int, took time.Duration) {
+	base := c.opts.BatchSize
+	next := base
+	switch {
+	case c.opts.MaxBatch <= base || got < base:
+	case took <= c.opts.BatchTime:
+		next = min(2*asked, c.opts.MaxBatch)
+	case took <= 2*c.opts.BatchTime:
+		next = asked
+	default:
+		next = max(asked/2, base)
+	}
+	c.size.Store(int64(next))
 }
 
 // release hands a batch that was fetched but will not be applied back to JetStream.
@@ -315,12 +361,20 @@ func (c *Consumer) release(b batch) {
 	}
 }
 
-// fetch returns the next batch: whatever is waiting, up to BatchSize, at once; when nothing is,
+// fetch returns the next batch: whatever is waiting, up to size, at once; when nothing is,
 // it waits up to FetchWait for one message and takes whatever else came with it, so a lone event
-// is applied without delay and a burst fills whole batches. Messages come back even with an error.
-func (c *Consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
+// is applied without delay and a burst fills whole batches. A size over BatchSize (a backlog,
+// grow) is also bounded by BatchBytes. Messages come back even with an error.
+func (c *Consumer) fetch(ctx context.Context, size int) ([]jetstream.Msg, error) {
 	cons := c.JsConsumer()
-	msgs, err := collect(cons.FetchNoWait(c.opts.BatchSize))
+	var msgs []jetstream.Msg
+	var err error
+	if size > c.opts.BatchSize {
+		// The backlog fills the request at once; the wait only counts when it ends just then.
+		msgs, err = collect(cons.Fetch(size, jetstream.FetchMaxBytes(c.opts.BatchBytes), jetstream.FetchMaxWait(backlogWait)))
+	} else {
+		msgs, err = collect(cons.FetchNoWait(c.opts.BatchSize))
+	}
 	if len(msgs) > 0 || err != nil {
 		return msgs, err
 	}

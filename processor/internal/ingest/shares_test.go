@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tollgate/tollgate/processor/internal/projection"
 	"github.com/tollgate/tollgate/pkg/stripeevent"
+	"github.com/tollgate/tollgate/processor/internal/projection"
 )
 
 // A batch is applied in shares at once: every event of a customer (in its scope) in one share,

@@ -59,6 +59,7 @@ func Setup(tb testing.TB) *Bundle {
 func TestOptions() ingest.Options {
 	o := ingest.DefaultOptions()
 	o.BatchSize = 50
+	o.MaxBatch = 0 // batches of BatchSize: the tests count them
 	o.FetchWait = 200 * time.Millisecond
 	o.AckWait = 2 * time.Second
 	o.TxTimeout = 1500 * time.Millisecond
