@@ -61,7 +61,7 @@ func LoadLadders(ctx context.Context, q Querier, customers []scope.Key, before [
 		l := out[k]
 		l.Rungs = append(l.Rungs, r)
 		var cp subscription.Checkpoint
-		if state != nil && json.Unmarshal(state, &cp) == nil && cp.Version == version && cp.Created == r.Created {
+		if state != nil && decode(state, &cp) == nil && cp.Version == version && cp.Created == r.Created {
 			l.From = &cp
 		}
 		out[k] = l

@@ -154,10 +154,10 @@ func scanCustomer(row pgx.Row) (Customer, error) {
 		&c.LastEventID, &c.LastEventCreated, &c.UpdatedAt); err != nil {
 		return Customer{}, err
 	}
-	if err := json.Unmarshal(subs, &c.Subscriptions); err != nil {
+	if err := decode(subs, &c.Subscriptions); err != nil {
 		return Customer{}, fmt.Errorf("decode subscriptions of %s: %w", c.CustomerID, err)
 	}
-	if err := json.Unmarshal(limits, &c.Limits); err != nil {
+	if err := decode(limits, &c.Limits); err != nil {
 		return Customer{}, fmt.Errorf("decode limits of %s: %w", c.CustomerID, err)
 	}
 	c.Limits = nonNilMap(c.Limits)
@@ -422,13 +422,13 @@ func scanUserColumns(row pgx.Row, u *User, before ...any) error {
 		&u.LastEventID, &lastCreated, &u.UpdatedAt)...); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(subs, &u.Subscriptions); err != nil {
+	if err := decode(subs, &u.Subscriptions); err != nil {
 		return fmt.Errorf("decode subscriptions of user %s: %w", u.UserID, err)
 	}
-	if err := json.Unmarshal(limits, &u.Limits); err != nil {
+	if err := decode(limits, &u.Limits); err != nil {
 		return fmt.Errorf("decode limits of user %s: %w", u.UserID, err)
 	}
-	if err := json.Unmarshal(grants, &u.Grants); err != nil {
+	if err := decode(grants, &u.Grants); err != nil {
 		return fmt.Errorf("decode grants of user %s: %w", u.UserID, err)
 	}
 	normalizeUser(u)

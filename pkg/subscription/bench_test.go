@@ -1,9 +1,12 @@
 package subscription_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/tollgate/tollgate/pkg/stripeevent"
 	"github.com/tollgate/tollgate/pkg/subscription"
@@ -208,4 +211,33 @@ func BenchmarkDecodeAndDerive(b *testing.B) {
 		}
 		reportEvents(b, len(raws))
 	})
+}
+
+// BenchmarkCheckpointDecode: how a stored checkpoint (the newest of a 14-event customer, as a
+// burst drain loads one a customer a batch) decodes with encoding/json, the baseline, and with
+// go-json-experiment's decoder in encoding/json's semantics, which pkg/entitlement uses.
+func BenchmarkCheckpointDecode(b *testing.B) {
+	_, cps, err := subscription.Ladder{}.Resume(cus, nil, arrival(decodeAll(b, longHistory(b, 14, false))), subscription.DefaultRules())
+	if err != nil || len(cps) == 0 {
+		b.Fatalf("resume: %v (%d checkpoints)", err, len(cps))
+	}
+	raw, err := json.Marshal(cps[len(cps)-1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range []struct {
+		name   string
+		decode func([]byte, any) error
+	}{{"encoding-json", json.Unmarshal}, {"go-json-experiment-v1", jsonv1.Unmarshal}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				var cp subscription.Checkpoint
+				if err := d.decode(raw, &cp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
