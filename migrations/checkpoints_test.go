@@ -59,3 +59,21 @@ func TestCheckpointStateBytesMigration(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state::text FROM customer_checkpoints`).Scan(&back))
 	require.JSONEq(t, state, back)
 }
+
+// 000018 leaves room on the read model's pages for HOT updates; down resets it.
+func TestReadModelFillfactorMigration(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	options := func() []string {
+		t.Helper()
+		var got []string
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT coalesce(array_agg(relname || ' ' || array_to_string(reloptions, ',') ORDER BY relname), '{}')
+			FROM pg_class WHERE relname IN ('customer_entitlements', 'user_entitlements', 'notification_state') AND reloptions IS NOT NULL`).Scan(&got))
+		return got
+	}
+	migrateTo(t, db, 18)
+	require.Equal(t, []string{"customer_entitlements fillfactor=70", "notification_state fillfactor=70", "user_entitlements fillfactor=70"}, options())
+	migrateTo(t, db, 17)
+	require.Empty(t, options())
+}

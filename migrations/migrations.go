@@ -20,7 +20,7 @@ import (
 var files embed.FS
 
 // Version is the schema version the code of this tree expects.
-const Version = 17
+const Version = 18
 
 // Up applies all pending migrations to the database at databaseURL (a postgres:// URL).
 // It is safe to call concurrently from several processes: golang-migrate takes an advisory lock.
