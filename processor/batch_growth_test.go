@@ -45,7 +45,7 @@ func TestBacklogGrowsTheBatches(t *testing.T) {
 			require.NoError(t, in.Metrics.BatchSize.Write(&m))
 			batches, messages := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 			// The stream holds each event once (its duplicates share its Nats-Msg-Id).
-			require.Equal(t, float64(processortest.StoredEvents(t, b.DB.Pool)), messages, "each message in one batch")
+			require.Equal(t, processortest.StoredEvents(t, b.DB.Pool), int(messages), "each message in one batch")
 			require.LessOrEqual(t, batches, uint64(tc.maxBatches))
 			if tc.batchBytes > 1<<20 {
 				require.Greater(t, messages/float64(batches), float64(opts.BatchSize), "batches grew past BatchSize")

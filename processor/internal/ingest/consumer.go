@@ -143,6 +143,7 @@ type Consumer struct {
 	log     *slog.Logger
 	metrics *Metrics
 	size    atomic.Int64 // messages the next fetch asks for (grow)
+	seed    maphash.Seed // spreads customers over a batch's shares
 }
 
 // PurgeEvery is how often the consumer checks, besides after each batch, whether its ack floor
@@ -161,7 +162,7 @@ var errReleased = errors.New("released unapplied")
 
 // NewConsumer creates or updates the durable consumer on the stream, which must exist.
 func NewConsumer(ctx context.Context, js jetstream.JetStream, db consumerDB, proj *projection.Projector, opts Options, log *slog.Logger, m *Metrics) (*Consumer, error) {
-	c := &Consumer{js: js, proj: proj, db: db, opts: opts, log: log, metrics: m}
+	c := &Consumer{js: js, proj: proj, db: db, opts: opts, log: log, metrics: m, seed: maphash.MakeSeed()}
 	c.size.Store(int64(opts.BatchSize))
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
@@ -442,7 +443,7 @@ func (c *Consumer) applyBatch(ctx context.Context, good []*delivery) error {
 	if len(good) == 0 {
 		return nil
 	}
-	parts := shares(good, c.opts.Parallel)
+	parts := shares(good, c.opts.Parallel, c.seed)
 	failed := make([]error, len(parts))
 	var wg sync.WaitGroup
 	for i, part := range parts {
@@ -467,13 +468,10 @@ func (c *Consumer) applyBatch(ctx context.Context, good []*delivery) error {
 	return nil
 }
 
-// shareSeed spreads customers over a batch's shares; any seed does, as long as one batch uses one.
-var shareSeed = maphash.MakeSeed()
-
 // shares splits ds into at most n parts by the hash of each event's customer (in its scope), or
 // of its id when it has none, so that all of a customer's events are in one part. A batch of one
 // customer is one part.
-func shares(ds []*delivery, n int) [][]*delivery {
+func shares(ds []*delivery, n int, seed maphash.Seed) [][]*delivery {
 	if n <= 1 || len(ds) == 1 {
 		return [][]*delivery{ds}
 	}
@@ -484,7 +482,7 @@ func shares(ds []*delivery, n int) [][]*delivery {
 		if e.CustomerID != "" {
 			key = projection.ScopeOf(e).Of(e.CustomerID).String()
 		}
-		i := maphash.String(shareSeed, key) % uint64(n) //nolint:gosec // n is small and positive
+		i := maphash.String(seed, key) % uint64(n)
 		parts[i] = append(parts[i], d)
 	}
 	return slices.DeleteFunc(parts, func(p []*delivery) bool { return len(p) == 0 })

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"hash/maphash"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,7 +23,7 @@ func TestSharesKeepEachCustomerTogether(t *testing.T) {
 		ds = append(ds, &delivery{event: projection.Admitted{Event: e}})
 	}
 	for _, n := range []int{0, 1, 2, 3, 8} {
-		parts := shares(ds, n)
+		parts := shares(ds, n, maphash.MakeSeed())
 		require.LessOrEqual(t, len(parts), max(n, 1))
 		if n >= 2 {
 			require.Len(t, parts, n, "600 events of 100 customers fill every share")
@@ -47,5 +48,5 @@ func TestSharesKeepEachCustomerTogether(t *testing.T) {
 		require.Equal(t, len(ds), total)
 		require.Len(t, seen, 100)
 	}
-	require.Len(t, shares(ds[:1], 4), 1)
+	require.Len(t, shares(ds[:1], 4, maphash.MakeSeed()), 1)
 }
