@@ -77,8 +77,8 @@ func (b *bench) run(ctx context.Context) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	// Only the burst: NATS with its default sync, which the burst's goal is stated with.
-	syncAlways := b.only != "burst"
+	// Only the burst or the peer: NATS with its default sync, which their goals are stated with.
+	syncAlways := b.only == ""
 	b.say("starting nats-server (sync_interval: always %t), a fresh database and bin/ services", syncAlways)
 	r, err := rig.Start(ctx, rig.Options{
 		BinDir: b.binDir, WorkDir: tmp + "/a", DatabaseURL: b.databaseURL,
@@ -92,8 +92,12 @@ func (b *bench) run(ctx context.Context) (string, error) {
 			b.say("stop: %v", err)
 		}
 	}()
-	if b.only == "burst" {
+	switch b.only {
+	case "burst":
 		b.burst(ctx, r)
+		return b.table(rig.Describe(ctx, r.DatabaseURL, r.NATSVersion), started, loadStart), errors.Join(b.errs...)
+	case "peer":
+		b.peer(ctx, r)
 		return b.table(rig.Describe(ctx, r.DatabaseURL, r.NATSVersion), started, loadStart), errors.Join(b.errs...)
 	}
 	natsDefault, err := natsproc.Launch(ctx, b.binDir+"/nats-server", natsproc.Options{Dir: tmp + "/b", Log: b.log})
@@ -247,7 +251,13 @@ func (b *bench) clusterWebhooks(ctx context.Context, st *stack.Stack, addr strin
 // base's /webhooks/stripe from webhookConc workers and returns the figures of the n. Any answer
 // but 200 is an error.
 func (b *bench) sendWebhooks(ctx context.Context, base, secret, prefix string, n int) (load.Result, error) {
-	events := lifecycleEvents(prefix+b.runID+"_", (warmup+n)/5+1, 5)[:warmup+n]
+	return b.sendEvents(ctx, base, secret, lifecycleEvents(prefix+b.runID+"_", (warmup+n)/5+1, 5)[:warmup+n])
+}
+
+// sendEvents signs the events and posts them to base, c32: the first warmup of them unmeasured,
+// then the rest for at most webhookMax.
+func (b *bench) sendEvents(ctx context.Context, base, secret string, events []scenario.Event) (load.Result, error) {
+	n := len(events) - warmup
 	ws := load.Sign(events, secret)
 	conns := load.NewConns(hostPort(base), webhookConc)
 	defer conns.Close()

@@ -14,8 +14,9 @@
 // DATABASE_URL (the Postgres server to create tollgate_bench_<random> on), BENCH_OUT
 // (bench/results.md), BENCH_SCALE (1; a smaller factor shrinks every phase, for a quick try),
 // BENCH_LOG (bench/out/bench.log: the services' logs), BENCH_ONLY (burst: only the burst drain,
-// against a default-sync nats-server; for profiling and before/after runs), BENCH_BURST_EVENTS and
-// BENCH_BURST_CUSTOMERS (the burst's size: 100,000 events over 20,000 customers).
+// against a default-sync nats-server, for profiling and before/after runs; peer: only the listener
+// beside stripe-sync-engine, e2e/peer-sse, which needs node and npm ci there), BENCH_BURST_EVENTS
+// and BENCH_BURST_CUSTOMERS (the burst's size: 100,000 events over 20,000 customers).
 package main
 
 import (
@@ -43,7 +44,7 @@ func main() {
 type settings struct {
 	binDir, databaseURL, out, logPath string
 	scale                             float64
-	only                              string // "" (every phase) or "burst"
+	only                              string // "" (every phase), "burst" or "peer"
 	burstEvents, burstCustomers       int
 }
 
@@ -53,8 +54,8 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		out: getenv("BENCH_OUT"), logPath: getenv("BENCH_LOG"), scale: 1, only: getenv("BENCH_ONLY"),
 		burstEvents: burstEvents, burstCustomers: burstCustomers,
 	}
-	if s.only != "" && s.only != "burst" {
-		return s, fmt.Errorf("BENCH_ONLY %q: want burst or nothing", s.only)
+	if s.only != "" && s.only != "burst" && s.only != "peer" {
+		return s, fmt.Errorf("BENCH_ONLY %q: want burst, peer or nothing", s.only)
 	}
 	for _, v := range []struct {
 		name string

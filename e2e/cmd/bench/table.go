@@ -46,12 +46,15 @@ func scaleNote(scale float64) string {
 	return fmt.Sprintf(", BENCH_SCALE=%g", scale)
 }
 
-// onlyNote names the variables of a run of the burst alone.
+// onlyNote names the variables of a run of one phase alone.
 func onlyNote(s settings) string {
-	if s.only == "" {
+	switch s.only {
+	case "":
 		return ""
+	case "burst":
+		return fmt.Sprintf(", BENCH_ONLY=%s BENCH_BURST_EVENTS=%d BENCH_BURST_CUSTOMERS=%d", s.only, s.burstEvents, s.burstCustomers)
 	}
-	return fmt.Sprintf(", BENCH_ONLY=%s BENCH_BURST_EVENTS=%d BENCH_BURST_CUSTOMERS=%d", s.only, s.burstEvents, s.burstCustomers)
+	return ", BENCH_ONLY=" + s.only
 }
 
 // summary is a run's rate and latency in the table's words.
