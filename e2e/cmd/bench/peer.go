@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,16 +91,9 @@ func peerEvents(prefix string, n int) []scenario.Event {
 	return out[:min(n, len(out))]
 }
 
+// median of v (not empty).
 func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	for i := range s { // insertion sort: three values
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	if len(s) == 0 {
-		return 0
-	}
+	s := slices.Sorted(slices.Values(v))
 	if len(s)%2 == 1 {
 		return s[len(s)/2]
 	}
@@ -113,15 +109,17 @@ type peerProc struct {
 
 // startPeer starts e2e/peer-sse/server.js on a free port against databaseURL (its own schema,
 // "stripe", which it migrates) and waits until it listens.
-func startPeer(ctx context.Context, databaseURL, secret string, log interface{ Write([]byte) (int, error) }) (*peerProc, error) {
+func startPeer(ctx context.Context, databaseURL, secret string, log io.Writer) (*peerProc, error) {
 	pkg := filepath.Join(peerDir, "node_modules", "@supabase", "stripe-sync-engine", "package.json")
 	raw, err := os.ReadFile(pkg)
 	if err != nil {
 		return nil, fmt.Errorf("the peer is not installed (%w): run npm ci in %s", err, peerDir)
 	}
-	version := "?"
-	if i := strings.Index(string(raw), `"version": "`); i >= 0 {
-		version, _, _ = strings.Cut(string(raw)[i+len(`"version": "`):], `"`)
+	var meta struct {
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return nil, fmt.Errorf("read %s: %w", pkg, err)
 	}
 	node, err := exec.CommandContext(ctx, "node", "--version").Output()
 	if err != nil {
@@ -139,7 +137,7 @@ func startPeer(ctx context.Context, databaseURL, secret string, log interface{ W
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the peer: %w", err)
 	}
-	p := &peerProc{cmd: cmd, url: "http://127.0.0.1:" + port, version: version, node: strings.TrimSpace(string(node))}
+	p := &peerProc{cmd: cmd, url: "http://127.0.0.1:" + port, version: meta.Version, node: strings.TrimSpace(string(node))}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
@@ -157,7 +155,5 @@ func startPeer(ctx context.Context, databaseURL, secret string, log interface{ W
 	return nil, errors.New("the peer did not listen within a minute")
 }
 
-func (p *peerProc) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	_ = p.cmd.Process.Kill()
-}
+// stop kills the peer: it keeps nothing worth a clean shutdown.
+func (p *peerProc) stop() { _ = p.cmd.Process.Kill() }
