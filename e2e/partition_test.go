@@ -26,8 +26,9 @@ const (
 	// copies, sent for about 40 seconds at partitionSendEvery, through both partitions.
 	partitionCustomers = 100
 	partitionSendEvery = 40 * time.Millisecond
-	// partitionFor is how long each partition lasts: several Raft election timeouts (JetStream
-	// elects within a few seconds), so the majority side elects and serves on its own.
+	// partitionFor is how long each partition lasts at least: several Raft election timeouts
+	// (JetStream elects within a few seconds), so the majority side elects and serves on its own
+	// (round 1 waits longer until it has).
 	partitionFor = 12 * time.Second
 )
 
@@ -125,7 +126,14 @@ func TestPartition(t *testing.T) {
 		}
 	}
 	cut := time.Now()
-	time.Sleep(partitionFor)
+	// The partition lasts partitionFor, and longer if the majority side has not yet elected a
+	// leader and accepted a webhook: an election can take two Raft timeouts when the meta
+	// leader was cut off too (seen in CI: none within 12 s).
+	wait.For(t, time.Minute, "the majority side electing a leader and accepting webhooks during the partition", func() bool {
+		return time.Since(cut) >= partitionFor && tr.count(func(a attempt) bool {
+			return a.url == majURL && a.status == http.StatusOK && a.start.After(cut)
+		}) > 0
+	})
 	newLeader := ""
 	if info, err := streamInfoErr(ctx, e.js); err == nil && info.Cluster != nil {
 		newLeader = info.Cluster.Leader
