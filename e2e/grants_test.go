@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -77,7 +78,7 @@ func newGrantSink(t *testing.T) *grantSink {
 	return s
 }
 
-// of is the notifications of a user, in the order they arrived, one per sequence.
+// of is the notifications of a user, one per sequence, in sequence order.
 func (s *grantSink) of(user string) []grantNote {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -89,6 +90,9 @@ func (s *grantSink) of(user string) []grantNote {
 			out = append(out, n)
 		}
 	}
+	// In the order of their sequence, as a receiver reads them: the notifier posts the ones
+	// due together in parallel, so two recorded a moment apart may arrive in either order.
+	slices.SortFunc(out, func(a, b grantNote) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
